@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tomllib
 from collections.abc import Iterator
 from typing import Any
 
 import pydantic
+import tomllib
 import typer
 from rich.console import Console
 
@@ -31,7 +31,7 @@ def format_validation_error(error: pydantic.ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "config"
-        message = item["msg"]
+        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field (check the spelling)"
         lines.append(f"{location}: {message}")

@@ -36,18 +36,30 @@ def workloads_command() -> None:
 
 
 def train_command(
-    workload: Annotated[str, typer.Option(help="Built-in name or module:function.")] = "mnist1d-cnn",
+    workload: Annotated[
+        str, typer.Option(help="Built-in name or module:function.")
+    ] = "mnist1d-cnn",
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 128,
-    steps: Annotated[int | None, typer.Option(help="Step budget [default: the workload's].")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="Optimizer name [default: the workload's].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate [default: the workload's].")] = None,
-    momentum: Annotated[float | None, typer.Option(help="Momentum (momentum methods, LARS).")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Step budget [default: the workload's].")
+    ] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="Optimizer name [default: the workload's].")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate [default: the workload's].")
+    ] = None,
+    momentum: Annotated[
+        float | None, typer.Option(help="Momentum (momentum methods, LARS).")
+    ] = None,
     eval_every: Annotated[int, typer.Option(help="Evaluate every this many steps.")] = 100,
     seed: Annotated[int, typer.Option(help="Initialisation and data-order seed.")] = 0,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Workload parameter KEY=VALUE.")
     ] = None,
-    full: Annotated[bool, typer.Option(help="Train the whole budget, not just to the target.")] = False,
+    full: Annotated[
+        bool, typer.Option(help="Train the whole budget, not just to the target.")
+    ] = False,
 ) -> None:
     """Train one run of a workload and print its metrics and steps-to-target.
 

@@ -17,6 +17,12 @@ def derive_seeds(seed: int, count: int) -> list[int]:
     return [int(child.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for child in children]
 
 
+def seed_for(*keys: int) -> int:
+    """A 63-bit seed determined by a tuple of non-negative integers (e.g. study, rung, slot)."""
+    state = np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
 def with_torch_seed(seed: int, build: Callable[[], T]) -> T:
     """Run ``build()`` (e.g. a module constructor) with torch's CPU RNG seeded to ``seed``.
 

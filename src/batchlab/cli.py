@@ -11,6 +11,7 @@ import typer
 
 from . import __version__
 from ._cli_common import console
+from ._cli_study import study_app
 from ._cli_train import train_command, workloads_command
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ def _root(
 
 app.command("workloads")(workloads_command)
 app.command("train")(train_command)
+app.add_typer(study_app, name="study")
 
 
 def main() -> None:

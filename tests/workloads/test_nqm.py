@@ -37,9 +37,7 @@ def test_expected_loss_matches_average_of_simulated_torch_sgd_runs(optimizer, mo
     # Many independent runs as rows of one parameter: torch.optim.SGD acts elementwise,
     # so each row is exactly one run of SGD on the NQM.
     w = torch.nn.Parameter(torch.from_numpy(workload.w0).repeat(runs, 1))
-    sgd = torch.optim.SGD(
-        [w], lr=lr, momentum=momentum, nesterov=optimizer == "nesterov"
-    )
+    sgd = torch.optim.SGD([w], lr=lr, momentum=momentum, nesterov=optimizer == "nesterov")
     simulated = {}
     for step in range(1, eval_steps[-1] + 1):
         z = torch.randn(runs, batch_size, h.numel(), generator=generator, dtype=torch.float64)

@@ -1,5 +1,22 @@
-"""Scaling studies: batch-size ladder, per-batch-size tuning, steps-to-target."""
+"""Scaling studies: batch-size ladder, per-batch-size tuning, steps-to-target, storage."""
 
+from ._config import StudyConfig
+from ._results import RungResult, StudyResult, TrialRecord
+from ._study import RungStatus, Study
 from ._trial import RunResult, RunSpec, run_training, steps_to_target
+from ._worker import TrialEvent, work
 
-__all__ = ["RunResult", "RunSpec", "run_training", "steps_to_target"]
+__all__ = [
+    "RunResult",
+    "RunSpec",
+    "RungResult",
+    "RungStatus",
+    "Study",
+    "StudyConfig",
+    "StudyResult",
+    "TrialEvent",
+    "TrialRecord",
+    "run_training",
+    "steps_to_target",
+    "work",
+]

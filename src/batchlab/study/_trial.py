@@ -184,8 +184,10 @@ def run_training(
             f"target metric {target.metric!r} is not reported by workload "
             f"{workload.name!r}; it reports: {', '.join(workload.metrics)}"
         )
-    curve = _exact_curve(workload, spec) if has_exact_curves(workload) else _training_curve(
-        workload, spec
+    curve = (
+        _exact_curve(workload, spec)
+        if has_exact_curves(workload)
+        else _training_curve(workload, spec)
     )
     result = RunResult(status="not_reached", steps_to_target=None)
     for step, metrics, train_loss in curve:
@@ -201,15 +203,21 @@ def run_training(
         if on_eval is not None:
             on_eval(step, metrics)
         if not math.isfinite(value):
-            result.status, result.reason = "diverged", f"{target.metric} became {value} at step {step}"
+            result.status, result.reason = (
+                "diverged",
+                f"{target.metric} became {value} at step {step}",
+            )
             break
         if target.reached(value):
-            result.status, result.steps_to_target = "reached", step
+            if result.steps_to_target is None:
+                result.status, result.steps_to_target = "reached", step
             if stop_at_target:
                 break
         elif stop_after is not None and step >= stop_after and result.steps_to_target is None:
             result.status = "beaten"
-            result.reason = f"stopped at step {step}: another run reached the target by step {stop_after}"
+            result.reason = (
+                f"stopped at step {step}: another run reached the target by step {stop_after}"
+            )
             break
     if result.status == "not_reached":
         result.reason = f"{target.describe()} not reached within {spec.max_steps} steps"

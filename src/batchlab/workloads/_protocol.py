@@ -36,9 +36,7 @@ class Target:
 
     def __post_init__(self) -> None:
         if self.direction not in ("max", "min"):
-            raise ValueError(
-                f"target direction must be 'max' or 'min', got {self.direction!r}"
-            )
+            raise ValueError(f"target direction must be 'max' or 'min', got {self.direction!r}")
         if not math.isfinite(self.value):
             raise ValueError(f"target value must be a finite number, got {self.value!r}")
 

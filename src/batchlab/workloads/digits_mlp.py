@@ -39,7 +39,7 @@ def load_digits_split(num_val: int, split_seed: int) -> tuple[np.ndarray, ...]:
 class DigitsMLPWorkload(ClassificationWorkload):
     """Digits classification with a one-hidden-layer MLP (64-64-10, ~4.8k parameters).
 
-    Default target: validation accuracy >= 0.95, reached from the default
+    Default target: validation accuracy >= 0.97, reached from the default
     hyperparameters at batch sizes 16 to 1024 within the default budget
     (``benchmarks/workload_targets.py``).
 
@@ -52,7 +52,7 @@ class DigitsMLPWorkload(ClassificationWorkload):
 
     name = "digits-mlp"
     description = "MLP (~4.8k params) on scikit-learn's 8x8 digits"
-    target = Target("accuracy", 0.95, "max")
+    target = Target("accuracy", 0.97, "max")
     default_steps = 2000
     default_hparams = {"optimizer": "nesterov", "lr": 0.1, "momentum": 0.9}
 
@@ -62,9 +62,16 @@ class DigitsMLPWorkload(ClassificationWorkload):
         x_train, y_train, x_val, y_val = load_digits_split(num_val, split_seed)
         super().__init__(*(torch.from_numpy(a) for a in (x_train, y_train, x_val, y_val)))
         self.hidden = hidden
-        self.params: dict[str, Any] = {"num_val": num_val, "hidden": hidden, "split_seed": split_seed}
+        self.params: dict[str, Any] = {
+            "num_val": num_val,
+            "hidden": hidden,
+            "split_seed": split_seed,
+        }
 
     def build_model(self, seed: int) -> nn.Module:
         return with_torch_seed(
-            seed, lambda: nn.Sequential(nn.Linear(64, self.hidden), nn.ReLU(), nn.Linear(self.hidden, 10))
+            seed,
+            lambda: nn.Sequential(
+                nn.Linear(64, self.hidden), nn.ReLU(), nn.Linear(self.hidden, 10)
+            ),
         )

@@ -84,7 +84,9 @@ class LinRegWorkload:
         if not noise_std >= 0:
             raise ValueError(f"linreg: noise_std must be >= 0, got {noise_std!r}")
         generator = make_generator(data_seed)
-        rotation, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
+        rotation, _ = torch.linalg.qr(
+            torch.randn(dim, dim, generator=generator, dtype=torch.float64)
+        )
         eigenvalues = torch.arange(1, dim + 1, dtype=torch.float64) ** (-float(decay))
         self.cov = (rotation * eigenvalues) @ rotation.T
         self.sqrt_cov = (rotation * eigenvalues.sqrt()) @ rotation.T  # C = S Sᵀ, S symmetric

@@ -104,7 +104,11 @@ class MNIST1DWorkload(ClassificationWorkload):
     def __init__(
         self, num_train: int = 4000, num_val: int = 1000, data_seed: int = 42, channels: int = 16
     ) -> None:
-        for field, value in (("num_train", num_train), ("num_val", num_val), ("channels", channels)):
+        for field, value in (
+            ("num_train", num_train),
+            ("num_val", num_val),
+            ("channels", channels),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"mnist1d-cnn: {field} must be a positive integer, got {value!r}")
         x_train, y_train = generate_mnist1d(num_train, data_seed)

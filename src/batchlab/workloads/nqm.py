@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._protocol import Batch, Target, check_batch_size
 from ._exact import ExactNoiseScale
+from ._protocol import Batch, Target, check_batch_size
 
 NQM_OPTIMIZERS = ("sgd", "momentum", "nesterov")
 

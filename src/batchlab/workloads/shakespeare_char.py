@@ -199,7 +199,7 @@ class ShakespeareCharWorkload(InMemoryWorkload):
         return with_torch_seed(seed, lambda: CharTransformer(self.config))
 
     def take_train(self, indices: Tensor) -> Batch:
-        return self.train_tokens[indices[:, None] + self._offsets]
+        return self.train_tokens[indices[..., None] + self._offsets]
 
     def loss_fn(self, model: nn.Module, batch: Batch) -> Tensor:
         return self._loss(model, batch)[0]

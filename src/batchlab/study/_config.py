@@ -1,0 +1,346 @@
+"""The study configuration: a pydantic model loaded from TOML.
+
+Every field is validated where it is read (``extra="forbid"``: a typo is an error,
+not a silent default), and cross-field checks that need the workload (does it
+report the target metric? is the largest rung within its training set?) run in
+:func:`validate_against_workload`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomllib
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from .._errors import ConfigError
+from ..optim import OPTIMIZER_HPARAMS, OPTIMIZERS
+from ..workloads import BUILTIN_WORKLOADS, Target, Workload
+
+#: Hyperparameters sampled as 1 − x on a log scale (Shallue et al. 2018, Sec. 3.4).
+ONE_MINUS = {
+    "one_minus_momentum": "momentum",
+    "one_minus_beta1": "beta1",
+    "one_minus_beta2": "beta2",
+}
+#: Schedule hyperparameters any optimizer accepts.
+SCHEDULE_PARAMS = ("warmup_fraction",)
+
+Sampler = Literal["sobol", "random", "tpe"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkloadConfig(_Strict):
+    """Which workload, and the parameters it is built with."""
+
+    name: str = Field(min_length=1, description="Built-in name or module:function.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in BUILTIN_WORKLOADS and ":" not in name:
+            raise ValueError(
+                f"unknown workload {name!r}; built-in workloads are "
+                f"{', '.join(BUILTIN_WORKLOADS)} (or 'module:function')"
+            )
+        return name
+
+
+class LadderConfig(_Strict):
+    """The batch sizes: an explicit list, or the powers of two from ``min`` to ``max``."""
+
+    batch_sizes: list[Annotated[int, Field(gt=0)]] | None = None
+    min: int | None = Field(default=None, gt=0)
+    max: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> LadderConfig:
+        if self.batch_sizes is not None:
+            if self.min is not None or self.max is not None:
+                raise ValueError("give either batch_sizes or min/max, not both")
+            if not self.batch_sizes:
+                raise ValueError("batch_sizes is empty; give at least one batch size")
+            if len(set(self.batch_sizes)) != len(self.batch_sizes):
+                raise ValueError("batch_sizes has duplicates")
+        elif self.min is None or self.max is None:
+            raise ValueError("give batch_sizes = [...] or both min and max (powers of two)")
+        elif self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        elif not self.values():
+            raise ValueError(f"no power of two lies between min={self.min} and max={self.max}")
+        return self
+
+    def values(self) -> list[int]:
+        """The rungs, ascending."""
+        if self.batch_sizes is not None:
+            return sorted(self.batch_sizes)
+        assert self.min is not None and self.max is not None
+        first = math.ceil(math.log2(self.min))
+        return [
+            2**k for k in range(first, int(math.log2(self.max)) + 1) if self.min <= 2**k <= self.max
+        ]
+
+
+class ParamRange(_Strict):
+    """One searched hyperparameter: a range on a log or linear scale."""
+
+    low: float
+    high: float
+    scale: Literal["log", "linear"] = "log"
+
+    @model_validator(mode="after")
+    def _valid(self) -> ParamRange:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("low and high must be finite numbers")
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low:g}) must be smaller than high ({self.high:g})")
+        if self.scale == "log" and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0, got low={self.low:g}")
+        return self
+
+
+def default_search_space(optimizer: str) -> dict[str, ParamRange]:
+    """Shallue et al. 2018's defaults: LR log-uniform, 1 − momentum log-uniform."""
+    if optimizer in ("adam", "adamw", "lamb"):
+        return {"lr": ParamRange(low=1e-4, high=1e-1)}
+    space = {"lr": ParamRange(low=1e-3, high=10.0 if optimizer == "lars" else 1.0)}
+    if optimizer in ("momentum", "nesterov", "lars"):
+        space["one_minus_momentum"] = ParamRange(low=1e-2, high=0.5)
+    return space
+
+
+class SearchConfig(_Strict):
+    """Per-rung tuning: sampler, trials per rung and the search space."""
+
+    sampler: Sampler = "sobol"
+    trials_per_rung: int = Field(default=16, gt=0, le=4096)
+    space: dict[str, ParamRange] | None = None
+    fixed: dict[str, float] = Field(
+        default_factory=dict, description="Hyperparameters held constant (not searched)."
+    )
+
+
+class TargetConfig(_Strict):
+    metric: str = Field(min_length=1)
+    value: float
+    direction: Literal["max", "min"]
+
+    def to_target(self) -> Target:
+        return Target(self.metric, self.value, self.direction)
+
+
+class BudgetConfig(_Strict):
+    """Step budget per rung: ``steps``, or ``examples`` / B clamped to [min_steps, max_steps]."""
+
+    steps: int | None = Field(default=None, gt=0)
+    examples: int | None = Field(default=None, gt=0)
+    min_steps: int = Field(default=100, gt=0)
+    max_steps: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> BudgetConfig:
+        if (self.steps is None) == (self.examples is None):
+            raise ValueError("give exactly one of steps or examples")
+        if self.max_steps is not None and self.max_steps < self.min_steps:
+            raise ValueError(f"max_steps ({self.max_steps}) < min_steps ({self.min_steps})")
+        return self
+
+    def steps_for(self, batch_size: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        assert self.examples is not None
+        steps = max(self.min_steps, math.ceil(self.examples / batch_size))
+        return min(steps, self.max_steps) if self.max_steps is not None else steps
+
+
+class EvaluationConfig(_Strict):
+    """How often to evaluate: every ``every`` steps, or ``per_run`` times per budget.
+
+    ``per_run`` keeps the steps-to-target resolution relative to each rung's budget,
+    so the large rungs (few steps) are measured as finely as the small ones.
+    """
+
+    every: int | None = Field(default=None, gt=0)
+    per_run: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> EvaluationConfig:
+        if self.every is not None and self.per_run is not None:
+            raise ValueError("give either every or per_run, not both")
+        return self
+
+    def every_for(self, budget_steps: int) -> int:
+        if self.every is not None:
+            return self.every
+        return max(1, budget_steps // (self.per_run or 50))
+
+
+class StoppingConfig(_Strict):
+    """Early stopping that cannot change a rung's best steps-to-target."""
+
+    at_target: bool = True
+    once_beaten: bool = True
+
+
+class WorkersConfig(_Strict):
+    """Liveness of workers: heartbeat interval and the grace before a trial is re-run."""
+
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    grace_period: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _grace(self) -> WorkersConfig:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError("grace_period must be longer than heartbeat_interval")
+        return self
+
+
+class PerformanceConfig(_Strict):
+    """How trials are executed; none of this changes what a trial measures.
+
+    ``ensemble_size`` trials of a rung train together as one vmapped model
+    (``"auto"``: as many as fit in ``ensemble_max_examples`` examples per step,
+    since batching stops paying once the per-step work is large).
+    """
+
+    ensemble_size: int | Literal["auto"] = "auto"
+    ensemble_max_examples: int = Field(default=512, gt=0)
+
+    @field_validator("ensemble_size")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("ensemble_size must be a positive integer or 'auto'")
+        return value
+
+    def size_for(self, batch_size: int, trials: int) -> int:
+        if self.ensemble_size == "auto":
+            return max(1, min(trials, self.ensemble_max_examples // batch_size))
+        return min(int(self.ensemble_size), trials)
+
+
+class StudyConfig(_Strict):
+    """A batch-size scaling study (Shallue et al. 2018): ladder, tuning, target, budget.
+
+    Load one from TOML with :meth:`from_toml`; see ``examples/`` for every workload.
+    """
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    workload: WorkloadConfig
+    ladder: LadderConfig
+    optimizer: str = "nesterov"
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    target: TargetConfig | None = None
+    budget: BudgetConfig
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    stopping: StoppingConfig = Field(default_factory=StoppingConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+    seed: int = Field(default=0, ge=0)
+    storage: str | None = Field(
+        default=None, description="Optuna storage URL; default: a journal file in the study dir."
+    )
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, name: str) -> str:
+        if name not in OPTIMIZER_HPARAMS:
+            raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        return name
+
+    @model_validator(mode="after")
+    def _space_fits_optimizer(self) -> StudyConfig:
+        accepted = set(OPTIMIZER_HPARAMS[self.optimizer])
+        allowed = (
+            accepted
+            | set(SCHEDULE_PARAMS)
+            | {key for key, base in ONE_MINUS.items() if base in accepted}
+        )
+        searched = set(self.search_space())
+        for key in sorted(searched | set(self.search.fixed)):
+            if key not in allowed:
+                raise ValueError(
+                    f"hyperparameter {key!r} does not apply to optimizer {self.optimizer!r}; "
+                    f"allowed: {', '.join(sorted(allowed))}"
+                )
+        both = searched & set(self.search.fixed)
+        if both:
+            raise ValueError(f"{', '.join(sorted(both))} is both searched and fixed")
+        if "lr" not in searched and "lr" not in self.search.fixed:
+            raise ValueError("the search space must include lr (or fix it in search.fixed)")
+        for key, base in ONE_MINUS.items():
+            if key in searched and base in searched:
+                raise ValueError(f"search either {key} or {base}, not both")
+            space = self.search_space().get(key)
+            if space is not None and not (space.low > 0 and space.high <= 1):
+                raise ValueError(f"{key} must lie in (0, 1], got [{space.low:g}, {space.high:g}]")
+        warmup = self.search_space().get("warmup_fraction")
+        if warmup is not None and not (0 <= warmup.low and warmup.high <= 1):
+            raise ValueError("warmup_fraction must lie in [0, 1]")
+        for batch_size in self.ladder.values():
+            budget = self.budget.steps_for(batch_size)
+            every = self.evaluation.every_for(budget)
+            if budget < every:
+                raise ValueError(
+                    f"the step budget at batch size {batch_size} ({budget}) is smaller than the "
+                    f"evaluation interval ({every}): the run would never be evaluated"
+                )
+        return self
+
+    def search_space(self) -> dict[str, ParamRange]:
+        """The searched hyperparameters (the optimizer's defaults if not configured)."""
+        if self.search.space is not None:
+            return dict(self.search.space)
+        return {
+            k: v
+            for k, v in default_search_space(self.optimizer).items()
+            if k not in self.search.fixed
+        }
+
+    def batch_sizes(self) -> list[int]:
+        return self.ladder.values()
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> StudyConfig:
+        """Read and validate a TOML study file."""
+        path = Path(path)
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+        return cls.model_validate(data)
+
+
+def resolve_target(config: StudyConfig, workload: Workload) -> Target:
+    """The configured target, or the workload's default."""
+    return config.target.to_target() if config.target is not None else workload.target
+
+
+def validate_against_workload(config: StudyConfig, workload: Workload) -> None:
+    """Checks that need the built workload: target metric and training-set size."""
+    target = resolve_target(config, workload)
+    if target.metric not in workload.metrics:
+        raise ConfigError(
+            f"target.metric: workload {workload.name!r} does not report {target.metric!r}; "
+            f"it reports: {', '.join(workload.metrics)}"
+        )
+    largest = max(config.batch_sizes())
+    if workload.train_size is not None and largest > workload.train_size:
+        raise ConfigError(
+            f"ladder: batch size {largest} is larger than the training set of "
+            f"{workload.name!r} ({workload.train_size} examples)"
+        )

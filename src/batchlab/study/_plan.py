@@ -1,0 +1,138 @@
+"""Planning a study: rungs, their budgets, and the quasi-random trials of each rung.
+
+Shallue et al. 2018 (Sec. 3.4) tune every batch size separately with quasi-random
+search: a fixed number of points of a scrambled Sobol sequence over the search
+space. The points come from SciPy's ``qmc.Sobol`` (seeded, scrambled) and every
+rung searches the same points, so differences between rungs are not differences
+between candidate sets. They are enqueued into each rung's Optuna study before any
+trial runs. (Optuna's own ``QMCSampler`` samples its first trial at random and
+numbers its points with a counter that concurrent workers can race on; planning up
+front keeps the trial set identical for any number of workers.)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from scipy.stats import qmc
+
+from .._seeding import seed_for
+from ._config import ONE_MINUS, ParamRange, StudyConfig
+
+PLANNED_ATTR = "batchlab:planned"
+CONFIG_ATTR = "batchlab:config"
+RUNG_ATTR = "batchlab:rung"
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One batch size of the ladder, with its step budget and evaluation interval."""
+
+    index: int
+    batch_size: int
+    budget_steps: int
+    eval_every: int
+    study_name: str
+
+
+def rung_study_name(study: str, batch_size: int) -> str:
+    """Optuna study name of a rung; zero-padded so dashboards sort rungs by batch size."""
+    return f"{study}/bs{batch_size:06d}"
+
+
+def plan_rungs(config: StudyConfig) -> list[Rung]:
+    rungs = []
+    for index, batch_size in enumerate(config.batch_sizes()):
+        budget = config.budget.steps_for(batch_size)
+        rungs.append(
+            Rung(
+                index=index,
+                batch_size=batch_size,
+                budget_steps=budget,
+                eval_every=config.evaluation.every_for(budget),
+                study_name=rung_study_name(config.name, batch_size),
+            )
+        )
+    return rungs
+
+
+def _scale(unit: float, space: ParamRange) -> float:
+    if space.scale == "log":
+        value = math.exp(math.log(space.low) + unit * (math.log(space.high) - math.log(space.low)))
+    else:
+        value = space.low + unit * (space.high - space.low)
+    return min(max(value, space.low), space.high)  # guard the last ulp of rounding
+
+
+def sample_points(config: StudyConfig, count: int) -> list[dict[str, float]]:
+    """The first ``count`` search points (Sobol or uniform random), seeded by the study seed.
+
+    Taking more points later extends the same sequence (its first ``count`` points do
+    not change), so a study's trials per rung can be raised on resume.
+    """
+    space = config.search_space()
+    names = sorted(space)
+    if config.search.sampler == "sobol":
+        sampler = qmc.Sobol(d=len(names), scramble=True, seed=np.random.default_rng(config.seed))
+        with warnings.catch_warnings():
+            # SciPy warns that non-power-of-two counts lose Sobol's balance properties;
+            # Shallue et al. used arbitrary trial counts too.
+            warnings.simplefilter("ignore", UserWarning)
+            units = sampler.random(count)
+    else:
+        units = np.random.default_rng(config.seed).random((count, len(names)))
+    return [
+        {name: _scale(float(u), space[name]) for name, u in zip(names, row, strict=True)}
+        for row in units
+    ]
+
+
+def to_hparams(
+    config: StudyConfig, params: dict[str, float], budget_steps: int
+) -> dict[str, float]:
+    """Optimizer hyperparameters from searched values: 1 − x undone, warmup in steps."""
+    hparams: dict[str, float] = {}
+    for name, value in {**config.search.fixed, **params}.items():
+        if name in ONE_MINUS:
+            hparams[ONE_MINUS[name]] = 1.0 - value
+        elif name == "warmup_fraction":
+            hparams["warmup_steps"] = float(round(value * budget_steps))
+        else:
+            hparams[name] = value
+    return hparams
+
+
+def slot_seed(config: StudyConfig, rung: Rung, slot: int) -> int:
+    """The seed of one trial, from (study seed, rung index, slot): independent of workers."""
+    return seed_for(config.seed, rung.index, slot)
+
+
+def enqueue_slots(
+    study: optuna.Study, config: StudyConfig, rung: Rung, start: int, stop: int
+) -> None:
+    """Enqueue the trials ``start`` ... ``stop - 1`` of a rung."""
+    points = sample_points(config, stop) if config.search.sampler != "tpe" else [{}] * stop
+    for slot in range(start, stop):
+        study.enqueue_trial(
+            points[slot],
+            user_attrs={"slot": slot, "seed": slot_seed(config, rung, slot)},
+            skip_if_exists=False,
+        )
+
+
+def planned_count(study: optuna.Study) -> int:
+    return int(study.user_attrs.get(PLANNED_ATTR, 0))
+
+
+def rung_attrs(config: StudyConfig, rung: Rung) -> dict[str, Any]:
+    return {
+        "index": rung.index,
+        "batch_size": rung.batch_size,
+        "budget_steps": rung.budget_steps,
+        "eval_every": rung.eval_every,
+    }

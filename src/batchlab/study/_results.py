@@ -1,0 +1,266 @@
+"""A study's results, read back from its storage: per rung the best trial, every trial.
+
+Steps-to-result at a batch size is the minimum steps-to-target over its trials
+(Shallue et al. 2018, Sec. 3.3); a rung where no trial reached the target has
+``None``. The analysis (fit of S(B), regimes, ideal batch size, LR trend) is added
+when at least three rungs reached the target.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .._io import atomic_write_json, atomic_write_text
+from ._plan import Rung, planned_count
+
+logger = logging.getLogger(__name__)
+
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished (or failed) trial of a rung."""
+
+    number: int
+    slot: int
+    seed: int
+    params: dict[str, float]
+    hparams: dict[str, float]
+    status: str
+    steps_to_target: int | None
+    reason: str | None
+    wall_time_s: float | None
+    curve: dict[str, list[float | None]] | None
+    traceback: str | None = None
+    retry_of: int | None = None
+
+
+@dataclass(frozen=True)
+class RungResult:
+    """A batch size, its budget and trials, and the best steps-to-target found."""
+
+    batch_size: int
+    budget_steps: int
+    eval_every: int
+    trials_planned: int
+    trials_done: int
+    trials_running: int
+    steps_to_target: int | None
+    best_hparams: dict[str, float] | None
+    best_trial: int | None
+    trials: list[TrialRecord] = field(default_factory=list)
+
+
+@dataclass
+class StudyResult:
+    """Everything a report needs, JSON-serialisable via :meth:`to_dict`.
+
+    Attributes:
+        steps_to_target: batch size -> best steps-to-target (``None``: never reached).
+        analysis: fit/regimes/LR trend (``None`` until three rungs reached the target).
+    """
+
+    name: str
+    config: dict[str, Any]
+    workload: dict[str, Any]
+    target: dict[str, Any]
+    rungs: list[RungResult]
+    analysis: dict[str, Any] | None
+    environment: dict[str, Any]
+    wall_time_s: float
+    created: str
+    noise_scale: dict[str, Any] | None = None
+
+    @property
+    def steps_to_target(self) -> dict[int, int | None]:
+        return {rung.batch_size: rung.steps_to_target for rung in self.rungs}
+
+    @property
+    def complete(self) -> bool:
+        return all(r.trials_done >= r.trials_planned for r in self.rungs)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["schema_version"] = SCHEMA_VERSION
+        data["steps_to_target"] = {str(b): s for b, s in self.steps_to_target.items()}
+        return _json_safe(data)
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``results.json`` and ``results.csv`` atomically into ``directory``."""
+        directory = Path(directory)
+        atomic_write_json(directory / RESULTS_JSON, self.to_dict())
+        atomic_write_text(directory / RESULTS_CSV, self.to_csv())
+
+    def to_csv(self) -> str:
+        """One row per trial: batch size, trial, status, steps-to-target, hyperparameters."""
+        names = sorted({k for r in self.rungs for t in r.trials for k in t.hparams})
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(
+            [
+                "batch_size",
+                "trial",
+                "slot",
+                "seed",
+                "status",
+                "steps_to_target",
+                "best",
+                "wall_time_s",
+                *names,
+            ]
+        )
+        for rung in self.rungs:
+            for t in rung.trials:
+                writer.writerow(
+                    [
+                        rung.batch_size,
+                        t.number,
+                        t.slot,
+                        t.seed,
+                        t.status,
+                        "" if t.steps_to_target is None else t.steps_to_target,
+                        int(t.number == rung.best_trial),
+                        "" if t.wall_time_s is None else f"{t.wall_time_s:.3f}",
+                        *(repr(t.hparams[n]) if n in t.hparams else "" for n in names),
+                    ]
+                )
+        return buffer.getvalue()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _record(trial: FrozenTrial) -> TrialRecord:
+    attrs = trial.user_attrs
+    status = attrs.get("status") or ("error" if trial.state == TrialState.FAIL else "unknown")
+    return TrialRecord(
+        number=trial.number,
+        slot=int(attrs.get("slot", -1)),
+        seed=int(attrs.get("seed", -1)),
+        params=dict(trial.params),
+        hparams=dict(attrs.get("hparams", {})),
+        status=status,
+        steps_to_target=attrs.get("steps_to_target"),
+        reason=attrs.get("reason"),
+        wall_time_s=attrs.get("wall_time_s"),
+        curve=attrs.get("curve"),
+        traceback=attrs.get("traceback"),
+        retry_of=trial.system_attrs.get("batchlab:retry_of"),
+    )
+
+
+def _is_final(trial: FrozenTrial) -> bool:
+    """Finished for good: completed, or failed by its own error (not by a dead worker)."""
+    if trial.state == TrialState.COMPLETE:
+        return True
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error"
+
+
+def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
+    trials = study.get_trials(deepcopy=False)
+    final = sorted((t for t in trials if _is_final(t)), key=lambda t: t.number)
+    by_slot: dict[int, FrozenTrial] = {}
+    for trial in final:
+        slot = int(trial.user_attrs.get("slot", -1))
+        if slot in by_slot:
+            logger.error(
+                "%s: slot %d finished twice (trials %d and %d)",
+                rung.study_name,
+                slot,
+                by_slot[slot].number,
+                trial.number,
+            )
+            continue
+        by_slot[slot] = trial
+    records = [
+        _record(t) for t in sorted(by_slot.values(), key=lambda t: t.user_attrs.get("slot", -1))
+    ]
+    reached = [r for r in records if r.steps_to_target is not None]
+    best = min(reached, key=lambda r: (r.steps_to_target, r.slot)) if reached else None
+    return RungResult(
+        batch_size=rung.batch_size,
+        budget_steps=rung.budget_steps,
+        eval_every=rung.eval_every,
+        trials_planned=planned_count(study),
+        trials_done=len(records),
+        trials_running=sum(1 for t in trials if t.state == TrialState.RUNNING),
+        steps_to_target=best.steps_to_target if best else None,
+        best_hparams=best.hparams if best else None,
+        best_trial=best.number if best else None,
+        trials=records,
+    )
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts needed to reproduce a study."""
+    import numpy
+    import torch
+
+    from .. import __version__
+
+    return {
+        "batchlab": __version__,
+        "torch": torch.__version__,
+        "optuna": optuna.__version__,
+        "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def analyse(rungs: list[RungResult]) -> dict[str, Any] | None:
+    """Fit, regimes and LR trend from the rungs that reached the target (needs >= 3)."""
+    reached = [r for r in rungs if r.steps_to_target is not None]
+    if len(reached) < 3:
+        return None
+    from ..analysis import fit_scaling, lr_trend, scaling_regimes
+
+    batch_sizes = [r.batch_size for r in rungs]
+    steps = [r.steps_to_target for r in rungs]
+    try:
+        fit = fit_scaling(batch_sizes, steps)
+        regimes = scaling_regimes(batch_sizes, steps)
+        analysis: dict[str, Any] = {"fit": fit.to_dict(), "regimes": regimes.to_dict()}
+        lrs = [
+            (r.batch_size, r.best_hparams["lr"])
+            for r in reached
+            if r.best_hparams and "lr" in r.best_hparams
+        ]
+        if len(lrs) >= 2:
+            trend = lr_trend([b for b, _ in lrs], [lr for _, lr in lrs], regimes=regimes)
+            analysis["lr_trend"] = trend.to_dict()
+        return analysis
+    except ValueError as error:
+        logger.warning("analysis skipped: %s", error)
+        return {"error": str(error)}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

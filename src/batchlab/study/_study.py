@@ -1,0 +1,320 @@
+"""``Study``: plan, run (resumably, with any number of workers), and collect a study.
+
+A study directory holds ``config.json`` (the validated config, to resume from and to
+refuse silent changes), the journal storage ``optuna.journal`` (unless an RDB URL is
+configured), and ``results.json`` / ``results.csv``, rewritten atomically as trials
+finish.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .._errors import ConfigError
+from .._io import atomic_write_json
+from ..workloads import Workload, get_workload
+from ._config import StudyConfig, resolve_target, validate_against_workload
+from ._plan import (
+    CONFIG_ATTR,
+    PLANNED_ATTR,
+    RUNG_ATTR,
+    enqueue_slots,
+    plan_rungs,
+    planned_count,
+    rung_attrs,
+)
+from ._results import StudyResult, analyse, collect_rung, environment, now_iso
+from ._storage import JOURNAL_NAME, _locked, open_storage
+from ._worker import TrialEvent, load_rung_studies, work
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+
+#: Fields that may change between runs of one study (with ``force``): they cannot
+#: change what a finished trial measured.
+SAFE_CHANGES = ("workers.heartbeat_interval", "workers.grace_period", "search.trials_per_rung")
+
+
+@dataclass(frozen=True)
+class RungStatus:
+    """Progress of one rung, for ``batchlab study status``."""
+
+    batch_size: int
+    planned: int
+    done: int
+    running: int
+    best_steps: int | None
+    mean_trial_s: float | None
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): data}
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, old value, new value) for every field that differs."""
+    a, b = _flatten(old), _flatten(new)
+    return [
+        (key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)
+    ]
+
+
+class Study:
+    """A batch-size scaling study in a directory (Shallue et al. 2018's protocol).
+
+    Example:
+        >>> study = Study.from_config("examples/nqm.toml", out="runs/nqm")  # doctest: +SKIP
+        >>> result = study.run(workers=2)                                   # doctest: +SKIP
+        >>> result.steps_to_target                                          # doctest: +SKIP
+        {4: 6460, 8: 3240, ...}
+    """
+
+    def __init__(self, config: StudyConfig, directory: str | Path | None = None) -> None:
+        self.config = config
+        self.directory = Path(directory) if directory is not None else Path("runs") / config.name
+        self._storage_handle: Any = None
+        self._workload: Workload | None = None
+
+    @classmethod
+    def from_config(cls, path: str | Path, out: str | Path | None = None) -> Study:
+        """A study from a TOML config file; results go to ``out`` (default ``runs/<name>``)."""
+        return cls(StudyConfig.from_toml(path), out)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Study:
+        """The study saved in ``directory`` (by an earlier ``run``), to resume or inspect."""
+        directory = Path(directory)
+        path = directory / CONFIG_FILE
+        if not path.exists():
+            raise ConfigError(f"{directory} is not a study directory (no {CONFIG_FILE})")
+        return cls(StudyConfig.model_validate_json(path.read_text()), directory)
+
+    @property
+    def storage_url(self) -> str:
+        if self.config.storage:
+            return self.config.storage
+        return f"journal:///{(self.directory / JOURNAL_NAME).resolve().as_posix().lstrip('/')}"
+
+    # -- preparation -------------------------------------------------------------
+
+    def _check_or_write_config(self, force: bool) -> None:
+        path = self.directory / CONFIG_FILE
+        new = self.config.to_json_dict()
+        if path.exists():
+            old = json.loads(path.read_text())
+            changes = config_diff(old, new)
+            if changes:
+                lines = [f"  {key}: {a!r} -> {b!r}" for key, a, b in changes]
+                unsafe = [key for key, _, _ in changes if key not in SAFE_CHANGES]
+                shrink = (
+                    new["search"]["trials_per_rung"] < old["search"]["trials_per_rung"]
+                    if "search.trials_per_rung" in {k for k, _, _ in changes}
+                    else False
+                )
+                if not force or unsafe or shrink:
+                    why = (
+                        "pass --force to apply it"
+                        if not force and not unsafe and not shrink
+                        else "these fields would invalidate finished trials; start a new study directory"
+                    )
+                    raise ConfigError(
+                        f"the config differs from the one this study ({path}) was started with:\n"
+                        + "\n".join(lines)
+                        + f"\n{why}"
+                    )
+        atomic_write_json(path, new)
+
+    def prepare(self, *, force: bool = False) -> None:
+        """Validate against the workload, save the config, create and plan every rung."""
+        validate_against_workload(self.config, self.workload())
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._check_or_write_config(force)
+        storage = self._storage()
+        config_json = self.config.model_dump_json()
+        with _locked(self.directory / ".plan.lock"):
+            for rung in plan_rungs(self.config):
+                study = optuna.create_study(
+                    study_name=rung.study_name,
+                    storage=storage,
+                    direction="minimize",
+                    load_if_exists=True,
+                )
+                have = planned_count(study)
+                want = self.config.search.trials_per_rung
+                if have < want:
+                    study.set_user_attr(CONFIG_ATTR, config_json)
+                    study.set_user_attr(RUNG_ATTR, rung_attrs(self.config, rung))
+                    enqueue_slots(study, self.config, rung, have, want)
+                    study.set_user_attr(PLANNED_ATTR, want)
+
+    def _storage(self) -> Any:
+        if self._storage_handle is None:
+            self._storage_handle = open_storage(
+                self.storage_url,
+                heartbeat_interval=self.config.workers.heartbeat_interval,
+                grace_period=self.config.workers.grace_period,
+            )
+        return self._storage_handle
+
+    def workload(self) -> Workload:
+        """The study's workload (built once)."""
+        if self._workload is None:
+            self._workload = get_workload(self.config.workload.name, self.config.workload.params)
+        return self._workload
+
+    # -- running -----------------------------------------------------------------
+
+    def run(
+        self,
+        workers: int = 1,
+        *,
+        force: bool = False,
+        fail_fast: bool = False,
+        on_event: Callable[[TrialEvent], None] | None = None,
+        on_poll: Callable[[list[RungStatus]], None] | None = None,
+    ) -> StudyResult:
+        """Run (or resume) the study until every planned trial has finished.
+
+        Args:
+            workers: local worker processes. With 1, trials run in this process;
+                with N > 1, N processes share the storage, each with
+                ``cpu_count // N`` torch threads so they don't oversubscribe cores.
+            force: accept config changes that cannot invalidate finished trials.
+            fail_fast: stop at the first trial that raises.
+            on_event: per-trial progress (in-process runs only).
+            on_poll: called about once a second with every rung's status (N > 1).
+
+        Returns:
+            The collected results (also written to ``results.json``/``results.csv``).
+        """
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.prepare(force=force)
+        started = time.perf_counter()
+        if workers == 1:
+
+            def on_trial_event(event: TrialEvent) -> None:
+                if event.kind == "finish":
+                    self.results(write=True)
+                if on_event is not None:
+                    on_event(event)
+
+            work(self.config, self.storage_url, fail_fast=fail_fast, on_event=on_trial_event)
+        else:
+            self._run_processes(workers, fail_fast, on_poll)
+        logger.info("study %s finished in %.1f s", self.config.name, time.perf_counter() - started)
+        return self.results(write=True)
+
+    def _run_processes(
+        self, workers: int, fail_fast: bool, on_poll: Callable[[list[RungStatus]], None] | None
+    ) -> None:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("spawn")
+        processes = [
+            context.Process(
+                target=_worker_process,
+                args=(self.config.model_dump_json(), self.storage_url, threads, fail_fast),
+                name=f"batchlab-worker-{index}",
+            )
+            for index in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        done_trials = -1
+        try:
+            while any(p.is_alive() for p in processes):
+                status = self.status()
+                if on_poll is not None:
+                    on_poll(status)
+                finished = sum(s.done for s in status)
+                if finished != done_trials:
+                    done_trials = finished
+                    self.results(write=True)
+                time.sleep(1.0)
+        finally:
+            for process in processes:
+                process.join(timeout=None if not any(p.is_alive() for p in processes) else 5)
+                if process.is_alive():
+                    process.terminate()
+        failed = [p for p in processes if p.exitcode not in (0, None)]
+        if failed and fail_fast:
+            raise RuntimeError(
+                f"a worker stopped with exit code {failed[0].exitcode} (--fail-fast)"
+            )
+        if failed:
+            logger.warning(
+                "%d worker(s) exited abnormally; their trials were re-enqueued", len(failed)
+            )
+
+    # -- inspecting --------------------------------------------------------------
+
+    def status(self) -> list[RungStatus]:
+        """Per rung: trials planned/done/running, best steps, mean trial time."""
+        storage = self._storage()
+        out = []
+        for rung, study in load_rung_studies(storage, self.config):
+            result = collect_rung(rung, study)
+            times = [t.wall_time_s for t in result.trials if t.wall_time_s is not None]
+            out.append(
+                RungStatus(
+                    batch_size=rung.batch_size,
+                    planned=result.trials_planned,
+                    done=result.trials_done,
+                    running=result.trials_running,
+                    best_steps=result.steps_to_target,
+                    mean_trial_s=sum(times) / len(times) if times else None,
+                )
+            )
+        return out
+
+    def results(self, *, write: bool = False) -> StudyResult:
+        """Collect results from the storage (and write them to the study directory)."""
+        storage = self._storage()
+        rungs = [
+            collect_rung(rung, study) for rung, study in load_rung_studies(storage, self.config)
+        ]
+        workload = self.workload()
+        target = resolve_target(self.config, workload)
+        result = StudyResult(
+            name=self.config.name,
+            config=self.config.to_json_dict(),
+            workload={
+                "name": workload.name,
+                "description": getattr(workload, "description", ""),
+                "params": dict(getattr(workload, "params", {})),
+                "train_size": workload.train_size,
+            },
+            target={"metric": target.metric, "value": target.value, "direction": target.direction},
+            rungs=rungs,
+            analysis=analyse(rungs),
+            environment=environment(),
+            wall_time_s=sum(t.wall_time_s or 0.0 for r in rungs for t in r.trials),
+            created=now_iso(),
+        )
+        if write:
+            result.save(self.directory)
+        return result
+
+
+def _worker_process(config_json: str, storage_url: str, threads: int, fail_fast: bool) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    work(StudyConfig.model_validate_json(config_json), storage_url, fail_fast=fail_fast)

@@ -1,0 +1,333 @@
+"""A worker: pops planned trials from the storage and runs them until none are left.
+
+Any number of workers, in any processes on any machines, can share one storage;
+each trial is claimed by exactly one of them. A trial that raises is recorded as
+failed with its traceback (the study goes on unless ``fail_fast``); a worker that
+dies leaves its trial ``RUNNING`` until another worker sees it is dead and
+re-enqueues the slot; an interrupted worker (Ctrl-C) re-enqueues its slot itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import optuna
+from optuna.trial import TrialState
+
+from ..workloads import Workload, get_workload
+from ._config import StudyConfig, resolve_target, validate_against_workload
+from ._ensemble import EnsembleUnsupported, run_ensemble
+from ._plan import Rung, plan_rungs, to_hparams
+from ._storage import (
+    heartbeat,
+    open_storage,
+    pop_waiting_trial,
+    requeue,
+    requeue_stale_trials,
+)
+from ._trial import RunResult, RunSpec, has_exact_curves, run_training
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """Progress of one trial, for displays: it started, was evaluated, or finished."""
+
+    kind: Literal["start", "eval", "finish"]
+    rung: Rung
+    trial_number: int
+    slot: int
+    step: int = 0
+    metrics: dict[str, float] | None = None
+    status: str | None = None
+    steps_to_target: int | None = None
+
+
+class FailFast(RuntimeError):
+    """A trial failed and the study was asked to stop at the first failure."""
+
+
+def load_rung_studies(storage: Any, config: StudyConfig) -> list[tuple[Rung, optuna.Study]]:
+    return [
+        (rung, optuna.load_study(study_name=rung.study_name, storage=storage))
+        for rung in plan_rungs(config)
+    ]
+
+
+def best_steps(study: optuna.Study) -> int | None:
+    """Fewest steps-to-target among the rung's finished trials, if any reached it."""
+    values = [
+        t.value
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    return int(min(values)) if values else None
+
+
+@dataclass
+class _Claimed:
+    trial: optuna.Trial
+    slot: int
+    spec: RunSpec
+
+
+def _claim(study: optuna.Study, config: StudyConfig, rung: Rung, count: int) -> list[_Claimed]:
+    """Pop up to ``count`` waiting trials of a rung and resolve their hyperparameters."""
+    claimed = []
+    space = config.search_space()
+    while len(claimed) < count:
+        trial = pop_waiting_trial(study)
+        if trial is None:
+            break
+        params = {
+            name: trial.suggest_float(name, r.low, r.high, log=r.scale == "log")
+            for name, r in space.items()
+        }
+        hparams = to_hparams(config, params, rung.budget_steps)
+        trial.set_user_attr("hparams", hparams)
+        trial.set_user_attr("budget_steps", rung.budget_steps)
+        spec = RunSpec(
+            rung.batch_size,
+            config.optimizer,
+            hparams,
+            rung.budget_steps,
+            rung.eval_every,
+            int(trial.user_attrs["seed"]),
+        )
+        claimed.append(_Claimed(trial, int(trial.user_attrs["slot"]), spec))
+    return claimed
+
+
+def _record(
+    study: optuna.Study, claimed: _Claimed, result: RunResult, wall_time: float, ensemble: int
+) -> None:
+    trial = claimed.trial
+    for key, value in {
+        "status": result.status,
+        "steps_to_target": result.steps_to_target,
+        "reason": result.reason,
+        "wall_time_s": wall_time,
+        "ensemble": ensemble,
+        "curve": {"steps": result.steps, **result.to_dict()["metrics"]},
+    }.items():
+        trial.set_user_attr(key, value)
+    value = float(result.steps_to_target) if result.steps_to_target is not None else math.inf
+    study.tell(trial, value)
+
+
+def _record_failure(
+    study: optuna.Study, claimed: _Claimed, error: BaseException, wall_time: float
+) -> str:
+    reason = _describe_failure(error)
+    trial = claimed.trial
+    trial.set_user_attr("status", "error")
+    trial.set_user_attr("reason", reason)
+    trial.set_user_attr("traceback", traceback.format_exc())
+    trial.set_user_attr("wall_time_s", wall_time)
+    study.tell(trial, state=TrialState.FAIL)
+    return reason
+
+
+class TrialRunner:
+    """Runs claimed trials of one study, batched into ensembles where possible."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        config: StudyConfig,
+        *,
+        fail_fast: bool = False,
+        on_event: Callable[[TrialEvent], None] | None = None,
+    ) -> None:
+        self.workload = workload
+        self.config = config
+        self.target = resolve_target(config, workload)
+        self.fail_fast = fail_fast
+        self.emit = on_event or (lambda event: None)
+        #: Why ensembles were turned off for this study (``None`` while they work).
+        self.ensemble_off: str | None = None
+
+    def ensemble_size(self, rung: Rung) -> int:
+        if self.ensemble_off is not None or has_exact_curves(self.workload):
+            return 1
+        return self.config.performance.size_for(rung.batch_size, self.config.search.trials_per_rung)
+
+    def run(self, rung: Rung, study: optuna.Study, claimed: list[_Claimed]) -> None:
+        for c in claimed:
+            self.emit(TrialEvent("start", rung, c.trial.number, c.slot))
+        stop_after = best_steps(study) if self.config.stopping.once_beaten else None
+        ids = [c.trial._trial_id for c in claimed]
+        with heartbeat(study._storage, ids, self.config.workers.heartbeat_interval):
+            try:
+                if len(claimed) > 1:
+                    try:
+                        self._run_ensemble(rung, study, claimed, stop_after)
+                        return
+                    except EnsembleUnsupported as why:
+                        self.ensemble_off = str(why)
+                        logger.warning("trial ensembles off, running trials one by one: %s", why)
+                for c in claimed:
+                    self._run_alone(rung, study, c, stop_after)
+                    stop_after = best_steps(study) if self.config.stopping.once_beaten else None
+            except KeyboardInterrupt:
+                for c in claimed:
+                    frozen = study._storage.get_trial(c.trial._trial_id)
+                    if not frozen.state.is_finished():
+                        c.trial.set_user_attr("status", "interrupted")
+                        study.tell(c.trial, state=TrialState.FAIL)
+                        requeue(study, study._storage.get_trial(c.trial._trial_id))
+                raise
+
+    def _run_alone(
+        self, rung: Rung, study: optuna.Study, c: _Claimed, stop_after: int | None
+    ) -> None:
+        def on_eval(step: int, metrics: dict[str, float]) -> None:
+            self.emit(TrialEvent("eval", rung, c.trial.number, c.slot, step=step, metrics=metrics))
+
+        started = time.perf_counter()
+        try:
+            result = run_training(
+                self.workload,
+                c.spec,
+                self.target,
+                stop_at_target=self.config.stopping.at_target,
+                stop_after=stop_after,
+                on_eval=on_eval,
+            )
+        except Exception as error:
+            self._failed(rung, study, c, error, time.perf_counter() - started)
+            return
+        _record(study, c, result, time.perf_counter() - started, ensemble=1)
+        self._finished(rung, c, result)
+
+    def _run_ensemble(
+        self, rung: Rung, study: optuna.Study, claimed: list[_Claimed], stop_after: int | None
+    ) -> None:
+        def on_eval(member: int, step: int, metrics: dict[str, float]) -> None:
+            c = claimed[member]
+            self.emit(TrialEvent("eval", rung, c.trial.number, c.slot, step=step, metrics=metrics))
+
+        started = time.perf_counter()
+        try:
+            results = run_ensemble(
+                self.workload,
+                [c.spec for c in claimed],
+                self.target,
+                stop_at_target=self.config.stopping.at_target,
+                stop_after=stop_after,
+                on_eval=on_eval,
+            )
+        except EnsembleUnsupported:
+            raise
+        except Exception as error:
+            # One member's failure fails the batched step: run them alone to find it.
+            logger.warning(
+                "ensemble at batch size %d failed (%s); running its trials alone",
+                rung.batch_size,
+                error,
+            )
+            for c in claimed:
+                self._run_alone(rung, study, c, stop_after)
+            return
+        # Wall time is shared: each member is charged an equal part.
+        wall = (time.perf_counter() - started) / len(claimed)
+        for c, result in zip(claimed, results, strict=True):
+            _record(study, c, result, wall, ensemble=len(claimed))
+            self._finished(rung, c, result)
+
+    def _failed(
+        self, rung: Rung, study: optuna.Study, c: _Claimed, error: Exception, wall: float
+    ) -> None:
+        reason = _record_failure(study, c, error, wall)
+        self.emit(TrialEvent("finish", rung, c.trial.number, c.slot, status="error"))
+        logger.error("trial %d of %s failed: %s", c.trial.number, rung.study_name, reason)
+        if self.fail_fast:
+            raise FailFast(
+                f"trial {c.trial.number} at batch size {rung.batch_size} failed: {reason}"
+            ) from error
+
+    def _finished(self, rung: Rung, c: _Claimed, result: RunResult) -> None:
+        self.emit(
+            TrialEvent(
+                "finish",
+                rung,
+                c.trial.number,
+                c.slot,
+                status=result.status,
+                steps_to_target=result.steps_to_target,
+            )
+        )
+
+
+def _describe_failure(error: BaseException) -> str:
+    if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
+        return f"out of memory: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def work(
+    config: StudyConfig,
+    storage_url: str,
+    *,
+    fail_fast: bool = False,
+    on_event: Callable[[TrialEvent], None] | None = None,
+    poll_interval: float | None = None,
+    max_trials: int | None = None,
+) -> int:
+    """Run planned trials until every rung's queue is empty and nothing is running.
+
+    Largest batch sizes are served first (their trials take longest, so starting
+    them first shortens the whole study when several workers share it). While
+    other workers still run trials, an idle worker waits and watches for dead
+    ones, so a study finishes even if a peer is killed.
+
+    Returns:
+        The number of trials this worker ran.
+    """
+    storage = open_storage(
+        storage_url,
+        heartbeat_interval=config.workers.heartbeat_interval,
+        grace_period=config.workers.grace_period,
+    )
+    workload = get_workload(config.workload.name, config.workload.params)
+    validate_against_workload(config, workload)
+    rung_studies = sorted(load_rung_studies(storage, config), key=lambda rs: -rs[0].batch_size)
+    runner = TrialRunner(workload, config, fail_fast=fail_fast, on_event=on_event)
+    poll = poll_interval if poll_interval is not None else config.workers.heartbeat_interval
+    ran = 0
+    last_reap = 0.0
+    while max_trials is None or ran < max_trials:
+        if time.monotonic() - last_reap > poll:
+            for _, study in rung_studies:
+                requeue_stale_trials(study, storage_url, config.workers.grace_period)
+            last_reap = time.monotonic()
+        claimed = None
+        for rung, study in rung_studies:
+            want = runner.ensemble_size(rung)
+            if max_trials is not None:
+                want = min(want, max_trials - ran)
+            trials = _claim(study, config, rung, want)
+            if trials:
+                claimed = (rung, study, trials)
+                break
+        if claimed is None:
+            running = sum(
+                len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+                for _, study in rung_studies
+            )
+            if running == 0:
+                break
+            time.sleep(poll)
+            last_reap = 0.0  # look for dead peers on the next pass
+            continue
+        rung, study, trials = claimed
+        runner.run(rung, study, trials)
+        ran += len(trials)
+    return ran

@@ -1,0 +1,84 @@
+"""Steps-to-target of one run: stop at target, stop once beaten, divergence, exact curves."""
+
+import math
+
+import numpy as np
+import pytest
+
+from batchlab.study import RunSpec, run_training, steps_to_target
+from batchlab.workloads import Target, get_workload
+from batchlab.workloads.nqm import nqm_expected_loss
+
+
+def test_steps_to_target_is_the_first_evaluated_step_meeting_it():
+    target = Target("accuracy", 0.9, "max")
+    assert steps_to_target([10, 20, 30], [0.5, 0.91, 0.95], target) == 20
+    assert steps_to_target([10, 20, 30], [0.5, 0.6, math.nan], target) is None
+
+
+def test_eval_steps_include_the_last_step():
+    assert RunSpec(8, "sgd", {"lr": 0.1}, 25, 10, 0).eval_steps() == [10, 20, 25]
+
+
+@pytest.fixture(scope="module")
+def linreg():
+    return get_workload("linreg", {"dim": 8})
+
+
+def test_run_stops_at_target_and_reports_the_step(linreg):
+    spec = RunSpec(32, "sgd", {"lr": 0.5}, 2000, 10, seed=0)
+    result = run_training(linreg, spec, linreg.target)
+    assert result.status == "reached"
+    assert result.steps_to_target == result.steps[-1]
+    assert linreg.target.reached(result.metrics["excess_loss"][-1])
+    assert all(not linreg.target.reached(v) for v in result.metrics["excess_loss"][:-1])
+
+
+def test_run_is_reproducible_from_its_seed(linreg):
+    spec = RunSpec(16, "momentum", {"lr": 0.1, "momentum": 0.9}, 200, 20, seed=3)
+    a = run_training(linreg, spec, linreg.target, stop_at_target=False)
+    b = run_training(linreg, spec, linreg.target, stop_at_target=False)
+    assert a.metrics == b.metrics
+
+
+def test_run_stops_once_beaten(linreg):
+    slow = RunSpec(32, "sgd", {"lr": 0.01}, 2000, 10, seed=0)
+    result = run_training(linreg, slow, linreg.target, stop_after=100)
+    assert result.status == "beaten" and result.steps_to_target is None
+    assert result.steps[-1] == 100
+
+
+def test_divergence_is_recorded_with_its_reason(linreg):
+    spec = RunSpec(32, "sgd", {"lr": 50.0}, 2000, 10, seed=0)
+    result = run_training(linreg, spec, linreg.target)
+    assert result.status == "diverged"
+    assert "became" in result.reason
+
+
+def test_budget_exhausted_is_not_reached(linreg):
+    result = run_training(linreg, RunSpec(32, "sgd", {"lr": 1e-4}, 50, 10, 0), linreg.target)
+    assert result.status == "not_reached" and "not reached within 50 steps" in result.reason
+
+
+def test_unknown_target_metric_names_the_reported_ones(linreg):
+    with pytest.raises(ValueError, match="reports: loss, excess_loss"):
+        run_training(
+            linreg, RunSpec(8, "sgd", {"lr": 0.1}, 10, 10, 0), Target("accuracy", 0.9, "max")
+        )
+
+
+def test_nqm_runs_through_its_exact_curves():
+    nqm = get_workload("nqm", {"dim": 500})
+    spec = RunSpec(16, "momentum", {"lr": 0.3, "momentum": 0.8}, 3000, 10, seed=0)
+    result = run_training(nqm, spec, nqm.target, stop_at_target=False)
+    exact = nqm_expected_loss(
+        nqm.curvature,
+        nqm.noise,
+        nqm.w0,
+        lr=0.3,
+        momentum=0.8,
+        batch_size=16,
+        eval_steps=spec.eval_steps(),
+    )
+    np.testing.assert_allclose(result.metrics["loss"], exact, rtol=1e-12)
+    assert result.steps_to_target == spec.eval_steps()[int(np.argmax(exact <= nqm.target.value))]

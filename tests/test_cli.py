@@ -1,0 +1,59 @@
+"""The batchlab command line: help, version, workloads, errors without tracebacks."""
+
+import pytest
+from typer.testing import CliRunner
+
+from batchlab import __version__
+from batchlab.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("workloads", "train", "study"):
+        assert command in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_workloads_table_names_every_builtin():
+    result = runner.invoke(app, ["workloads"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name in ("mnist1d-cnn", "digits-mlp", "shakespeare-char", "linreg", "nqm"):
+        assert name in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--workload", "mnist-cnn"], "unknown workload 'mnist-cnn'"),
+        (["train", "--workload", "linreg", "--batch-size", "0"], "--batch-size must be positive"),
+        (["train", "--workload", "digits-mlp", "--batch-size", "5000"], "at most 1300"),
+        (["train", "--workload", "nomodule_xyz:make"], "could not import module 'nomodule_xyz'"),
+        (["train", "--workload", "linreg", "--param", "dim"], "--param expects KEY=VALUE"),
+        (
+            ["train", "--workload", "linreg", "--optimizer", "adagrad"],
+            "unknown optimizer 'adagrad'",
+        ),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_code_2(args, message):
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_train_reaches_the_linreg_target():
+    result = runner.invoke(
+        app,
+        ["train", "--workload", "linreg", "--batch-size", "64", "--lr", "0.5"],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "Reached excess_loss <= 0.05 at step" in result.output
