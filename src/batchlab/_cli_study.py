@@ -248,7 +248,7 @@ def worker_command(
 
 def find_study_config(storage_url: str, name: str | None) -> StudyConfig:
     """The config of the (named) batchlab study in a storage."""
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, create=False)
     configs: dict[str, str] = {}
     for _, attrs in storage_summary_attrs(storage):
         if CONFIG_ATTR in attrs:

@@ -18,7 +18,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     """Call ``write(fileobj)`` on a temporary file, fsync it, rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The writer's PID in the name lets a later process tell an abandoned temporary
+    # (its writer was killed) from one being written right now.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -40,3 +42,26 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically (NaN/inf are rejected)."""
     return atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporaries in ``directory`` left by writers that were killed mid-write."""
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp"):
+        parts = tmp.name.split(".")
+        pid = next((int(p) for p in reversed(parts[:-2]) if p.isdigit()), None)
+        if pid is None or _alive(pid):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -12,9 +12,17 @@ from batchlab.workloads import Target
 NEVER = Target("loss", -1.0, "min")  # unreachable: compare whole curves
 
 CASES = [
-    ("mnist1d-cnn", "nesterov", [{"lr": 0.05, "momentum": 0.9}, {"lr": 0.02, "momentum": 0.8, "warmup_steps": 30}]),
+    (
+        "mnist1d-cnn",
+        "nesterov",
+        [{"lr": 0.05, "momentum": 0.9}, {"lr": 0.02, "momentum": 0.8, "warmup_steps": 30}],
+    ),
     ("mnist1d-cnn", "adamw", [{"lr": 1e-3, "weight_decay": 0.01}, {"lr": 3e-3, "beta1": 0.8}]),
-    ("digits-mlp", "momentum", [{"lr": 0.05, "momentum": 0.9}, {"lr": 0.2, "momentum": 0.5, "weight_decay": 1e-3}]),
+    (
+        "digits-mlp",
+        "momentum",
+        [{"lr": 0.05, "momentum": 0.9}, {"lr": 0.2, "momentum": 0.5, "weight_decay": 1e-3}],
+    ),
     ("digits-mlp", "sgd", [{"lr": 0.1}, {"lr": 0.5, "warmup_steps": 10}]),
     ("digits-mlp", "adam", [{"lr": 1e-3}, {"lr": 3e-3, "beta2": 0.99, "eps": 1e-6}]),
 ]
@@ -30,7 +38,9 @@ def test_member_curve_equals_the_trial_run_alone(name, optimizer, hparams):
         assert member.steps == alone.steps
         for metric in workload.metrics:
             # float32 rounding only: vmap's batched kernels may sum in another order.
-            torch.testing.assert_close(member.metrics[metric], alone.metrics[metric], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                member.metrics[metric], alone.metrics[metric], rtol=1e-5, atol=1e-6
+            )
         torch.testing.assert_close(member.train_loss, alone.train_loss, rtol=1e-5, atol=1e-6)
 
 
@@ -56,7 +66,10 @@ def test_known_best_of_the_rung_stops_members_early():
 
 def test_diverging_member_leaves_and_the_others_go_on():
     workload = get_workload("linreg", {"dim": 8})
-    specs = [RunSpec(16, "sgd", {"lr": 100.0}, 100, 10, seed=0), RunSpec(16, "sgd", {"lr": 0.1}, 100, 10, seed=1)]
+    specs = [
+        RunSpec(16, "sgd", {"lr": 100.0}, 100, 10, seed=0),
+        RunSpec(16, "sgd", {"lr": 0.1}, 100, 10, seed=1),
+    ]
     bad, good = run_ensemble(workload, specs, NEVER)
     assert bad.status == "diverged" and "became" in bad.reason
     assert good.status == "not_reached" and good.steps[-1] == 100

@@ -8,36 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 
 import optuna
 import pytest
-from optuna.trial import TrialState
 
 from batchlab.study import Study, StudyConfig, work
 from batchlab.study._storage import open_storage
 
-
-def final_slots(study: Study) -> dict[int, Counter]:
-    """Per batch size: how many final (completed or errored) trials each slot has."""
-    storage = open_storage(study.storage_url)
-    counts = {}
-    for name, _ in [(s.study_name, None) for s in optuna.get_all_study_summaries(storage)]:
-        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
-        final = [
-            t
-            for t in trials
-            if t.state == TrialState.COMPLETE
-            or (t.state == TrialState.FAIL and t.user_attrs.get("status") == "error")
-        ]
-        counts[name] = Counter(int(t.user_attrs["slot"]) for t in final)
-    return counts
-
-
-def assert_each_slot_once(study: Study) -> None:
-    planned = study.config.search.trials_per_rung
-    for name, counter in final_slots(study).items():
-        assert counter == Counter(range(planned)), (name, counter)
+from .checks import assert_each_slot_once
 
 
 def test_sigkill_then_resume_finishes_every_trial_exactly_once(tmp_path, linreg_study):
@@ -62,7 +40,7 @@ def test_sigkill_then_resume_finishes_every_trial_exactly_once(tmp_path, linreg_
     # The killed trial is still RUNNING; the resumed worker sees its process is gone.
     result = Study.load(directory).run()
     assert all(r.trials_done == r.trials_planned for r in result.rungs)
-    assert_each_slot_once(study)
+    assert_each_slot_once(study.storage_url, config.search.trials_per_rung)
 
 
 def _worker(config_json: str, url: str) -> None:
@@ -83,7 +61,7 @@ def test_two_workers_on_one_storage_run_each_trial_once(tmp_path, linreg_study):
     for process in workers:
         process.join(timeout=300)
         assert process.exitcode == 0
-    assert_each_slot_once(study)
+    assert_each_slot_once(study.storage_url, config.search.trials_per_rung)
     storage = open_storage(study.storage_url)
     for summary in optuna.get_all_study_summaries(storage):
         trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()

@@ -193,7 +193,7 @@ def run_ensemble(
     target: Target,
     *,
     stop_at_target: bool = True,
-    stop_after: int | None = None,
+    stop_after: int | Callable[[], int | None] | None = None,
     on_eval: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> list[RunResult]:
     """Train ``specs`` (one rung's trials) as one vmapped ensemble; one result per spec.
@@ -203,8 +203,9 @@ def run_ensemble(
         specs: the trials; same batch size, optimizer, budget and eval interval.
         target: defines steps-to-target.
         stop_at_target: members leave once they reach the target.
-        stop_after: the rung's best steps-to-target known so far (stop-once-beaten);
-            also tightened as members of this ensemble reach the target.
+        stop_after: the rung's best steps-to-target known so far (stop-once-beaten),
+            or a callable asked at every evaluation; tightened as members of this
+            ensemble reach the target.
         on_eval: called with (member index, step, metrics) at every evaluation.
 
     Raises:
@@ -243,7 +244,7 @@ def run_ensemble(
     results = [RunResult(status="not_reached", steps_to_target=None) for _ in specs]
     active = list(range(len(specs)))  # member index of each row of the stacked tensors
     eval_steps = set(first.eval_steps())
-    best = stop_after
+    best: int | None = None  # best steps-to-target reached inside this ensemble
 
     def evaluate() -> list[dict[str, float]]:
         base.eval()
@@ -303,17 +304,19 @@ def run_ensemble(
                         best = step if best is None else min(best, step)
                     if stop_at_target:
                         leaving.append(row)
+            known = stop_after() if callable(stop_after) else stop_after
+            bound = min((b for b in (best, known) if b is not None), default=None)
             for row, member in enumerate(active):
                 result = results[member]
                 if (
                     row not in leaving
                     and result.steps_to_target is None
-                    and best is not None
-                    and step >= best
+                    and bound is not None
+                    and step >= bound
                 ):
                     result.status = "beaten"
                     result.reason = (
-                        f"stopped at step {step}: another run reached the target by step {best}"
+                        f"stopped at step {step}: another run reached the target by step {bound}"
                     )
                     leaving.append(row)
         if leaving:

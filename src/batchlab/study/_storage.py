@@ -115,7 +115,7 @@ def _locked(lock_file: Path) -> Iterator[None]:
 
 def journal_path(url: str) -> Path | None:
     """The journal file of a ``journal:///path`` URL or a plain path, else ``None``."""
-    if url.startswith("journal:///"):
+    if url.startswith("journal://"):
         return Path(url[len("journal://") :])
     if "://" not in url:
         return Path(url)
@@ -123,7 +123,11 @@ def journal_path(url: str) -> Path | None:
 
 
 def open_storage(
-    url: str, *, heartbeat_interval: float = 5.0, grace_period: float = 30.0
+    url: str,
+    *,
+    heartbeat_interval: float = 5.0,
+    grace_period: float = 30.0,
+    create: bool = True,
 ) -> BaseStorage:
     """Open an Optuna storage from a URL.
 
@@ -134,6 +138,8 @@ def open_storage(
     """
     path = journal_path(url)
     if path is not None:
+        if not create and not path.exists():
+            raise StorageError(f"no journal file at {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
         recover_journal(path)
         try:

@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 import optuna
 
 from .._errors import ConfigError
-from .._io import atomic_write_json
+from .._io import atomic_write_json, remove_stale_temporaries
 from ..workloads import Workload, get_workload
 from ._config import StudyConfig, resolve_target, validate_against_workload
 from ._plan import (
@@ -56,6 +57,28 @@ class RungStatus:
     running: int
     best_steps: int | None
     mean_trial_s: float | None
+
+
+def resolve_storage_url(storage: str | None, directory: Path) -> str:
+    """Absolute storage URL for a study directory (see :attr:`Study.storage_url`)."""
+    root = directory.resolve()
+    if storage is None:
+        return f"journal://{(root / JOURNAL_NAME).as_posix()}"
+    for prefix in ("journal://", "sqlite:///"):
+        if storage.startswith(prefix) or (prefix == "journal://" and "://" not in storage):
+            raw = storage[len(prefix) :] if storage.startswith(prefix) else storage
+            path = (root / raw).resolve()  # an absolute raw path replaces root
+            if not path.is_relative_to(root):
+                raise ConfigError(
+                    f"storage: {storage!r} points outside the study directory {root}; "
+                    "file storages named in a config must lie inside it (use a relative path)"
+                )
+            return (
+                f"{prefix}{path.as_posix()}"
+                if prefix == "sqlite:///"
+                else f"journal://{path.as_posix()}"
+            )
+    return storage
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -107,9 +130,13 @@ class Study:
 
     @property
     def storage_url(self) -> str:
-        if self.config.storage:
-            return self.config.storage
-        return f"journal:///{(self.directory / JOURNAL_NAME).resolve().as_posix().lstrip('/')}"
+        """The study's storage: its own journal file, or the configured URL.
+
+        File-backed storages named in the config (a journal path or an SQLite file)
+        must lie inside the study directory: a config never makes batchlab write
+        elsewhere. Relative paths are relative to the study directory.
+        """
+        return resolve_storage_url(self.config.storage, self.directory)
 
     # -- preparation -------------------------------------------------------------
 
@@ -141,10 +168,26 @@ class Study:
         atomic_write_json(path, new)
 
     def prepare(self, *, force: bool = False) -> None:
-        """Validate against the workload, save the config, create and plan every rung."""
+        """Validate against the workload, save the config, create and plan every rung.
+
+        A new study directory is removed again if preparing it fails, so bad input
+        leaves nothing behind.
+        """
         validate_against_workload(self.config, self.workload())
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._check_or_write_config(force)
+        self.storage_url  # noqa: B018 - validates a configured storage path first
+        created = not self.directory.exists()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.directory)
+            self._check_or_write_config(force)
+            self._plan()
+        except BaseException:
+            if created:
+                shutil.rmtree(self.directory, ignore_errors=True)
+                self._storage_handle = None
+            raise
+
+    def _plan(self) -> None:
         storage = self._storage()
         config_json = self.config.model_dump_json()
         with _locked(self.directory / ".plan.lock"):

@@ -163,7 +163,7 @@ def run_training(
     target: Target,
     *,
     stop_at_target: bool = True,
-    stop_after: int | None = None,
+    stop_after: int | Callable[[], int | None] | None = None,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> RunResult:
     """Train one run and measure its steps-to-target.
@@ -175,7 +175,8 @@ def run_training(
         stop_at_target: stop at the first evaluation that meets the target.
         stop_after: stop (status ``beaten``) once the step count reaches this value
             without meeting the target, because a run at this batch size already
-            reached it in fewer steps.
+            reached it in fewer steps. A callable is asked at every evaluation (so
+            a best found meanwhile by another worker counts too).
         on_eval: called with (step, metrics) at every evaluation (progress display).
     """
     check_batch_size(spec.batch_size, workload.train_size)

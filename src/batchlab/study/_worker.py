@@ -71,6 +71,25 @@ def best_steps(study: optuna.Study) -> int | None:
     return int(min(values)) if values else None
 
 
+class _BestSteps:
+    """The rung's best steps-to-target, re-read from the storage every few seconds.
+
+    Lets a trial stop as soon as a trial on another worker has beaten it.
+    """
+
+    def __init__(self, study: optuna.Study, known: int | None, every_s: float = 2.0) -> None:
+        self._study, self._value, self._every = study, known, every_s
+        self._read_at = time.monotonic()
+
+    def __call__(self) -> int | None:
+        if time.monotonic() - self._read_at > self._every:
+            self._read_at = time.monotonic()
+            fresh = best_steps(self._study)
+            if fresh is not None and (self._value is None or fresh < self._value):
+                self._value = fresh
+        return self._value
+
+
 @dataclass
 class _Claimed:
     trial: optuna.Trial
@@ -191,6 +210,7 @@ class TrialRunner:
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             self.emit(TrialEvent("eval", rung, c.trial.number, c.slot, step=step, metrics=metrics))
 
+        best = _BestSteps(study, stop_after) if self.config.stopping.once_beaten else None
         started = time.perf_counter()
         try:
             result = run_training(
@@ -198,7 +218,7 @@ class TrialRunner:
                 c.spec,
                 self.target,
                 stop_at_target=self.config.stopping.at_target,
-                stop_after=stop_after,
+                stop_after=best,
                 on_eval=on_eval,
             )
         except Exception as error:
@@ -221,7 +241,9 @@ class TrialRunner:
                 [c.spec for c in claimed],
                 self.target,
                 stop_at_target=self.config.stopping.at_target,
-                stop_after=stop_after,
+                stop_after=_BestSteps(study, stop_after)
+                if self.config.stopping.once_beaten
+                else None,
                 on_eval=on_eval,
             )
         except EnsembleUnsupported:

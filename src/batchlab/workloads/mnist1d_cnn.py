@@ -56,23 +56,24 @@ def generate_mnist1d(num_examples: int, seed: int) -> tuple[np.ndarray, np.ndarr
 
 
 class MNIST1DCNN(nn.Module):
-    """Three 1-D convolutions and a linear read-out (about 8k parameters).
+    """Three strided 1-D convolutions and a linear read-out (about 6.4k parameters).
 
-    No batch normalisation: the per-example gradients stay independent, which keeps
-    the gradient noise scale well defined and the model vmap-able for ensembles.
+    Every convolution halves the length (40 -> 20 -> 10 -> 5), which keeps a step at
+    batch size 2048 cheap on a CPU. No batch normalisation: per-example gradients
+    stay independent, which keeps the gradient noise scale well defined.
     """
 
     def __init__(self, channels: int = 16, length: int = 40, classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv1d(1, channels, kernel_size=5, padding=2),
+            nn.Conv1d(1, channels, kernel_size=5, stride=2, padding=2),
             nn.ReLU(),
             nn.Conv1d(channels, 2 * channels, kernel_size=3, stride=2, padding=1),
             nn.ReLU(),
             nn.Conv1d(2 * channels, 2 * channels, kernel_size=3, stride=2, padding=1),
             nn.ReLU(),
         )
-        self.head = nn.Linear(2 * channels * (length // 4), classes)
+        self.head = nn.Linear(2 * channels * math.ceil(length / 8), classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x.unsqueeze(-2)).flatten(-2))
@@ -81,11 +82,13 @@ class MNIST1DCNN(nn.Module):
 class MNIST1DWorkload(ClassificationWorkload):
     """MNIST-1D classification with a small CNN.
 
-    Default target: validation accuracy >= 0.85. It was chosen from a measurement
-    (``benchmarks/workload_targets.py``): with Nesterov momentum tuned per batch size,
-    it is reached at every batch size from 16 to 2048 within the default budget,
-    while staying far enough from the model's ceiling (~0.92) that steps-to-target
-    keeps falling with batch size.
+    Default target: validation accuracy >= 0.85, chosen from a measurement
+    (``python benchmarks/workload_targets.py mnist1d-cnn --targets 0.8 0.85 0.88 0.9
+    --lrs 0.003 0.01 0.02 0.05 0.1 0.2 0.4 --steps 3000 --examples 1500000``): with
+    Nesterov momentum 0.9 and the best of those learning rates it is reached at every
+    batch size from 16 to 2048 within 3,000 steps (about 1,500 steps at B=16, about
+    300 from B=128 on), while the model's ceiling is 0.91-0.95, so steps-to-target
+    still falls with batch size at the small end.
 
     Args:
         num_train: training examples (default 4,000).
@@ -96,7 +99,7 @@ class MNIST1DWorkload(ClassificationWorkload):
     """
 
     name = "mnist1d-cnn"
-    description = "1-D CNN (~8k params) on MNIST-1D, generated offline"
+    description = "1-D CNN (~6.4k params) on MNIST-1D, generated offline"
     target = Target("accuracy", 0.85, "max")
     default_steps = 3000
     default_hparams = {"optimizer": "nesterov", "lr": 0.05, "momentum": 0.9}

@@ -128,9 +128,12 @@ class ShakespeareCharWorkload(InMemoryWorkload):
     validation metric is the mean cross-entropy (nats per character) over
     ``num_val_windows`` windows at fixed, seeded positions.
 
-    Default target: validation loss <= 2.0 nats/char (unigram entropy is about 3.3;
-    the model reaches about 1.8 when trained longer), reached from the default
-    hyperparameters within the default budget (``benchmarks/workload_targets.py``).
+    Default target: validation loss <= 2.0 nats/char (the unigram entropy is about
+    3.3), chosen from a measurement (``python benchmarks/workload_targets.py
+    shakespeare-char --batch-sizes 8 32 128 512 --lrs 0.001 0.003 0.01 --steps 1500
+    --examples 200000 --every 25 --targets 2.2 2.0 1.9``): with Adam it takes about
+    1,400 steps at batch size 8, 425 at 32 and 200 at 128, and the model goes on to
+    about 1.6 at batch 128, so the target sits well inside what the model can reach.
 
     Args:
         context: characters of context per example.

@@ -1,0 +1,410 @@
+"""Read a study's results (``results.json``, optional ``noise_scale.json``) for the report.
+
+The report only *reads* results: this module turns the JSON written by
+``StudyResult.to_dict()`` into small frozen records, checking every field it uses,
+so a damaged or foreign file fails with a message naming the file and the field
+rather than with a ``KeyError`` deep inside a plot.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._errors import BatchlabError
+
+RESULTS_JSON = "results.json"
+NOISE_SCALE_JSON = "noise_scale.json"
+#: Newest results schema this reader understands.
+SUPPORTED_SCHEMA = 1
+#: Trial outcomes, in the order the report lists them.
+STATUSES = ("reached", "not_reached", "beaten", "diverged", "error")
+
+
+class ReportError(BatchlabError, ValueError):
+    """A results file is missing, unreadable or lacks a field the report needs."""
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """The searched interval of one hyperparameter (``scale``: ``"log"`` or ``"linear"``)."""
+
+    low: float
+    high: float
+    scale: str = "log"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a rung: its searched values, outcome and (optional) curve."""
+
+    number: int
+    status: str
+    steps_to_target: int | None
+    params: dict[str, float]
+    hparams: dict[str, float]
+    reason: str | None = None
+    traceback: str | None = None
+    wall_time_s: float | None = None
+    retry_of: int | None = None
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One batch size: its budget, trials and best steps-to-target (``None``: not reached)."""
+
+    batch_size: int
+    budget_steps: int | None
+    eval_every: int | None
+    trials_planned: int
+    trials_done: int
+    trials_running: int
+    steps_to_target: int | None
+    best_trial: int | None
+    best_hparams: dict[str, float] | None
+    trials: tuple[Trial, ...] = ()
+
+    @property
+    def best(self) -> Trial | None:
+        """The trial that set the rung's steps-to-target, if any."""
+        for trial in self.trials:
+            if trial.number == self.best_trial:
+                return trial
+        return None
+
+    @property
+    def complete(self) -> bool:
+        return self.trials_done >= self.trials_planned and self.trials_running == 0
+
+
+@dataclass(frozen=True)
+class NoiseScale:
+    """Gradient noise scale B_simple tracked over training (McCandlish et al. 2018).
+
+    ``ci_low``/``ci_high`` are NaN where an entry has no interval.
+    """
+
+    steps: tuple[int, ...]
+    b_simple: tuple[float, ...]
+    ci_low: tuple[float, ...]
+    ci_high: tuple[float, ...]
+    batch_size: int | None = None
+
+    @property
+    def final(self) -> tuple[float, tuple[float, float] | None]:
+        """The last measurement and its interval (``None`` if it has none)."""
+        low, high = self.ci_low[-1], self.ci_high[-1]
+        ci = (low, high) if math.isfinite(low) and math.isfinite(high) else None
+        return self.b_simple[-1], ci
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """Everything the report shows about one study."""
+
+    name: str
+    source: Path | None
+    config: dict[str, Any]
+    workload: dict[str, Any]
+    target: dict[str, Any]
+    rungs: tuple[Rung, ...]
+    environment: dict[str, Any]
+    wall_time_s: float | None
+    created: str | None
+    search_space: dict[str, SearchRange] = field(default_factory=dict)
+    noise_scale: NoiseScale | None = None
+
+    @property
+    def reached(self) -> tuple[Rung, ...]:
+        """The rungs where some trial reached the target."""
+        return tuple(r for r in self.rungs if r.steps_to_target is not None)
+
+    @property
+    def complete(self) -> bool:
+        return all(r.complete for r in self.rungs)
+
+
+def load_study(source: str | Path | Mapping[str, Any] | Any) -> StudyData:
+    """Read one study for the report.
+
+    Args:
+        source: a study directory (holding ``results.json``), a ``results.json``
+            file, a results dict (``StudyResult.to_dict()``) or any object with a
+            ``to_dict()`` method returning one (a ``StudyResult``).
+
+    Returns:
+        The validated :class:`StudyData`. A ``noise_scale.json`` beside the
+        results file is used when the results carry no noise scale.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ReportError: the path holds no results, or a field is missing or malformed.
+    """
+    if isinstance(source, str | Path):
+        path = _results_path(Path(source))
+        data = _read_json(path)
+        noise_path = path.parent / NOISE_SCALE_JSON
+        noise = data.get("noise_scale") if isinstance(data, dict) else None
+        if noise is None and noise_path.is_file():
+            noise = _read_json(noise_path)
+            return _parse(data, str(path), path.parent, noise, str(noise_path))
+        return _parse(data, str(path), path.parent, noise, str(path))
+    if isinstance(source, Mapping):
+        data = dict(source)
+    elif callable(getattr(source, "to_dict", None)):
+        data = source.to_dict()
+    else:
+        raise TypeError(
+            "expected a study directory, a results.json path, a results dict or a "
+            f"StudyResult, got {type(source).__name__}"
+        )
+    return _parse(data, "results", None, data.get("noise_scale"), "results")
+
+
+def _results_path(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file or directory", str(path))
+    if path.is_file():
+        return path
+    results = path / RESULTS_JSON
+    if results.is_file():
+        return results
+    if (path / "config.json").is_file():
+        raise ReportError(
+            f"{path}: the study has no results yet (no {RESULTS_JSON}); they are written as "
+            "soon as its first trial finishes"
+        )
+    raise ReportError(
+        f"{path} is not a study directory (no {RESULTS_JSON}); "
+        "give the --out directory of `batchlab study run`"
+    )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReportError(f"{path}: not valid JSON ({error})") from None
+    except IsADirectoryError:
+        raise ReportError(f"{path} is a directory, expected a JSON file") from None
+
+
+class _Fields:
+    """Typed field access with errors that name the file and the field path."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, location: str, expected: str, value: Any) -> ReportError:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        return ReportError(f"{self.where}: field {location!r} must be {expected}, got {shown}")
+
+    def get(
+        self, obj: Mapping[str, Any], key: str, location: str, kind: str, *, optional: bool = False
+    ) -> Any:
+        if key not in obj or obj[key] is None:
+            if optional:
+                return None
+            raise ReportError(f"{self.where}: missing field {location!r}")
+        return self.check(obj[key], location, kind)
+
+    def check(self, value: Any, location: str, kind: str) -> Any:
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.fail(location, "an integer", value)
+        elif kind == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self.fail(location, "a number", value)
+            return float(value)
+        elif kind == "str":
+            if not isinstance(value, str):
+                raise self.fail(location, "a string", value)
+        elif kind == "dict":
+            if not isinstance(value, dict):
+                raise self.fail(location, "an object", value)
+        elif kind == "list":
+            if not isinstance(value, list):
+                raise self.fail(location, "a list", value)
+        return value
+
+    def numbers(self, obj: Any, location: str) -> dict[str, float]:
+        """A ``{name: number}`` dict (non-numbers, e.g. strings, are kept out)."""
+        self.check(obj, location, "dict")
+        return {
+            str(k): float(v)
+            for k, v in obj.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+
+
+def _parse(
+    data: Any,
+    where: str,
+    directory: Path | None,
+    noise: Any,
+    noise_where: str,
+) -> StudyData:
+    f = _Fields(where)
+    if not isinstance(data, dict):
+        raise ReportError(f"{where}: expected a JSON object of study results")
+    schema = data.get("schema_version", SUPPORTED_SCHEMA)
+    if isinstance(schema, int) and schema > SUPPORTED_SCHEMA:
+        raise ReportError(
+            f"{where}: schema_version {schema} is newer than this batchlab reads "
+            f"({SUPPORTED_SCHEMA}); upgrade batchlab"
+        )
+    name = f.get(data, "name", "name", "str")
+    rungs_raw = f.get(data, "rungs", "rungs", "list")
+    rungs = tuple(
+        sorted(
+            (_parse_rung(f, rung, f"rungs[{i}]") for i, rung in enumerate(rungs_raw)),
+            key=lambda r: r.batch_size,
+        )
+    )
+    sizes = [r.batch_size for r in rungs]
+    if len(set(sizes)) != len(sizes):
+        raise ReportError(f"{where}: two rungs have the same batch_size")
+    config = f.get(data, "config", "config", "dict", optional=True) or {}
+    target = f.get(data, "target", "target", "dict", optional=True) or {}
+    for key, kind in (("metric", "str"), ("direction", "str"), ("value", "number")):
+        f.get(target, key, f"target.{key}", kind)
+    return StudyData(
+        name=name,
+        source=directory,
+        config=config,
+        workload=f.get(data, "workload", "workload", "dict", optional=True) or {},
+        target=target,
+        rungs=rungs,
+        environment=f.get(data, "environment", "environment", "dict", optional=True) or {},
+        wall_time_s=f.get(data, "wall_time_s", "wall_time_s", "number", optional=True),
+        created=f.get(data, "created", "created", "str", optional=True),
+        search_space=search_space(config),
+        noise_scale=None if noise is None else parse_noise_scale(noise, noise_where),
+    )
+
+
+def _parse_rung(f: _Fields, raw: Any, at: str) -> Rung:
+    f.check(raw, at, "dict")
+    trials_raw = f.get(raw, "trials", f"{at}.trials", "list", optional=True) or []
+    trials = tuple(_parse_trial(f, t, f"{at}.trials[{i}]") for i, t in enumerate(trials_raw))
+    steps = f.get(raw, "steps_to_target", f"{at}.steps_to_target", "int", optional=True)
+    best_trial = f.get(raw, "best_trial", f"{at}.best_trial", "int", optional=True)
+    if steps is None and "steps_to_target" not in raw:
+        # Older or hand-made files: steps-to-result is the minimum over the trials.
+        reached = [t for t in trials if t.steps_to_target is not None]
+        if reached:
+            best = min(reached, key=lambda t: t.steps_to_target)
+            steps, best_trial = best.steps_to_target, best.number
+    best_hparams = raw.get("best_hparams")
+    done = f.get(raw, "trials_done", f"{at}.trials_done", "int", optional=True)
+    planned = f.get(raw, "trials_planned", f"{at}.trials_planned", "int", optional=True)
+    return Rung(
+        batch_size=_positive(f, f.get(raw, "batch_size", f"{at}.batch_size", "int"), at),
+        budget_steps=f.get(raw, "budget_steps", f"{at}.budget_steps", "int", optional=True),
+        eval_every=f.get(raw, "eval_every", f"{at}.eval_every", "int", optional=True),
+        trials_planned=planned if planned is not None else len(trials),
+        trials_done=done if done is not None else len(trials),
+        trials_running=f.get(raw, "trials_running", f"{at}.trials_running", "int", optional=True)
+        or 0,
+        steps_to_target=steps,
+        best_trial=best_trial,
+        best_hparams=None
+        if best_hparams is None
+        else f.numbers(best_hparams, f"{at}.best_hparams"),
+        trials=trials,
+    )
+
+
+def _positive(f: _Fields, value: int, at: str) -> int:
+    if value <= 0:
+        raise f.fail(f"{at}.batch_size", "a positive integer", value)
+    return value
+
+
+def _parse_trial(f: _Fields, raw: Any, at: str) -> Trial:
+    f.check(raw, at, "dict")
+    status = f.get(raw, "status", f"{at}.status", "str", optional=True) or "unknown"
+    reason = raw.get("reason")
+    tb = raw.get("traceback")
+    return Trial(
+        number=f.get(raw, "number", f"{at}.number", "int"),
+        status=status,
+        steps_to_target=f.get(raw, "steps_to_target", f"{at}.steps_to_target", "int", optional=True),
+        params=f.numbers(raw.get("params") or {}, f"{at}.params"),
+        hparams=f.numbers(raw.get("hparams") or {}, f"{at}.hparams"),
+        reason=None if reason is None else str(reason),
+        traceback=None if tb is None else str(tb),
+        wall_time_s=f.get(raw, "wall_time_s", f"{at}.wall_time_s", "number", optional=True),
+        retry_of=f.get(raw, "retry_of", f"{at}.retry_of", "int", optional=True),
+    )
+
+
+def parse_noise_scale(raw: Any, where: str = "noise_scale") -> NoiseScale:
+    """Parse ``{"history": [{"step", "b_simple", "b_simple_ci"}...], "batch_size"}``.
+
+    Entries without a finite ``b_simple`` are skipped (an estimate that is still
+    undefined early in training); an empty history is an error.
+    """
+    f = _Fields(where)
+    if not isinstance(raw, dict):
+        raise ReportError(f"{where}: noise_scale must be an object with a 'history' list")
+    history = f.get(raw, "history", "noise_scale.history", "list")
+    steps, values, lows, highs = [], [], [], []
+    for i, entry in enumerate(history):
+        at = f"noise_scale.history[{i}]"
+        f.check(entry, at, "dict")
+        value = entry.get("b_simple")
+        if value is None or not math.isfinite(float(f.check(value, f"{at}.b_simple", "number"))):
+            continue
+        steps.append(f.get(entry, "step", f"{at}.step", "int"))
+        values.append(float(value))
+        ci = entry.get("b_simple_ci")
+        if isinstance(ci, list | tuple) and len(ci) == 2 and all(c is not None for c in ci):
+            lows.append(float(f.check(ci[0], f"{at}.b_simple_ci[0]", "number")))
+            highs.append(float(f.check(ci[1], f"{at}.b_simple_ci[1]", "number")))
+        else:
+            lows.append(math.nan)
+            highs.append(math.nan)
+    if not values:
+        raise ReportError(f"{where}: noise_scale.history has no finite b_simple")
+    return NoiseScale(
+        steps=tuple(steps),
+        b_simple=tuple(values),
+        ci_low=tuple(lows),
+        ci_high=tuple(highs),
+        batch_size=f.get(raw, "batch_size", "noise_scale.batch_size", "int", optional=True),
+    )
+
+
+def search_space(config: Mapping[str, Any]) -> dict[str, SearchRange]:
+    """The searched hyperparameters of a study config (empty if they cannot be told).
+
+    The study's own config model knows the optimizer's default space (used when the
+    config names none); a config it cannot validate (hand-made, or from another
+    version) falls back to the explicit ``search.space`` table.
+    """
+    try:
+        from ..study import StudyConfig
+
+        space = StudyConfig.model_validate(config).search_space()
+        return {k: SearchRange(v.low, v.high, v.scale) for k, v in space.items()}
+    except Exception:  # any invalid config falls back to the explicit table
+        pass
+    raw = (config.get("search") or {}).get("space") if isinstance(config, Mapping) else None
+    space = {}
+    for key, value in (raw or {}).items():
+        try:
+            low, high = float(value["low"]), float(value["high"])
+        except (TypeError, KeyError, ValueError):
+            continue
+        scale = value.get("scale", "log")
+        if low < high and scale in ("log", "linear") and (scale == "linear" or low > 0):
+            space[str(key)] = SearchRange(low, high, scale)
+    return space

@@ -1,0 +1,258 @@
+"""``write_report``: one self-contained HTML file from one or more studies.
+
+Data flows one way: results files → :mod:`._load` → :mod:`._summary` (analysis)
+→ :mod:`._plots` (PNG data URIs) and :mod:`._view` (page content) → :mod:`._html`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_text
+from . import _plots, _view
+from ._html import render_html
+from ._load import RESULTS_JSON, STATUSES, StudyData, load_study
+from ._summary import StudySummary, compare_to_reference, summarize
+
+logger = logging.getLogger(__name__)
+
+REPORT_HTML = "report.html"
+
+Source = str | Path | Mapping[str, Any] | Any
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One study set against the reference (the first study)."""
+
+    name: str
+    reference: str
+    b_crit: float | None
+    s_min: float | None
+    ideal_batch_size: int | None
+    b_crit_ratio: float | None = None
+    b_crit_ratio_ci: Any = None
+    s_min_ratio: float | None = None
+    s_min_ratio_ci: Any = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Report:
+    """A rendered report: its HTML, the studies it covers and where it goes by default.
+
+    Attributes:
+        html: the complete, self-contained page.
+        title: the page title.
+        studies: the studies' names, in order.
+        warnings: caveats worth printing next to the file name (analysis impossible,
+            best trials on the edge of the search space, studies in progress).
+        default_path: ``DIR/report.html`` for one study directory, else ``./report.html``.
+    """
+
+    html: str
+    title: str
+    studies: tuple[str, ...]
+    warnings: tuple[str, ...]
+    default_path: Path
+
+    def write(self, out: str | Path | None = None) -> Path:
+        """Write the page (atomically) to ``out`` or :attr:`default_path`; return the path."""
+        path = Path(out) if out is not None else self.default_path
+        if path.is_dir():
+            path = path / REPORT_HTML
+        return atomic_write_text(path, self.html)
+
+
+def _sources(dirs_or_results: Source | Iterable[Source]) -> list[Source]:
+    if isinstance(dirs_or_results, str | Path | Mapping) or callable(
+        getattr(dirs_or_results, "to_dict", None)
+    ):
+        return [dirs_or_results]
+    sources = list(dirs_or_results)
+    if not sources:
+        raise ValueError("give at least one study directory or results")
+    return sources
+
+
+def _default_path(studies: Sequence[StudyData]) -> Path:
+    if len(studies) == 1 and studies[0].source is not None:
+        return studies[0].source / REPORT_HTML
+    return Path(REPORT_HTML)
+
+
+def build_report(
+    dirs_or_results: Source | Iterable[Source],
+    *,
+    title: str | None = None,
+    tol: float = 0.25,
+) -> Report:
+    """Read, analyse and render one or more studies into a :class:`Report`.
+
+    Args:
+        dirs_or_results: a study directory, a ``results.json`` path, a results dict,
+            a ``StudyResult``, or a list of these (several studies: overlaid curves
+            and a comparison table, the first study as reference).
+        title: the page title (default: from the study names).
+        tol: regime tolerance passed to :func:`batchlab.analysis.scaling_regimes`.
+
+    Returns:
+        The rendered report; call :meth:`Report.write` to save it.
+    """
+    studies = [load_study(source) for source in _sources(dirs_or_results)]
+    summaries = [summarize(study, tol=tol) for study in studies]
+    views = [_study_view(i, s, m) for i, (s, m) in enumerate(zip(studies, summaries, strict=True))]
+    multi = len(studies) > 1
+    if title is None:
+        names = [s.name for s in studies]
+        title = (
+            f"Batch-size scaling: {names[0]}"
+            if not multi
+            else "Batch-size scaling: " + " vs ".join(names)
+        )
+    from .. import __version__
+
+    context = {
+        "title": title,
+        "version": __version__,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "studies": views,
+        "multi": multi,
+        "statuses": STATUSES,
+        "comparison": _comparison(studies, summaries) if multi else None,
+        "overlay_figure": _plots.overlay_figure(studies, summaries) if multi else None,
+        "has_noise": any(v.noise_figure for v in views),
+    }
+    return Report(
+        html=render_html(context),
+        title=title,
+        studies=tuple(s.name for s in studies),
+        warnings=tuple(_warnings(studies, summaries)),
+        default_path=_default_path(studies),
+    )
+
+
+def write_report(
+    dirs_or_results: Source | Iterable[Source],
+    out: str | Path | None = None,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Write a self-contained HTML report of one or more scaling studies.
+
+    The page holds the headline (ideal batch size, B_crit and S_min with intervals,
+    regime boundaries, noise-scale prediction vs measurement), steps- and
+    examples-to-target vs batch size with the fit and regimes, tuned hyperparameters
+    vs the linear and square-root rules, every trial of every rung against the search
+    space, the noise scale over training, several studies overlaid with their
+    comparison, and what is needed to reproduce each study. Images are embedded as
+    data URIs: the file opens anywhere, with no server and no network.
+
+    Args:
+        dirs_or_results: study directories, ``results.json`` files, results dicts or
+            ``StudyResult`` objects (one, or a list).
+        out: the HTML file to write (a directory gets ``report.html`` inside); default
+            ``DIR/report.html`` for one study directory, else ``./report.html``.
+        title: the page title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError: a study directory does not exist.
+        ReportError: a directory holds no results, or a results file is malformed.
+
+    Example:
+        >>> import batchlab as bl
+        >>> bl.report.write_report("runs/nqm")  # doctest: +SKIP
+        PosixPath('runs/nqm/report.html')
+    """
+    report = build_report(dirs_or_results, title=title)
+    path = report.write(out)
+    logger.info("report written to %s", path)
+    return path
+
+
+def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.StudyView:
+    rung_figures = {r.batch_size: _plots.trials_figure(r, study.search_space) for r in study.rungs}
+    scaling = _plots.scaling_figure(study, summary)
+    hyper = _plots.hyperparameter_figure(study, summary)
+    noise = _plots.noise_figure(study, summary)
+    figures = [scaling, hyper, noise, *rung_figures.values()]
+    return _view.StudyView(
+        index=index,
+        name=study.name,
+        source=str(study.source / RESULTS_JSON) if study.source is not None else None,
+        target_text=_view.target_text(study.target),
+        workload_name=str(study.workload.get("name", "?")),
+        workload_description=str(study.workload.get("description") or ""),
+        facts=_view.headline_facts(study, summary),
+        regime_text=_view.regime_text(study, summary),
+        prediction_text=_view.prediction_text(study, summary),
+        trend_text=_view.trend_text(summary),
+        notes=list(summary.notes),
+        analysis_note=summary.analysis_note,
+        edge_messages=[e.message for e in summary.edges],
+        rungs=_view.rung_views(study, summary, rung_figures),
+        best_names=_view.best_hparam_names(study),
+        scaling_figure=scaling,
+        hyperparameter_figure=hyper,
+        noise_figure=noise,
+        noise_rows=_view.noise_rows(study),
+        config_json=_view.config_json(study),
+        workload_params=_view.workload_rows(study),
+        environment=_view.environment_rows(study),
+        wall_time_s=study.wall_time_s,
+        created=study.created,
+        status_counts=summary.status_counts,
+        figures=[f for f in figures if f],
+    )
+
+
+def _comparison(
+    studies: Sequence[StudyData], summaries: Sequence[StudySummary]
+) -> list[ComparisonRow]:
+    reference = studies[0].name
+    rows = []
+    for study, summary, result in zip(
+        studies, summaries, compare_to_reference(summaries), strict=True
+    ):
+        fit, regimes = summary.fit, summary.regimes
+        note = ""
+        if fit is None:
+            note = summary.analysis_note or "no fit"
+        elif study is studies[0]:
+            note = "reference"
+        elif result is None:
+            note = "the reference has no fit" if summaries[0].fit is None else "not comparable"
+        rows.append(
+            ComparisonRow(
+                name=study.name,
+                reference=reference,
+                b_crit=getattr(fit, "b_crit", None),
+                s_min=getattr(fit, "s_min", None),
+                ideal_batch_size=getattr(regimes, "ideal_batch_size", None),
+                b_crit_ratio=_view._attr(result, "b_crit_ratio"),
+                b_crit_ratio_ci=_view._attr(result, "b_crit_ratio_ci"),
+                s_min_ratio=_view._attr(result, "s_min_ratio"),
+                s_min_ratio_ci=_view._attr(result, "s_min_ratio_ci"),
+                note=note,
+            )
+        )
+    return rows
+
+
+def _warnings(studies: Sequence[StudyData], summaries: Sequence[StudySummary]) -> list[str]:
+    lines = []
+    for study, summary in zip(studies, summaries, strict=True):
+        prefix = f"{study.name}: " if len(studies) > 1 else ""
+        if summary.analysis_note:
+            lines.append(prefix + summary.analysis_note)
+        lines.extend(prefix + note for note in summary.notes)
+        lines.extend(prefix + edge.message for edge in summary.edges)
+    return lines

@@ -1,0 +1,159 @@
+"""What the report says about a study: fit, regimes, prediction check, warnings.
+
+The numbers come from :mod:`batchlab.analysis`, recomputed from the rungs'
+steps-to-target (not read from the ``analysis`` block of ``results.json``, which
+may be missing, stale, or from an older version). Nothing here draws or renders.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._edges import EdgeWarning, edge_warnings
+from ._load import STATUSES, StudyData
+
+logger = logging.getLogger(__name__)
+
+#: The fit of S(B) = S_min (1 + B_crit / B) needs at least this many reached rungs.
+MIN_RUNGS_FOR_FIT = 3
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """The analysis of one study as the report presents it.
+
+    Attributes:
+        fit: the fitted S(B) (``batchlab.analysis`` object), or ``None``.
+        regimes: the scaling regimes, or ``None``.
+        lr_trend: the tuned-LR trend, or ``None`` (fewer than two tuned LRs).
+        prediction: the noise-scale prediction checked against the fit, or ``None``.
+        analysis_note: why there is no fit, when there is none.
+        notes: other caveats (study in progress, rungs that never reached the target).
+        status_counts: trials per outcome over all rungs.
+        edges: best trials on the edge of the search space.
+    """
+
+    fit: Any = None
+    regimes: Any = None
+    lr_trend: Any = None
+    prediction: Any = None
+    analysis_note: str | None = None
+    notes: tuple[str, ...] = ()
+    status_counts: dict[str, int] = field(default_factory=dict)
+    edges: tuple[EdgeWarning, ...] = ()
+
+
+def status_counts(study: StudyData) -> dict[str, int]:
+    """Finished trials per outcome (known outcomes first, in a fixed order), plus running."""
+    counts = Counter(t.status for r in study.rungs for t in r.trials)
+    ordered = {s: counts.pop(s, 0) for s in STATUSES}
+    ordered.update(sorted(counts.items()))
+    ordered["running"] = sum(r.trials_running for r in study.rungs)
+    return ordered
+
+
+def best_lrs(study: StudyData) -> tuple[list[int], list[float]]:
+    """(batch sizes, tuned learning rates) of the rungs that reached the target."""
+    sizes, lrs = [], []
+    for rung in study.reached:
+        lr = (rung.best_hparams or {}).get("lr")
+        if lr is None and rung.best is not None:
+            lr = rung.best.hparams.get("lr", rung.best.params.get("lr"))
+        if lr is not None and lr > 0:
+            sizes.append(rung.batch_size)
+            lrs.append(lr)
+    return sizes, lrs
+
+
+def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
+    """Fit, regimes, LR trend, prediction check and warnings for one study.
+
+    Args:
+        study: the loaded study.
+        tol: the regime tolerance (Shallue-style bends at ``tol``; see DESIGN.md).
+
+    Returns:
+        The summary; analysis that is impossible (too few reached rungs, a fit that
+        fails) leaves the fields ``None`` and says why in ``analysis_note``.
+    """
+    from .. import analysis
+
+    notes = []
+    unfinished = [r for r in study.rungs if not r.complete]
+    if unfinished:
+        sizes = ", ".join(str(r.batch_size) for r in unfinished)
+        notes.append(
+            f"The study is still in progress: trials are pending at batch size {sizes}; "
+            "results may change."
+        )
+    missed = [r for r in study.rungs if r.steps_to_target is None and r.complete]
+    if missed:
+        sizes = ", ".join(str(r.batch_size) for r in missed)
+        notes.append(f"No trial reached the target at batch size {sizes}.")
+
+    fit = regimes = trend = prediction = None
+    note = None
+    reached = study.reached
+    if len(reached) < MIN_RUNGS_FOR_FIT:
+        note = (
+            f"Analysis impossible: {len(reached)} rung(s) reached the target; the fit of "
+            f"S(B) = S_min (1 + B_crit / B) needs at least {MIN_RUNGS_FOR_FIT}."
+        )
+    else:
+        batch_sizes = [r.batch_size for r in study.rungs]
+        steps = [r.steps_to_target for r in study.rungs]
+        try:
+            fit = analysis.fit_scaling(batch_sizes, steps)
+            regimes = analysis.scaling_regimes(batch_sizes, steps, tol=tol)
+        except ValueError as error:
+            fit = regimes = None
+            note = f"Analysis impossible: {error}"
+        if regimes is not None:
+            sizes, lrs = best_lrs(study)
+            if len(sizes) >= 2:
+                try:
+                    trend = analysis.lr_trend(sizes, lrs, regimes=regimes)
+                except ValueError as error:
+                    logger.warning("%s: LR trend skipped: %s", study.name, error)
+    if fit is not None and study.noise_scale is not None:
+        b_simple, ci = study.noise_scale.final
+        try:
+            prediction = analysis.compare_prediction(fit, b_simple, ci)
+        except ValueError as error:
+            logger.warning("%s: noise-scale comparison skipped: %s", study.name, error)
+    return StudySummary(
+        fit=fit,
+        regimes=regimes,
+        lr_trend=trend,
+        prediction=prediction,
+        analysis_note=note,
+        notes=tuple(notes),
+        status_counts=status_counts(study),
+        edges=tuple(edge_warnings(study.rungs, study.search_space)),
+    )
+
+
+def compare_to_reference(summaries: list[StudySummary] | tuple[StudySummary, ...]) -> list[Any]:
+    """Each study's fit compared with the first study's (``None`` where either has no fit).
+
+    Uses the analysis' two-curve comparison: ratios of B_crit and S_min with intervals.
+    """
+    from .. import analysis
+
+    if not summaries:
+        return []
+    reference = summaries[0].fit
+    results: list[Any] = [None]
+    for summary in summaries[1:]:
+        if reference is None or summary.fit is None:
+            results.append(None)
+            continue
+        try:
+            results.append(analysis.compare_fits(reference, summary.fit))
+        except ValueError as error:
+            logger.warning("comparison skipped: %s", error)
+            results.append(None)
+    return results

@@ -1,0 +1,373 @@
+"""What each part of the page shows: plain records built from results and summaries.
+
+The template only lays these out; every number, sentence and table row is decided
+here, so the report's content can be tested without parsing HTML. Values stay
+plain strings and numbers: escaping is the template's job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._load import Rung, StudyData, Trial
+from ._summary import StudySummary
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One headline number: label, value, interval and a short explanation."""
+
+    label: str
+    value: Any
+    interval: Any = None
+    unit: str = ""
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    status: str
+    steps: int | None
+    params: list[Any]
+    edge: list[bool]
+    wall_time_s: float | None
+    reason: str | None
+    traceback: str | None
+    best: bool
+    retry_of: int | None
+
+
+@dataclass(frozen=True)
+class RungView:
+    batch_size: int
+    steps: int | None
+    examples: int | None
+    budget: int | None
+    regime: str
+    best: dict[str, float]
+    trials_done: int
+    trials_planned: int
+    trials_running: int
+    counts: dict[str, int]
+    figure: str | None
+    rows: list[TrialRow]
+    param_names: list[str]
+    edges: list[str]
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """One study's part of every section."""
+
+    index: int
+    name: str
+    source: str | None
+    target_text: str
+    workload_name: str
+    workload_description: str
+    facts: list[Fact]
+    regime_text: list[str]
+    prediction_text: list[str]
+    trend_text: list[str]
+    notes: list[str]
+    analysis_note: str | None
+    edge_messages: list[str]
+    rungs: list[RungView]
+    best_names: list[str]
+    scaling_figure: str
+    hyperparameter_figure: str | None
+    noise_figure: str | None
+    noise_rows: list[tuple[int, float, Any]]
+    config_json: str
+    workload_params: list[tuple[str, str]]
+    environment: list[tuple[str, str]]
+    wall_time_s: float | None
+    created: str | None
+    status_counts: dict[str, int]
+    figures: list[str] = field(default_factory=list)
+
+
+def target_text(target: dict[str, Any]) -> str:
+    """``{"metric": "loss", "direction": "min", "value": 0.5}`` -> ``"loss ≤ 0.5"``."""
+    sign = "≥" if target.get("direction") == "max" else "≤"
+    return f"{target.get('metric', '?')} {sign} {target.get('value', '?'):g}"
+
+
+def _regime_of(batch_size: int, summary: StudySummary) -> str:
+    regimes = summary.regimes
+    if regimes is None:
+        return ""
+    for name, label in (
+        ("perfect", "perfect scaling"),
+        ("diminishing", "diminishing returns"),
+        ("maximal", "maximal data parallelism"),
+    ):
+        if batch_size in _rung_list(getattr(regimes, name, ())):
+            return label
+    return ""
+
+
+def _rung_list(values: Any) -> list[int]:
+    """Batch sizes from a regimes list (of ints, or of objects with ``batch_size``)."""
+    out = []
+    for value in values or ():
+        size = getattr(value, "batch_size", value)
+        if isinstance(size, int | float):
+            out.append(int(size))
+    return out
+
+
+def _attr(obj: Any, *names: str) -> Any:
+    for name in names:
+        if obj is not None and getattr(obj, name, None) is not None:
+            return getattr(obj, name)
+    return None
+
+
+def headline_facts(study: StudyData, summary: StudySummary) -> list[Fact]:
+    """The headline numbers: ideal batch size, B_crit, S_min, E_min (with intervals)."""
+    fit, regimes = summary.fit, summary.regimes
+    facts = [
+        Fact(
+            "Ideal batch size",
+            _attr(regimes, "ideal_batch_size"),
+            hint="largest rung inside perfect scaling",
+        ),
+        Fact(
+            "Critical batch size B_crit",
+            _attr(fit, "b_crit"),
+            _attr(fit, "b_crit_ci"),
+            hint="S(B) = S_min (1 + B_crit / B)",
+        ),
+        Fact(
+            "Fewest steps S_min",
+            _attr(fit, "s_min"),
+            _attr(fit, "s_min_ci"),
+            "steps",
+            "steps to target as B → ∞",
+        ),
+        Fact(
+            "Fewest examples E_min",
+            _attr(fit, "e_min"),
+            _attr(fit, "e_min_ci"),
+            "examples",
+            "examples to target as B → 0",
+        ),
+    ]
+    if study.noise_scale is not None:
+        b_simple, ci = study.noise_scale.final
+        where = study.noise_scale.batch_size
+        facts.append(
+            Fact(
+                "Noise scale B_simple",
+                b_simple,
+                ci,
+                hint="predicted B_crit (McCandlish et al. 2018)"
+                + (f", measured at B = {where}" if where else ""),
+            )
+        )
+    return facts
+
+
+def regime_text(study: StudyData, summary: StudySummary) -> list[str]:
+    """Sentences naming the regime boundaries and the rungs in each regime."""
+    regimes = summary.regimes
+    if regimes is None:
+        return []
+    lines = []
+    from ._plots import _bound_pair
+
+    bounds = getattr(regimes, "boundaries", None)
+    if bounds is not None:
+        perfect_end, maximal_start = _bound_pair(bounds)
+        if perfect_end is not None:
+            lines.append(f"Perfect scaling up to B ≈ {_short(perfect_end)}.")
+        if maximal_start is not None:
+            lines.append(f"Maximal data parallelism from B ≈ {_short(maximal_start)}.")
+    for name, label in (
+        ("perfect", "Perfect scaling"),
+        ("diminishing", "Diminishing returns"),
+        ("maximal", "Maximal data parallelism"),
+    ):
+        sizes = _rung_list(getattr(regimes, name, ()))
+        lines.append(f"{label}: " + (", ".join(str(b) for b in sizes) if sizes else "no rung"))
+    return lines
+
+
+def _short(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def prediction_text(study: StudyData, summary: StudySummary) -> list[str]:
+    """The noise-scale prediction set against the measured B_crit."""
+    noise = study.noise_scale
+    if noise is None:
+        return []
+    b_simple, ci = noise.final
+    measured = f"B_simple = {_short(b_simple)}" + (
+        f" (95% interval {_short(ci[0])} – {_short(ci[1])})" if ci else ""
+    )
+    if summary.fit is None:
+        return [f"Predicted: {measured}. No measured B_crit to compare it with (no fit)."]
+    lines = [f"Predicted: {measured}; measured: B_crit = {_short(summary.fit.b_crit)}."]
+    pred = summary.prediction
+    if pred is not None:
+        ratio = _attr(pred, "ratio")
+        ratio_ci = _attr(pred, "ratio_ci")
+        if ratio is not None:
+            text = f"Ratio B_simple / B_crit = {float(ratio):.3g}"
+            if ratio_ci is not None:
+                text += f" (interval {float(ratio_ci[0]):.3g} – {float(ratio_ci[1]):.3g})"
+            lines.append(text + ".")
+        verdict = _attr(pred, "agrees", "consistent", "agree")
+        if verdict is not None:
+            lines.append(
+                "The prediction agrees with the measurement."
+                if verdict
+                else "The prediction does not agree with the measurement."
+            )
+        message = _attr(pred, "message", "summary", "verdict")
+        if isinstance(message, str):
+            lines.append(message)
+    return lines
+
+
+def trend_text(summary: StudySummary) -> list[str]:
+    """What the tuned learning rates did, from the analysis' LR trend."""
+    trend = summary.lr_trend
+    if trend is None:
+        return []
+    lines = []
+    exponent = _attr(trend, "exponent", "slope")
+    if exponent is not None:
+        lines.append(f"Tuned learning rate grows as B^{float(exponent):.2f} across the rungs.")
+    message = _attr(trend, "message", "summary", "verdict", "reading")
+    if isinstance(message, str):
+        lines.append(message)
+    return lines
+
+
+def _best_values(rung: Rung, names: Sequence[str]) -> dict[str, float]:
+    best = rung.best
+    values: dict[str, float] = {}
+    for name in names:
+        if rung.best_hparams and name in rung.best_hparams:
+            values[name] = rung.best_hparams[name]
+        elif best is not None and name in best.hparams:
+            values[name] = best.hparams[name]
+        elif best is not None and name in best.params:
+            values[name] = best.params[name]
+    return values
+
+
+def _row(trial: Trial, rung: Rung, names: Sequence[str], edge_params: set[str]) -> TrialRow:
+    best = trial.number == rung.best_trial
+    return TrialRow(
+        number=trial.number,
+        status=trial.status,
+        steps=trial.steps_to_target,
+        params=[trial.params.get(n, trial.hparams.get(n)) for n in names],
+        edge=[best and n in edge_params for n in names],
+        wall_time_s=trial.wall_time_s,
+        reason=trial.reason,
+        traceback=trial.traceback,
+        best=best,
+        retry_of=trial.retry_of,
+    )
+
+
+def rung_views(
+    study: StudyData, summary: StudySummary, figures: dict[int, str | None]
+) -> list[RungView]:
+    """Per rung: best result, regime, trial table rows and search figure."""
+    names = list(study.search_space) or sorted(
+        {k for r in study.rungs for t in r.trials for k in t.params}
+    )
+    best_names = best_hparam_names(study)
+    views = []
+    for rung in study.rungs:
+        edges = [e for e in summary.edges if e.batch_size == rung.batch_size]
+        counts: dict[str, int] = {}
+        for trial in rung.trials:
+            counts[trial.status] = counts.get(trial.status, 0) + 1
+        views.append(
+            RungView(
+                batch_size=rung.batch_size,
+                steps=rung.steps_to_target,
+                examples=None
+                if rung.steps_to_target is None
+                else rung.steps_to_target * rung.batch_size,
+                budget=rung.budget_steps,
+                regime=_regime_of(rung.batch_size, summary),
+                best=_best_values(rung, best_names),
+                trials_done=rung.trials_done,
+                trials_planned=rung.trials_planned,
+                trials_running=rung.trials_running,
+                counts=counts,
+                figure=figures.get(rung.batch_size),
+                rows=[
+                    _row(t, rung, names, {e.param for e in edges})
+                    for t in sorted(rung.trials, key=lambda t: t.number)
+                ],
+                param_names=names,
+                edges=[e.message for e in edges],
+            )
+        )
+    return views
+
+
+def best_hparam_names(study: StudyData) -> list[str]:
+    """The optimizer hyperparameters of the best trials (lr first), for the rung table."""
+    names: set[str] = set()
+    for rung in study.rungs:
+        names.update((rung.best_hparams or {}).keys())
+    return sorted(names, key=lambda n: (n != "lr", n))
+
+
+def environment_rows(study: StudyData) -> list[tuple[str, str]]:
+    """Versions and machine, in a fixed order (unknown keys last)."""
+    order = ("batchlab", "torch", "optuna", "numpy", "python", "platform", "machine",
+             "processor", "cpu_count", "torch_threads")  # fmt: skip
+    env = study.environment
+    keys = [k for k in order if k in env] + sorted(k for k in env if k not in order)
+    return [(k, str(env[k])) for k in keys]
+
+
+def workload_rows(study: StudyData) -> list[tuple[str, str]]:
+    """The workload's parameters as (name, JSON value) pairs."""
+    params = study.workload.get("params") or {}
+    rows = [(str(k), json.dumps(v)) for k, v in sorted(params.items())] if isinstance(
+        params, dict
+    ) else [("params", json.dumps(params))]
+    train_size = study.workload.get("train_size")
+    if train_size is not None:
+        rows.append(("train_size", str(train_size)))
+    return rows
+
+
+def noise_rows(study: StudyData, limit: int = 12) -> list[tuple[int, float, Any]]:
+    """A few (step, B_simple, interval) rows of the noise-scale history, last included."""
+    noise = study.noise_scale
+    if noise is None:
+        return []
+    n = len(noise.steps)
+    every = max(1, math.ceil(n / limit))
+    picks = sorted(set(range(0, n, every)) | {n - 1})
+    return [
+        (
+            noise.steps[i],
+            noise.b_simple[i],
+            (noise.ci_low[i], noise.ci_high[i]),
+        )
+        for i in picks
+    ]
+
+
+def config_json(study: StudyData) -> str:
+    """The study config, pretty JSON (what ``batchlab study run`` validated)."""
+    return json.dumps(study.config, indent=2, sort_keys=False, ensure_ascii=False)

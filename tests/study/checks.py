@@ -1,0 +1,38 @@
+"""Assertions shared by the study tests."""
+
+from __future__ import annotations
+
+
+def final_trials_per_slot(storage_url: str) -> dict[str, dict[int, int]]:
+    """Per rung study: how many final (completed or errored) trials each slot has."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from batchlab.study._storage import open_storage
+
+    storage = open_storage(storage_url)
+    out: dict[str, dict[int, int]] = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+        counts: dict[int, int] = {}
+        for t in trials:
+            if t.state == TrialState.COMPLETE or (
+                t.state == TrialState.FAIL and t.user_attrs.get("status") == "error"
+            ):
+                slot = int(t.user_attrs["slot"])
+                counts[slot] = counts.get(slot, 0) + 1
+        out[summary.study_name] = counts
+    return out
+
+
+def assert_each_slot_once(storage_url: str, trials_per_rung: int) -> None:
+    """Every planned slot of every rung finished exactly once."""
+    for name, counts in final_trials_per_slot(storage_url).items():
+        assert counts == dict.fromkeys(range(trials_per_rung), 1), (name, counts)
+
+
+def trial_outcomes(result) -> list[tuple]:
+    """(batch size, slot, status, steps-to-target) of every trial, for comparing runs."""
+    return [
+        (r.batch_size, t.slot, t.status, t.steps_to_target) for r in result.rungs for t in r.trials
+    ]

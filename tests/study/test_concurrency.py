@@ -1,0 +1,166 @@
+"""Several workers on one storage (journal file, SQLite, PostgreSQL): every trial
+exactly once, and the same results as one worker with the same seeds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from batchlab.study import Study, StudyConfig
+
+from .checks import assert_each_slot_once, trial_outcomes
+
+REQUIRE_POSTGRES = os.environ.get("BATCHLAB_REQUIRE_POSTGRES") == "1"
+
+
+def start_workers(url: str, count: int) -> list[subprocess.Popen]:
+    """``batchlab study worker URL`` in ``count`` processes, as a user would start them."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "batchlab", "study", "worker", url, "--threads", "1"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+
+
+def wait_all(processes: list[subprocess.Popen], timeout: float = 600) -> None:
+    for process in processes:
+        _, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, err.decode()
+
+
+def run_shared(config: StudyConfig, directory: Path, workers: int) -> Study:
+    study = Study(config, directory)
+    study.prepare()  # plans the trials; workers then only pull them
+    wait_all(start_workers(study.storage_url, workers))
+    return study
+
+
+def test_four_workers_on_one_journal_file(tmp_path, linreg_study):
+    config = StudyConfig.model_validate(linreg_study)
+    study = run_shared(config, tmp_path / "journal", workers=4)
+    assert_each_slot_once(study.storage_url, config.search.trials_per_rung)
+    single = Study(config, tmp_path / "single").run()
+    assert trial_outcomes(study.results()) == trial_outcomes(single)
+
+
+def test_four_workers_on_sqlite(tmp_path, linreg_study):
+    linreg_study["storage"] = "sqlite:///study.db"
+    config = StudyConfig.model_validate(linreg_study)
+    study = run_shared(config, tmp_path / "sqlite", workers=4)
+    assert study.storage_url == f"sqlite:///{(tmp_path / 'sqlite' / 'study.db').resolve()}"
+    assert_each_slot_once(study.storage_url, config.search.trials_per_rung)
+    linreg_study.pop("storage")
+    single = Study(StudyConfig.model_validate(linreg_study), tmp_path / "single").run()
+    assert trial_outcomes(study.results()) == trial_outcomes(single)
+
+
+def _postgres_bin() -> Path | None:
+    for version in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (version / "initdb").exists():
+            return version
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway PostgreSQL server on localhost (Debian's postgresql package)."""
+    bin_dir = _postgres_bin()
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        bin_dir = None
+    if bin_dir is None:
+        message = "PostgreSQL server binaries or psycopg missing (apt-get install postgresql; pip install 'batchlab[postgres]')"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message)
+        pytest.skip(message)
+    data = Path(tempfile.mkdtemp(prefix="batchlab-pg-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(data, "postgres", "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run(
+        [
+            *run_as,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data / "db"),
+            "-U",
+            "batchlab",
+            "--auth=trust",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *run_as,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data / "db"),
+            "-l",
+            str(data / "log"),
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(
+            [
+                str(bin_dir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "batchlab",
+                "studies",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql+psycopg://batchlab@127.0.0.1:{port}/studies"
+    finally:
+        subprocess.run(
+            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_on_postgresql_match_the_journal_backend(tmp_path, linreg_study, postgres_url):
+    linreg_study["storage"] = postgres_url
+    config = StudyConfig.model_validate(linreg_study)
+    started = time.monotonic()
+    study = run_shared(config, tmp_path / "pg", workers=2)
+    assert_each_slot_once(postgres_url, config.search.trials_per_rung)
+    assert not (tmp_path / "pg" / "optuna.journal").exists()
+    linreg_study.pop("storage")
+    journal = Study(StudyConfig.model_validate(linreg_study), tmp_path / "journal").run()
+    assert trial_outcomes(study.results()) == trial_outcomes(journal)
+    assert time.monotonic() - started < 600
