@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The default study: mnist1d-cnn, 8 batch sizes 16..2048, each tuned with 8 Sobol
+# trials, on 2 worker processes; then its HTML report. Resumable: rerun to continue.
 demo: $(STAMP)
-	$(BIN)/batchlab train --workload mnist1d-cnn --batch-size 128
+	$(BIN)/batchlab study run examples/mnist1d-cnn.toml --out runs/mnist1d-cnn --workers 2
+	$(BIN)/batchlab report runs/mnist1d-cnn
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

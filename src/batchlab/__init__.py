@@ -5,7 +5,10 @@ studies with per-batch-size tuning, and train at large batch with LARS/LAMB.
 See https://github.com/batchlab/batchlab and ``batchlab --help``.
 """
 
+from . import analysis, noise, optim, report
 from ._errors import BatchlabError, ConfigError, WorkloadError
+from .noise import NoiseScaleResult, NoiseScaleTracker, measure_noise_scale
+from .study import Study, StudyConfig, StudyResult
 from .workloads import Target, Workload, get_workload, list_workloads
 
 __version__ = "0.1.0"
@@ -13,10 +16,20 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchlabError",
     "ConfigError",
+    "NoiseScaleResult",
+    "NoiseScaleTracker",
+    "Study",
+    "StudyConfig",
+    "StudyResult",
     "Target",
     "Workload",
     "WorkloadError",
     "__version__",
+    "analysis",
     "get_workload",
     "list_workloads",
+    "measure_noise_scale",
+    "noise",
+    "optim",
+    "report",
 ]

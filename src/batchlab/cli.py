@@ -11,6 +11,8 @@ import typer
 
 from . import __version__
 from ._cli_common import console
+from ._cli_noise import noise_scale_command
+from ._cli_report import report_command
 from ._cli_study import study_app
 from ._cli_train import train_command, workloads_command
 
@@ -44,7 +46,9 @@ def _root(
 
 app.command("workloads")(workloads_command)
 app.command("train")(train_command)
+app.command("noise-scale")(noise_scale_command)
 app.add_typer(study_app, name="study")
+app.command("report")(report_command)
 
 
 def main() -> None:

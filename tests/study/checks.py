@@ -36,3 +36,24 @@ def trial_outcomes(result) -> list[tuple]:
     return [
         (r.batch_size, t.slot, t.status, t.steps_to_target) for r in result.rungs for t in r.trials
     ]
+
+
+def assert_same_results(a, b) -> None:
+    """Two runs of one study (e.g. 4 workers and 1) measured the same thing.
+
+    Every rung has the same best steps-to-target, and every trial the same outcome,
+    except where stop-once-beaten cut a trial short in one run: which trials have
+    finished when another is evaluated depends on the workers' timing, so a trial
+    may be ``beaten`` in one run and run on to a result in the other. That result
+    then cannot beat the rung's best.
+    """
+    assert a.steps_to_target == b.steps_to_target
+    best = a.steps_to_target
+    outcomes_a, outcomes_b = trial_outcomes(a), trial_outcomes(b)
+    assert [o[:2] for o in outcomes_a] == [o[:2] for o in outcomes_b]
+    for x, y in zip(outcomes_a, outcomes_b, strict=True):
+        if "beaten" in (x[2], y[2]):
+            other = y if x[2] == "beaten" else x
+            assert other[3] is None or other[3] >= best[x[0]], (x, y)
+        else:
+            assert x == y

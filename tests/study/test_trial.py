@@ -48,6 +48,24 @@ def test_run_stops_once_beaten(linreg):
     assert result.steps[-1] == 100
 
 
+def test_run_stops_once_a_best_found_meanwhile_beats_it(linreg):
+    # The worker passes a callable re-read at every evaluation: a best found by
+    # another worker during this run must stop it too.
+    best: list[int | None] = [None]
+
+    def known_best() -> int | None:
+        return best[0]
+
+    def on_eval(step: int, metrics: dict[str, float]) -> None:
+        if step == 50:
+            best[0] = 80
+
+    slow = RunSpec(32, "sgd", {"lr": 0.01}, 2000, 10, seed=0)
+    result = run_training(linreg, slow, linreg.target, stop_after=known_best, on_eval=on_eval)
+    assert result.status == "beaten" and result.steps[-1] == 80
+    assert "by step 80" in result.reason
+
+
 def test_divergence_is_recorded_with_its_reason(linreg):
     spec = RunSpec(32, "sgd", {"lr": 50.0}, 2000, 10, seed=0)
     result = run_training(linreg, spec, linreg.target)

@@ -214,12 +214,14 @@ def run_training(
                 result.status, result.steps_to_target = "reached", step
             if stop_at_target:
                 break
-        elif stop_after is not None and step >= stop_after and result.steps_to_target is None:
-            result.status = "beaten"
-            result.reason = (
-                f"stopped at step {step}: another run reached the target by step {stop_after}"
-            )
-            break
+        elif result.steps_to_target is None:
+            known = stop_after() if callable(stop_after) else stop_after
+            if known is not None and step >= known:
+                result.status = "beaten"
+                result.reason = (
+                    f"stopped at step {step}: another run reached the target by step {known}"
+                )
+                break
     if result.status == "not_reached":
         result.reason = f"{target.describe()} not reached within {spec.max_steps} steps"
     return result

@@ -124,33 +124,55 @@ def _claim(study: optuna.Study, config: StudyConfig, rung: Rung, count: int) -> 
     return claimed
 
 
+def _warn_reaped(claimed: _Claimed) -> None:
+    # A heartbeat starved for longer than the grace period (an overloaded machine)
+    # makes a peer fail the trial and re-enqueue its slot; the slot runs again and
+    # is recorded there, so this copy's result is dropped, not written twice.
+    logger.warning(
+        "trial %d was declared dead by another worker (late heartbeat) and its slot "
+        "re-enqueued; dropping this run's result, the slot runs again",
+        claimed.trial.number,
+    )
+
+
 def _record(
     study: optuna.Study, claimed: _Claimed, result: RunResult, wall_time: float, ensemble: int
-) -> None:
+) -> bool:
+    """Write a finished trial's result; ``False`` if the trial was reaped meanwhile."""
     trial = claimed.trial
-    for key, value in {
-        "status": result.status,
-        "steps_to_target": result.steps_to_target,
-        "reason": result.reason,
-        "wall_time_s": wall_time,
-        "ensemble": ensemble,
-        "curve": {"steps": result.steps, **result.to_dict()["metrics"]},
-    }.items():
-        trial.set_user_attr(key, value)
-    value = float(result.steps_to_target) if result.steps_to_target is not None else math.inf
-    study.tell(trial, value)
+    try:
+        for key, value in {
+            "status": result.status,
+            "steps_to_target": result.steps_to_target,
+            "reason": result.reason,
+            "wall_time_s": wall_time,
+            "ensemble": ensemble,
+            "curve": {"steps": result.steps, **result.to_dict()["metrics"]},
+        }.items():
+            trial.set_user_attr(key, value)
+        steps = result.steps_to_target
+        study.tell(trial, float(steps) if steps is not None else math.inf)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        _warn_reaped(claimed)
+        return False
+    return True
 
 
 def _record_failure(
     study: optuna.Study, claimed: _Claimed, error: BaseException, wall_time: float
-) -> str:
+) -> str | None:
+    """Write a failed trial's reason and traceback; ``None`` if it was reaped meanwhile."""
     reason = _describe_failure(error)
     trial = claimed.trial
-    trial.set_user_attr("status", "error")
-    trial.set_user_attr("reason", reason)
-    trial.set_user_attr("traceback", traceback.format_exc())
-    trial.set_user_attr("wall_time_s", wall_time)
-    study.tell(trial, state=TrialState.FAIL)
+    try:
+        trial.set_user_attr("status", "error")
+        trial.set_user_attr("reason", reason)
+        trial.set_user_attr("traceback", traceback.format_exc())
+        trial.set_user_attr("wall_time_s", wall_time)
+        study.tell(trial, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        _warn_reaped(claimed)
+        return None
     return reason
 
 
@@ -224,8 +246,8 @@ class TrialRunner:
         except Exception as error:
             self._failed(rung, study, c, error, time.perf_counter() - started)
             return
-        _record(study, c, result, time.perf_counter() - started, ensemble=1)
-        self._finished(rung, c, result)
+        if _record(study, c, result, time.perf_counter() - started, ensemble=1):
+            self._finished(rung, c, result)
 
     def _run_ensemble(
         self, rung: Rung, study: optuna.Study, claimed: list[_Claimed], stop_after: int | None
@@ -261,13 +283,15 @@ class TrialRunner:
         # Wall time is shared: each member is charged an equal part.
         wall = (time.perf_counter() - started) / len(claimed)
         for c, result in zip(claimed, results, strict=True):
-            _record(study, c, result, wall, ensemble=len(claimed))
-            self._finished(rung, c, result)
+            if _record(study, c, result, wall, ensemble=len(claimed)):
+                self._finished(rung, c, result)
 
     def _failed(
         self, rung: Rung, study: optuna.Study, c: _Claimed, error: Exception, wall: float
     ) -> None:
         reason = _record_failure(study, c, error, wall)
+        if reason is None:
+            return
         self.emit(TrialEvent("finish", rung, c.trial.number, c.slot, status="error"))
         logger.error("trial %d of %s failed: %s", c.trial.number, rung.study_name, reason)
         if self.fail_fast:
