@@ -49,6 +49,20 @@ def decoded_images(html: str) -> list[Image.Image]:
     return images
 
 
+EVIL = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def handmade_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A hand-made study (every trial outcome) whose name is markup, as an attacker's."""
+    return write_results(tmp_path_factory.mktemp("handmade") / "study", make_results(EVIL))
+
+
+@pytest.fixture(scope="module")
+def handmade_html(handmade_dir: Path) -> str:
+    return build_report(handmade_dir).html
+
+
 @pytest.fixture(scope="module")
 def nqm_study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("studies") / "nqm"
@@ -71,8 +85,8 @@ def test_report_of_a_real_nqm_study_has_every_section_and_decodable_images(nqm_s
     assert f"{fit['b_crit']:.3g}"[:3] in html.replace(",", "")
 
 
-def test_report_of_a_handmade_results_file_has_every_section(handmade_dir):
-    html = build_report(handmade_dir).html
+def test_report_of_a_handmade_results_file_has_every_section(handmade_html):
+    html = handmade_html
     for section in SECTIONS:
         assert f'<section id="{section}">' in html, section
     assert len(decoded_images(html)) >= 3 + 8
@@ -82,11 +96,9 @@ def test_report_of_a_handmade_results_file_has_every_section(handmade_dir):
     assert "still in progress" in html
 
 
-def test_every_user_string_is_escaped(tmp_path):
-    evil = "<script>alert(1)</script>"
-    results = make_results(name=evil)
-    html = build_report(write_results(tmp_path / "evil", results)).html
-    assert evil not in html
+def test_every_user_string_is_escaped(handmade_html):
+    html = handmade_html
+    assert EVIL not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     # The only scripts are the package's own (hashed into the CSP).
     assert html.count("<script>") == 1
@@ -95,8 +107,8 @@ def test_every_user_string_is_escaped(tmp_path):
     assert "<i>user param</i>" not in html
 
 
-def test_report_is_self_contained(handmade_dir):
-    html = build_report(handmade_dir).html
+def test_report_is_self_contained(handmade_html):
+    html = handmade_html
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "Content-Security-Policy" in html
 

@@ -1,1 +1,37 @@
-"""analysis"""
+"""Analysis of batch-size scaling studies: pure functions over numbers.
+
+Everything here takes plain sequences (batch sizes, steps-to-target, tuned learning
+rates), so it works on any study's results and on published tables typed in by hand:
+
+* :func:`fit_scaling` — S(B) = S_min (1 + B_crit / B) (McCandlish et al. 2018), robust,
+  with bootstrap intervals;
+* :func:`scaling_regimes` — perfect scaling, diminishing returns, maximal data
+  parallelism (Shallue et al. 2018), from the fit and from the data alone;
+* :func:`lr_trend` — the tuned learning rate's exponent against the linear and √ rules;
+* :func:`compare_prediction` — measured B_crit against the noise scale B_simple;
+* :func:`compare_fits` — two curves (e.g. SGD against momentum) as ratios.
+
+Every result is a frozen dataclass with a JSON-safe ``to_dict()``.
+"""
+
+from ._checks import AnalysisError
+from ._compare import FitComparison, PredictionComparison, compare_fits, compare_prediction
+from ._fit import ScalingFit, fit_scaling
+from ._lr_trend import LRTrend, lr_trend
+from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
+
+__all__ = [
+    "AnalysisError",
+    "FitComparison",
+    "LRTrend",
+    "PairReading",
+    "PredictionComparison",
+    "RegimeBoundaries",
+    "ScalingFit",
+    "ScalingRegimes",
+    "compare_fits",
+    "compare_prediction",
+    "fit_scaling",
+    "lr_trend",
+    "scaling_regimes",
+]

@@ -1,1 +1,39 @@
-"""noise"""
+"""Gradient noise scale (McCandlish et al. 2018): pure estimators and a hook-based tracker.
+
+* :func:`measure_noise_scale` — B_simple (and optionally B_noise) at the current
+  parameters, from a few batches; leaves the model exactly as it was.
+* :class:`NoiseScaleTracker` — B_simple during training, from the micro-batches of
+  gradient accumulation, with one ``tracker.step()`` per optimizer step.
+* :class:`NoiseScaleStatistics`, :func:`grad_sq_norm_estimate`,
+  :func:`trace_cov_estimate`, :func:`noise_scale_from_norms`,
+  :func:`fieller_interval` — the statistics alone, for norms you collect yourself
+  (e.g. per-rank gradients under DDP).
+
+References:
+    McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch
+    Training", https://arxiv.org/abs/1812.06162 (Appendix A: the estimators).
+"""
+
+from ._estimators import (
+    NoiseScaleStatistics,
+    fieller_interval,
+    grad_sq_norm_estimate,
+    noise_scale_from_norms,
+    trace_cov_estimate,
+)
+from ._measure import measure_noise_scale
+from ._results import NoiseScaleEstimate, NoiseScaleRecord, NoiseScaleResult
+from ._tracker import NoiseScaleTracker
+
+__all__ = [
+    "NoiseScaleEstimate",
+    "NoiseScaleRecord",
+    "NoiseScaleResult",
+    "NoiseScaleStatistics",
+    "NoiseScaleTracker",
+    "fieller_interval",
+    "grad_sq_norm_estimate",
+    "measure_noise_scale",
+    "noise_scale_from_norms",
+    "trace_cov_estimate",
+]

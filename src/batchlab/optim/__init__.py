@@ -7,11 +7,21 @@ from ._factory import (
     build_optimizer,
     check_optimizer_name,
 )
+from ._lamb import LAMB
+from ._lars import LARS
+from ._param_groups import lars_param_groups
+from ._scaling import scale_lr
+from ._schedules import warmup_schedule
 
 __all__ = [
+    "LAMB",
+    "LARS",
     "OPTIMIZERS",
     "OPTIMIZER_HPARAMS",
     "UnknownOptimizerError",
     "build_optimizer",
     "check_optimizer_name",
+    "lars_param_groups",
+    "scale_lr",
+    "warmup_schedule",
 ]

@@ -107,11 +107,10 @@ def regime_spans(
     summary: StudySummary, limits: tuple[float, float]
 ) -> list[tuple[str, float, float]]:
     """(regime, from B, to B) intervals to shade, clipped to ``limits``."""
-    regimes = summary.regimes
-    bounds = getattr(regimes, "boundaries", None) if regimes is not None else None
-    if bounds is None:
+    if summary.regimes is None:
         return []
-    perfect_end, maximal_start = _bound_pair(bounds)
+    bounds = summary.regimes.boundaries
+    perfect_end, maximal_start = _usable(bounds.perfect_end), _usable(bounds.maximal_start)
     lo, hi = limits
     spans = []
     if perfect_end is not None and perfect_end > lo:
@@ -125,19 +124,9 @@ def regime_spans(
     return spans
 
 
-def _bound_pair(bounds: Any) -> tuple[float | None, float | None]:
-    """(end of perfect scaling, start of maximal parallelism) from a boundaries object."""
-    if isinstance(bounds, dict):
-        values = list(bounds.values())
-    elif isinstance(bounds, list | tuple):
-        values = list(bounds)
-    else:
-        values = [getattr(bounds, name, None) for name in ("perfect_end", "maximal_start")]
-    values = (values + [None, None])[:2]
-    return tuple(
-        float(v) if v is not None and math.isfinite(float(v)) and float(v) > 0 else None
-        for v in values
-    )  # type: ignore[return-value]
+def _usable(value: float | None) -> float | None:
+    """A regime boundary worth drawing: finite and positive (a fit at its bound is not)."""
+    return value if value is not None and math.isfinite(value) and value > 0 else None
 
 
 def _shade_regimes(ax: Axes, spans: list[tuple[str, float, float]]) -> None:
@@ -500,7 +489,7 @@ def noise_figure(study: StudyData, summary: StudySummary) -> str | None:
     if fit is not None:
         ax.axhline(fit.b_crit, color="#d62728", ls="--", lw=1.3,
                    label=f"B_crit from the study = {fit.b_crit:,.4g}")
-        ci = _interval(getattr(fit, "b_crit_ci", None))
+        ci = _interval(fit.b_crit_ci)
         if ci is not None:
             ax.axhspan(ci[0], ci[1], color="#d62728", alpha=0.08, lw=0)
     positive = values[values > 0]

@@ -234,13 +234,13 @@ def _comparison(
             ComparisonRow(
                 name=study.name,
                 reference=reference,
-                b_crit=getattr(fit, "b_crit", None),
-                s_min=getattr(fit, "s_min", None),
-                ideal_batch_size=getattr(regimes, "ideal_batch_size", None),
-                b_crit_ratio=_view._attr(result, "b_crit_ratio"),
-                b_crit_ratio_ci=_view._attr(result, "b_crit_ratio_ci"),
-                s_min_ratio=_view._attr(result, "s_min_ratio"),
-                s_min_ratio_ci=_view._attr(result, "s_min_ratio_ci"),
+                b_crit=fit.b_crit if fit else None,
+                s_min=fit.s_min if fit else None,
+                ideal_batch_size=regimes.ideal_batch_size if regimes else None,
+                b_crit_ratio=result.b_crit_ratio if result else None,
+                b_crit_ratio_ci=result.b_crit_ratio_ci if result else None,
+                s_min_ratio=result.s_min_ratio if result else None,
+                s_min_ratio_ci=result.s_min_ratio_ci if result else None,
                 note=note,
             )
         )

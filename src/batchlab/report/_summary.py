@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
+from .. import analysis
+from ..analysis import FitComparison, LRTrend, PredictionComparison, ScalingFit, ScalingRegimes
 from ._edges import EdgeWarning, edge_warnings
 from ._load import STATUSES, StudyData
 
@@ -36,10 +37,10 @@ class StudySummary:
         edges: best trials on the edge of the search space.
     """
 
-    fit: Any = None
-    regimes: Any = None
-    lr_trend: Any = None
-    prediction: Any = None
+    fit: ScalingFit | None = None
+    regimes: ScalingRegimes | None = None
+    lr_trend: LRTrend | None = None
+    prediction: PredictionComparison | None = None
     analysis_note: str | None = None
     notes: tuple[str, ...] = ()
     status_counts: dict[str, int] = field(default_factory=dict)
@@ -79,8 +80,6 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
         The summary; analysis that is impossible (too few reached rungs, a fit that
         fails) leaves the fields ``None`` and says why in ``analysis_note``.
     """
-    from .. import analysis
-
     notes = []
     unfinished = [r for r in study.rungs if not r.complete]
     if unfinished:
@@ -107,7 +106,7 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
         steps = [r.steps_to_target for r in study.rungs]
         try:
             fit = analysis.fit_scaling(batch_sizes, steps)
-            regimes = analysis.scaling_regimes(batch_sizes, steps, tol=tol)
+            regimes = analysis.scaling_regimes(batch_sizes, steps, tol=tol, fit=fit)
         except ValueError as error:
             fit = regimes = None
             note = f"Analysis impossible: {error}"
@@ -136,17 +135,17 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
     )
 
 
-def compare_to_reference(summaries: list[StudySummary] | tuple[StudySummary, ...]) -> list[Any]:
+def compare_to_reference(
+    summaries: list[StudySummary] | tuple[StudySummary, ...],
+) -> list[FitComparison | None]:
     """Each study's fit compared with the first study's (``None`` where either has no fit).
 
     Uses the analysis' two-curve comparison: ratios of B_crit and S_min with intervals.
     """
-    from .. import analysis
-
     if not summaries:
         return []
     reference = summaries[0].fit
-    results: list[Any] = [None]
+    results: list[FitComparison | None] = [None]
     for summary in summaries[1:]:
         if reference is None or summary.fit is None:
             results.append(None)

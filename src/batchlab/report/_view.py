@@ -98,35 +98,17 @@ def target_text(target: dict[str, Any]) -> str:
     return f"{target.get('metric', '?')} {sign} {target.get('value', '?'):g}"
 
 
+REGIME_LABELS = {
+    "perfect": "perfect scaling",
+    "diminishing": "diminishing returns",
+    "maximal": "maximal data parallelism",
+}
+
+
 def _regime_of(batch_size: int, summary: StudySummary) -> str:
-    regimes = summary.regimes
-    if regimes is None:
+    if summary.regimes is None:
         return ""
-    for name, label in (
-        ("perfect", "perfect scaling"),
-        ("diminishing", "diminishing returns"),
-        ("maximal", "maximal data parallelism"),
-    ):
-        if batch_size in _rung_list(getattr(regimes, name, ())):
-            return label
-    return ""
-
-
-def _rung_list(values: Any) -> list[int]:
-    """Batch sizes from a regimes list (of ints, or of objects with ``batch_size``)."""
-    out = []
-    for value in values or ():
-        size = getattr(value, "batch_size", value)
-        if isinstance(size, int | float):
-            out.append(int(size))
-    return out
-
-
-def _attr(obj: Any, *names: str) -> Any:
-    for name in names:
-        if obj is not None and getattr(obj, name, None) is not None:
-            return getattr(obj, name)
-    return None
+    return REGIME_LABELS.get(summary.regimes.regime_of(batch_size) or "", "")
 
 
 def headline_facts(study: StudyData, summary: StudySummary) -> list[Fact]:
@@ -135,26 +117,26 @@ def headline_facts(study: StudyData, summary: StudySummary) -> list[Fact]:
     facts = [
         Fact(
             "Ideal batch size",
-            _attr(regimes, "ideal_batch_size"),
+            regimes.ideal_batch_size if regimes else None,
             hint="largest rung inside perfect scaling",
         ),
         Fact(
             "Critical batch size B_crit",
-            _attr(fit, "b_crit"),
-            _attr(fit, "b_crit_ci"),
+            fit.b_crit if fit else None,
+            fit.b_crit_ci if fit else None,
             hint="S(B) = S_min (1 + B_crit / B)",
         ),
         Fact(
             "Fewest steps S_min",
-            _attr(fit, "s_min"),
-            _attr(fit, "s_min_ci"),
+            fit.s_min if fit else None,
+            fit.s_min_ci if fit else None,
             "steps",
             "steps to target as B → ∞",
         ),
         Fact(
             "Fewest examples E_min",
-            _attr(fit, "e_min"),
-            _attr(fit, "e_min_ci"),
+            fit.e_min if fit else None,
+            fit.e_min_ci if fit else None,
             "examples",
             "examples to target as B → 0",
         ),
@@ -180,23 +162,25 @@ def regime_text(study: StudyData, summary: StudySummary) -> list[str]:
     if regimes is None:
         return []
     lines = []
-    from ._plots import _bound_pair
-
-    bounds = getattr(regimes, "boundaries", None)
-    if bounds is not None:
-        perfect_end, maximal_start = _bound_pair(bounds)
-        if perfect_end is not None:
-            lines.append(f"Perfect scaling up to B ≈ {_short(perfect_end)}.")
-        if maximal_start is not None:
-            lines.append(f"Maximal data parallelism from B ≈ {_short(maximal_start)}.")
-    for name, label in (
-        ("perfect", "Perfect scaling"),
-        ("diminishing", "Diminishing returns"),
-        ("maximal", "Maximal data parallelism"),
-    ):
-        sizes = _rung_list(getattr(regimes, name, ()))
-        lines.append(f"{label}: " + (", ".join(str(b) for b in sizes) if sizes else "no rung"))
+    bounds = regimes.boundaries
+    if _usable(bounds.perfect_end):
+        lines.append(f"Perfect scaling up to B ≈ {_short(bounds.perfect_end)}.")
+    if _usable(bounds.maximal_start):
+        lines.append(f"Maximal data parallelism from B ≈ {_short(bounds.maximal_start)}.")
+    for name, label in REGIME_LABELS.items():
+        sizes = getattr(regimes, name)
+        text = ", ".join(str(b) for b in sizes) if sizes else "no rung"
+        lines.append(f"{label.capitalize()}: {text}")
+    if regimes.disagreements:
+        sizes = ", ".join(str(b) for b in regimes.disagreements)
+        lines.append(
+            f"The measured points alone read differently from the fitted model at B = {sizes}."
+        )
     return lines
+
+
+def _usable(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
 
 
 def _short(value: float) -> str:
@@ -215,25 +199,8 @@ def prediction_text(study: StudyData, summary: StudySummary) -> list[str]:
     if summary.fit is None:
         return [f"Predicted: {measured}. No measured B_crit to compare it with (no fit)."]
     lines = [f"Predicted: {measured}; measured: B_crit = {_short(summary.fit.b_crit)}."]
-    pred = summary.prediction
-    if pred is not None:
-        ratio = _attr(pred, "ratio")
-        ratio_ci = _attr(pred, "ratio_ci")
-        if ratio is not None:
-            text = f"Ratio B_simple / B_crit = {float(ratio):.3g}"
-            if ratio_ci is not None:
-                text += f" (interval {float(ratio_ci[0]):.3g} – {float(ratio_ci[1]):.3g})"
-            lines.append(text + ".")
-        verdict = _attr(pred, "agrees", "consistent", "agree")
-        if verdict is not None:
-            lines.append(
-                "The prediction agrees with the measurement."
-                if verdict
-                else "The prediction does not agree with the measurement."
-            )
-        message = _attr(pred, "message", "summary", "verdict")
-        if isinstance(message, str):
-            lines.append(message)
+    if summary.prediction is not None:
+        lines.append(summary.prediction.message)
     return lines
 
 
@@ -242,14 +209,10 @@ def trend_text(summary: StudySummary) -> list[str]:
     trend = summary.lr_trend
     if trend is None:
         return []
-    lines = []
-    exponent = _attr(trend, "exponent", "slope")
-    if exponent is not None:
-        lines.append(f"Tuned learning rate grows as B^{float(exponent):.2f} across the rungs.")
-    message = _attr(trend, "message", "summary", "verdict", "reading")
-    if isinstance(message, str):
-        lines.append(message)
-    return lines
+    return [
+        f"Tuned learning rate grows as B^{trend.exponent:.2f} across the rungs.",
+        trend.message,
+    ]
 
 
 def _best_values(rung: Rung, names: Sequence[str]) -> dict[str, float]:

@@ -246,7 +246,7 @@ def analyse(rungs: list[RungResult]) -> dict[str, Any] | None:
     steps = [r.steps_to_target for r in rungs]
     try:
         fit = fit_scaling(batch_sizes, steps)
-        regimes = scaling_regimes(batch_sizes, steps)
+        regimes = scaling_regimes(batch_sizes, steps, fit=fit)
         analysis: dict[str, Any] = {"fit": fit.to_dict(), "regimes": regimes.to_dict()}
         lrs = [
             (r.batch_size, r.best_hparams["lr"])

@@ -15,16 +15,17 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
-
 from .._seeding import make_generator
-from ..optim import build_optimizer
+from ..optim import build_optimizer, lars_param_groups, warmup_schedule
 from ..workloads import Target, Workload, check_batch_size
 
 Status = Literal["reached", "not_reached", "diverged", "beaten"]
 
+#: Optimizers with a per-layer trust ratio: they get :func:`lars_param_groups`.
+LAYERWISE_OPTIMIZERS = ("lars", "lamb")
+
 #: Hyperparameters that shape the schedule rather than the optimizer.
-SCHEDULE_HPARAMS = ("warmup_steps", "decay")
+SCHEDULE_HPARAMS = ("warmup_steps",)
 
 
 @dataclass(frozen=True)
@@ -117,12 +118,14 @@ def _training_curve(
     model = workload.build_model(spec.seed)
     model.train()
     optimizer_hparams, warmup = _split_hparams(spec)
-    optimizer = build_optimizer(spec.optimizer, model.parameters(), optimizer_hparams)
+    params: Any = model.parameters()
+    if spec.optimizer in LAYERWISE_OPTIMIZERS:
+        # Biases and norm weights skip the trust ratio and weight decay (You et al. 2017).
+        params = lars_param_groups(model, optimizer_hparams.get("weight_decay", 0.0))
+    optimizer = build_optimizer(spec.optimizer, params, optimizer_hparams)
     schedule = None
     if warmup > 0:
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup)
-        )
+        schedule = warmup_schedule(optimizer, warmup, spec.max_steps, decay="constant")
     batches = workload.train_batches(spec.batch_size, make_generator(spec.seed))
     eval_steps = set(spec.eval_steps())
     for step in range(1, spec.max_steps + 1):

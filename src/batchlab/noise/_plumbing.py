@@ -1,0 +1,197 @@
+"""Torch plumbing shared by the tracker and ``measure_noise_scale``.
+
+Batches (a tensor or a tuple of tensors whose first dimension indexes examples) are
+split into micro-batches; trainable parameters are grouped by the module that owns
+them; squared norms are computed without host synchronisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+#: Micro-batches per batch when ``micro_batch_size`` is not given.
+DEFAULT_MICRO_BATCHES = 4
+
+#: Name of the group of parameters that belong to the model itself (no submodule).
+ROOT_GROUP = "(root)"
+
+
+def _tensors(batch: Any) -> list[Tensor]:
+    if isinstance(batch, Tensor):
+        return [batch]
+    if isinstance(batch, Mapping):
+        return [v for v in batch.values() if isinstance(v, Tensor)]
+    if isinstance(batch, Sequence) and not isinstance(batch, str):
+        return [v for v in batch if isinstance(v, Tensor)]
+    return []
+
+
+def batch_size_of(batch: Any, *, where: str = "batch") -> int:
+    """Number of examples in ``batch``: the common first dimension of its tensors."""
+    tensors = _tensors(batch)
+    if not tensors:
+        raise ValueError(
+            f"{where} must be a tensor or a tuple of tensors (first dimension = examples), "
+            f"got {type(batch).__name__}"
+        )
+    sizes = {int(t.shape[0]) if t.dim() else -1 for t in tensors}
+    if len(sizes) != 1 or -1 in sizes:
+        raise ValueError(
+            f"{where}: every tensor must have the same first dimension (examples), "
+            f"got shapes {[tuple(t.shape) for t in tensors]}"
+        )
+    return sizes.pop()
+
+
+def resolve_micro_batch_size(
+    batch_size: int, micro_batch_size: int | None, *, where: str = "batch"
+) -> int:
+    """The micro-batch size for a batch of ``batch_size``; errors name both sizes.
+
+    Default: :data:`DEFAULT_MICRO_BATCHES` equal micro-batches (so B_small = B/4).
+    """
+    if micro_batch_size is None:
+        if batch_size % DEFAULT_MICRO_BATCHES:
+            raise ValueError(
+                f"{where} has {batch_size} examples, which does not split into "
+                f"{DEFAULT_MICRO_BATCHES} equal micro-batches; pass micro_batch_size "
+                f"(a divisor of {batch_size} that is at most {batch_size // 2})"
+            )
+        return batch_size // DEFAULT_MICRO_BATCHES
+    check_micro_batch_size(micro_batch_size)
+    if batch_size % micro_batch_size:
+        raise ValueError(
+            f"micro_batch_size={micro_batch_size} does not divide the {batch_size} examples "
+            f"of {where}; use a divisor of {batch_size}"
+        )
+    if batch_size // micro_batch_size < 2:
+        raise ValueError(
+            f"micro_batch_size={micro_batch_size} leaves {batch_size // micro_batch_size} "
+            f"micro-batch in {where} of {batch_size} examples; the noise scale needs at least "
+            f"two micro-batches per batch (micro_batch_size <= {batch_size // 2})"
+        )
+    return micro_batch_size
+
+
+def check_micro_batch_size(micro_batch_size: Any, *, name: str = "micro_batch_size") -> None:
+    if (
+        isinstance(micro_batch_size, bool)
+        or not isinstance(micro_batch_size, int)
+        or micro_batch_size <= 0
+    ):
+        raise ValueError(f"{name} must be a positive integer or None, got {micro_batch_size!r}")
+
+
+def split_batch(batch: Any, micro_batch_size: int) -> list[Any]:
+    """``batch`` cut along its first dimension into pieces of ``micro_batch_size``."""
+    if isinstance(batch, Tensor):
+        return list(batch.split(micro_batch_size))
+    if isinstance(batch, Mapping):
+        keys = list(batch)
+        parts = [
+            batch[k].split(micro_batch_size) if isinstance(batch[k], Tensor) else None for k in keys
+        ]
+        count = next(len(p) for p in parts if p is not None)
+        return [
+            {k: (p[i] if p is not None else batch[k]) for k, p in zip(keys, parts, strict=True)}
+            for i in range(count)
+        ]
+    parts = [v.split(micro_batch_size) if isinstance(v, Tensor) else None for v in batch]
+    count = next(len(p) for p in parts if p is not None)
+    return [
+        tuple(p[i] if p is not None else v for v, p in zip(batch, parts, strict=True))
+        for i in range(count)
+    ]
+
+
+def leading_size(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int | None:
+    """First dimension of the first tensor among a call's arguments (examples in a forward)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Tensor):
+            return int(value.shape[0]) if value.dim() else None
+        tensors = _tensors(value) if isinstance(value, Mapping | list | tuple) else []
+        if tensors:
+            return int(tensors[0].shape[0]) if tensors[0].dim() else None
+    return None
+
+
+@dataclass(frozen=True)
+class ParameterGroups:
+    """Trainable parameters, and which module (group) each belongs to."""
+
+    names: tuple[str, ...]
+    params: tuple[nn.Parameter, ...]
+    group_names: tuple[str, ...]
+    group_index: Tensor  # (P,) int64: group of each parameter
+    _matrices: dict[tuple[torch.dtype, torch.device], Tensor] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_names)
+
+    def sum_by_group(self, values: Tensor) -> Tensor:
+        """(..., P) per-parameter values -> (..., 1 + G): the total first, then each group.
+
+        One matrix product with a cached 0/1 assignment matrix (P, 1 + G).
+        """
+        key = (values.dtype, values.device)
+        matrix = self._matrices.get(key)
+        if matrix is None:
+            matrix = torch.zeros(len(self.params), 1 + self.num_groups, dtype=values.dtype)
+            matrix[:, 0] = 1
+            matrix[torch.arange(len(self.params)), 1 + self.group_index] = 1
+            matrix = self._matrices[key] = matrix.to(values.device)
+        return values @ matrix
+
+
+def trainable_parameters(model: nn.Module, *, where: str) -> ParameterGroups:
+    """The parameters with ``requires_grad``, grouped by owning module; error if none."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{where}: model must be a torch.nn.Module, got {type(model).__name__}")
+    everything = list(model.named_parameters())
+    named = [(n, p) for n, p in everything if p.requires_grad]
+    if not named:
+        raise ValueError(
+            f"{where}: the model has no trainable parameters (0 of {len(everything)} parameter "
+            "tensors have requires_grad=True); there is no gradient to measure"
+        )
+    group_names: list[str] = []
+    index: list[int] = []
+    for name, _ in named:
+        module = name.rpartition(".")[0] or ROOT_GROUP
+        if module not in group_names:
+            group_names.append(module)
+        index.append(group_names.index(module))
+    return ParameterGroups(
+        names=tuple(n for n, _ in named),
+        params=tuple(p for _, p in named),
+        group_names=tuple(group_names),
+        group_index=torch.tensor(index, dtype=torch.long),
+    )
+
+
+def sq_norm(tensor: Tensor) -> Tensor:
+    """|tensor|² as a 0-d float32/float64 tensor, on the tensor's device (no sync)."""
+    if tensor.is_sparse:
+        tensor = tensor.coalesce().values()
+    flat = tensor.detach().reshape(-1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()
+    return torch.dot(flat, flat)
+
+
+def sq_norms(tensors: Sequence[Tensor]) -> Tensor:
+    """(len,) squared norms of dense tensors in one fused call (float32 or float64)."""
+    if any(t.is_sparse or t.dtype not in (torch.float32, torch.float64) for t in tensors):
+        # Half-precision norms could overflow: square in float32 one tensor at a time.
+        return torch.stack([sq_norm(t).to(torch.float64) for t in tensors])
+    norms = torch._foreach_norm([t.detach() for t in tensors])
+    dtype = torch.float64 if any(n.dtype == torch.float64 for n in norms) else torch.float32
+    return torch.stack([n.to(dtype) for n in norms]).square()

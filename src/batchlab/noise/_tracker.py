@@ -1,0 +1,387 @@
+"""``NoiseScaleTracker``: the gradient noise scale of a model while it trains.
+
+Plumbing only: parameter hooks collect squared norms during backward, and
+:class:`~batchlab.noise.NoiseScaleStatistics` does the statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.autograd import Variable
+
+from ._estimators import NoiseScaleStatistics, grad_sq_norm_estimate, trace_cov_estimate
+from ._measure import make_record, make_result
+from ._plumbing import (
+    check_micro_batch_size,
+    leading_size,
+    sq_norm,
+    trainable_parameters,
+)
+from ._results import NoiseScaleRecord, NoiseScaleResult
+
+logger = logging.getLogger(__name__)
+
+#: Steps whose norms wait on the device before one batched copy to the host.
+_FLUSH_EVERY = 32
+
+
+class LossScaler(Protocol):
+    """What the tracker needs from a loss scaler (``torch.amp.GradScaler`` has it)."""
+
+    def get_scale(self) -> float: ...
+
+
+class NoiseScaleTracker:
+    """Measures B_simple during training from the micro-batches of gradient accumulation.
+
+    Attach it to any model; the training loop stays as it is, plus one
+    ``tracker.step()`` per optimizer step::
+
+        tracker = NoiseScaleTracker(model)
+        for batch in loader:
+            for micro in batch.split(micro_batch_size):
+                (loss_fn(model, micro) / k).backward()   # the usual accumulation idiom
+            clip_grad_norm_(model.parameters(), 1.0)   # optional: measured before it
+            optimizer.step()
+            tracker.step()
+            optimizer.zero_grad()
+        tracker.b_simple, tracker.b_simple_ci
+
+    How it measures: a hook on every trainable parameter sees each backward's
+    gradient before it is accumulated into ``.grad`` and records its squared norm; one
+    backward = one micro-batch (the small batch). When a backward ends (an autograd
+    engine callback), the squared norm of the accumulated ``.grad`` is recorded, so
+    the big-batch gradient is the one of the last backward before ``step()`` — before
+    any clipping or unscaling. Gradients must be zeroed between optimizer steps
+    (``zero_grad``), as gradient accumulation requires anyway.
+
+    Scaling convention: ``.grad`` at ``step()`` is taken to be the big batch's mean
+    gradient, i.e. each micro-batch loss was multiplied by (its examples / big batch),
+    which for equal micro-batches is the usual ``loss / k``. B_simple does not depend
+    on this (a common factor cancels in tr(Σ)/|G|²); the reported |G|² and tr(Σ) are
+    in units of ``.grad``. With a loss scaler, norms are divided by the scale used in
+    that step's backward passes.
+
+    Examples per micro-batch come from a forward pre-hook on ``model`` (the first
+    dimension of the first tensor argument of the last forward with grad enabled
+    before each backward), or from ``micro_batch_size``. Steps with a NaN/inf gradient
+    are skipped (a warning; an INFO log when a scaler is given, since dynamic loss
+    scaling skips such steps by design) and never enter the averages.
+
+    The norms stay on the model's device; they are copied to the host every 32 steps
+    or when a statistic is read (on a GPU, reading ``b_simple`` every step costs a
+    sync), which is also when a NaN/inf step is reported. The running statistics and
+    the history's intervals are computed then too, off the training loop's path.
+    Parameters frozen when the tracker is created are not measured; call
+    :meth:`remove` (or use ``with``) to detach the hooks.
+
+    References:
+        McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch
+        Training", Appendix A, https://arxiv.org/abs/1812.06162.
+
+    Args:
+        model: the model; it is not changed (only hooks are added).
+        micro_batch_size: examples per micro-batch, overriding the forward pre-hook.
+        scaler: a ``torch.amp.GradScaler`` (or any object with ``get_scale()``) whose
+            scaled losses are backpropagated.
+        ema_decay: ``None`` for a plain average over all steps so far, or β in [0, 1)
+            for an exponential moving average (to follow B_simple as it grows).
+        confidence: coverage of the intervals.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        micro_batch_size: int | None = None,
+        scaler: LossScaler | None = None,
+        ema_decay: float | None = None,
+        confidence: float = 0.95,
+    ) -> None:
+        self._groups = trainable_parameters(model, where="NoiseScaleTracker")
+        if micro_batch_size is not None:
+            check_micro_batch_size(micro_batch_size)
+        if scaler is not None and not callable(getattr(scaler, "get_scale", None)):
+            raise TypeError(
+                f"scaler must have a get_scale() method (torch.amp.GradScaler), "
+                f"got {type(scaler).__name__}"
+            )
+        self._total = NoiseScaleStatistics(ema_decay=ema_decay, confidence=confidence)
+        self._modules = NoiseScaleStatistics(
+            ema_decay=ema_decay, confidence=confidence, shape=(self._groups.num_groups,)
+        )
+        self.micro_batch_size = micro_batch_size
+        self.scaler = scaler
+        params = self._groups.params
+        # Fast path: one full-precision dtype on one device (fused norms, no casts).
+        self._fast = len({p.device for p in params}) == 1 and (
+            {p.dtype for p in params} in ({torch.float32}, {torch.float64})
+        )
+        self._device = params[0].device
+        self._zero = torch.zeros(
+            (), dtype=params[0].dtype if self._fast else torch.float64, device=self._device
+        )
+        # History entries stay (step, norms, statistics state) tuples until read.
+        self._history: list[NoiseScaleRecord | tuple[Any, ...]] = []
+        self._history_done = 0  # entries before this one are records already
+        self._pending: list[tuple[int, Tensor, np.ndarray, float, float]] = []
+        self._steps = 0
+        self._skipped = 0
+        self._paused = False
+        self._reset_step()
+        self._handles: list[Any] = [
+            p.register_hook(self._make_hook(i)) for i, p in enumerate(params)
+        ]
+        if micro_batch_size is None:
+            self._handles.append(
+                model.register_forward_pre_hook(self._on_forward, with_kwargs=True)
+            )
+
+    # ----- plumbing: hooks -------------------------------------------------------------
+
+    def _reset_step(self) -> None:
+        self._current: list[Tensor | None] = []
+        self._micro: list[tuple[int | None, Tensor]] = []
+        self._big: Tensor | None = None
+        self._scale: Tensor | float | None = None
+        self._forward_size: int | None = None
+
+    def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if torch.is_grad_enabled() and not self._paused:
+            self._forward_size = leading_size(args, kwargs)
+
+    def _norm(self, tensor: Tensor) -> Tensor:
+        """|tensor| as a 0-d tensor on the tracker's device, without a host sync."""
+        if self._fast and tensor.layout is torch.strided:
+            return torch.linalg.vector_norm(tensor.detach())
+        return sq_norm(tensor).to(device=self._device, dtype=self._zero.dtype).sqrt()
+
+    def _make_hook(self, index: int):  # noqa: ANN202 - a closure over the parameter index
+        # This runs once per parameter per backward: keep it lean (locals, no method
+        # calls on the fast path). A shared zero marks "no gradient yet", and an empty
+        # ``_current`` means "first hook of a new backward" (the callback empties it).
+        zero, fast, vector_norm = self._zero, self._fast, torch.linalg.vector_norm
+        strided, count = torch.strided, len(self._groups.params)
+        queue_callback = Variable._execution_engine.queue_callback
+
+        def hook(grad: Tensor) -> None:
+            if self._paused:
+                return
+            current = self._current
+            if not current:
+                current = self._current = [zero] * count
+                queue_callback(self._end_backward)
+            if fast and grad.layout is strided and not grad.requires_grad:
+                norm = vector_norm(grad)
+            else:
+                norm = self._norm(grad)
+            previous = current[index]
+            # A parameter's hook fires once per backward; twice only for exotic graphs.
+            current[index] = norm if previous is zero else torch.hypot(previous, norm)
+
+        return hook
+
+    def _end_backward(self) -> None:
+        """Engine callback after each backward: close the micro-batch, read ``.grad``."""
+        current, self._current = self._current, []
+        with torch.no_grad():
+            small = torch.stack(current)
+            grads = [p.grad for p in self._groups.params]
+            big = None
+            if self._fast:
+                try:  # one fused call; it refuses a None or sparse gradient
+                    big = torch.stack(torch._foreach_norm(grads))  # type: ignore[arg-type]
+                except (TypeError, RuntimeError, NotImplementedError):
+                    big = None
+            if big is None:
+                big = torch.stack([self._zero if g is None else self._norm(g) for g in grads])
+        self._micro.append((self.micro_batch_size or self._forward_size, small))
+        self._big = big
+        if self.scaler is not None and self._scale is None:
+            self._scale = self._read_scale()
+
+    def _read_scale(self) -> Tensor | float:
+        # GradScaler.get_scale() syncs with the device; its tensor (copied now: update()
+        # changes it in place later) does not. Fall back to the public method.
+        scale_async = getattr(self.scaler, "_get_scale_async", None)
+        scale = scale_async() if callable(scale_async) else None
+        if isinstance(scale, Tensor):
+            return scale.detach().to(torch.float64).clone().reshape(())
+        return float(self.scaler.get_scale())  # type: ignore[union-attr]
+
+    # ----- the training loop's one call ------------------------------------------------
+
+    def step(self) -> None:
+        """Close one optimizer step: its micro-batches give one (small, big) pair.
+
+        Call once per optimizer step, after the step's backward passes (before or after
+        clipping, ``optimizer.step()`` and ``scaler.update()``; before ``zero_grad``).
+
+        Raises:
+            ValueError: fewer than two micro-batches (backward passes) since the last
+                step, or micro-batch sizes that cannot be told.
+        """
+        index = self._steps
+        self._steps += 1
+        micro, big, scale = self._micro, self._big, self._scale
+        self._reset_step()
+        sizes = [size for size, _ in micro]
+        if len(micro) < 2 or big is None:
+            raise ValueError(
+                f"NoiseScaleTracker.step(): {len(micro)} micro-batch(es) (backward passes) of "
+                f"{sizes or 'no'} examples since the last step; the noise scale needs at least "
+                "two micro-batches per optimizer step (the small batch is one micro-batch, the "
+                "big batch their sum): accumulate gradients over k >= 2 micro-batches"
+            )
+        if any(size is None or size <= 0 for size in sizes):
+            raise ValueError(
+                f"NoiseScaleTracker.step(): could not tell the examples per micro-batch "
+                f"(got {sizes}); pass micro_batch_size= to NoiseScaleTracker"
+            )
+        counts = [float(size) for size in sizes]  # type: ignore[arg-type]
+        k, b_big = len(counts), sum(counts)
+        b_small = k / sum(1.0 / size for size in counts)  # harmonic mean
+        # |G_small|² = mean_j |h_j · B/b_j|² undoes micro-batch j's b_j/B loss weight;
+        # the weights are applied on the host (no host-to-device copy, no sync).
+        weights = np.array([(b_big / size) ** 2 / k for size in counts])
+        # Rows: each micro-batch's squared norms, then |.grad|² after the last backward;
+        # columns: the whole model, then each module.
+        rows = self._groups.sum_by_group(torch.stack([norm for _, norm in micro] + [big]).square())
+        if scale is not None:
+            rows = rows / scale**2
+        self._pending.append((index, rows, weights, b_small, b_big))
+        if len(self._pending) >= _FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Move pending steps' norms to the host (one copy) and into the statistics."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        flat = torch.cat([item[1].reshape(-1) for item in pending])
+        flat = flat.to(torch.float64).cpu().numpy()
+        width = 1 + self._groups.num_groups
+        smalls, bigs, kept = [], [], []
+        offset = 0
+        for index, rows, weights, b_small, b_big in pending:
+            values = flat[offset : offset + rows.numel()].reshape(-1, width)
+            offset += rows.numel()
+            if not np.isfinite(values).all():
+                self._skipped += 1
+                message = f"NoiseScaleTracker: step {index} has a NaN/inf gradient; skipped"
+                if self.scaler is not None:
+                    logger.info("%s (the loss scaler skips it too)", message)
+                else:
+                    warnings.warn(message, RuntimeWarning, stacklevel=3)
+                continue
+            small, big = weights @ values[:-1], values[-1]
+            self._total.update(float(small[0]), float(big[0]), b_small, b_big)
+            state = self._total.state()
+            self._history.append((index, float(small[0]), float(big[0]), b_small, b_big, state))
+            smalls.append(small[1:])
+            bigs.append(big[1:])
+            kept.append((b_small, b_big))
+        if kept:
+            sizes = np.array(kept)
+            b_small, b_big = sizes[:, :1], sizes[:, 1:]
+            small, big = np.stack(smalls), np.stack(bigs)
+            self._modules.update_many(
+                grad_sq_norm_estimate(small, big, b_small, b_big),
+                trace_cov_estimate(small, big, b_small, b_big),
+            )
+
+    # ----- results -----------------------------------------------------------------------
+
+    @property
+    def n(self) -> int:
+        """Steps averaged so far (skipped steps excluded)."""
+        self._flush()
+        return self._total.n
+
+    @property
+    def skipped(self) -> int:
+        """Steps skipped because a gradient was NaN/inf."""
+        self._flush()
+        return self._skipped
+
+    @property
+    def b_simple(self) -> float:
+        """Running tr(Σ)/|G|² (NaN before the first step; never clipped)."""
+        self._flush()
+        return float(self._total.b_simple)
+
+    @property
+    def b_simple_ci(self) -> tuple[float, float]:
+        """Fieller's interval for :attr:`b_simple`."""
+        self._flush()
+        return self._total.b_simple_ci
+
+    @property
+    def grad_sq_norm(self) -> float:
+        """Running average of the unbiased |G|² estimates."""
+        self._flush()
+        return float(self._total.grad_sq_norm)
+
+    @property
+    def trace_cov(self) -> float:
+        """Running average of the unbiased tr(Σ) estimates."""
+        self._flush()
+        return float(self._total.trace_cov)
+
+    @property
+    def history(self) -> list[NoiseScaleRecord]:
+        """One record per (non-skipped) step: step, running b_simple and its interval, norms."""
+        self._flush()
+        for position in range(self._history_done, len(self._history)):
+            index, small, big, b_small, b_big, state = self._history[position]  # type: ignore[misc]
+            estimate = self._total.estimate_from_state(state)
+            self._history[position] = make_record(index, estimate, small, big, b_small, b_big)
+        self._history_done = len(self._history)
+        return list(self._history)  # type: ignore[arg-type]
+
+    @property
+    def per_module(self) -> dict[str, Any]:
+        """Module name -> its own running estimate (see :meth:`result`)."""
+        return self.result().per_module
+
+    def result(self) -> NoiseScaleResult:
+        """Everything so far as a frozen :class:`~batchlab.noise.NoiseScaleResult`."""
+        return make_result(
+            self._total,
+            self._modules,
+            self._groups.group_names,
+            self.history,
+            skipped=self._skipped,
+        )
+
+    # ----- lifetime ----------------------------------------------------------------------
+
+    @contextmanager
+    def paused(self) -> Iterator[NoiseScaleTracker]:
+        """Ignore backward passes inside this block (e.g. an extra loss for logging)."""
+        self._paused, previous = True, self._paused
+        try:
+            yield self
+        finally:
+            self._paused = previous
+
+    def remove(self) -> None:
+        """Detach all hooks; the statistics gathered so far stay readable."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._flush()
+
+    def __enter__(self) -> NoiseScaleTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
