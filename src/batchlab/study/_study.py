@@ -42,6 +42,11 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 
+#: While a study runs, ``results.json`` is rewritten at most this often. The storage
+#: holds every finished trial the moment it finishes; the results files are a view
+#: of it, and rewriting them after every trial costs O(trials) each time.
+RESULTS_EVERY_S = 10.0
+
 #: Fields that may change between runs of one study (with ``force``): they cannot
 #: change what a finished trial measured.
 SAFE_CHANGES = ("workers.heartbeat_interval", "workers.grace_period", "search.trials_per_rung")
@@ -250,22 +255,43 @@ class Study:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
         self.prepare(force=force)
         started = time.perf_counter()
+        snapshot = self._snapshot_writer()
         if workers == 1:
 
             def on_trial_event(event: TrialEvent) -> None:
                 if event.kind == "finish":
-                    self.results(write=True)
+                    snapshot()
                 if on_event is not None:
                     on_event(event)
 
             work(self.config, self.storage_url, fail_fast=fail_fast, on_event=on_trial_event)
         else:
-            self._run_processes(workers, fail_fast, on_poll)
+            self._run_processes(workers, fail_fast, on_poll, snapshot)
         logger.info("study %s finished in %.1f s", self.config.name, time.perf_counter() - started)
         return self.results(write=True)
 
+    def _snapshot_writer(self) -> Callable[[], None]:
+        """A function that rewrites the results files, at most every ``RESULTS_EVERY_S``.
+
+        Snapshots skip the analysis: a half-run ladder is not worth fitting (the
+        final results, and the report, analyse the finished study).
+        """
+        last = time.monotonic()
+
+        def snapshot() -> None:
+            nonlocal last
+            if time.monotonic() - last >= RESULTS_EVERY_S:
+                self.results(write=True, analysis=False)
+                last = time.monotonic()
+
+        return snapshot
+
     def _run_processes(
-        self, workers: int, fail_fast: bool, on_poll: Callable[[list[RungStatus]], None] | None
+        self,
+        workers: int,
+        fail_fast: bool,
+        on_poll: Callable[[list[RungStatus]], None] | None,
+        snapshot: Callable[[], None],
     ) -> None:
         threads = max(1, (os.cpu_count() or 1) // workers)
         context = multiprocessing.get_context("spawn")
@@ -279,16 +305,11 @@ class Study:
         ]
         for process in processes:
             process.start()
-        done_trials = -1
         try:
             while any(p.is_alive() for p in processes):
-                status = self.status()
                 if on_poll is not None:
-                    on_poll(status)
-                finished = sum(s.done for s in status)
-                if finished != done_trials:
-                    done_trials = finished
-                    self.results(write=True)
+                    on_poll(self.status())
+                snapshot()
                 time.sleep(1.0)
         finally:
             for process in processes:
@@ -326,8 +347,13 @@ class Study:
             )
         return out
 
-    def results(self, *, write: bool = False) -> StudyResult:
-        """Collect results from the storage (and write them to the study directory)."""
+    def results(self, *, write: bool = False, analysis: bool = True) -> StudyResult:
+        """Collect results from the storage (and write them to the study directory).
+
+        Args:
+            write: also write ``results.json`` and ``results.csv`` (atomically).
+            analysis: fit S(B), regimes and the LR trend (see :mod:`batchlab.analysis`).
+        """
         storage = self._storage()
         rungs = [
             collect_rung(rung, study) for rung, study in load_rung_studies(storage, self.config)
@@ -345,7 +371,7 @@ class Study:
             },
             target={"metric": target.metric, "value": target.value, "direction": target.direction},
             rungs=rungs,
-            analysis=analyse(rungs),
+            analysis=analyse(rungs) if analysis else None,
             environment=environment(),
             wall_time_s=sum(t.wall_time_s or 0.0 for r in rungs for t in r.trials),
             created=now_iso(),
