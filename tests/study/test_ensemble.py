@@ -49,11 +49,22 @@ def test_first_member_to_reach_the_target_stops_the_ones_it_beat():
     target = Target("accuracy", 0.9, "max")
     fast = RunSpec(64, "momentum", {"lr": 0.3, "momentum": 0.9}, 400, 10, seed=0)
     slow = RunSpec(64, "momentum", {"lr": 0.001, "momentum": 0.5}, 400, 10, seed=1)
-    fast_result, slow_result = run_ensemble(workload, [fast, slow], target)
+    # Stop-once-beaten on (a callable: no best known yet at this rung).
+    fast_result, slow_result = run_ensemble(workload, [fast, slow], target, stop_after=lambda: None)
     assert fast_result.status == "reached"
     assert slow_result.status == "beaten"
     assert slow_result.steps[-1] == fast_result.steps_to_target
     assert fast_result.steps_to_target == run_training(workload, fast, target).steps_to_target
+
+
+def test_without_stop_once_beaten_every_member_runs_to_its_own_result():
+    workload = get_workload("digits-mlp")
+    target = Target("accuracy", 0.9, "max")
+    fast = RunSpec(64, "momentum", {"lr": 0.3, "momentum": 0.9}, 200, 10, seed=0)
+    slow = RunSpec(64, "momentum", {"lr": 0.001, "momentum": 0.5}, 200, 10, seed=1)
+    fast_result, slow_result = run_ensemble(workload, [fast, slow], target, stop_after=None)
+    assert fast_result.status == "reached"
+    assert slow_result.status == "not_reached" and slow_result.steps[-1] == 200
 
 
 def test_known_best_of_the_rung_stops_members_early():

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -26,6 +27,10 @@ import json, os, sys, time
 from pathlib import Path
 config_json, directory, mode, marker, nth = sys.argv[1:6]
 marker, nth = Path(marker), int(nth)
+
+# Rewrite results.json after every trial (not every 10 s), so kills land mid-write.
+import batchlab.study._study as study_module
+study_module.RESULTS_EVERY_S = 0.0
 
 if mode == "results":
     # Stall between writing the temporary file and renaming it over results.json.
@@ -82,7 +87,7 @@ def test_corrupt_journal_record_is_reported_not_misread(tmp_path):
 def test_kill_minus_nine_at_random_moments_then_resume(tmp_path, linreg_study):
     linreg_study["ladder"] = {"batch_sizes": [4, 16, 64, 256]}
     linreg_study["search"]["trials_per_rung"] = 8
-    linreg_study["budget"] = {"steps": 300}
+    linreg_study["budget"] = {"steps": 2000}  # long enough that 18 rounds of kills fit in
     config = StudyConfig.model_validate(linreg_study)
     directory = tmp_path / "study"
     study = Study(config, directory)
@@ -121,9 +126,17 @@ def test_kill_minus_nine_at_random_moments_then_resume(tmp_path, linreg_study):
     assert_each_slot_once(study.storage_url, 8)
     # Nothing lost or changed: the same trials and outcomes as an uninterrupted run.
     clean = Study(config, tmp_path / "clean").run()
-    assert [
-        (t.slot, t.status, t.steps_to_target, t.curve) for r in final.rungs for t in r.trials
-    ] == [(t.slot, t.status, t.steps_to_target, t.curve) for r in clean.rungs for t in r.trials]
+    resumed = [t for r in final.rungs for t in r.trials]
+    uninterrupted = [t for r in clean.rungs for t in r.trials]
+    assert [(t.slot, t.status, t.steps_to_target) for t in resumed] == [
+        (t.slot, t.status, t.steps_to_target) for t in uninterrupted
+    ]
+    for a, b in zip(resumed, uninterrupted, strict=True):
+        # A re-run trial may train in another ensemble (or alone): vmap's batched
+        # kernels sum in another order, so curves agree to float32 rounding.
+        assert a.curve.keys() == b.curve.keys() and a.curve["steps"] == b.curve["steps"]
+        for name in a.curve.keys() - {"steps"}:
+            np.testing.assert_allclose(a.curve[name], b.curve[name], rtol=1e-4, atol=1e-6)
     saved = json.loads((directory / "results.json").read_text())
     assert saved["steps_to_target"] == {str(b): s for b, s in clean.steps_to_target.items()}
     assert not list(Path(directory).glob(".results.json.*.tmp"))

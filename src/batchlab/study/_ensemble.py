@@ -205,7 +205,7 @@ def run_ensemble(
         stop_at_target: members leave once they reach the target.
         stop_after: the rung's best steps-to-target known so far (stop-once-beaten),
             or a callable asked at every evaluation; tightened as members of this
-            ensemble reach the target.
+            ensemble reach the target. ``None`` turns stop-once-beaten off.
         on_eval: called with (member index, step, metrics) at every evaluation.
 
     Raises:
@@ -304,8 +304,12 @@ def run_ensemble(
                         best = step if best is None else min(best, step)
                     if stop_at_target:
                         leaving.append(row)
-            known = stop_after() if callable(stop_after) else stop_after
-            bound = min((b for b in (best, known) if b is not None), default=None)
+            # Stop-once-beaten is on only when the caller passes stop_after; then a
+            # member reaching the target beats the others as much as a known best does.
+            bound = None
+            if stop_after is not None:
+                known = stop_after() if callable(stop_after) else stop_after
+                bound = min((b for b in (best, known) if b is not None), default=None)
             for row, member in enumerate(active):
                 result = results[member]
                 if (
