@@ -6,6 +6,7 @@ after ``kill -9``) sees either the old file or the complete new one, never half.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -22,6 +23,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     # (its writer was killed) from one being written right now.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; give it the mode a plain open() would (0666
+        # less the umask), so a report or results file can be shared as usual.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -32,6 +36,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@functools.cache
+def _umask() -> int:
+    # Reading the umask means setting it: do it once, and put it straight back.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
