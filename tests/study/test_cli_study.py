@@ -132,6 +132,8 @@ BAD_CONFIGS = [
     ("typo_field", 1, "typo_field: unknown field"),
     ("workers", {"heartbeat_interval": 10, "grace_period": 5}, "grace_period must be longer"),
     ("performance", {"ensemble_size": 0}, "ensemble_size must be a positive integer"),
+    ("schedule", {"decay": "exponential"}, "schedule.decay"),
+    ("schedule", {"decay": "cosine"}, "exact curves for a constant learning rate only"),
 ]
 
 

@@ -24,6 +24,11 @@ CASES = [
         [{"lr": 0.05, "momentum": 0.9}, {"lr": 0.2, "momentum": 0.5, "weight_decay": 1e-3}],
     ),
     ("digits-mlp", "sgd", [{"lr": 0.1}, {"lr": 0.5, "warmup_steps": 10}]),
+    (
+        "digits-mlp",
+        ("nesterov", "cosine"),
+        [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.3, "momentum": 0.9, "warmup_steps": 20}],
+    ),
     ("digits-mlp", "adam", [{"lr": 1e-3}, {"lr": 3e-3, "beta2": 0.99, "eps": 1e-6}]),
 ]
 
@@ -31,7 +36,11 @@ CASES = [
 @pytest.mark.parametrize(("name", "optimizer", "hparams"), CASES)
 def test_member_curve_equals_the_trial_run_alone(name, optimizer, hparams):
     workload = get_workload(name)
-    specs = [RunSpec(32, optimizer, hp, 120, 20, seed=10 + i) for i, hp in enumerate(hparams)]
+    optimizer, decay = optimizer if isinstance(optimizer, tuple) else (optimizer, "constant")
+    specs = [
+        RunSpec(32, optimizer, hp, 120, 20, seed=10 + i, decay=decay)
+        for i, hp in enumerate(hparams)
+    ]
     together = run_ensemble(workload, specs, NEVER)
     for member, spec in zip(together, specs, strict=True):
         alone = run_training(workload, spec, NEVER)

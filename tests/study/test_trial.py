@@ -100,3 +100,34 @@ def test_nqm_runs_through_its_exact_curves():
     )
     np.testing.assert_allclose(result.metrics["loss"], exact, rtol=1e-12)
     assert result.steps_to_target == spec.eval_steps()[int(np.argmax(exact <= nqm.target.value))]
+
+
+def test_decay_schedule_is_the_optimizers_warmup_schedule(linreg):
+    # The trainer's LR follows batchlab.optim.warmup_schedule(warmup, budget, decay):
+    # the same loop written out by hand gives the same curve, bit for bit.
+    import torch
+
+    from batchlab._seeding import make_generator
+    from batchlab.optim import warmup_schedule
+
+    spec = RunSpec(16, "sgd", {"lr": 0.3, "warmup_steps": 10}, 60, 20, seed=4, decay="linear")
+    result = run_training(linreg, spec, linreg.target, stop_at_target=False)
+    model = linreg.build_model(spec.seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.3)
+    schedule = warmup_schedule(optimizer, 10, 60, decay="linear")
+    batches = linreg.train_batches(16, make_generator(spec.seed))
+    expected = []
+    for step in range(1, 61):
+        loss = linreg.loss_fn(model, next(batches))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 20 == 0:
+            expected.append(linreg.evaluate(model)["loss"])
+    assert result.metrics["loss"] == expected
+    constant = run_training(
+        linreg, RunSpec(16, "sgd", {"lr": 0.3, "warmup_steps": 10}, 60, 20, seed=4),
+        linreg.target, stop_at_target=False,
+    )
+    assert constant.metrics["loss"] != expected

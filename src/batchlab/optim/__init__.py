@@ -11,9 +11,10 @@ from ._lamb import LAMB
 from ._lars import LARS
 from ._param_groups import lars_param_groups
 from ._scaling import scale_lr
-from ._schedules import warmup_schedule
+from ._schedules import DECAYS, lr_multiplier, warmup_schedule
 
 __all__ = [
+    "DECAYS",
     "LAMB",
     "LARS",
     "OPTIMIZERS",
@@ -22,6 +23,7 @@ __all__ = [
     "build_optimizer",
     "check_optimizer_name",
     "lars_param_groups",
+    "lr_multiplier",
     "scale_lr",
     "warmup_schedule",
 ]

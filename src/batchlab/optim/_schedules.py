@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -106,6 +106,37 @@ def warmup_schedule(
     Returns:
         A ``torch.optim.lr_scheduler.LambdaLR`` (its ``state_dict`` round-trips).
     """
+    multiplier = lr_multiplier(
+        warmup_steps,
+        total_steps,
+        decay,
+        power=power,
+        milestones=milestones,
+        gamma=gamma,
+        final_lr_fraction=final_lr_fraction,
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+
+
+def lr_multiplier(
+    warmup_steps: int,
+    total_steps: int,
+    decay: str = "cosine",
+    *,
+    power: float | None = None,
+    milestones: Sequence[int] | None = None,
+    gamma: float | None = None,
+    final_lr_fraction: float | None = None,
+) -> Callable[[int], float]:
+    """The multiplier of the base LR after t optimizer steps, as :func:`warmup_schedule`.
+
+    For code that sets learning rates itself (e.g. a vmapped ensemble of trials, one
+    LR per member) rather than through a ``LambdaLR``. Arguments and validation are
+    those of :func:`warmup_schedule`.
+
+    Returns:
+        A picklable callable ``t -> multiplier``.
+    """
     check_int("total_steps", total_steps, low=1)
     check_int("warmup_steps", warmup_steps, low=0)
     if warmup_steps > total_steps:
@@ -128,7 +159,7 @@ def warmup_schedule(
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
     final = 0.0 if final_lr_fraction is None else final_lr_fraction
     final = check_fraction("final_lr_fraction", final, high_inclusive=True)
-    schedule = _WarmupDecay(
+    return _WarmupDecay(
         warmup_steps=warmup_steps,
         total_steps=total_steps,
         decay=decay,
@@ -137,7 +168,6 @@ def warmup_schedule(
         gamma=gamma,
         final_lr_fraction=final,
     )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 def _check_milestones(

@@ -188,6 +188,16 @@ class EvaluationConfig(_Strict):
         return max(1, budget_steps // (self.per_run or 50))
 
 
+class ScheduleConfig(_Strict):
+    """The learning-rate schedule of every trial: warmup (if searched), then ``decay``.
+
+    The decay runs over each rung's step budget (Shallue et al. 2018 used constant and
+    linear-decay schedules); ``warmup_fraction`` in the search space sets the warmup.
+    """
+
+    decay: Literal["constant", "linear", "cosine", "poly"] = "constant"
+
+
 class StoppingConfig(_Strict):
     """Early stopping that cannot change a rung's best steps-to-target."""
 
@@ -246,6 +256,7 @@ class StudyConfig(_Strict):
     target: TargetConfig | None = None
     budget: BudgetConfig
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     stopping: StoppingConfig = Field(default_factory=StoppingConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
@@ -337,6 +348,13 @@ def validate_against_workload(config: StudyConfig, workload: Workload) -> None:
         raise ConfigError(
             f"target.metric: workload {workload.name!r} does not report {target.metric!r}; "
             f"it reports: {', '.join(workload.metrics)}"
+        )
+    if callable(getattr(workload, "iter_exact_metrics", None)) and (
+        "warmup_fraction" in config.search_space() or config.schedule.decay != "constant"
+    ):
+        raise ConfigError(
+            f"schedule: workload {workload.name!r} computes exact curves for a constant "
+            "learning rate only; drop warmup_fraction and set schedule.decay = 'constant'"
         )
     largest = max(config.batch_sizes())
     if workload.train_size is not None and largest > workload.train_size:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from .._seeding import make_generator
+from ..optim import lr_multiplier
 from ..workloads import Batch, Target, Workload, check_batch_size
 from ._trial import SCHEDULE_HPARAMS, RunResult, RunSpec, has_exact_curves
 
@@ -75,7 +76,13 @@ class _StackedOptimizer:
     """torch.optim's SGD/momentum/Nesterov/Adam/AdamW over stacked per-member tensors."""
 
     def __init__(
-        self, name: str, hparams: list[dict[str, float]], params: dict[str, Tensor]
+        self,
+        name: str,
+        hparams: list[dict[str, float]],
+        params: dict[str, Tensor],
+        *,
+        total_steps: int,
+        decay: str = "constant",
     ) -> None:
         self.name = name
         self.step_count = 0
@@ -85,7 +92,11 @@ class _StackedOptimizer:
 
         self.lr = column("lr", math.nan)
         self.weight_decay = column("weight_decay", 0.0)
-        self.warmup = column("warmup_steps", 0.0)
+        # The sequential trainer's warmup_schedule, one multiplier per member.
+        self.schedule = [
+            lr_multiplier(int(round(w)), total_steps, decay)
+            for w in column("warmup_steps", 0.0)
+        ]
         if name in ("momentum", "nesterov"):
             self.momentum = column("momentum", 0.9)
         if name in ("adam", "adamw"):
@@ -95,7 +106,7 @@ class _StackedOptimizer:
 
     def keep(self, rows: list[int]) -> None:
         """Drop the members not in ``rows`` (their state too)."""
-        for attr in ("lr", "weight_decay", "warmup", "momentum", "beta1", "beta2", "eps"):
+        for attr in ("lr", "weight_decay", "schedule", "momentum", "beta1", "beta2", "eps"):
             if hasattr(self, attr):
                 setattr(self, attr, [getattr(self, attr)[i] for i in rows])
         index = torch.tensor(rows, dtype=torch.long)
@@ -103,12 +114,8 @@ class _StackedOptimizer:
             self.state[key] = {name: value.index_select(0, index) for name, value in state.items()}
 
     def _lr_now(self) -> list[float]:
-        # LambdaLR(min(1, (t + 1) / warmup)) as in the sequential trainer, t = steps taken.
-        t = self.step_count + 1
-        return [
-            lr * (min(1.0, t / w) if w > 0 else 1.0)
-            for lr, w in zip(self.lr, self.warmup, strict=True)
-        ]
+        t = self.step_count  # steps taken, as LambdaLR counts them
+        return [lr * multiplier(t) for lr, multiplier in zip(self.lr, self.schedule, strict=True)]
 
     @torch.no_grad()
     def step(self, params: dict[str, Tensor], grads: dict[str, Tensor]) -> None:
@@ -165,14 +172,16 @@ def check_ensemble_support(workload: Workload, specs: list[RunSpec]) -> None:
             f"optimizer {first.optimizer!r} has no batched update (batched: {', '.join(ENSEMBLE_OPTIMIZERS)})"
         )
     for spec in specs:
-        if (spec.batch_size, spec.optimizer, spec.max_steps, spec.eval_every) != (
+        if (spec.batch_size, spec.optimizer, spec.max_steps, spec.eval_every, spec.decay) != (
             first.batch_size,
             first.optimizer,
             first.max_steps,
             first.eval_every,
+            first.decay,
         ):
             raise ValueError(
-                "an ensemble's trials must share batch size, optimizer, budget and evaluation"
+                "an ensemble's trials must share batch size, optimizer, budget, evaluation "
+                "and decay"
             )
         unknown = set(spec.hparams) - {
             "lr",
@@ -237,7 +246,13 @@ def run_ensemble(
 
         batched_metrics = vmap(member_metrics)
 
-    optimizer = _StackedOptimizer(first.optimizer, [dict(s.hparams) for s in specs], params)
+    optimizer = _StackedOptimizer(
+        first.optimizer,
+        [dict(s.hparams) for s in specs],
+        params,
+        total_steps=first.max_steps,
+        decay=first.decay,
+    )
     streams: list[Iterator[Batch]] = [
         workload.train_batches(spec.batch_size, make_generator(spec.seed)) for spec in specs
     ]

@@ -36,10 +36,12 @@ class RunSpec:
         batch_size: examples per optimizer step.
         optimizer: optimizer name (see :data:`batchlab.optim.OPTIMIZERS`).
         hparams: optimizer hyperparameters (``lr``, ``momentum``, ...), plus the
-            schedule's ``warmup_steps`` (linear warmup, then constant) if tuned.
+            schedule's ``warmup_steps`` (linear warmup, then ``decay``) if tuned.
         max_steps: step budget.
         eval_every: evaluate every this many steps (and at ``max_steps``).
         seed: model-initialisation and data-order seed.
+        decay: the LR decay after warmup, over the budget (``"constant"``: none; see
+            :func:`batchlab.optim.warmup_schedule`).
     """
 
     batch_size: int
@@ -48,6 +50,7 @@ class RunSpec:
     max_steps: int
     eval_every: int
     seed: int
+    decay: str = "constant"
 
     def eval_steps(self) -> list[int]:
         """The evaluated steps: every ``eval_every`` steps, and the last step."""
@@ -124,8 +127,8 @@ def _training_curve(
         params = lars_param_groups(model, optimizer_hparams.get("weight_decay", 0.0))
     optimizer = build_optimizer(spec.optimizer, params, optimizer_hparams)
     schedule = None
-    if warmup > 0:
-        schedule = warmup_schedule(optimizer, warmup, spec.max_steps, decay="constant")
+    if warmup > 0 or spec.decay != "constant":
+        schedule = warmup_schedule(optimizer, warmup, spec.max_steps, decay=spec.decay)
     batches = workload.train_batches(spec.batch_size, make_generator(spec.seed))
     eval_steps = set(spec.eval_steps())
     for step in range(1, spec.max_steps + 1):
@@ -145,8 +148,11 @@ def _training_curve(
 
 def _exact_curve(workload: Any, spec: RunSpec) -> Iterator[tuple[int, dict[str, float], float]]:
     optimizer_hparams, warmup = _split_hparams(spec)
-    if warmup:
-        raise ValueError(f"workload {workload.name!r} has exact curves only without warmup")
+    if warmup or spec.decay != "constant":
+        raise ValueError(
+            f"workload {workload.name!r} has exact curves only for a constant learning rate "
+            "(no warmup, decay 'constant')"
+        )
     hparams = {"optimizer": spec.optimizer, **optimizer_hparams}
     steps = spec.eval_steps()
     for step, metrics in zip(

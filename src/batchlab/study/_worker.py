@@ -119,6 +119,7 @@ def _claim(study: optuna.Study, config: StudyConfig, rung: Rung, count: int) -> 
             rung.budget_steps,
             rung.eval_every,
             int(trial.user_attrs["seed"]),
+            decay=config.schedule.decay,
         )
         claimed.append(_Claimed(trial, int(trial.user_attrs["slot"]), spec))
     return claimed
