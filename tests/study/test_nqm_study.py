@@ -62,3 +62,18 @@ def test_rerun_of_a_finished_study_runs_nothing_again(tmp_path, nqm_study):
     assert second.steps_to_target == first.steps_to_target
     numbers = [t.number for r in second.rungs for t in r.trials]
     assert numbers == [t.number for r in first.rungs for t in r.trials]
+
+
+def test_tpe_study_proposes_its_own_points_inside_the_space(tmp_path, nqm_study):
+    nqm_study["search"]["sampler"] = "tpe"
+    nqm_study["search"]["trials_per_rung"] = 12
+    nqm_study["ladder"] = {"batch_sizes": [16, 64]}
+    config = StudyConfig.model_validate(nqm_study)
+    result = Study(config, tmp_path / "tpe").run()
+    space = config.search_space()
+    for rung in result.rungs:
+        assert rung.trials_done == 12 and rung.steps_to_target is not None
+        points = [tuple(t.params[name] for name in sorted(space)) for t in rung.trials]
+        assert len(set(points)) == 12  # TPE proposed a fresh point for every trial
+        for name, bounds in space.items():
+            assert all(bounds.low <= t.params[name] <= bounds.high for t in rung.trials)

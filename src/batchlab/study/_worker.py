@@ -20,6 +20,7 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import TrialState
 
+from .._seeding import seed_for
 from ..workloads import Workload, get_workload
 from ._config import StudyConfig, resolve_target, validate_against_workload
 from ._ensemble import EnsembleUnsupported, run_ensemble
@@ -55,8 +56,24 @@ class FailFast(RuntimeError):
 
 
 def load_rung_studies(storage: Any, config: StudyConfig) -> list[tuple[Rung, optuna.Study]]:
+    """Every rung's Optuna study, with the sampler that proposes its TPE trials.
+
+    Sobol and random trials carry their points from planning (the sampler is never
+    asked); ``tpe`` trials are planned empty and proposed by a TPE sampler seeded per
+    rung when a worker claims them (sequential, model-based: results then depend on
+    the order trials finish in, as with any TPE run).
+    """
     return [
-        (rung, optuna.load_study(study_name=rung.study_name, storage=storage))
+        (
+            rung,
+            optuna.load_study(
+                study_name=rung.study_name,
+                storage=storage,
+                sampler=optuna.samplers.TPESampler(seed=seed_for(config.seed, rung.index) % 2**32)
+                if config.search.sampler == "tpe"
+                else None,
+            ),
+        )
         for rung in plan_rungs(config)
     ]
 
