@@ -369,7 +369,8 @@ def trials_figure(rung: Rung, space: dict[str, SearchRange]) -> str | None:
     if not names:
         return None
     pair = len(names) == 2
-    fig, axes = _figure(3.7 * (len(names) + pair), 3.2, ncols=len(names) + pair)
+    # Extra width on the right for the legend, which must not cover the best trial.
+    fig, axes = _figure(3.7 * (len(names) + pair) + 1.4, 3.2, ncols=len(names) + pair)
     reached_steps = [t.steps_to_target for t in rung.trials if t.steps_to_target is not None]
     budget, top = _trial_y(rung, reached_steps)
     for ax, name in zip(axes, names, strict=False):
@@ -405,7 +406,7 @@ def trials_figure(rung: Rung, space: dict[str, SearchRange]) -> str | None:
         _pair_panel(axes[-1], rung, names, space)
     handles, labels = axes[0].get_legend_handles_labels()
     handles.append(Line2D([], [], color="#7f7f7f", ls="--", lw=0.8, label="step budget"))
-    axes[0].legend(handles=handles, fontsize=6.5, loc="lower left")
+    fig.legend(handles=handles, fontsize=6.5, loc="outside right upper")
     return figure_uri(fig)
 
 
@@ -471,7 +472,14 @@ def _pair_panel(ax: Axes, rung: Rung, names: list[str], space: dict[str, SearchR
 
 
 def noise_figure(study: StudyData, summary: StudySummary) -> str | None:
-    """B_simple over training with its 95% interval, beside the measured B_crit."""
+    """B_simple over training with its 95% interval, beside the measured B_crit.
+
+    Log scale, as B_simple spans decades over training. The first steps' estimates
+    can be non-positive (|G|² is noisy before many steps are averaged; see
+    :mod:`batchlab.noise`): they are not drawn, and the title says how many there
+    were. The y range follows the bulk of the estimates (5th to 95th percentile) and
+    B_crit, so the first steps' very wide intervals don't flatten the rest.
+    """
     noise = study.noise_scale
     if noise is None:
         return None
@@ -479,28 +487,37 @@ def noise_figure(study: StudyData, summary: StudySummary) -> str | None:
     steps = np.array(noise.steps, dtype=float)
     values = np.array(noise.b_simple, dtype=float)
     low, high = np.array(noise.ci_low), np.array(noise.ci_high)
-    band = np.isfinite(low) & np.isfinite(high)
+    shown = values > 0
+    band = shown & np.isfinite(high) & (high > 0)
     if band.any():
-        ax.fill_between(steps, np.where(band, low, np.nan), np.where(band, high, np.nan),
+        floor = values[shown].min() / 1e3
+        ax.fill_between(steps, np.where(band, np.maximum(low, floor), np.nan),
+                        np.where(band, high, np.nan),
                         color="#1f77b4", alpha=0.2, lw=0, label="95% interval")
-    ax.plot(steps, values, "-", color="#1f77b4", lw=1.6, marker="." if len(steps) < 60 else None,
-            label="B_simple (noise scale)")
+    ax.plot(steps, np.where(shown, values, np.nan), "-", color="#1f77b4", lw=1.6,
+            marker="." if len(steps) < 60 else None, label="B_simple (noise scale)")
     fit = summary.fit
+    anchors = [float(v) for v in np.percentile(values[shown], [5, 95])] if shown.any() else []
     if fit is not None:
         ax.axhline(fit.b_crit, color="#d62728", ls="--", lw=1.3,
                    label=f"B_crit from the study = {fit.b_crit:,.4g}")
         ci = _interval(fit.b_crit_ci)
         if ci is not None:
             ax.axhspan(ci[0], ci[1], color="#d62728", alpha=0.08, lw=0)
-    positive = values[values > 0]
-    if positive.size and (values > 0).all():
+        if math.isfinite(fit.b_crit) and fit.b_crit > 0:
+            anchors.append(fit.b_crit)
+    if anchors:
         ax.set_yscale("log")
+        ax.set_ylim(min(anchors) / 3, max(anchors) * 3)
     ax.set_xlabel("training step")
     ax.set_ylabel("B_simple = tr(Σ) / |G|²")
     title = "Gradient noise scale over training"
     if noise.batch_size is not None:
         title += f" (measured at batch size {noise.batch_size})"
-    ax.set_title(title)
+    hidden = int((~shown).sum())
+    if hidden:
+        title += f"; {hidden} non-positive early estimate{'s' if hidden > 1 else ''} not drawn"
+    ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return figure_uri(fig)
