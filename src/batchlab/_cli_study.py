@@ -8,15 +8,17 @@ from typing import Annotated, Any
 
 import optuna
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ._cli_common import cli_errors, console
+from ._cli_common import cli_errors, console, err_console
 from ._errors import ConfigError
 from .study import Study, StudyConfig, StudyResult, TrialEvent, work
 from .study._plan import CONFIG_ATTR
 from .study._storage import open_storage, storage_summary_attrs
 from .study._study import RungStatus
+from .study._worker import FailFast
 
 study_app = typer.Typer(
     help="Run a batch-size scaling study: a ladder of batch sizes, each tuned separately.",
@@ -119,14 +121,23 @@ def _run(study: Study, workers: int, force: bool, fail_fast: bool) -> StudyResul
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.prepare(force=force)
     display = StudyDisplay(study)
-    with display.progress:
-        result = study.run(
-            workers=workers,
-            force=force,
-            fail_fast=fail_fast,
-            on_event=display.on_event,
-            on_poll=display.on_poll,
+    try:
+        with display.progress:
+            result = study.run(
+                workers=workers,
+                force=force,
+                fail_fast=fail_fast,
+                on_event=display.on_event,
+                on_poll=display.on_poll,
+            )
+    except FailFast as error:
+        err_console.print(
+            f"[bold red]stopped (--fail-fast):[/] {escape(str(error))}\n"
+            f"The failure and its traceback are in the study; fix it, then "
+            f"`batchlab study resume {study.directory}`.",
+            highlight=False,
         )
+        raise typer.Exit(1) from None
     print_summary(result)
     console.print(f"Results: {study.directory / 'results.json'}")
     return result

@@ -6,23 +6,17 @@ from __future__ import annotations
 def final_trials_per_slot(storage_url: str) -> dict[str, dict[int, int]]:
     """Per rung study: how many final (completed or errored) trials each slot has."""
     import optuna
-    from optuna.trial import TrialState
 
+    from batchlab.study._results import slot_counts
     from batchlab.study._storage import open_storage
 
     storage = open_storage(storage_url)
-    out: dict[str, dict[int, int]] = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
-        counts: dict[int, int] = {}
-        for t in trials:
-            if t.state == TrialState.COMPLETE or (
-                t.state == TrialState.FAIL and t.user_attrs.get("status") == "error"
-            ):
-                slot = int(t.user_attrs["slot"])
-                counts[slot] = counts.get(slot, 0) + 1
-        out[summary.study_name] = counts
-    return out
+    return {
+        summary.study_name: slot_counts(
+            optuna.load_study(study_name=summary.study_name, storage=storage)
+        )
+        for summary in optuna.get_all_study_summaries(storage)
+    }
 
 
 def assert_each_slot_once(storage_url: str, trials_per_rung: int) -> None:

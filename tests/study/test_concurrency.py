@@ -153,10 +153,10 @@ def postgres_url():
 
 
 @pytest.mark.slow
-def test_two_workers_on_postgresql_match_the_journal_backend(tmp_path, linreg_study, postgres_url):
+def test_four_workers_on_postgresql_match_the_journal_backend(tmp_path, linreg_study, postgres_url):
     linreg_study["storage"] = postgres_url
     config = StudyConfig.model_validate(linreg_study)
-    study = run_shared(config, tmp_path / "pg", workers=2)
+    study = run_shared(config, tmp_path / "pg", workers=4)
     assert_each_slot_once(postgres_url, config.search.trials_per_rung)
     assert not (tmp_path / "pg" / "optuna.journal").exists()
     linreg_study.pop("storage")

@@ -179,6 +179,20 @@ def _is_final(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error"
 
 
+def slot_counts(study: optuna.Study) -> dict[int, int]:
+    """Slot -> how many final trials it has: 1 each once a rung is done, never 2.
+
+    For checking exactly-once execution (tests, ``benchmarks/soak.py``); a slot with
+    0 is lost or still to run, a slot with 2 ran twice.
+    """
+    counts: dict[int, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if _is_final(trial):
+            slot = int(trial.user_attrs.get("slot", -1))
+            counts[slot] = counts.get(slot, 0) + 1
+    return counts
+
+
 def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
     trials = study.get_trials(deepcopy=False)
     final = sorted((t for t in trials if _is_final(t)), key=lambda t: t.number)

@@ -36,7 +36,7 @@ from ._plan import (
 )
 from ._results import StudyResult, analyse, collect_rung, environment, now_iso
 from ._storage import JOURNAL_NAME, _locked, open_storage
-from ._worker import TrialEvent, load_rung_studies, work
+from ._worker import FailFast, TrialEvent, load_rung_studies, work
 
 logger = logging.getLogger(__name__)
 
@@ -318,8 +318,8 @@ class Study:
                     process.terminate()
         failed = [p for p in processes if p.exitcode not in (0, None)]
         if failed and fail_fast:
-            raise RuntimeError(
-                f"a worker stopped with exit code {failed[0].exitcode} (--fail-fast)"
+            raise FailFast(
+                f"a worker stopped with exit code {failed[0].exitcode} at a failing trial"
             )
         if failed:
             logger.warning(

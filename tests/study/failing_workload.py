@@ -1,0 +1,41 @@
+"""A workload whose trials fail on purpose, for the failure-handling tests.
+
+Used as ``tests.study.failing_workload:make`` (a ``module:function`` workload): it is
+linreg, except that a model built from a seed divisible by ``every`` raises ``error``
+in its first training step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from batchlab.workloads import get_workload
+
+ERRORS = {"runtime": RuntimeError, "memory": MemoryError}
+
+
+class FailingLinreg:
+    def __init__(self, error: str, every: int) -> None:
+        self._inner = get_workload("linreg", {"dim": 4})
+        self._error, self._every = ERRORS[error], every
+        self._failing: set[int] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def build_model(self, seed: int) -> nn.Module:
+        model = self._inner.build_model(seed)
+        if seed % self._every == 0:
+            self._failing.add(id(model))
+        return model
+
+    def loss_fn(self, model: nn.Module, batch: Any) -> Any:
+        if id(model) in self._failing:
+            raise self._error("boom: this trial fails on purpose")
+        return self._inner.loss_fn(model, batch)
+
+
+def make(error: str = "runtime", every: int = 3) -> FailingLinreg:
+    return FailingLinreg(error, every)
