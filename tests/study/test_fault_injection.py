@@ -87,7 +87,7 @@ def test_corrupt_journal_record_is_reported_not_misread(tmp_path):
 def test_kill_minus_nine_at_random_moments_then_resume(tmp_path, linreg_study):
     linreg_study["ladder"] = {"batch_sizes": [4, 16, 64, 256]}
     linreg_study["search"]["trials_per_rung"] = 8
-    linreg_study["budget"] = {"steps": 2000}  # long enough that 18 rounds of kills fit in
+    linreg_study["budget"] = {"steps": 3000}  # long enough that 18 rounds of kills fit in
     config = StudyConfig.model_validate(linreg_study)
     directory = tmp_path / "study"
     study = Study(config, directory)
