@@ -123,43 +123,6 @@ def test_lars_with_every_group_excluded_is_torch_sgd(nesterov):
         torch.testing.assert_close(a, b)
 
 
-def test_lars_foreach_and_per_tensor_paths_agree_on_mixed_dtypes():
-    gen = torch.Generator().manual_seed(1)
-    shapes_dtypes = [((4, 3), torch.float32), ((5,), torch.float64), ((2, 2), torch.float32)]
-    initial = [torch.randn(s, generator=gen, dtype=dt) for s, dt in shapes_dtypes]
-    grads = [
-        [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in initial] for _ in range(4)
-    ]
-    results = []
-    for foreach in (False, True):
-        params = [torch.nn.Parameter(t.clone()) for t in initial]
-        optimizer = LARS(params, lr=0.5, weight_decay=0.01, nesterov=True, foreach=foreach)
-        for step_grads in grads:
-            for p, g in zip(params, step_grads, strict=True):
-                p.grad = g.clone()
-            optimizer.step()
-        results.append(params)
-    for a, b in zip(*results, strict=True):
-        torch.testing.assert_close(a, b)
-
-
-def test_lars_step_calls_closure_and_returns_its_loss():
-    w = torch.nn.Parameter(torch.ones(3))
-    optimizer = LARS([w], lr=0.1)
-    calls = []
-
-    def closure():
-        calls.append(1)
-        loss = (w**2).sum()
-        loss.backward()
-        return loss
-
-    loss = optimizer.step(closure)
-    assert calls == [1]
-    assert loss is not None and loss.item() == 3.0
-    assert not torch.equal(w.detach(), torch.ones(3))
-
-
 def test_lars_skips_parameters_without_gradients():
     a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
     optimizer = LARS([a, b], lr=0.1)
