@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 from torch.optim.optimizer import ParamsT, _get_scalar_dtype, _get_value
 
 from ._foreach import check_dense, use_foreach
+from ._layerwise import LayerwiseOptimizer
 from ._norms import stacked_norms, tensor_norm
 from ._validation import check_fraction, check_real
 
@@ -35,7 +36,22 @@ def lamb_trust_ratio(w_norm: Tensor | float, r_norm: Tensor | float) -> Tensor |
     return 1.0 if w_norm == 0 or r_norm == 0 else w_norm / r_norm
 
 
-class LAMB(Optimizer):
+def _check_group(group: dict[str, Any]) -> None:
+    check_real("lr", group["lr"], low=0.0)
+    betas = group["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    check_fraction("betas[0]", betas[0], high_inclusive=False)
+    check_fraction("betas[1]", betas[1], high_inclusive=False)
+    check_real("eps", group["eps"], low=0.0)
+    check_real("weight_decay", group["weight_decay"], low=0.0)
+    if not isinstance(group["lars_exclude"], bool):
+        raise ValueError(f"lars_exclude must be a bool, got {group['lars_exclude']!r}")
+    if group["foreach"] is not None and not isinstance(group["foreach"], bool):
+        raise ValueError(f"foreach must be a bool or None, got {group['foreach']!r}")
+
+
+class LAMB(LayerwiseOptimizer):
     """Layer-wise Adaptive Moments for Batch training: Adam with a per-tensor trust ratio.
 
     LAMB is to AdamW what LARS is to momentum SGD: every tensor's step is rescaled so
@@ -72,6 +88,9 @@ class LAMB(Optimizer):
         The optimizer; ``step(closure=None)`` returns the closure's loss.
     """
 
+    check_group = staticmethod(_check_group)
+    optional_keys = {"lars_exclude": False, "foreach": None}
+
     def __init__(
         self,
         params: ParamsT,
@@ -90,19 +109,7 @@ class LAMB(Optimizer):
             "lars_exclude": False,
             "foreach": foreach,
         }
-        _check_group(defaults)
         super().__init__(params, defaults)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a param group; its hyperparameters are validated like the constructor's."""
-        super().add_param_group(param_group)
-        _check_group(self.param_groups[-1])
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("lars_exclude", False)
-            group.setdefault("foreach", None)
 
     def _init_group(
         self, group: dict[str, Any]
@@ -163,21 +170,6 @@ class LAMB(Optimizer):
                 exclude=group["lars_exclude"],
             )
         return loss
-
-
-def _check_group(group: dict[str, Any]) -> None:
-    check_real("lr", group["lr"], low=0.0)
-    betas = group["betas"]
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    check_fraction("betas[0]", betas[0], high_inclusive=False)
-    check_fraction("betas[1]", betas[1], high_inclusive=False)
-    check_real("eps", group["eps"], low=0.0)
-    check_real("weight_decay", group["weight_decay"], low=0.0)
-    if not isinstance(group["lars_exclude"], bool):
-        raise ValueError(f"lars_exclude must be a bool, got {group['lars_exclude']!r}")
-    if group["foreach"] is not None and not isinstance(group["foreach"], bool):
-        raise ValueError(f"foreach must be a bool or None, got {group['foreach']!r}")
 
 
 # Step 4 in Kingma & Ba's cheaper order (Adam, Sec. 2): with ε̂ = eps·√(1 − β2^t),

@@ -11,6 +11,7 @@ from torch.optim import Optimizer
 from torch.optim.optimizer import ParamsT
 
 from ._foreach import check_dense, use_foreach
+from ._layerwise import LayerwiseOptimizer
 from ._norms import stacked_norms, tensor_norm
 from ._validation import check_real
 
@@ -50,7 +51,23 @@ def lars_trust_ratio(
     return trust_coefficient * w_norm / (g_norm + weight_decay * w_norm + eps)
 
 
-class LARS(Optimizer):
+def _check_group(group: dict[str, Any]) -> None:
+    check_real("lr", group["lr"], low=0.0)
+    check_real("momentum", group["momentum"], low=0.0)
+    check_real("weight_decay", group["weight_decay"], low=0.0)
+    check_real("trust_coefficient", group["trust_coefficient"], low=0.0, low_inclusive=False)
+    check_real("eps", group["eps"], low=0.0)
+    if not isinstance(group["nesterov"], bool):
+        raise ValueError(f"nesterov must be a bool, got {group['nesterov']!r}")
+    if group["nesterov"] and group["momentum"] <= 0:
+        raise ValueError(f"nesterov=True needs momentum > 0, got momentum={group['momentum']!r}")
+    if not isinstance(group["lars_exclude"], bool):
+        raise ValueError(f"lars_exclude must be a bool, got {group['lars_exclude']!r}")
+    if group["foreach"] is not None and not isinstance(group["foreach"], bool):
+        raise ValueError(f"foreach must be a bool or None, got {group['foreach']!r}")
+
+
+class LARS(LayerwiseOptimizer):
     """Layer-wise Adaptive Rate Scaling: momentum SGD with a per-tensor trust ratio.
 
     At large batch sizes the ratio ‖w‖/‖g‖ differs by orders of magnitude between
@@ -93,6 +110,9 @@ class LARS(Optimizer):
         The optimizer; ``step(closure=None)`` returns the closure's loss.
     """
 
+    check_group = staticmethod(_check_group)
+    optional_keys = {"nesterov": False, "lars_exclude": False, "foreach": None}
+
     def __init__(
         self,
         params: ParamsT,
@@ -115,20 +135,7 @@ class LARS(Optimizer):
             "lars_exclude": False,
             "foreach": foreach,
         }
-        _check_group(defaults)
         super().__init__(params, defaults)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a param group; its hyperparameters are validated like the constructor's."""
-        super().add_param_group(param_group)
-        _check_group(self.param_groups[-1])
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("nesterov", False)
-            group.setdefault("lars_exclude", False)
-            group.setdefault("foreach", None)
 
     def _init_group(
         self, group: dict[str, Any]
@@ -188,22 +195,6 @@ class LARS(Optimizer):
                 for p, buf in zip(params, buffers, strict=True):
                     self.state[p]["momentum_buffer"] = buf
         return loss
-
-
-def _check_group(group: dict[str, Any]) -> None:
-    check_real("lr", group["lr"], low=0.0)
-    check_real("momentum", group["momentum"], low=0.0)
-    check_real("weight_decay", group["weight_decay"], low=0.0)
-    check_real("trust_coefficient", group["trust_coefficient"], low=0.0, low_inclusive=False)
-    check_real("eps", group["eps"], low=0.0)
-    if not isinstance(group["nesterov"], bool):
-        raise ValueError(f"nesterov must be a bool, got {group['nesterov']!r}")
-    if group["nesterov"] and group["momentum"] <= 0:
-        raise ValueError(f"nesterov=True needs momentum > 0, got momentum={group['momentum']!r}")
-    if not isinstance(group["lars_exclude"], bool):
-        raise ValueError(f"lars_exclude must be a bool, got {group['lars_exclude']!r}")
-    if group["foreach"] is not None and not isinstance(group["foreach"], bool):
-        raise ValueError(f"foreach must be a bool or None, got {group['foreach']!r}")
 
 
 # Steps 3-4 below never materialise the decayed gradient d = g + βw where it can be
