@@ -14,7 +14,9 @@ It prints both wall times, their ratio, and both steps-to-target curves. The nqm
 study (examples/nqm.toml, 10 rungs) is timed too.
 
 Run:  python benchmarks/study_speed.py [--workers 2] [--skip-naive] [--out runs/bench]
-Hardware/versions are printed with the figures.
+Hardware/versions are printed with the figures. Besides wall time it prints CPU time
+(this process and its worker processes, user + system): on a machine that other work
+shares, the CPU-time ratio is the steadier figure, the wall-time ratio the claimed one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import math
 import os
 import platform
+import resource
 import shutil
 import sys
 import time
@@ -40,6 +43,13 @@ from batchlab.study._plan import plan_rungs, to_hparams
 from batchlab.workloads import get_workload
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def naive_trial(workload, config, rung, hparams, seed, target) -> int | None:
@@ -77,12 +87,12 @@ def naive_trial(workload, config, rung, hparams, seed, target) -> int | None:
     return first_hit
 
 
-def run_naive(config: StudyConfig) -> tuple[float, dict[int, int | None]]:
+def run_naive(config: StudyConfig) -> tuple[float, float, dict[int, int | None]]:
     workload = get_workload(config.workload.name, config.workload.params)
     target = resolve_target(config, workload)
     space = config.search_space()
     best: dict[int, int | None] = {}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     for rung in plan_rungs(config):
         study = optuna.create_study(
             sampler=optuna.samplers.TPESampler(seed=config.seed), direction="minimize"
@@ -103,16 +113,16 @@ def run_naive(config: StudyConfig) -> tuple[float, dict[int, int | None]]:
             f"  naive  B={rung.batch_size:5d}: best {best[rung.batch_size]}  ({time.perf_counter() - started:.0f} s so far)",
             flush=True,
         )
-    return time.perf_counter() - started, best
+    return time.perf_counter() - started, cpu_seconds() - cpu, best
 
 
 def run_batchlab(
     config: StudyConfig, directory: Path, workers: int
-) -> tuple[float, dict[int, int | None]]:
+) -> tuple[float, float, dict[int, int | None]]:
     shutil.rmtree(directory, ignore_errors=True)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     result = Study(config, directory).run(workers=workers)
-    return time.perf_counter() - started, result.steps_to_target
+    return time.perf_counter() - started, cpu_seconds() - cpu, result.steps_to_target
 
 
 def main() -> None:
@@ -128,20 +138,23 @@ def main() -> None:
     )
     config = StudyConfig.from_toml(ROOT / "examples" / "mnist1d-cnn.toml")
 
-    nqm_time, _ = run_batchlab(
+    nqm_time, _, _ = run_batchlab(
         StudyConfig.from_toml(ROOT / "examples" / "nqm.toml"), args.out / "nqm", 1
     )
     print(f"nqm study (10 rungs x 32 trials, 1 worker): {nqm_time:.1f} s")
 
-    fast_time, fast = run_batchlab(config, args.out / "batchlab", args.workers)
-    print(f"batchlab defaults ({args.workers} workers): {fast_time:.1f} s")
+    fast_time, fast_cpu, fast = run_batchlab(config, args.out / "batchlab", args.workers)
+    print(f"batchlab defaults ({args.workers} workers): {fast_time:.1f} s, CPU {fast_cpu:.1f} s")
     if args.skip_naive:
         for b, s in fast.items():
             print(f"  B={b:5d}  batchlab {s}")
         return
-    naive_time, naive = run_naive(config)
-    print(f"naive (TPE, DataLoader, full budgets, 1 process): {naive_time:.1f} s")
-    print(f"speed-up: {naive_time / fast_time:.1f}x")
+    naive_time, naive_cpu, naive = run_naive(config)
+    print(
+        f"naive (TPE, DataLoader, full budgets, 1 process): {naive_time:.1f} s, "
+        f"CPU {naive_cpu:.1f} s"
+    )
+    print(f"speed-up: {naive_time / fast_time:.1f}x wall time, {naive_cpu / fast_cpu:.1f}x CPU time")
     print(f"{'batch':>6} {'naive':>8} {'batchlab':>9} {'rel. diff':>9}")
     for b in fast:
         a, c = naive.get(b), fast[b]
