@@ -224,10 +224,14 @@ class PerformanceConfig(_Strict):
     ``ensemble_size`` trials of a rung train together as one vmapped model
     (``"auto"``: as many as fit in ``ensemble_max_examples`` examples per step,
     since batching stops paying once the per-step work is large).
+    ``processes_per_trial`` > 1 trains every trial with DDP on that many processes
+    launched through torchrun, each on an equal slice of the global batch (see
+    :mod:`batchlab.study._ddp`); trials then run one at a time, not in ensembles.
     """
 
     ensemble_size: int | Literal["auto"] = "auto"
     ensemble_max_examples: int = Field(default=512, gt=0)
+    processes_per_trial: int = Field(default=1, ge=1, le=4096)
 
     @field_validator("ensemble_size")
     @classmethod
@@ -301,6 +305,13 @@ class StudyConfig(_Strict):
         warmup = self.search_space().get("warmup_fraction")
         if warmup is not None and not (0 <= warmup.low and warmup.high <= 1):
             raise ValueError("warmup_fraction must lie in [0, 1]")
+        processes = self.performance.processes_per_trial
+        uneven = [b for b in self.ladder.values() if b % processes]
+        if uneven:
+            raise ValueError(
+                f"performance.processes_per_trial = {processes} must divide every batch size "
+                f"(each process trains an equal slice); it does not divide {uneven}"
+            )
         for batch_size in self.ladder.values():
             budget = self.budget.steps_for(batch_size)
             every = self.evaluation.every_for(budget)
@@ -349,12 +360,18 @@ def validate_against_workload(config: StudyConfig, workload: Workload) -> None:
             f"target.metric: workload {workload.name!r} does not report {target.metric!r}; "
             f"it reports: {', '.join(workload.metrics)}"
         )
-    if callable(getattr(workload, "iter_exact_metrics", None)) and (
+    has_exact = callable(getattr(workload, "iter_exact_metrics", None))
+    if has_exact and (
         "warmup_fraction" in config.search_space() or config.schedule.decay != "constant"
     ):
         raise ConfigError(
             f"schedule: workload {workload.name!r} computes exact curves for a constant "
             "learning rate only; drop warmup_fraction and set schedule.decay = 'constant'"
+        )
+    if has_exact and config.performance.processes_per_trial > 1:
+        raise ConfigError(
+            f"performance.processes_per_trial: workload {workload.name!r} computes exact "
+            "curves, with no training to spread over processes; set it to 1"
         )
     largest = max(config.batch_sizes())
     if workload.train_size is not None and largest > workload.train_size:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._seeding import make_generator
 from ..optim import build_optimizer, lars_param_groups, warmup_schedule
 from ..workloads import Target, Workload, check_batch_size
+
+if TYPE_CHECKING:
+    from ._ddp import DataParallel
 
 Status = Literal["reached", "not_reached", "diverged", "beaten"]
 
@@ -112,14 +115,17 @@ def _split_hparams(spec: RunSpec) -> tuple[dict[str, float], int]:
 
 
 def _training_curve(
-    workload: Workload, spec: RunSpec
+    workload: Workload, spec: RunSpec, parallel: DataParallel | None = None
 ) -> Iterator[tuple[int, dict[str, float], float]]:
     """Train and yield (step, metrics, train loss) at every evaluated step.
 
-    A non-finite training loss ends the run with empty metrics at that step.
+    A non-finite training loss ends the run with empty metrics at that step. With
+    ``parallel``, this process is one rank of a DDP trial: it trains its slice of
+    every global batch and reports the global batch's mean loss.
     """
     model = workload.build_model(spec.seed)
     model.train()
+    train_model = model if parallel is None else parallel.wrap(model)
     optimizer_hparams, warmup = _split_hparams(spec)
     params: Any = model.parameters()
     if spec.optimizer in LAYERWISE_OPTIMIZERS:
@@ -130,15 +136,17 @@ def _training_curve(
     if warmup > 0 or spec.decay != "constant":
         schedule = warmup_schedule(optimizer, warmup, spec.max_steps, decay=spec.decay)
     batches = workload.train_batches(spec.batch_size, make_generator(spec.seed))
+    if parallel is not None:
+        batches = parallel.shard(batches)
     eval_steps = set(spec.eval_steps())
     for step in range(1, spec.max_steps + 1):
-        loss = workload.loss_fn(model, next(batches))
+        loss = workload.loss_fn(train_model, next(batches))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if schedule is not None:
             schedule.step()
-        train_loss = float(loss.detach())
+        train_loss = float(loss.detach()) if parallel is None else parallel.mean(loss)
         if not math.isfinite(train_loss):
             yield step, {}, train_loss
             return
@@ -174,6 +182,7 @@ def run_training(
     stop_at_target: bool = True,
     stop_after: int | Callable[[], int | None] | None = None,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    parallel: DataParallel | None = None,
 ) -> RunResult:
     """Train one run and measure its steps-to-target.
 
@@ -187,6 +196,8 @@ def run_training(
             reached it in fewer steps. A callable is asked at every evaluation (so
             a best found meanwhile by another worker counts too).
         on_eval: called with (step, metrics) at every evaluation (progress display).
+        parallel: this process's rank in a DDP trial (set by
+            :func:`~batchlab.study._ddp.run_ddp_trial`'s ranks, not by callers).
     """
     check_batch_size(spec.batch_size, workload.train_size)
     if target.metric not in workload.metrics:
@@ -194,10 +205,12 @@ def run_training(
             f"target metric {target.metric!r} is not reported by workload "
             f"{workload.name!r}; it reports: {', '.join(workload.metrics)}"
         )
+    if parallel is not None and has_exact_curves(workload):
+        raise ValueError(f"workload {workload.name!r} computes exact curves; nothing to train")
     curve = (
         _exact_curve(workload, spec)
         if has_exact_curves(workload)
-        else _training_curve(workload, spec)
+        else _training_curve(workload, spec, parallel)
     )
     result = RunResult(status="not_reached", steps_to_target=None)
     for step, metrics, train_loss in curve:

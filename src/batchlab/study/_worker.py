@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from .._seeding import seed_for
 from ..workloads import Workload, get_workload
 from ._config import StudyConfig, resolve_target, validate_against_workload
+from ._ddp import run_ddp_trial
 from ._ensemble import EnsembleUnsupported, run_ensemble
 from ._plan import Rung, plan_rungs, to_hparams
 from ._storage import (
@@ -214,7 +215,11 @@ class TrialRunner:
         self.ensemble_off: str | None = None
 
     def ensemble_size(self, rung: Rung) -> int:
-        if self.ensemble_off is not None or has_exact_curves(self.workload):
+        if (
+            self.ensemble_off is not None
+            or has_exact_curves(self.workload)
+            or self.config.performance.processes_per_trial > 1
+        ):
             return 1
         return self.config.performance.size_for(rung.batch_size, self.config.search.trials_per_rung)
 
@@ -251,16 +256,28 @@ class TrialRunner:
             self.emit(TrialEvent("eval", rung, c.trial.number, c.slot, step=step, metrics=metrics))
 
         best = _BestSteps(study, stop_after) if self.config.stopping.once_beaten else None
+        processes = self.config.performance.processes_per_trial
         started = time.perf_counter()
         try:
-            result = run_training(
-                self.workload,
-                c.spec,
-                self.target,
-                stop_at_target=self.config.stopping.at_target,
-                stop_after=best,
-                on_eval=on_eval,
-            )
+            if processes > 1:
+                result = run_ddp_trial(
+                    self.config.workload.model_dump(),
+                    c.spec,
+                    self.target,
+                    processes,
+                    stop_at_target=self.config.stopping.at_target,
+                    stop_after=best() if best is not None else None,
+                    on_eval=on_eval,
+                )
+            else:
+                result = run_training(
+                    self.workload,
+                    c.spec,
+                    self.target,
+                    stop_at_target=self.config.stopping.at_target,
+                    stop_after=best,
+                    on_eval=on_eval,
+                )
         except Exception as error:
             self._failed(rung, study, c, error, time.perf_counter() - started)
             return
