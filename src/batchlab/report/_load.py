@@ -23,7 +23,7 @@ NOISE_SCALE_JSON = "noise_scale.json"
 #: Newest results schema this reader understands.
 SUPPORTED_SCHEMA = 1
 #: Trial outcomes, in the order the report lists them.
-STATUSES = ("reached", "not_reached", "beaten", "diverged", "error")
+STATUSES = ("reached", "not_reached", "beaten", "pruned", "diverged", "error")
 
 
 class ReportError(BatchlabError, ValueError):

@@ -47,6 +47,7 @@ STATUS_STYLE: dict[str, dict[str, Any]] = {
     "reached": {"marker": "o", "color": "#1f77b4", "label": "reached target"},
     "not_reached": {"marker": "x", "color": "#7f7f7f", "label": "not reached (budget)"},
     "beaten": {"marker": "s", "color": "#bcbd22", "label": "stopped: beaten"},
+    "pruned": {"marker": "D", "color": "#9467bd", "label": "pruned (opt-in)"},
     "diverged": {"marker": "v", "color": "#d62728", "label": "diverged"},
     "error": {"marker": "X", "color": "#000000", "label": "error"},
 }

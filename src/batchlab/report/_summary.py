@@ -69,6 +69,26 @@ def best_lrs(study: StudyData) -> tuple[list[int], list[float]]:
     return sizes, lrs
 
 
+def _opt_in_notes(study: StudyData) -> list[str]:
+    """Say when opt-in search shortcuts (warm start, pruning) shaped the measurement."""
+    notes = []
+    search = study.config.get("search") or {}
+    if search.get("warm_start"):
+        notes.append(
+            "Warm-started search (opt-in): each batch size searched a window of width "
+            f"{search.get('warm_start_width', 0.25):g} (fraction of each range) around the "
+            "next smaller batch size's best point; the smallest searched the whole space."
+        )
+    if (study.config.get("pruning") or {}).get("enabled"):
+        pruned = sum(1 for r in study.rungs for t in r.trials if t.status == "pruned")
+        notes.append(
+            f"Pruning (opt-in, median stopping rule): {pruned} trial(s) were stopped as "
+            "hopeless from their partial curves; a pruned trial might have reached the "
+            "target, so steps-to-target may be overestimated."
+        )
+    return notes
+
+
 def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
     """Fit, regimes, LR trend, prediction check and warnings for one study.
 
@@ -88,6 +108,7 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
             f"The study is still in progress: trials are pending at batch size {sizes}; "
             "results may change."
         )
+    notes += _opt_in_notes(study)
     missed = [r for r in study.rungs if r.steps_to_target is None and r.complete]
     if missed:
         sizes = ", ".join(str(r.batch_size) for r in missed)

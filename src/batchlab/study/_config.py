@@ -131,6 +131,29 @@ class SearchConfig(_Strict):
     fixed: dict[str, float] = Field(
         default_factory=dict, description="Hyperparameters held constant (not searched)."
     )
+    warm_start: bool = Field(
+        default=False,
+        description=(
+            "Search each rung in a window around the next smaller rung's best point "
+            "(the smallest rung searches the whole space). Off by default: rungs then "
+            "wait for their neighbour, and the result depends on its best trial."
+        ),
+    )
+    warm_start_width: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Window width per searched dimension, as a fraction of its (log) range.",
+    )
+
+    @model_validator(mode="after")
+    def _warm_start_sampler(self) -> SearchConfig:
+        if self.warm_start and self.sampler == "tpe":
+            raise ValueError(
+                "warm_start maps the planned sobol/random points into a window; "
+                "it does not apply to sampler 'tpe'"
+            )
+        return self
 
 
 class TargetConfig(_Strict):
@@ -205,6 +228,23 @@ class StoppingConfig(_Strict):
     once_beaten: bool = True
 
 
+class PruningConfig(_Strict):
+    """Pruning hopeless trials from partial curves (median stopping rule); off by default.
+
+    Unlike :class:`StoppingConfig`, this can change a rung's best steps-to-target;
+    pruned trials are labelled ``pruned`` in the results and the report says so.
+    """
+
+    enabled: bool = False
+    quantile: float = Field(
+        default=0.5, gt=0, lt=1, description="Prune below this quantile of the peers (0.5: median)."
+    )
+    after: float = Field(
+        default=0.25, ge=0, le=1, description="Fraction of the step budget before any pruning."
+    )
+    min_peers: int = Field(default=3, ge=1, description="Peers needed before pruning.")
+
+
 class WorkersConfig(_Strict):
     """Liveness of workers: heartbeat interval and the grace before a trial is re-run."""
 
@@ -262,6 +302,7 @@ class StudyConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     stopping: StoppingConfig = Field(default_factory=StoppingConfig)
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
     seed: int = Field(default=0, ge=0)
@@ -306,6 +347,11 @@ class StudyConfig(_Strict):
         if warmup is not None and not (0 <= warmup.low and warmup.high <= 1):
             raise ValueError("warmup_fraction must lie in [0, 1]")
         processes = self.performance.processes_per_trial
+        if processes > 1 and self.pruning.enabled:
+            raise ValueError(
+                "pruning.enabled is not supported with performance.processes_per_trial > 1 "
+                "(a DDP trial runs in its own processes); turn one of them off"
+            )
         uneven = [b for b in self.ladder.values() if b % processes]
         if uneven:
             raise ValueError(

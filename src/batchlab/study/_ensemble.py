@@ -28,7 +28,14 @@ from torch.func import functional_call, stack_module_state, vmap
 from .._seeding import make_generator
 from ..optim import lr_multiplier
 from ..workloads import Batch, Target, Workload, check_batch_size
-from ._trial import SCHEDULE_HPARAMS, RunResult, RunSpec, has_exact_curves
+from ._trial import (
+    SCHEDULE_HPARAMS,
+    PruneRule,
+    RunResult,
+    RunSpec,
+    best_so_far,
+    has_exact_curves,
+)
 
 ENSEMBLE_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 
@@ -204,6 +211,7 @@ def run_ensemble(
     stop_at_target: bool = True,
     stop_after: int | Callable[[], int | None] | None = None,
     on_eval: Callable[[int, int, dict[str, float]], None] | None = None,
+    prune: PruneRule | None = None,
 ) -> list[RunResult]:
     """Train ``specs`` (one rung's trials) as one vmapped ensemble; one result per spec.
 
@@ -216,6 +224,9 @@ def run_ensemble(
             or a callable asked at every evaluation; tightened as members of this
             ensemble reach the target. ``None`` turns stop-once-beaten off.
         on_eval: called with (member index, step, metrics) at every evaluation.
+        prune: asked at every evaluation for each member still short of the target,
+            with its best value so far and those of the other members (see
+            :func:`~batchlab.study._trial.run_training`).
 
     Raises:
         EnsembleUnsupported: the trials cannot be batched (the caller runs them alone).
@@ -338,6 +349,17 @@ def run_ensemble(
                         f"stopped at step {step}: another run reached the target by step {bound}"
                     )
                     leaving.append(row)
+            if prune is not None:
+                bests = [best_so_far(r, target) for r in results]
+                for row, member in enumerate(active):
+                    own = bests[member]
+                    if row in leaving or results[member].steps_to_target is not None or own is None:
+                        continue
+                    cohort = [b for i, b in enumerate(bests) if i != member and b is not None]
+                    why = prune(step, own, cohort)
+                    if why is not None:
+                        results[member].status, results[member].reason = "pruned", why
+                        leaving.append(row)
         if leaving:
             keep = [row for row in range(len(active)) if row not in leaving]
             if not keep:

@@ -69,6 +69,35 @@ def _scale(unit: float, space: ParamRange) -> float:
     return min(max(value, space.low), space.high)  # guard the last ulp of rounding
 
 
+def _unscale(value: float, space: ParamRange) -> float:
+    """Inverse of :func:`_scale`: a value's position in [0, 1] along its range."""
+    if space.scale == "log":
+        unit = (math.log(value) - math.log(space.low)) / (math.log(space.high) - math.log(space.low))
+    else:
+        unit = (value - space.low) / (space.high - space.low)
+    return min(max(unit, 0.0), 1.0)
+
+
+def warm_start_point(
+    planned: dict[str, float],
+    center: dict[str, float],
+    space: dict[str, ParamRange],
+    width: float,
+) -> dict[str, float]:
+    """Map a planned point of the whole space into a window around ``center``.
+
+    Per dimension, in the unit coordinates of the (log or linear) range: the window
+    has width ``width``, is centred on ``center`` and shifted to stay inside [0, 1];
+    the planned point's position in the whole range becomes its position in the
+    window, so a rung's quasi-random points keep their spread, on a finer scale.
+    """
+    point = {}
+    for name, r in space.items():
+        low = min(max(_unscale(center[name], r) - width / 2, 0.0), 1.0 - width)
+        point[name] = _scale(low + width * _unscale(planned[name], r), r)
+    return point
+
+
 def sample_points(config: StudyConfig, count: int) -> list[dict[str, float]]:
     """The first ``count`` search points (Sobol or uniform random), seeded by the study seed.
 

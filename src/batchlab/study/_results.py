@@ -49,6 +49,8 @@ class TrialRecord:
     curve: dict[str, list[float | None]] | None
     traceback: str | None = None
     retry_of: int | None = None
+    #: Under ``search.warm_start``: the neighbour rung and window this trial searched.
+    warm_start: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         number=trial.number,
         slot=int(attrs.get("slot", -1)),
         seed=int(attrs.get("seed", -1)),
-        params=dict(trial.params),
+        params=dict(attrs.get("params") or trial.params),
         hparams=dict(attrs.get("hparams", {})),
         status=status,
         steps_to_target=attrs.get("steps_to_target"),
@@ -169,6 +171,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         curve=attrs.get("curve"),
         traceback=attrs.get("traceback"),
         retry_of=trial.system_attrs.get("batchlab:retry_of"),
+        warm_start=attrs.get("warm_start"),
     )
 
 

@@ -11,7 +11,7 @@ through the same loop without training.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,7 +22,10 @@ from ..workloads import Target, Workload, check_batch_size
 if TYPE_CHECKING:
     from ._ddp import DataParallel
 
-Status = Literal["reached", "not_reached", "diverged", "beaten"]
+Status = Literal["reached", "not_reached", "diverged", "beaten", "pruned"]
+
+#: ``prune(step, best value so far, co-members' best values so far)`` -> why to stop, or None.
+PruneRule = Callable[[int, float, Sequence[float]], "str | None"]
 
 #: Optimizers with a per-layer trust ratio: they get :func:`lars_param_groups`.
 LAYERWISE_OPTIMIZERS = ("lars", "lamb")
@@ -69,8 +72,9 @@ class RunResult:
 
     Attributes:
         status: ``reached`` the target, ``not_reached`` within the budget,
-            ``diverged`` (NaN/inf loss), or ``beaten`` (stopped once it could no
-            longer beat the best steps-to-target known at its batch size).
+            ``diverged`` (NaN/inf loss), ``beaten`` (stopped once it could no
+            longer beat the best steps-to-target known at its batch size), or
+            ``pruned`` (stopped as hopeless from its partial curve; opt-in).
         steps_to_target: first evaluated step meeting the target, else ``None``.
         steps: evaluated steps, in order.
         metrics: metric name -> one value per evaluated step.
@@ -106,6 +110,14 @@ def steps_to_target(steps: list[int], values: list[float], target: Target) -> in
         if target.reached(value):
             return step
     return None
+
+
+def best_so_far(result: RunResult, target: Target) -> float | None:
+    """The best finite value of the target metric a run has had so far (``None``: none)."""
+    values = [v for v in result.metrics.get(target.metric, []) if math.isfinite(v)]
+    if not values:
+        return None
+    return max(values) if target.direction == "max" else min(values)
 
 
 def _split_hparams(spec: RunSpec) -> tuple[dict[str, float], int]:
@@ -183,6 +195,7 @@ def run_training(
     stop_after: int | Callable[[], int | None] | None = None,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
     parallel: DataParallel | None = None,
+    prune: PruneRule | None = None,
 ) -> RunResult:
     """Train one run and measure its steps-to-target.
 
@@ -198,6 +211,9 @@ def run_training(
         on_eval: called with (step, metrics) at every evaluation (progress display).
         parallel: this process's rank in a DDP trial (set by
             :func:`~batchlab.study._ddp.run_ddp_trial`'s ranks, not by callers).
+        prune: asked at every evaluation before the target is met, with the step
+            and the best target-metric value so far; a reason stops the run
+            (status ``pruned``; see :mod:`batchlab.study._pruning`).
     """
     check_batch_size(spec.batch_size, workload.train_size)
     if target.metric not in workload.metrics:
@@ -244,6 +260,12 @@ def run_training(
                     f"stopped at step {step}: another run reached the target by step {known}"
                 )
                 break
+            if prune is not None:
+                best = best_so_far(result, target)
+                why = prune(step, best, ()) if best is not None else None
+                if why is not None:
+                    result.status, result.reason = "pruned", why
+                    break
     if result.status == "not_reached":
         result.reason = f"{target.describe()} not reached within {spec.max_steps} steps"
     return result

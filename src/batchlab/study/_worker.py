@@ -25,7 +25,8 @@ from ..workloads import Workload, get_workload
 from ._config import StudyConfig, resolve_target, validate_against_workload
 from ._ddp import run_ddp_trial
 from ._ensemble import EnsembleUnsupported, run_ensemble
-from ._plan import Rung, plan_rungs, to_hparams
+from ._plan import Rung, plan_rungs, to_hparams, warm_start_point
+from ._pruning import Pruner
 from ._storage import (
     heartbeat,
     open_storage,
@@ -108,6 +109,45 @@ class _BestSteps:
         return self._value
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Where a warm-started rung searches: around the next smaller rung's best point."""
+
+    from_batch_size: int
+    center: dict[str, float] | None  # None: the neighbour never reached the target
+    width: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"from_batch_size": self.from_batch_size, "center": self.center, "width": self.width}
+
+
+def warm_start_for(
+    config: StudyConfig, rung: Rung, rung_studies: list[tuple[Rung, optuna.Study]]
+) -> WarmStart | None | Literal["wait"]:
+    """A rung's warm start; ``"wait"`` while its neighbour still has trials to finish.
+
+    ``None`` when warm start is off or for the smallest rung (it searches the whole
+    space). The centre is the searched point of the neighbour's best trial (fewest
+    steps-to-target, then lowest slot, as in the results).
+    """
+    if not config.search.warm_start or rung.index == 0:
+        return None
+    neighbour_rung, neighbour = next(rs for rs in rung_studies if rs[0].index == rung.index - 1)
+    trials = neighbour.get_trials(deepcopy=False)
+    if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
+        return "wait"
+    reached = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
+    center = None
+    if reached:
+        best = min(reached, key=lambda t: (t.value, int(t.user_attrs.get("slot", 0))))
+        center = dict(best.user_attrs.get("params") or best.params)
+    return WarmStart(neighbour_rung.batch_size, center, config.search.warm_start_width)
+
+
 @dataclass
 class _Claimed:
     trial: optuna.Trial
@@ -115,8 +155,18 @@ class _Claimed:
     spec: RunSpec
 
 
-def _claim(study: optuna.Study, config: StudyConfig, rung: Rung, count: int) -> list[_Claimed]:
-    """Pop up to ``count`` waiting trials of a rung and resolve their hyperparameters."""
+def _claim(
+    study: optuna.Study,
+    config: StudyConfig,
+    rung: Rung,
+    count: int,
+    warm: WarmStart | None = None,
+) -> list[_Claimed]:
+    """Pop up to ``count`` waiting trials of a rung and resolve their hyperparameters.
+
+    The trial's Optuna params are its planned point; the searched values it runs
+    with (different under warm start) are its ``params`` user attribute.
+    """
     claimed = []
     space = config.search_space()
     while len(claimed) < count:
@@ -127,6 +177,11 @@ def _claim(study: optuna.Study, config: StudyConfig, rung: Rung, count: int) -> 
             name: trial.suggest_float(name, r.low, r.high, log=r.scale == "log")
             for name, r in space.items()
         }
+        if warm is not None:
+            if warm.center is not None:
+                params = warm_start_point(params, warm.center, space, warm.width)
+            trial.set_user_attr("warm_start", warm.to_dict())
+        trial.set_user_attr("params", params)
         hparams = to_hparams(config, params, rung.budget_steps)
         trial.set_user_attr("hparams", hparams)
         trial.set_user_attr("budget_steps", rung.budget_steps)
@@ -223,6 +278,18 @@ class TrialRunner:
             return 1
         return self.config.performance.size_for(rung.batch_size, self.config.search.trials_per_rung)
 
+    def _pruner(self, rung: Rung, study: optuna.Study) -> Pruner | None:
+        pruning = self.config.pruning
+        if not pruning.enabled:
+            return None
+        return Pruner(
+            study,
+            self.target,
+            quantile=pruning.quantile,
+            first_step=math.ceil(pruning.after * rung.budget_steps),
+            min_peers=pruning.min_peers,
+        )
+
     def run(self, rung: Rung, study: optuna.Study, claimed: list[_Claimed]) -> None:
         for c in claimed:
             self.emit(TrialEvent("start", rung, c.trial.number, c.slot))
@@ -277,6 +344,7 @@ class TrialRunner:
                     stop_at_target=self.config.stopping.at_target,
                     stop_after=best,
                     on_eval=on_eval,
+                    prune=self._pruner(rung, study),
                 )
         except Exception as error:
             self._failed(rung, study, c, error, time.perf_counter() - started)
@@ -302,6 +370,7 @@ class TrialRunner:
                 if self.config.stopping.once_beaten
                 else None,
                 on_eval=on_eval,
+                prune=self._pruner(rung, study),
             )
         except EnsembleUnsupported:
             raise
@@ -391,10 +460,13 @@ def work(
             last_reap = time.monotonic()
         claimed = None
         for rung, study in rung_studies:
+            warm = warm_start_for(config, rung, rung_studies)
+            if warm == "wait":
+                continue  # its neighbour is still searching; a later pass takes it
             want = runner.ensemble_size(rung)
             if max_trials is not None:
                 want = min(want, max_trials - ran)
-            trials = _claim(study, config, rung, want)
+            trials = _claim(study, config, rung, want, warm)
             if trials:
                 claimed = (rung, study, trials)
                 break
