@@ -7,12 +7,15 @@ them; squared norms are computed without host synchronisation.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from .._errors import BatchlabError
 
 #: Micro-batches per batch when ``micro_batch_size`` is not given.
 DEFAULT_MICRO_BATCHES = 4
@@ -151,10 +154,60 @@ class ParameterGroups:
         return values @ matrix
 
 
+class ShardedModelError(BatchlabError, TypeError):
+    """The model's parameters or gradients are sharded across ranks (FSDP, DTensor)."""
+
+
+def sharding_of(model: nn.Module) -> str | None:
+    """How ``model``'s parameters are sharded across ranks, or ``None`` if they are not.
+
+    A sharded gradient on one rank is a slice of the averaged gradient, neither a
+    small-batch nor a big-batch gradient, so every squared norm taken from it is wrong.
+    Detected: FSDP (``FullyShardedDataParallel``), FSDP2 (``fully_shard``, an
+    ``FSDPModule``) and any ``DTensor`` parameter (tensor parallelism). The checks
+    only look at modules already imported: a model cannot hold an FSDP module or a
+    DTensor unless their modules were imported to build it.
+    """
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    if fsdp is not None:
+        kinds = tuple(
+            getattr(fsdp, name)
+            for name in ("FullyShardedDataParallel", "FSDPModule")
+            if hasattr(fsdp, name)
+        )
+        for name, module in model.named_modules():
+            if isinstance(module, kinds):
+                return f"{type(module).__name__} (FSDP) at {name or 'the top level'}"
+    tensor = sys.modules.get("torch.distributed.tensor")
+    dtensor = getattr(tensor, "DTensor", None) if tensor is not None else None
+    if dtensor is not None:
+        for name, param in model.named_parameters():
+            if isinstance(param, dtensor):
+                return f"a DTensor parameter ({name})"
+    return None
+
+
+def check_not_sharded(model: nn.Module, *, where: str) -> None:
+    """Raise :class:`ShardedModelError` if ``model``'s gradients are sharded (FSDP, DTensor)."""
+    sharding = sharding_of(model)
+    if sharding is not None:
+        raise ShardedModelError(
+            f"{where}: the model has {sharding}; sharded gradients are not supported, the "
+            "noise scale would be computed from gradient shards and be wrong. Measure an "
+            "unsharded copy of the model instead: batchlab.integrations.ddp."
+            "register_noise_scale_hook under DistributedDataParallel, or "
+            "batchlab.measure_noise_scale / NoiseScaleTracker in one process"
+        )
+
+
 def trainable_parameters(model: nn.Module, *, where: str) -> ParameterGroups:
-    """The parameters with ``requires_grad``, grouped by owning module; error if none."""
+    """The parameters with ``requires_grad``, grouped by owning module; error if none.
+
+    Models with sharded gradients (FSDP, DTensor) are refused (:func:`check_not_sharded`).
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"{where}: model must be a torch.nn.Module, got {type(model).__name__}")
+    check_not_sharded(model, where=where)
     everything = list(model.named_parameters())
     named = [(n, p) for n, p in everything if p.requires_grad]
     if not named:
