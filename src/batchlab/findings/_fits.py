@@ -1,0 +1,171 @@
+"""Shared pieces of the findings: verdicts, number formatting, and a study's fit in brief.
+
+Numbers reach ``findings.md`` only through :func:`fmt` and :func:`fmt_ci`, which the
+evaluation (its ``reason`` sentences) and the document template both use, so a number
+in a sentence and the same number in a table are the same string.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..analysis import ScalingFit, fit_scaling, scaling_regimes
+from ._curves import Curve
+
+logger = logging.getLogger(__name__)
+
+Verdict = Literal["held", "did not hold", "inconclusive"]
+HELD: Verdict = "held"
+NOT_HELD: Verdict = "did not hold"
+INCONCLUSIVE: Verdict = "inconclusive"
+
+#: The fit of S(B) needs at least this many rungs that reached the target.
+MIN_RUNGS_FOR_FIT = 3
+
+#: Bootstrap seed of every fit, so a document regenerated from the same results is identical.
+FIT_SEED = 0
+
+
+def fmt(value: float | int | None, digits: int = 3) -> str:
+    """A number for the document: ``digits`` significant digits, integers as integers."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if math.isnan(value):
+        return "—"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if value != 0 and abs(value) >= 10 ** (digits - 1) and float(value).is_integer():
+        return f"{int(value):,}"
+    text = f"{value:.{digits}g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}·10^{int(exponent)}"
+    return text
+
+
+def fmt_ci(ci: tuple[float, float] | None, digits: int = 3) -> str:
+    """An interval for the document: ``[low, high]``."""
+    if ci is None:
+        return "—"
+    return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
+
+
+def fmt_signed(value: float | None, digits: int = 3) -> str:
+    """A difference with its sign (``+0.012``, ``−0.004``)."""
+    if value is None or math.isnan(value):
+        return "—"
+    return ("+" if value >= 0 else "−") + fmt(abs(value), digits)
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """One study's fitted S(B) = S_min (1 + B_crit / B) and its regimes.
+
+    Attributes:
+        study, workload, optimizer: what was fitted.
+        batch_sizes, steps: the whole ladder (``None``: rung never reached the target).
+        b_crit, b_crit_ci, s_min, s_min_ci, e_min: the fit (95% bootstrap intervals).
+        at_bound: B_crit is not identified (no bend in the data).
+        perfect, diminishing, maximal, unreached: rungs by regime (tol 0.25).
+        ideal_batch_size: largest rung in perfect scaling.
+        fit: the analysis object (for ratios with other fits).
+    """
+
+    study: str
+    workload: str
+    optimizer: str
+    batch_sizes: tuple[int, ...]
+    steps: tuple[int | None, ...]
+    b_crit: float
+    b_crit_ci: tuple[float, float]
+    s_min: float
+    s_min_ci: tuple[float, float]
+    e_min: float
+    at_bound: bool
+    perfect: tuple[int, ...]
+    diminishing: tuple[int, ...]
+    maximal: tuple[int, ...]
+    unreached: tuple[int, ...]
+    ideal_batch_size: int | None
+    tol: float
+    fit: ScalingFit = field(repr=False, compare=False)
+
+    @property
+    def regimes_seen(self) -> tuple[str, ...]:
+        """The regimes with at least one rung, in order along B."""
+        return tuple(
+            name
+            for name, rungs in (
+                ("perfect scaling", self.perfect),
+                ("diminishing returns", self.diminishing),
+                ("maximal data parallelism", self.maximal),
+            )
+            if rungs
+        )
+
+
+def summarize_fit(curve: Curve, tol: float = 0.25) -> FitSummary | None:
+    """Fit ``curve`` (``None`` with fewer than three reached rungs or a failed fit)."""
+    if len(curve.reached) < MIN_RUNGS_FOR_FIT:
+        return None
+    try:
+        fit = fit_scaling(curve.batch_sizes, curve.steps, seed=FIT_SEED)
+        regimes = scaling_regimes(curve.batch_sizes, curve.steps, tol=tol, fit=fit)
+    except ValueError as error:
+        logger.warning("%s: no fit: %s", curve.name, error)
+        return None
+    return FitSummary(
+        study=curve.name,
+        workload=curve.workload,
+        optimizer=curve.optimizer,
+        batch_sizes=curve.batch_sizes,
+        steps=curve.steps,
+        b_crit=fit.b_crit,
+        b_crit_ci=fit.b_crit_ci,
+        s_min=fit.s_min,
+        s_min_ci=fit.s_min_ci,
+        e_min=fit.e_min,
+        at_bound=fit.at_bound,
+        perfect=tuple(int(b) for b in regimes.perfect),
+        diminishing=tuple(int(b) for b in regimes.diminishing),
+        maximal=tuple(int(b) for b in regimes.maximal),
+        unreached=tuple(int(b) for b in regimes.unreached),
+        ideal_batch_size=None
+        if regimes.ideal_batch_size is None
+        else int(regimes.ideal_batch_size),
+        tol=tol,
+        fit=fit,
+    )
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``numerator / denominator`` of some quantity of two studies, with its interval."""
+
+    numerator: str
+    denominator: str
+    value: float
+    ci: tuple[float, float]
+
+    @property
+    def above_one(self) -> bool:
+        return self.ci[0] > 1.0
+
+    @property
+    def below_one(self) -> bool:
+        return self.ci[1] < 1.0
+
+    def within(self, factor: float) -> bool:
+        """The whole interval lies in [1/factor, factor]."""
+        return self.ci[0] >= 1.0 / factor and self.ci[1] <= factor
+
+    def outside(self, factor: float) -> bool:
+        """The interval misses [1/factor, factor] entirely."""
+        return self.ci[0] > factor or self.ci[1] < 1.0 / factor

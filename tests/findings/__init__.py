@@ -1,0 +1,1 @@
+"""Tests of the findings reproduction (batchlab.findings and `batchlab reproduce`)."""
