@@ -5,7 +5,8 @@ studies with per-batch-size tuning, and train at large batch with LARS/LAMB.
 See https://github.com/batchlab/batchlab and ``batchlab --help``.
 """
 
-from . import analysis, noise, optim, report
+from . import analysis, cbs, noise, optim, report
+from ._batch_size_schedule import BatchSizeSchedule
 from ._errors import BatchlabError, ConfigError, WorkloadError
 from .noise import NoiseScaleResult, NoiseScaleTracker, measure_noise_scale
 from .study import Study, StudyConfig, StudyResult
@@ -14,6 +15,7 @@ from .workloads import Target, Workload, get_workload, list_workloads
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchSizeSchedule",
     "BatchlabError",
     "ConfigError",
     "NoiseScaleResult",
@@ -26,6 +28,7 @@ __all__ = [
     "WorkloadError",
     "__version__",
     "analysis",
+    "cbs",
     "get_workload",
     "list_workloads",
     "measure_noise_scale",

@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 
 from . import __version__
+from ._cli_cbs import cbs_command
 from ._cli_common import console
 from ._cli_noise import noise_scale_command
 from ._cli_report import report_command
+from ._cli_reproduce import reproduce_command
 from ._cli_study import study_app
 from ._cli_train import train_command, workloads_command
 
@@ -47,8 +49,10 @@ def _root(
 app.command("workloads")(workloads_command)
 app.command("train")(train_command)
 app.command("noise-scale")(noise_scale_command)
+app.command("cbs")(cbs_command)
 app.add_typer(study_app, name="study")
 app.command("report")(report_command)
+app.command("reproduce")(reproduce_command)
 
 
 def main() -> None:

@@ -79,8 +79,9 @@ def _static(name: str) -> tuple[Markup, str]:
     return Markup(text), "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
-def render_html(context: dict[str, Any]) -> str:
-    """The full report page for ``context`` (see ``templates/report.html``)."""
+def render_html(context: dict[str, Any], template: str = "report.html") -> str:
+    """The full page for ``context`` (see ``templates/report.html``; ``cbs_report.html``
+    is the page of a ``batchlab cbs`` directory without a study)."""
     style, style_hash = _static("_style.html")
     script, script_hash = _static("_script.html")
     csp = (
@@ -88,5 +89,5 @@ def render_html(context: dict[str, Any]) -> str:
         f"style-src {style_hash}; script-src {script_hash}; "
         "base-uri 'none'; form-action 'none'"
     )
-    page = environment().get_template("report.html")
+    page = environment().get_template(template)
     return page.render(**context, style=style, script=script, csp=csp)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
-from . import _plots, _view
+from . import _cbs, _plots, _view
 from ._html import render_html
 from ._load import RESULTS_JSON, STATUSES, StudyData, load_study
 from ._summary import StudySummary, compare_to_reference, summarize
@@ -104,7 +104,13 @@ def build_report(
     Returns:
         The rendered report; call :meth:`Report.write` to save it.
     """
-    studies = [load_study(source) for source in _sources(dirs_or_results)]
+    sources = _sources(dirs_or_results)
+    cbs = [data for data in (_cbs.find_cbs(source) for source in sources) if data is not None]
+    # A `batchlab cbs` directory has cbs.json but no study results: it gets its own page.
+    sources = [s for s in sources if not _cbs.is_cbs_only(s)]
+    if not sources:
+        return _cbs_report(cbs, title)
+    studies = [load_study(source) for source in sources]
     summaries = [summarize(study, tol=tol) for study in studies]
     views = [_study_view(i, s, m) for i, (s, m) in enumerate(zip(studies, summaries, strict=True))]
     multi = len(studies) > 1
@@ -127,6 +133,7 @@ def build_report(
         "comparison": _comparison(studies, summaries) if multi else None,
         "overlay_figure": _plots.overlay_figure(studies, summaries) if multi else None,
         "has_noise": any(v.noise_figure for v in views),
+        "cbs": [_cbs.cbs_view(data) for data in cbs],
     }
     return Report(
         html=render_html(context),
@@ -134,6 +141,28 @@ def build_report(
         studies=tuple(s.name for s in studies),
         warnings=tuple(_warnings(studies, summaries)),
         default_path=_default_path(studies),
+    )
+
+
+def _cbs_report(cbs: Sequence[_cbs.CbsData], title: str | None) -> Report:
+    """The page of ``batchlab cbs`` directories alone (no scaling study beside them)."""
+    from .. import __version__
+
+    names = [data.workload for data in cbs]
+    title = title or "Critical batch size over training: " + ", ".join(dict.fromkeys(names))
+    context = {
+        "title": title,
+        "version": __version__,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cbs": [_cbs.cbs_view(data) for data in cbs],
+    }
+    source = cbs[0].source if len(cbs) == 1 else None
+    return Report(
+        html=render_html(context, "cbs_report.html"),
+        title=title,
+        studies=(),
+        warnings=tuple(f"step {p.step}: {p.note}" for data in cbs for p in data.points if p.note),
+        default_path=source / REPORT_HTML if source is not None else Path(REPORT_HTML),
     )
 
 

@@ -1,0 +1,56 @@
+"""Critical batch size over training, measured directly by branching from checkpoints.
+
+* :func:`measure_critical_batch` — at checkpoints of one run, branch short runs at
+  several batch sizes, count the steps to a fixed improvement, fit S(B) per
+  checkpoint, and set B_crit beside the noise scale B_simple measured there.
+* :class:`Checkpoint`, :class:`CheckpointSaver`, :func:`train_base_run`,
+  :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`load_checkpoints` — the
+  checkpoints of a run (model + optimizer state at chosen steps).
+* :func:`run_branch` — one branch; :func:`improvement_target`, :func:`eval_schedule` —
+  its target and evaluation grid.
+* :func:`exact_branch_curve` — expected branch curves on ``nqm`` and ``linreg``.
+
+References:
+    Merrill, Arora, Groeneveld, Hajishirzi 2025, "Critical Batch Size Revisited",
+    arXiv:2505.23971; Zhang et al. 2024, "How Does Critical Batch Size Scale in
+    Pre-training?", arXiv:2410.21676; McCandlish et al. 2018, arXiv:1812.06162.
+"""
+
+from ._branch import BranchResult, run_branch
+from ._checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointSaver,
+    checkpoint_path,
+    load_checkpoint,
+    load_checkpoints,
+    save_checkpoint,
+    snapshot,
+    train_base_run,
+)
+from ._exact import exact_branch_curve, linreg_expected_excess_loss
+from ._measure import measure_critical_batch
+from ._results import CheckpointMeasurement, CriticalBatchResult, RungMeasurement
+from ._target import eval_schedule, improvement_target
+
+__all__ = [
+    "BranchResult",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointMeasurement",
+    "CheckpointSaver",
+    "CriticalBatchResult",
+    "RungMeasurement",
+    "checkpoint_path",
+    "eval_schedule",
+    "exact_branch_curve",
+    "improvement_target",
+    "linreg_expected_excess_loss",
+    "load_checkpoint",
+    "load_checkpoints",
+    "measure_critical_batch",
+    "run_branch",
+    "save_checkpoint",
+    "snapshot",
+    "train_base_run",
+]

@@ -1,0 +1,466 @@
+"""``measure_critical_batch``: the critical batch size over training, measured by branching.
+
+For each checkpoint of one run: branch short runs at several batch sizes (each at a
+learning rate from a rule, or the best of a small sweep around it), count the steps
+each needs to improve the metric by a fixed amount, fit S(B) = S_min (1 + B_crit/B)
+(McCandlish et al. 2018, eq. 2.11) to those counts, and measure the gradient noise
+scale B_simple at the same parameters — the quantity that is meant to predict B_crit.
+
+References:
+    Merrill, Arora, Groeneveld, Hajishirzi 2025, "Critical Batch Size Revisited: A
+    Simple Empirical Approach to Large-Batch Language Model Training",
+    arXiv:2505.23971 (branching from checkpoints of one run; the noise scale does not
+    track the critical batch size under Adam).
+    Zhang, Chen, Li et al. 2024, "How Does Critical Batch Size Scale in Pre-training?",
+    arXiv:2410.21676 (steps to a fixed loss at several batch sizes).
+    McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch
+    Training", arXiv:1812.06162, eq. 2.11 and Appendix A.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from .._seeding import make_generator, seed_for
+from ..analysis import AnalysisError, PredictionComparison, compare_prediction, fit_scaling
+from ..noise import NoiseScaleResult, measure_noise_scale
+from ..optim import scale_lr
+from ..optim._scaling import SCALING_RULES
+from ..workloads import ExactNoiseScale, Workload, check_batch_size
+from ._branch import OPTIMIZER_STATES, BranchResult, OptimizerState, run_branch
+from ._checkpoints import Checkpoint, train_base_run
+from ._exact import exact_branch_curve, first_reached
+from ._results import CheckpointMeasurement, CriticalBatchResult, RungMeasurement
+from ._target import eval_schedule, improvement_target
+from ._training import split_optimizer
+
+logger = logging.getLogger(__name__)
+
+#: ``on_progress(done, total, description)``: one call per finished branch.
+ProgressFn = Callable[[int, int, str], None]
+
+
+def _check_ladder(batch_sizes: Sequence[int], train_size: int | None) -> list[int]:
+    sizes = [check_batch_size(b, train_size, name="batch_sizes[]") for b in batch_sizes]
+    if len(sizes) < 3:
+        raise ValueError(
+            f"batch_sizes needs at least 3 batch sizes to fit S(B), got {list(batch_sizes)}"
+        )
+    if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
+        raise ValueError(f"batch_sizes must be strictly increasing, got {sizes}")
+    return sizes
+
+
+def _check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _lr_candidates(
+    base_lr: float, base_batch_size: int, batch_size: int, rule: str, multipliers: Sequence[float]
+) -> list[float]:
+    """The rule's LR at ``batch_size`` times each multiplier, the rule's own LR first."""
+    center = scale_lr(base_lr, base_batch_size, batch_size, rule)
+    ordered = sorted(multipliers, key=lambda m: (abs(math.log(m)), m))
+    return [center * m for m in ordered]
+
+
+def _noise_at(
+    workload: Workload,
+    model: torch.nn.Module,
+    batch_size: int,
+    micro_batch_size: int,
+    batches: int,
+    seed: int,
+) -> NoiseScaleResult:
+    stream = workload.train_batches(batch_size, make_generator(seed))
+    return measure_noise_scale(
+        model, workload.loss_fn, (next(stream) for _ in range(batches)), micro_batch_size
+    )
+
+
+def _model_at(workload: Workload, checkpoint: Checkpoint) -> torch.nn.Module:
+    model = workload.build_model(0)
+    model.load_state_dict(checkpoint.model_state)
+    model.train()
+    return model
+
+
+def _environment() -> dict[str, Any]:
+    from .. import __version__
+
+    return {
+        "batchlab": __version__,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def measure_critical_batch(
+    workload: Workload,
+    checkpoints: Sequence[int] | Sequence[Checkpoint],
+    batch_sizes: Sequence[int],
+    *,
+    optimizer: str | None = None,
+    hparams: Mapping[str, float] | None = None,
+    base_batch_size: int = 32,
+    lr_rule: str = "sqrt",
+    lr_multipliers: Sequence[float] = (1.0,),
+    metric: str | None = None,
+    improvement_fraction: float | None = None,
+    improvement_delta: float | None = None,
+    max_steps: int = 1000,
+    eval_resolution: float = 0.05,
+    repeats: int = 1,
+    optimizer_state: OptimizerState = "resume",
+    noise_batch_size: int | None = None,
+    noise_micro_batch_size: int | None = None,
+    noise_batches: int = 20,
+    exact: bool = True,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> CriticalBatchResult:
+    """Measure the critical batch size at checkpoints of one run, next to the noise scale.
+
+    At each checkpoint, every batch size B of ``batch_sizes`` gets a branch per
+    learning rate in ``lr_rule``'s LR at B times each of ``lr_multipliers``; the
+    branch continues from the checkpoint's model (and, by default, optimizer state)
+    until the metric improves by ``improvement_fraction`` (or ``improvement_delta``)
+    over its value at the checkpoint. The fewest steps over the learning rates is
+    S(B) (steps-to-result, Shallue et al. 2018); S(B) = S_min (1 + B_crit/B) is fitted
+    per checkpoint with bootstrap intervals (:func:`batchlab.analysis.fit_scaling`),
+    and B_simple is measured at the checkpoint's parameters
+    (:func:`batchlab.measure_noise_scale`) and compared with B_crit
+    (:func:`batchlab.analysis.compare_prediction`: the ratio B_simple/B_crit with an
+    interval). On ``nqm`` and ``linreg`` with SGD the expected-curve steps of every
+    branch are computed exactly too (``exact_steps``, ``exact_fit``), as ground truth.
+
+    Where Merrill et al. 2025 call a batch size critical when its branch still
+    matches the small-batch loss after a fixed number of tokens, this reads B_crit
+    off the fitted trade-off curve, as McCandlish et al. define it (E_min/S_min);
+    the batch size of Zhang et al. 2024 (20% more examples than E_min) is 0.2·B_crit
+    under that fit.
+
+    References:
+        Merrill et al. 2025, arXiv:2505.23971; Zhang et al. 2024, arXiv:2410.21676;
+        McCandlish et al. 2018, arXiv:1812.06162, eq. 2.11; Shallue et al. 2018,
+        JMLR 20(112), Sec. 3.3.
+
+    Args:
+        workload: the model and data.
+        checkpoints: steps at which to checkpoint a base run trained here (at
+            ``base_batch_size`` with ``optimizer``/``hparams``, constant LR), or
+            :class:`Checkpoint` objects of a run you trained (see
+            :class:`CheckpointSaver`, :func:`load_checkpoints`).
+        batch_sizes: the branch ladder, at least 3, strictly increasing.
+        optimizer: optimizer name (default: the checkpoints', else the workload's).
+        hparams: optimizer hyperparameters of the base run, ``lr`` included (default:
+            the checkpoints', else the workload's ``default_hparams``).
+        base_batch_size: batch size of the base run trained here; with given
+            checkpoints their own batch size is used. The LR rule scales from it.
+        lr_rule: ``"linear"``, ``"sqrt"`` or ``"none"`` (:func:`batchlab.optim.scale_lr`).
+        lr_multipliers: the sweep around the rule's LR at every batch size; ``(1,)``
+            uses the rule alone, e.g. ``(0.5, 1, 2)`` tunes it a little.
+        metric: the metric to improve (default: the workload's target metric if it is
+            minimised, e.g. ``excess_loss`` of ``linreg``, else ``"loss"`` if reported).
+        improvement_fraction: relative improvement of a minimised metric, in (0, 1)
+            (default 0.2 when neither this nor ``improvement_delta`` is given).
+        improvement_delta: absolute improvement instead.
+        max_steps: step budget of every branch.
+        eval_resolution: relative spacing of the evaluations (0 = every step); see
+            :func:`eval_schedule`.
+        repeats: branches per (B, lr) on independent data, whose metric curves are
+            averaged before the target is read off (fewer chance crossings).
+        optimizer_state: ``"resume"`` the checkpoint's optimizer state or ``"reset"``.
+        noise_batch_size: big batch of the noise-scale measurement (default: the
+            largest of ``batch_sizes``); ``0`` skips it.
+        noise_micro_batch_size: its micro-batch (default: a quarter of it).
+        noise_batches: batches averaged for B_simple.
+        exact: compute expected-curve steps where the workload allows it.
+        n_bootstrap: bootstrap replicates of each fit's intervals.
+        seed: seed of the base run, the branches' data and the noise measurement.
+        checkpoint_dir: save the base run's checkpoints here (``step_*.pt``).
+        on_progress: ``on_progress(done, total, description)`` after every branch.
+
+    Returns:
+        A :class:`CriticalBatchResult`, one :class:`CheckpointMeasurement` per checkpoint.
+
+    Raises:
+        ValueError: bad arguments (each message names the argument).
+    """
+    started = time.perf_counter()
+    sizes = _check_ladder(batch_sizes, workload.train_size)
+    max_steps = _check_positive_int(max_steps, "max_steps")
+    repeats = _check_positive_int(repeats, "repeats")
+    noise_batches = _check_positive_int(noise_batches, "noise_batches")
+    if lr_rule not in SCALING_RULES:
+        raise ValueError(f"lr_rule must be one of {', '.join(SCALING_RULES)}, got {lr_rule!r}")
+    multipliers = [float(m) for m in lr_multipliers]
+    if not multipliers or not all(math.isfinite(m) and m > 0 for m in multipliers):
+        raise ValueError(f"lr_multipliers must be positive numbers, got {list(lr_multipliers)}")
+    if len(set(multipliers)) != len(multipliers):
+        raise ValueError(f"lr_multipliers must be distinct, got {multipliers}")
+    if optimizer_state not in OPTIMIZER_STATES:
+        raise ValueError(
+            f"optimizer_state must be one of {', '.join(OPTIMIZER_STATES)}, got {optimizer_state!r}"
+        )
+    if improvement_fraction is None and improvement_delta is None:
+        improvement_fraction = 0.2
+    if metric is None:
+        metric = (
+            workload.target.metric
+            if workload.target.direction == "min" or "loss" not in workload.metrics
+            else "loss"
+        )
+    if metric not in workload.metrics:
+        raise ValueError(
+            f"metric {metric!r} is not reported by workload {workload.name!r}; it reports: "
+            f"{', '.join(workload.metrics)}"
+        )
+    direction = workload.target.direction if metric == workload.target.metric else "min"
+    if noise_batch_size is None:
+        noise_batch_size = sizes[-1]
+    if noise_batch_size:
+        check_batch_size(noise_batch_size, workload.train_size, name="noise_batch_size")
+        if noise_micro_batch_size is None:
+            noise_micro_batch_size = max(1, noise_batch_size // 4)
+        if (
+            noise_batch_size % noise_micro_batch_size
+            or noise_batch_size < 2 * noise_micro_batch_size
+        ):
+            raise ValueError(
+                f"noise_micro_batch_size={noise_micro_batch_size} must divide "
+                f"noise_batch_size={noise_batch_size} at least twice"
+            )
+
+    given = [c for c in checkpoints if isinstance(c, Checkpoint)]
+    if given and len(given) != len(checkpoints):
+        raise TypeError("checkpoints must be all steps (int) or all Checkpoint objects")
+    if not checkpoints:
+        raise ValueError("checkpoints must name at least one step or Checkpoint")
+    if given:
+        first = given[0]
+        name, base = split_optimizer(
+            {"optimizer": optimizer or first.optimizer or workload.default_hparams["optimizer"],
+             **(hparams if hparams is not None else first.hparams or {})}
+        )  # fmt: skip
+        run_batch_size = first.batch_size or base_batch_size
+        points = sorted(given, key=lambda c: c.step)
+    else:
+        defaults = dict(workload.default_hparams)
+        name, base = split_optimizer(
+            {"optimizer": optimizer or defaults.pop("optimizer"),
+             **(dict(hparams) if hparams is not None else defaults)}
+        )  # fmt: skip
+        run_batch_size = check_batch_size(
+            base_batch_size, workload.train_size, name="base_batch_size"
+        )
+        steps = sorted({int(s) for s in checkpoints})  # type: ignore[arg-type]
+        logger.info("training the base run to step %d", steps[-1])
+        points = train_base_run(
+            workload,
+            steps,
+            batch_size=run_batch_size,
+            optimizer=name,
+            hparams=base,
+            seed=seed,
+            directory=checkpoint_dir,
+        )
+    if "lr" not in base:
+        raise ValueError(f"hparams must hold the base learning rate 'lr', got {base}")
+    base_lr = float(base["lr"])
+    branch_hparams = {k: v for k, v in base.items() if k != "lr"}
+
+    evals = eval_schedule(max_steps, eval_resolution)
+    total = len(points) * len(sizes) * len(multipliers)
+    done = 0
+    measurements = []
+    for point in points:
+        model = _model_at(workload, point)
+        value = float(workload.evaluate(model)[metric])
+        target = improvement_target(
+            value, direction, metric=metric, delta=improvement_delta, fraction=improvement_fraction
+        )
+        rungs = []
+        for batch_size in sizes:
+            lrs = _lr_candidates(base_lr, run_batch_size, batch_size, lr_rule, multipliers)
+            branches: list[BranchResult] = []
+            exact_steps: list[int | None] | None = [] if exact else None
+            best: int | None = None
+            for lr in lrs:
+                branch = run_branch(
+                    workload,
+                    point,
+                    batch_size=batch_size,
+                    lr=lr,
+                    target=target,
+                    eval_steps=evals,
+                    optimizer=name,
+                    hparams=branch_hparams,
+                    optimizer_state=optimizer_state,
+                    repeats=repeats,
+                    seed=seed,
+                    stop_after=best,
+                )
+                branches.append(branch)
+                if branch.steps_to_target is not None:
+                    best = min(best or branch.steps_to_target, branch.steps_to_target)
+                if exact_steps is not None:
+                    curve = exact_branch_curve(
+                        workload, point, metric=metric, optimizer=name, hparams=branch_hparams,
+                        optimizer_state=optimizer_state, lr=lr, batch_size=batch_size,
+                        eval_steps=evals,
+                    )  # fmt: skip
+                    if curve is None:
+                        exact_steps = None
+                    else:
+                        exact_steps.append(first_reached(evals, curve, target))
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total, f"step {point.step}: B={batch_size} lr={lr:.3g}")
+            rungs.append(
+                RungMeasurement(
+                    batch_size, tuple(branches), None if exact_steps is None else tuple(exact_steps)
+                )
+            )
+        measurements.append(
+            _analyse(
+                workload,
+                point,
+                value,
+                target,
+                rungs,
+                model,
+                noise_batch_size=noise_batch_size,
+                noise_micro_batch_size=noise_micro_batch_size,
+                noise_batches=noise_batches,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+            )
+        )
+
+    settings = {
+        "batch_sizes": sizes,
+        "lr_rule": lr_rule,
+        "base_lr": base_lr,
+        "lr_multipliers": multipliers,
+        "metric": metric,
+        "improvement_fraction": improvement_fraction,
+        "improvement_delta": improvement_delta,
+        "max_steps": max_steps,
+        "eval_resolution": eval_resolution,
+        "repeats": repeats,
+        "optimizer_state": optimizer_state,
+        "noise_batch_size": noise_batch_size or None,
+        "noise_micro_batch_size": noise_micro_batch_size if noise_batch_size else None,
+        "noise_batches": noise_batches,
+        "seed": seed,
+    }
+    return CriticalBatchResult(
+        workload=workload.name,
+        workload_params=dict(workload.params),
+        optimizer=name,
+        hparams=dict(base),
+        base_batch_size=run_batch_size,
+        settings=settings,
+        checkpoints=tuple(measurements),
+        wall_time_s=time.perf_counter() - started,
+        environment=_environment(),
+    )
+
+
+def _fit(batch_sizes: list[int], steps: list[int | None], n_bootstrap: int, seed: int) -> Any:
+    reached = sum(s is not None for s in steps)
+    if reached < 3:
+        return None, f"only {reached} batch size(s) reached the target; the fit needs 3"
+    try:
+        return fit_scaling(batch_sizes, steps, n_bootstrap=n_bootstrap, seed=seed), None
+    except AnalysisError as error:
+        return None, str(error)
+
+
+def _analyse(
+    workload: Workload,
+    point: Checkpoint,
+    value: float,
+    target: Any,
+    rungs: list[RungMeasurement],
+    model: torch.nn.Module,
+    *,
+    noise_batch_size: int | None,
+    noise_micro_batch_size: int | None,
+    noise_batches: int,
+    n_bootstrap: int,
+    seed: int,
+) -> CheckpointMeasurement:
+    """Fit S(B), measure B_simple at the checkpoint and compare them."""
+    sizes = [r.batch_size for r in rungs]
+    notes = []
+    fit, note = _fit(sizes, [r.steps_to_target for r in rungs], n_bootstrap, seed)
+    if note:
+        notes.append(f"measured: {note}")
+    exact_fit = None
+    if all(r.exact_steps is not None for r in rungs):
+        exact_fit, note = _fit(sizes, [r.exact_steps_to_target for r in rungs], n_bootstrap, seed)
+        if note:
+            notes.append(f"exact: {note}")
+    noise = None
+    if noise_batch_size:
+        assert noise_micro_batch_size is not None
+        noise = _noise_at(
+            workload,
+            model,
+            noise_batch_size,
+            noise_micro_batch_size,
+            noise_batches,
+            seed_for(seed, point.step, 1 << 30),
+        )
+    exact_noise: ExactNoiseScale | None = None
+    closed_form = getattr(workload, "noise_scale", None)
+    if callable(closed_form):
+        exact_noise = closed_form(model)
+    prediction: PredictionComparison | None = None
+    if fit is not None and noise is not None:
+        if noise.b_simple > 0 and math.isfinite(noise.b_simple):
+            low, high = noise.b_simple_ci
+            ci = (low if math.isfinite(low) and low > 0 else None,
+                  high if math.isfinite(high) else None)  # fmt: skip
+            try:
+                prediction = compare_prediction(
+                    fit, noise.b_simple, None if ci == (None, None) else ci, seed=seed
+                )
+            except AnalysisError as error:
+                notes.append(f"B_simple vs B_crit: {error}")
+        else:
+            notes.append(
+                f"B_simple = {noise.b_simple:.3g} is not positive: |G|² is lost in the noise at "
+                f"noise_batch_size={noise_batch_size}; use a larger one or more noise_batches"
+            )
+    return CheckpointMeasurement(
+        step=point.step,
+        examples_seen=point.examples_seen,
+        value=value,
+        target=target,
+        rungs=tuple(rungs),
+        fit=fit,
+        exact_fit=exact_fit,
+        noise=noise,
+        exact_noise=exact_noise,
+        prediction=prediction,
+        note="; ".join(notes) or None,
+    )
