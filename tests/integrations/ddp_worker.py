@@ -264,6 +264,10 @@ def main(path: str) -> None:
     finally:
         with open(f"{path}.rank{rank}.json", "w") as file:
             json.dump(out, file)
+        # Both ranks leave together: a gloo peer torn down while the other still has
+        # its pairs open can abort the survivor ("terminate called ..." at exit).
+        if "crash" not in out:
+            dist.barrier()
         dist.destroy_process_group()
 
 

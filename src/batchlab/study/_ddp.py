@@ -231,6 +231,8 @@ def _rank_main(job_path: str, out_path: str) -> None:
         )
         if rank == 0:
             atomic_write_json(Path(out_path), result.to_dict())
+        # Leave together: a gloo peer torn down early can abort the other at exit.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
