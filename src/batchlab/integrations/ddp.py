@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +29,6 @@ from torch import Tensor, nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel
 
-from ..noise._estimators import NoiseScaleStatistics, grad_sq_norm_estimate, trace_cov_estimate
-from ..noise._measure import make_record, make_result
 from ..noise._plumbing import (
     ROOT_GROUP,
     ShardedModelError,
@@ -39,7 +36,8 @@ from ..noise._plumbing import (
     check_not_sharded,
     leading_size,
 )
-from ..noise._results import NoiseScaleRecord, NoiseScaleResult
+from ..noise._results import NoiseScaleResult
+from ..noise._running import RunningNoiseScale, Step
 
 # ShardedModelError is re-exported so that users can catch it without a private import.
 __all__ = ["NoiseScaleHook", "ShardedModelError", "register_noise_scale_hook"]
@@ -74,7 +72,7 @@ class _Iteration:
     size_error: str | None = None
 
 
-class NoiseScaleHook:
+class NoiseScaleHook(RunningNoiseScale):
     """B_simple during DDP training: per-rank gradients are the small batch, free.
 
     Create it with :func:`register_noise_scale_hook` (which documents the use); this
@@ -120,7 +118,6 @@ class NoiseScaleHook:
             raise TypeError(f"{where}: per_module must be True or False, got {per_module!r}")
         self.local_batch_size = local_batch_size  # validated by the setter
         self._by_module = per_module
-        self._stats = NoiseScaleStatistics(ema_decay=ema_decay, confidence=confidence)
         self.world_size = world_size
         self._process_group = process_group
         # The parameters DDP all-reduces, grouped by owning module as in NoiseScaleTracker.
@@ -138,23 +135,19 @@ class NoiseScaleHook:
             if group not in group_names:
                 group_names.append(group)
             group_of.append(group_names.index(group))
-        self._group_names = tuple(group_names) if per_module else ()
+        super().__init__(
+            group_names if per_module else (), ema_decay=ema_decay, confidence=confidence
+        )
         # (P, 1 + G): the whole model, then each module.
         self._assign = np.zeros((len(named), 1 + len(group_names)))
         self._assign[:, 0] = 1.0
         self._assign[np.arange(len(named)), 1 + np.array(group_of, dtype=np.int64)] = 1.0
-        self._modules = NoiseScaleStatistics(
-            ema_decay=ema_decay, confidence=confidence, shape=(len(self._group_names),)
-        )
         self._layouts: dict[int, _BucketLayout] = {}
         self._inv_sizes: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
         self._iteration: _Iteration | None = None
         self._done: list[_Iteration] = []
         self._pending: list[tuple[int, _Iteration]] = []
-        self._history: list[NoiseScaleRecord | tuple[Any, ...]] = []
-        self._history_done = 0
         self._steps = 0
-        self._skipped = 0
         self._forward_examples = 0
         self._active = True
         model.register_comm_hook(process_group, self._hook)
@@ -353,7 +346,7 @@ class NoiseScaleHook:
             parts.extend(iteration.big[i].to(torch.float64) for i in buckets)
         flat = torch.cat(parts).cpu().numpy()  # one device-to-host copy
         offset = 0
-        smalls, bigs, kept = [], [], []
+        kept: list[Step] = []
         for index, iteration in pending:
             buckets = sorted(iteration.big)
             count = sum(iteration.big[i].numel() for i in buckets)
@@ -375,74 +368,10 @@ class NoiseScaleHook:
                     stacklevel=3,
                 )
                 continue
-            self._stats.update(float(small[0]), float(big[0]), b_small, b_big)
-            state = self._stats.state()
-            self._history.append((index, float(small[0]), float(big[0]), b_small, b_big, state))
-            smalls.append(small[1:])
-            bigs.append(big[1:])
-            kept.append((b_small, b_big))
-        if kept and self._by_module:
-            sizes = np.array(kept)
-            b_small, b_big = sizes[:, :1], sizes[:, 1:]
-            small, big = np.stack(smalls), np.stack(bigs)
-            self._modules.update_many(
-                grad_sq_norm_estimate(small, big, b_small, b_big),
-                trace_cov_estimate(small, big, b_small, b_big),
-            )
+            kept.append((index, small, big, b_small, b_big))
+        self._add_steps(kept)
 
     # ----- results -----------------------------------------------------------------------
-
-    @property
-    def n(self) -> int:
-        """Steps averaged so far (skipped steps excluded)."""
-        self._flush()
-        return self._stats.n
-
-    @property
-    def skipped(self) -> int:
-        """Steps skipped because a gradient (or the batch size) was NaN/inf."""
-        self._flush()
-        return self._skipped
-
-    @property
-    def b_simple(self) -> float:
-        """Running tr(Σ)/|G|² (NaN before the first step; never clipped)."""
-        self._flush()
-        return float(self._stats.b_simple)
-
-    @property
-    def b_simple_ci(self) -> tuple[float, float]:
-        """Fieller's interval for :attr:`b_simple`."""
-        self._flush()
-        return self._stats.b_simple_ci
-
-    @property
-    def grad_sq_norm(self) -> float:
-        """Running average of the unbiased |G|² estimates."""
-        self._flush()
-        return float(self._stats.grad_sq_norm)
-
-    @property
-    def trace_cov(self) -> float:
-        """Running average of the unbiased tr(Σ) estimates."""
-        self._flush()
-        return float(self._stats.trace_cov)
-
-    @property
-    def history(self) -> list[NoiseScaleRecord]:
-        """One record per (non-skipped) step: its norms and the running estimate after it."""
-        self._flush()
-        for position in range(self._history_done, len(self._history)):
-            index, small, big, b_small, b_big, state = self._history[position]  # type: ignore[misc]
-            estimate = self._stats.estimate_from_state(state)
-            self._history[position] = make_record(index, estimate, small, big, b_small, b_big)
-        self._history_done = len(self._history)
-        return list(self._history)  # type: ignore[arg-type]
-
-    @property
-    def per_module(self) -> Mapping[str, Any]:
-        """Module name -> its own running estimate (see :meth:`result`)."""
-        return self.result().per_module
 
     def result(self) -> NoiseScaleResult:
         """Everything so far as a frozen :class:`~batchlab.noise.NoiseScaleResult`.
@@ -451,9 +380,7 @@ class NoiseScaleHook:
         over ranks if they differ) and ``batch_size`` is B_big = world size x B_small.
         ``per_module`` is empty unless the hook was registered with ``per_module=True``.
         """
-        return make_result(
-            self._stats, self._modules, self._group_names, self.history, skipped=self._skipped
-        )
+        return super().result()
 
     def remove(self) -> None:
         """Stop measuring; the statistics gathered so far stay readable.

@@ -17,15 +17,13 @@ import torch
 from torch import Tensor, nn
 from torch.autograd import Variable
 
-from ._estimators import NoiseScaleStatistics, grad_sq_norm_estimate, trace_cov_estimate
-from ._measure import make_record, make_result
 from ._plumbing import (
     check_micro_batch_size,
     leading_size,
     sq_norm,
     trainable_parameters,
 )
-from ._results import NoiseScaleRecord, NoiseScaleResult
+from ._running import RunningNoiseScale, Step
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ class LossScaler(Protocol):
     def get_scale(self) -> float: ...
 
 
-class NoiseScaleTracker:
+class NoiseScaleTracker(RunningNoiseScale):
     """Measures B_simple during training from the micro-batches of gradient accumulation.
 
     Attach it to any model; the training loop stays as it is, plus one
@@ -114,10 +112,7 @@ class NoiseScaleTracker:
                 f"scaler must have a get_scale() method (torch.amp.GradScaler), "
                 f"got {type(scaler).__name__}"
             )
-        self._total = NoiseScaleStatistics(ema_decay=ema_decay, confidence=confidence)
-        self._modules = NoiseScaleStatistics(
-            ema_decay=ema_decay, confidence=confidence, shape=(self._groups.num_groups,)
-        )
+        super().__init__(self._groups.group_names, ema_decay=ema_decay, confidence=confidence)
         self.micro_batch_size = micro_batch_size
         self.scaler = scaler
         params = self._groups.params
@@ -129,12 +124,8 @@ class NoiseScaleTracker:
         self._zero = torch.zeros(
             (), dtype=params[0].dtype if self._fast else torch.float64, device=self._device
         )
-        # History entries stay (step, norms, statistics state) tuples until read.
-        self._history: list[NoiseScaleRecord | tuple[Any, ...]] = []
-        self._history_done = 0  # entries before this one are records already
         self._pending: list[tuple[int, Tensor, np.ndarray, float, float]] = []
         self._steps = 0
-        self._skipped = 0
         self._paused = False
         self._reset_step()
         self._handles: list[Any] = [
@@ -269,7 +260,7 @@ class NoiseScaleTracker:
         flat = torch.cat([item[1].reshape(-1) for item in pending])
         flat = flat.to(torch.float64).cpu().numpy()
         width = 1 + self._groups.num_groups
-        smalls, bigs, kept = [], [], []
+        kept: list[Step] = []
         offset = 0
         for index, rows, weights, b_small, b_big in pending:
             values = flat[offset : offset + rows.numel()].reshape(-1, width)
@@ -282,85 +273,8 @@ class NoiseScaleTracker:
                 else:
                     warnings.warn(message, RuntimeWarning, stacklevel=3)
                 continue
-            small, big = weights @ values[:-1], values[-1]
-            self._total.update(float(small[0]), float(big[0]), b_small, b_big)
-            state = self._total.state()
-            self._history.append((index, float(small[0]), float(big[0]), b_small, b_big, state))
-            smalls.append(small[1:])
-            bigs.append(big[1:])
-            kept.append((b_small, b_big))
-        if kept:
-            sizes = np.array(kept)
-            b_small, b_big = sizes[:, :1], sizes[:, 1:]
-            small, big = np.stack(smalls), np.stack(bigs)
-            self._modules.update_many(
-                grad_sq_norm_estimate(small, big, b_small, b_big),
-                trace_cov_estimate(small, big, b_small, b_big),
-            )
-
-    # ----- results -----------------------------------------------------------------------
-
-    @property
-    def n(self) -> int:
-        """Steps averaged so far (skipped steps excluded)."""
-        self._flush()
-        return self._total.n
-
-    @property
-    def skipped(self) -> int:
-        """Steps skipped because a gradient was NaN/inf."""
-        self._flush()
-        return self._skipped
-
-    @property
-    def b_simple(self) -> float:
-        """Running tr(Σ)/|G|² (NaN before the first step; never clipped)."""
-        self._flush()
-        return float(self._total.b_simple)
-
-    @property
-    def b_simple_ci(self) -> tuple[float, float]:
-        """Fieller's interval for :attr:`b_simple`."""
-        self._flush()
-        return self._total.b_simple_ci
-
-    @property
-    def grad_sq_norm(self) -> float:
-        """Running average of the unbiased |G|² estimates."""
-        self._flush()
-        return float(self._total.grad_sq_norm)
-
-    @property
-    def trace_cov(self) -> float:
-        """Running average of the unbiased tr(Σ) estimates."""
-        self._flush()
-        return float(self._total.trace_cov)
-
-    @property
-    def history(self) -> list[NoiseScaleRecord]:
-        """One record per (non-skipped) step: step, running b_simple and its interval, norms."""
-        self._flush()
-        for position in range(self._history_done, len(self._history)):
-            index, small, big, b_small, b_big, state = self._history[position]  # type: ignore[misc]
-            estimate = self._total.estimate_from_state(state)
-            self._history[position] = make_record(index, estimate, small, big, b_small, b_big)
-        self._history_done = len(self._history)
-        return list(self._history)  # type: ignore[arg-type]
-
-    @property
-    def per_module(self) -> dict[str, Any]:
-        """Module name -> its own running estimate (see :meth:`result`)."""
-        return self.result().per_module
-
-    def result(self) -> NoiseScaleResult:
-        """Everything so far as a frozen :class:`~batchlab.noise.NoiseScaleResult`."""
-        return make_result(
-            self._total,
-            self._modules,
-            self._groups.group_names,
-            self.history,
-            skipped=self._skipped,
-        )
+            kept.append((index, weights @ values[:-1], values[-1], b_small, b_big))
+        self._add_steps(kept)
 
     # ----- lifetime ----------------------------------------------------------------------
 

@@ -1,0 +1,132 @@
+"""Running B_simple over training steps: what NoiseScaleTracker and the DDP hook share.
+
+Both collect, per optimizer step, the squared norms of a small-batch and a big-batch
+gradient (the whole model, then each module); they differ only in where the norms
+come from (parameter hooks vs DDP buckets). This base class holds what follows: the
+running statistics, the history, and the public results. Subclasses implement
+:meth:`_flush`, which moves their pending norms into :meth:`_add_steps`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._estimators import NoiseScaleStatistics, grad_sq_norm_estimate, trace_cov_estimate
+from ._measure import make_record, make_result
+from ._results import NoiseScaleRecord, NoiseScaleResult
+
+#: One flushed step: its index, the small- and big-batch squared norms (column 0 the
+#: whole model, then one column per module) and the two batch sizes.
+Step = tuple[int, np.ndarray, np.ndarray, float, float]
+
+
+class RunningNoiseScale(ABC):
+    """Running |G|², tr(Σ) and B_simple of the whole model and of each module.
+
+    References:
+        McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch
+        Training", Appendix A, https://arxiv.org/abs/1812.06162.
+
+    Args:
+        group_names: the modules measured on their own (may be empty).
+        ema_decay: ``None`` for a plain average over all steps, or β in [0, 1) for an
+            exponential moving average.
+        confidence: coverage of the intervals.
+    """
+
+    def __init__(
+        self, group_names: Sequence[str], *, ema_decay: float | None, confidence: float
+    ) -> None:
+        self._group_names = tuple(group_names)
+        self._total = NoiseScaleStatistics(ema_decay=ema_decay, confidence=confidence)
+        self._modules = NoiseScaleStatistics(
+            ema_decay=ema_decay, confidence=confidence, shape=(len(self._group_names),)
+        )
+        # History entries stay (step, norms, statistics state) tuples until read.
+        self._history: list[NoiseScaleRecord | tuple[Any, ...]] = []
+        self._history_done = 0  # entries before this one are records already
+        self._skipped = 0
+
+    @abstractmethod
+    def _flush(self) -> None:
+        """Move pending steps' norms to the host and into :meth:`_add_steps`."""
+
+    def _add_steps(self, steps: Sequence[Step]) -> None:
+        """Fold finite steps into the running statistics (skipped steps never come here)."""
+        for index, small, big, b_small, b_big in steps:
+            self._total.update(float(small[0]), float(big[0]), b_small, b_big)
+            state = self._total.state()
+            self._history.append((index, float(small[0]), float(big[0]), b_small, b_big, state))
+        if steps and self._group_names:
+            small = np.stack([step[1][1:] for step in steps])
+            big = np.stack([step[2][1:] for step in steps])
+            sizes = np.array([(step[3], step[4]) for step in steps])
+            b_small, b_big = sizes[:, :1], sizes[:, 1:]
+            self._modules.update_many(
+                grad_sq_norm_estimate(small, big, b_small, b_big),
+                trace_cov_estimate(small, big, b_small, b_big),
+            )
+
+    # ----- results -----------------------------------------------------------------------
+
+    @property
+    def n(self) -> int:
+        """Steps averaged so far (skipped steps excluded)."""
+        self._flush()
+        return self._total.n
+
+    @property
+    def skipped(self) -> int:
+        """Steps skipped because a gradient (or a batch size) was NaN/inf."""
+        self._flush()
+        return self._skipped
+
+    @property
+    def b_simple(self) -> float:
+        """Running tr(Σ)/|G|² (NaN before the first step; never clipped)."""
+        self._flush()
+        return float(self._total.b_simple)
+
+    @property
+    def b_simple_ci(self) -> tuple[float, float]:
+        """Fieller's interval for :attr:`b_simple`."""
+        self._flush()
+        return self._total.b_simple_ci
+
+    @property
+    def grad_sq_norm(self) -> float:
+        """Running average of the unbiased |G|² estimates."""
+        self._flush()
+        return float(self._total.grad_sq_norm)
+
+    @property
+    def trace_cov(self) -> float:
+        """Running average of the unbiased tr(Σ) estimates."""
+        self._flush()
+        return float(self._total.trace_cov)
+
+    @property
+    def history(self) -> list[NoiseScaleRecord]:
+        """One record per (non-skipped) step: its norms and the running estimate after it."""
+        self._flush()
+        for position in range(self._history_done, len(self._history)):
+            index, small, big, b_small, b_big, state = self._history[position]  # type: ignore[misc]
+            estimate = self._total.estimate_from_state(state)
+            self._history[position] = make_record(index, estimate, small, big, b_small, b_big)
+        self._history_done = len(self._history)
+        return list(self._history)  # type: ignore[arg-type]
+
+    @property
+    def per_module(self) -> dict[str, Any]:
+        """Module name -> its own running estimate (see :meth:`result`)."""
+        return self.result().per_module
+
+    def result(self) -> NoiseScaleResult:
+        """Everything so far as a frozen :class:`~batchlab.noise.NoiseScaleResult`."""
+        return make_result(
+            self._total, self._modules, self._group_names, self.history, skipped=self._skipped
+        )
