@@ -1,6 +1,7 @@
 """What the Lightning and Hugging Face noise-scale callbacks share.
 
-Option checks at the boundary, closing one optimizer step of a
+Option checks at the boundary, the options and results themselves
+(:class:`TrackerCallback`), closing one optimizer step of a
 :class:`~batchlab.noise.NoiseScaleTracker` (or dropping a step that had too few
 micro-batches to measure), and the metric names the callbacks log. The statistics
 themselves stay in :mod:`batchlab.noise`.
@@ -81,20 +82,59 @@ def close_step(tracker: NoiseScaleTracker, micro_batches: int) -> bool:
     return True
 
 
-def noise_scale_metrics(tracker: NoiseScaleTracker, prefix: str) -> dict[str, float]:
-    """The running estimates as ``{prefix + name: value}`` (see :data:`METRIC_NAMES`).
+class TrackerCallback:
+    """The options, tracker and results a framework's noise-scale callback shares.
 
-    B_simple = tr(Σ)/|G|² with its interval, and the averaged unbiased |G|² and tr(Σ)
-    (McCandlish et al. 2018, Appendix A). Reading them moves the tracker's
-    pending norms to the host (one device sync), so callers do it only when logging.
+    A mixin ahead of the framework's own callback class: it validates the options
+    when the callback is built and reads the running estimates of the tracker the
+    subclass creates at training start (``self._tracker``).
     """
-    low, high = tracker.b_simple_ci
-    values = (tracker.b_simple, low, high, tracker.grad_sq_norm, tracker.trace_cov)
-    return {
-        f"{prefix}{name}": float(value) for name, value in zip(METRIC_NAMES, values, strict=True)
-    }
 
+    def __init__(
+        self,
+        *,
+        micro_batch_size: int | None = None,
+        ema_decay: float | None = None,
+        confidence: float = 0.95,
+        prefix: str = "noise_scale/",
+    ) -> None:
+        check_options(
+            micro_batch_size=micro_batch_size,
+            ema_decay=ema_decay,
+            confidence=confidence,
+            prefix=prefix,
+        )
+        super().__init__()
+        self.micro_batch_size = micro_batch_size
+        self.ema_decay = ema_decay
+        self.confidence = confidence
+        self.prefix = prefix
+        self._tracker: NoiseScaleTracker | None = None
 
-def nan_if_none(tracker: NoiseScaleTracker | None) -> float:
-    """``tracker.b_simple``, or NaN before a tracker exists."""
-    return math.nan if tracker is None else tracker.b_simple
+    @property
+    def tracker(self) -> NoiseScaleTracker | None:
+        """The tracker of the current (or last) training run; ``None`` before the first."""
+        return self._tracker
+
+    @property
+    def b_simple(self) -> float:
+        """The running B_simple (NaN before the first measured step)."""
+        return math.nan if self._tracker is None else self._tracker.b_simple
+
+    def metrics(self) -> dict[str, float]:
+        """What is logged: ``{prefix + name: value}`` from the tracker's running estimates.
+
+        B_simple = tr(Σ)/|G|² with its interval, and the averaged unbiased |G|² and
+        tr(Σ) (McCandlish et al. 2018, Appendix A); see :data:`METRIC_NAMES`. Reading
+        them moves the tracker's pending norms to the host (one device sync), so
+        callbacks do it only when logging.
+        """
+        if self._tracker is None:
+            return {}
+        tracker = self._tracker
+        low, high = tracker.b_simple_ci
+        values = (tracker.b_simple, low, high, tracker.grad_sq_norm, tracker.trace_cov)
+        return {
+            f"{self.prefix}{name}": float(value)
+            for name, value in zip(METRIC_NAMES, values, strict=True)
+        }

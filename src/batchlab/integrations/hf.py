@@ -39,7 +39,7 @@ except ImportError as _transformers_error:
 from torch import nn
 
 from ..noise import NoiseScaleTracker
-from ._callbacks import check_options, close_step, nan_if_none, noise_scale_metrics
+from ._callbacks import TrackerCallback, close_step
 
 if TYPE_CHECKING:  # importing Trainer itself loads most of transformers
     from transformers import Trainer
@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # importing Trainer itself loads most of transformers
 __all__ = ["NoiseScaleCallback"]
 
 
-class NoiseScaleCallback(TrainerCallback):
+class NoiseScaleCallback(TrackerCallback, TrainerCallback):
     """Measures B_simple = tr(Σ)/|G|² during ``Trainer.train()`` and logs it.
 
     Trainer callbacks never see a micro-batch's gradient, so the measuring is done by a
@@ -112,20 +112,15 @@ class NoiseScaleCallback(TrainerCallback):
         confidence: float = 0.95,
         prefix: str = "noise_scale/",
     ) -> None:
-        check_options(
+        super().__init__(
             micro_batch_size=micro_batch_size,
             ema_decay=ema_decay,
             confidence=confidence,
             prefix=prefix,
         )
-        self.micro_batch_size = micro_batch_size
-        self.ema_decay = ema_decay
-        self.confidence = confidence
-        self.prefix = prefix
-        self._tracker: NoiseScaleTracker | None = None
         self._substeps = 0  # backward passes since the last optimizer step, less the last
 
-    # ----- set-up and results --------------------------------------------------------------
+    # ----- set-up (tracker, b_simple and metrics() come from TrackerCallback) ---------------
 
     def attach(self, trainer: Trainer) -> NoiseScaleCallback:
         """Add this callback to ``trainer`` ahead of its ``report_to`` integrations.
@@ -148,22 +143,6 @@ class NoiseScaleCallback(TrainerCallback):
         ]
         callbacks.insert(flow[0] + 1 if flow else 0, self)
         return self
-
-    @property
-    def tracker(self) -> NoiseScaleTracker | None:
-        """The tracker of the current (or last) ``train()``; ``None`` before the first."""
-        return self._tracker
-
-    @property
-    def b_simple(self) -> float:
-        """The running B_simple (NaN before the first measured step)."""
-        return nan_if_none(self._tracker)
-
-    def metrics(self) -> dict[str, float]:
-        """What is logged: ``{prefix + name: value}`` from the tracker's running estimates."""
-        if self._tracker is None:
-            return {}
-        return noise_scale_metrics(self._tracker, self.prefix)
 
     def on_measured_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl

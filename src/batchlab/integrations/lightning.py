@@ -40,12 +40,12 @@ except ImportError as _lightning_error:  # the standalone package has the same A
 from torch.optim import Optimizer
 
 from ..noise import NoiseScaleTracker
-from ._callbacks import check_options, close_step, nan_if_none, noise_scale_metrics
+from ._callbacks import TrackerCallback, close_step
 
 __all__ = ["NoiseScaleCallback"]
 
 
-class NoiseScaleCallback(pl.Callback):
+class NoiseScaleCallback(TrackerCallback, pl.Callback):
     """Measures B_simple = tr(Σ)/|G|² during ``Trainer.fit`` and logs it.
 
     At fit start a :class:`~batchlab.noise.NoiseScaleTracker` is attached to the
@@ -107,37 +107,16 @@ class NoiseScaleCallback(pl.Callback):
         confidence: float = 0.95,
         prefix: str = "noise_scale/",
     ) -> None:
-        check_options(
+        super().__init__(
             micro_batch_size=micro_batch_size,
             ema_decay=ema_decay,
             confidence=confidence,
             prefix=prefix,
         )
-        self.micro_batch_size = micro_batch_size
-        self.ema_decay = ema_decay
-        self.confidence = confidence
-        self.prefix = prefix
-        self._tracker: NoiseScaleTracker | None = None
         self._backwards = 0  # backward passes since the last optimizer step
         self._batch_sizes = False  # read each batch's examples (automatic optimization)
 
-    # ----- results -----------------------------------------------------------------------
-
-    @property
-    def tracker(self) -> NoiseScaleTracker | None:
-        """The tracker of the current (or last) ``fit``; ``None`` before the first."""
-        return self._tracker
-
-    @property
-    def b_simple(self) -> float:
-        """The running B_simple (NaN before the first measured step)."""
-        return nan_if_none(self._tracker)
-
-    def metrics(self) -> dict[str, float]:
-        """What is logged: ``{prefix + name: value}`` from the tracker's running estimates."""
-        if self._tracker is None:
-            return {}
-        return noise_scale_metrics(self._tracker, self.prefix)
+    # ----- results: tracker, b_simple and metrics() come from TrackerCallback -------------
 
     def on_measured_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Called after every measured optimizer step; a no-op, for subclasses."""
