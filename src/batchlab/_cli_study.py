@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ._cli_common import cli_errors, console, err_console
 from ._errors import ConfigError
-from .study import Study, StudyConfig, StudyResult, TrialEvent, work
+from .study import Study, StudyConfig, StudyResult, TrialEvent, WorkersDied, work
 from .study._plan import CONFIG_ATTR
 from .study._storage import open_storage, storage_summary_attrs
 from .study._study import RungStatus
@@ -137,6 +137,9 @@ def _run(study: Study, workers: int, force: bool, fail_fast: bool) -> StudyResul
             f"`batchlab study resume {study.directory}`.",
             highlight=False,
         )
+        raise typer.Exit(1) from None
+    except WorkersDied as error:
+        err_console.print(f"[bold red]stopped:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(1) from None
     print_summary(result)
     console.print(f"Results: {study.directory / 'results.json'}")

@@ -2,18 +2,20 @@
 
 Used as ``tests.study.failing_workload:make`` (a ``module:function`` workload): it is
 linreg, except that a model built from a seed divisible by ``every`` raises ``error``
-in its first training step.
+in its first training step (``error="exit"``: its process exits at once, as a worker
+killed by the operating system would).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from torch import nn
 
 from batchlab.workloads import get_workload
 
-ERRORS = {"runtime": RuntimeError, "memory": MemoryError}
+ERRORS = {"runtime": RuntimeError, "memory": MemoryError, "exit": SystemExit}
 
 
 class FailingLinreg:
@@ -33,6 +35,8 @@ class FailingLinreg:
 
     def loss_fn(self, model: nn.Module, batch: Any) -> Any:
         if id(model) in self._failing:
+            if self._error is SystemExit:
+                os._exit(3)
             raise self._error("boom: this trial fails on purpose")
         return self._inner.loss_fn(model, batch)
 

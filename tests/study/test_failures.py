@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from batchlab.cli import app
-from batchlab.study import Study, StudyConfig
+from batchlab.study import Study, StudyConfig, WorkersDied
 from batchlab.study._worker import FailFast
 
 from .test_cli_study import write_config
@@ -25,7 +25,9 @@ def failing_study(linreg_study: dict, error: str) -> dict:
     ("error", "reason"),
     [("runtime", "RuntimeError: boom"), ("memory", "out of memory: boom")],
 )
-def test_failing_trials_are_recorded_with_reason_and_traceback(tmp_path, linreg_study, error, reason):
+def test_failing_trials_are_recorded_with_reason_and_traceback(
+    tmp_path, linreg_study, error, reason
+):
     config = StudyConfig.model_validate(failing_study(linreg_study, error))
     result = Study(config, tmp_path / "study").run()
     trials = [t for r in result.rungs for t in r.trials]
@@ -54,3 +56,16 @@ def test_cli_fail_fast_is_one_line_and_a_non_zero_exit(tmp_path, linreg_study):
     assert result.exit_code == 1, result.output
     assert "failed: RuntimeError: boom" in result.output
     assert "Traceback" not in result.output
+
+
+def test_workers_that_all_die_raise_instead_of_returning_a_partial_study(tmp_path, linreg_study):
+    # Every trial's process exits at its first step: both workers die, trials remain.
+    study = failing_study(linreg_study, "exit")
+    study["workload"]["params"]["every"] = 1
+    config = StudyConfig.model_validate(study)
+    with pytest.raises(WorkersDied, match=r"2 of 2 worker processes exited .*exit codes 3, 3"):
+        Study(config, tmp_path / "study").run(workers=2)
+    assert (tmp_path / "study" / "results.json").is_file()  # what there is, on disk
+    result = CliRunner().invoke(app, ["study", "resume", str(tmp_path / "study"), "-w", "2"])
+    assert result.exit_code == 1, result.output
+    assert "exited abnormally" in result.output and "Traceback" not in result.output

@@ -2,7 +2,7 @@
 
 from ._config import StudyConfig
 from ._results import RungResult, StudyResult, TrialRecord
-from ._study import RungStatus, Study
+from ._study import RungStatus, Study, WorkersDied
 from ._trial import RunResult, RunSpec, run_training, steps_to_target
 from ._worker import TrialEvent, work
 
@@ -16,6 +16,7 @@ __all__ = [
     "StudyResult",
     "TrialEvent",
     "TrialRecord",
+    "WorkersDied",
     "run_training",
     "steps_to_target",
     "work",

@@ -72,7 +72,9 @@ def _scale(unit: float, space: ParamRange) -> float:
 def _unscale(value: float, space: ParamRange) -> float:
     """Inverse of :func:`_scale`: a value's position in [0, 1] along its range."""
     if space.scale == "log":
-        unit = (math.log(value) - math.log(space.low)) / (math.log(space.high) - math.log(space.low))
+        unit = (math.log(value) - math.log(space.low)) / (
+            math.log(space.high) - math.log(space.low)
+        )
     else:
         unit = (value - space.low) / (space.high - space.low)
     return min(max(unit, 0.0), 1.0)
@@ -96,6 +98,11 @@ def warm_start_point(
         low = min(max(_unscale(center[name], r) - width / 2, 0.0), 1.0 - width)
         point[name] = _scale(low + width * _unscale(planned[name], r), r)
     return point
+
+
+def unit_distance(a: dict[str, float], b: dict[str, float], space: dict[str, ParamRange]) -> float:
+    """Euclidean distance of two points in the unit coordinates of the search space."""
+    return math.sqrt(sum((_unscale(a[n], r) - _unscale(b[n], r)) ** 2 for n, r in space.items()))
 
 
 def sample_points(config: StudyConfig, count: int) -> list[dict[str, float]]:

@@ -21,7 +21,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,16 +182,22 @@ def uses_optuna_heartbeat(storage: BaseStorage) -> bool:
     return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
 
 
-def pop_waiting_trial(study: optuna.Study) -> optuna.Trial | None:
+def pop_waiting_trial(
+    study: optuna.Study, order: Callable[[FrozenTrial], float] | None = None
+) -> optuna.Trial | None:
     """Claim the next ``WAITING`` trial, or ``None`` if there is none.
 
     Unlike ``Study.ask`` this never creates a new trial when the queue is empty: a
     study's trials are exactly the planned ones. The storage arbitrates a race for
-    the same trial (only one ``RUNNING`` transition succeeds).
+    the same trial (only one ``RUNNING`` transition succeeds). ``order`` ranks the
+    waiting trials (lowest first; ties keep the queue's order).
     """
     storage = study._storage
     study_id = study._study_id
-    for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+    waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+    if order is not None:
+        waiting = sorted(waiting, key=order)
+    for frozen in waiting:
         try:
             if not storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
                 continue

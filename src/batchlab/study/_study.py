@@ -52,6 +52,10 @@ RESULTS_EVERY_S = 10.0
 SAFE_CHANGES = ("workers.heartbeat_interval", "workers.grace_period", "search.trials_per_rung")
 
 
+class WorkersDied(RuntimeError):
+    """Worker processes of :meth:`Study.run` died and left planned trials unfinished."""
+
+
 @dataclass(frozen=True)
 class RungStatus:
     """Progress of one rung, for ``batchlab study status``."""
@@ -321,10 +325,23 @@ class Study:
             raise FailFast(
                 f"a worker stopped with exit code {failed[0].exitcode} at a failing trial"
             )
-        if failed:
-            logger.warning(
-                "%d worker(s) exited abnormally; their trials were re-enqueued", len(failed)
+        if not failed:
+            return
+        left = sum(max(r.planned - r.done, 0) for r in self.status())
+        codes = ", ".join(str(p.exitcode) for p in failed)
+        if left:
+            self.results(write=True, analysis=False)  # what did finish, on disk now
+            raise WorkersDied(
+                f"{len(failed)} of {workers} worker processes exited abnormally (exit codes "
+                f"{codes}) and {left} planned trial(s) have not finished; the workers' errors "
+                f"are logged above. Finished trials are kept: fix the cause, then "
+                f"`batchlab study resume {self.directory}`"
             )
+        logger.warning(
+            "%d worker(s) exited abnormally (exit codes %s); the other workers re-ran their trials",
+            len(failed),
+            codes,
+        )
 
     # -- inspecting --------------------------------------------------------------
 

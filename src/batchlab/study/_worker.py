@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from .._seeding import seed_for
 from ..workloads import Workload, get_workload
 from ._config import StudyConfig, resolve_target, validate_against_workload
 from ._ddp import run_ddp_trial
 from ._ensemble import EnsembleUnsupported, run_ensemble
-from ._plan import Rung, plan_rungs, to_hparams, warm_start_point
+from ._plan import Rung, plan_rungs, to_hparams, unit_distance, warm_start_point
 from ._pruning import Pruner
 from ._storage import (
     heartbeat,
@@ -136,16 +136,62 @@ def warm_start_for(
     trials = neighbour.get_trials(deepcopy=False)
     if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
         return "wait"
+    return WarmStart(neighbour_rung.batch_size, best_point(trials), config.search.warm_start_width)
+
+
+def best_point(trials: list[FrozenTrial]) -> dict[str, float] | None:
+    """The searched point of the best finished trial (fewest steps-to-target, then
+    lowest slot, as in the results); ``None`` if no trial reached the target."""
     reached = [
         t
         for t in trials
         if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
     ]
-    center = None
-    if reached:
-        best = min(reached, key=lambda t: (t.value, int(t.user_attrs.get("slot", 0))))
-        center = dict(best.user_attrs.get("params") or best.params)
-    return WarmStart(neighbour_rung.batch_size, center, config.search.warm_start_width)
+    if not reached:
+        return None
+    best = min(reached, key=lambda t: (t.value, int(t.user_attrs.get("slot", 0))))
+    return dict(best.user_attrs.get("params") or best.params)
+
+
+def nearest_first(
+    config: StudyConfig,
+    rung: Rung,
+    rung_studies: list[tuple[Rung, optuna.Study]],
+    warm: WarmStart | None,
+) -> Callable[[FrozenTrial], float] | None:
+    """Rank a rung's waiting trials by distance to the best point of the nearest rung.
+
+    With stop-once-beaten a trial stops as soon as it passes the rung's best known
+    steps-to-target, so the sooner a good trial finishes, the sooner the others stop.
+    Tuned hyperparameters move slowly along the ladder (Shallue et al. 2018, Sec. 4.5),
+    so the best point of the nearest rung that has one is the likeliest place for
+    this rung's best. Only the order changes: every planned trial still runs, and a
+    trial stopped once beaten could not have been the rung's best, so what the rung
+    measures is the same. ``None`` (queue order) when nothing is known yet, or for
+    TPE, whose trials have no point before they are claimed.
+    """
+    if config.search.sampler == "tpe":
+        return None
+    guide = None
+    by_distance = sorted(rung_studies, key=lambda rs: (abs(rs[0].index - rung.index), rs[0].index))
+    for other_rung, other in by_distance:
+        if other_rung.index != rung.index:
+            guide = best_point(other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            if guide is not None:
+                break
+    if guide is None:
+        return None
+    space = config.search_space()
+
+    def distance(frozen: FrozenTrial) -> float:
+        point = frozen.system_attrs.get("fixed_params") or {}
+        if set(point) != set(space) or set(guide) != set(space):
+            return math.inf  # not a planned point of this space: keep queue order
+        if warm is not None and warm.center is not None:
+            point = warm_start_point(point, warm.center, space, warm.width)
+        return unit_distance(point, guide, space)
+
+    return distance
 
 
 @dataclass
@@ -161,16 +207,18 @@ def _claim(
     rung: Rung,
     count: int,
     warm: WarmStart | None = None,
+    order: Callable[[FrozenTrial], float] | None = None,
 ) -> list[_Claimed]:
     """Pop up to ``count`` waiting trials of a rung and resolve their hyperparameters.
 
     The trial's Optuna params are its planned point; the searched values it runs
-    with (different under warm start) are its ``params`` user attribute.
+    with (different under warm start) are its ``params`` user attribute. ``order``
+    ranks the waiting trials (see :func:`nearest_first`).
     """
     claimed = []
     space = config.search_space()
     while len(claimed) < count:
-        trial = pop_waiting_trial(study)
+        trial = pop_waiting_trial(study, order)
         if trial is None:
             break
         params = {
@@ -433,8 +481,10 @@ def work(
 ) -> int:
     """Run planned trials until every rung's queue is empty and nothing is running.
 
-    Largest batch sizes are served first (their trials take longest, so starting
-    them first shortens the whole study when several workers share it). While
+    Smallest batch sizes are served first: their trials are batched into ensembles
+    and finish quickly, and their best points then decide the order in which the
+    larger rungs' trials run (:func:`nearest_first`, with stop-once-beaten on), so
+    that the long trials of the largest rungs stop early once beaten. While
     other workers still run trials, an idle worker waits and watches for dead
     ones, so a study finishes even if a peer is killed.
 
@@ -448,7 +498,7 @@ def work(
     )
     workload = get_workload(config.workload.name, config.workload.params)
     validate_against_workload(config, workload)
-    rung_studies = sorted(load_rung_studies(storage, config), key=lambda rs: -rs[0].batch_size)
+    rung_studies = sorted(load_rung_studies(storage, config), key=lambda rs: rs[0].batch_size)
     runner = TrialRunner(workload, config, fail_fast=fail_fast, on_event=on_event)
     poll = poll_interval if poll_interval is not None else config.workers.heartbeat_interval
     ran = 0
@@ -466,7 +516,10 @@ def work(
             want = runner.ensemble_size(rung)
             if max_trials is not None:
                 want = min(want, max_trials - ran)
-            trials = _claim(study, config, rung, want, warm)
+            order = None
+            if config.stopping.once_beaten:
+                order = nearest_first(config, rung, rung_studies, warm)
+            trials = _claim(study, config, rung, want, warm, order)
             if trials:
                 claimed = (rung, study, trials)
                 break
