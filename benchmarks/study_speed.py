@@ -8,12 +8,28 @@ target — on the same machine, in one run of this script:
     trained for its full budget, one process (steps-to-target read off the curve
     afterwards);
 (b) batchlab's defaults: scaled Sobol points planned per rung, tensor-resident data,
-    vmapped trial ensembles, stop at target and once beaten, ``--workers`` processes.
+    vmapped trial ensembles, stop at target and once beaten (smallest rungs first,
+    each rung's trials nearest its neighbour's best first), ``--workers`` processes.
+    Timed ``--repeats`` times (before and after the naive run: the machine drifts);
 
-It prints both wall times, their ratio, and both steps-to-target curves. The nqm
+and a check that (b)'s shortcuts do not change what it measures:
+
+(c) same trials: (b)'s planned trials (same points, seeds and batches), each trained
+    alone in one process until it reaches the target or its budget ends: no
+    ensembles, no stop-once-beaten. (a) and (b) differ in their samplers too (TPE vs
+    Sobol points), so their curves differ by the luck of a 16-trial search; (c)
+    against (b) isolates the engine. (c) runs at the workers' thread count (on the
+    rungs that batchlab trains one trial at a time, the same float arithmetic: the
+    best steps must be equal there) and at all cores. Near the edge of stability a
+    trial's curve is chaotic: float rounding alone (threads, vmap's batched kernels)
+    moves its steps-to-target, so the two (c) columns show the measurement's own
+    noise floor.
+
+It prints the wall times, their ratios, and the steps-to-target curves. The nqm
 study (examples/nqm.toml, 10 rungs) is timed too.
 
-Run:  python benchmarks/study_speed.py [--workers 2] [--skip-naive] [--out runs/bench]
+Run:  python benchmarks/study_speed.py [--workers 2] [--repeats 2] [--skip-naive]
+      [--skip-same-trials] [--out runs/bench]   (about an hour on 2 cores)
 Hardware/versions are printed with the figures. Besides wall time it prints CPU time
 (this process and its worker processes, user + system): on a machine that other work
 shares, the CPU-time ratio is the steadier figure, the wall-time ratio the claimed one.
@@ -39,7 +55,8 @@ import batchlab
 from batchlab.optim import build_optimizer
 from batchlab.study import Study, StudyConfig
 from batchlab.study._config import resolve_target
-from batchlab.study._plan import plan_rungs, to_hparams
+from batchlab.study._plan import plan_rungs, sample_points, slot_seed, to_hparams
+from batchlab.study._trial import RunSpec, run_training
 from batchlab.workloads import get_workload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +133,47 @@ def run_naive(config: StudyConfig) -> tuple[float, float, dict[int, int | None]]
     return time.perf_counter() - started, cpu_seconds() - cpu, best
 
 
+def run_same_trials(config: StudyConfig, threads: int) -> tuple[float, dict[int, int | None]]:
+    """(c): batchlab's planned trials one by one, each until its target or budget."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _same_trials(config, threads)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _same_trials(config: StudyConfig, threads: int) -> tuple[float, dict[int, int | None]]:
+    workload = get_workload(config.workload.name, config.workload.params)
+    target = resolve_target(config, workload)
+    points = sample_points(config, config.search.trials_per_rung)
+    best: dict[int, int | None] = {}
+    started = time.perf_counter()
+    for rung in plan_rungs(config):
+        reached = []
+        for slot, point in enumerate(points):
+            spec = RunSpec(
+                rung.batch_size,
+                config.optimizer,
+                to_hparams(config, point, rung.budget_steps),
+                rung.budget_steps,
+                rung.eval_every,
+                slot_seed(config, rung, slot),
+                decay=config.schedule.decay,
+            )
+            steps = run_training(workload, spec, target, stop_at_target=True).steps_to_target
+            if steps is not None:
+                reached.append(steps)
+        best[rung.batch_size] = min(reached) if reached else None
+        print(
+            f"  same trials, {threads} thread(s)  B={rung.batch_size:5d}: "
+            f"best {best[rung.batch_size]}  "
+            f"({time.perf_counter() - started:.0f} s so far)",
+            flush=True,
+        )
+    return time.perf_counter() - started, best
+
+
 def run_batchlab(
     config: StudyConfig, directory: Path, workers: int
 ) -> tuple[float, float, dict[int, int | None]]:
@@ -125,10 +183,16 @@ def run_batchlab(
     return time.perf_counter() - started, cpu_seconds() - cpu, result.steps_to_target
 
 
+def relative(a: int | None, b: int | None) -> str:
+    return "" if a is None or b is None else f"{(b - a) / a:+.0%}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="timings of batchlab's run")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-same-trials", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-study-speed")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -143,23 +207,52 @@ def main() -> None:
     )
     print(f"nqm study (10 rungs x 32 trials, 1 worker): {nqm_time:.1f} s")
 
-    fast_time, fast_cpu, fast = run_batchlab(config, args.out / "batchlab", args.workers)
-    print(f"batchlab defaults ({args.workers} workers): {fast_time:.1f} s, CPU {fast_cpu:.1f} s")
-    if args.skip_naive:
-        for b, s in fast.items():
-            print(f"  B={b:5d}  batchlab {s}")
-        return
-    naive_time, naive_cpu, naive = run_naive(config)
-    print(
-        f"naive (TPE, DataLoader, full budgets, 1 process): {naive_time:.1f} s, "
-        f"CPU {naive_cpu:.1f} s"
-    )
-    print(f"speed-up: {naive_time / fast_time:.1f}x wall time, {naive_cpu / fast_cpu:.1f}x CPU time")
-    print(f"{'batch':>6} {'naive':>8} {'batchlab':>9} {'rel. diff':>9}")
-    for b in fast:
-        a, c = naive.get(b), fast[b]
-        diff = "" if a is None or c is None else f"{(c - a) / a:+.0%}"
-        print(f"{b:>6} {a!s:>8} {c!s:>9} {diff:>9}")
+    times: list[tuple[float, float]] = []
+
+    def time_batchlab() -> dict[int, int | None]:
+        wall, cpu, best = run_batchlab(config, args.out / "batchlab", args.workers)
+        times.append((wall, cpu))
+        print(f"batchlab defaults ({args.workers} workers): {wall:.1f} s, CPU {cpu:.1f} s")
+        return best
+
+    fast = time_batchlab()
+    for _ in range(args.repeats - 1 if args.skip_naive else (args.repeats - 1) // 2):
+        fast = time_batchlab()
+    if not args.skip_naive:
+        naive_time, naive_cpu, naive = run_naive(config)
+        print(
+            f"naive (TPE, DataLoader, full budgets, 1 process): {naive_time:.1f} s, "
+            f"CPU {naive_cpu:.1f} s"
+        )
+        while len(times) < args.repeats:
+            fast = time_batchlab()
+        walls, cpus = sorted(t[0] for t in times), sorted(t[1] for t in times)
+        mean_wall, mean_cpu = sum(walls) / len(walls), sum(cpus) / len(cpus)
+        print(
+            f"speed-up: {naive_time / mean_wall:.1f}x wall time (batchlab's mean of "
+            f"{len(walls)}; {naive_time / walls[-1]:.1f}x to {naive_time / walls[0]:.1f}x), "
+            f"{naive_cpu / mean_cpu:.1f}x CPU time"
+        )
+    # (c) at the thread count of batchlab's workers (the same float arithmetic where a
+    # rung trains its trials one by one), and at all cores (only float rounding differs).
+    same: dict[int, dict[int, int | None]] = {}
+    if not args.skip_same_trials:
+        for threads in sorted({max(1, (os.cpu_count() or 1) // args.workers), os.cpu_count() or 1}):
+            wall, same[threads] = run_same_trials(config, threads)
+            print(f"same trials one by one, {threads} torch thread(s): {wall:.1f} s")
+    header = "".join(f" {f'same, {t} thr':>12}" for t in same)
+    print(f"{'batch':>6} {'naive':>8} {'batchlab':>9} {'rel. diff':>9}{header}")
+    for b, c in fast.items():
+        a = None if args.skip_naive else naive.get(b)
+        cells = [f"{s[b]} ({relative(c, s[b]) or '-'})" for s in same.values()]
+        row = "".join(f" {cell:>12}" for cell in cells)
+        print(f"{b:>6} {a!s:>8} {c!s:>9} {relative(a, c):>9}{row}")
+    if same:
+        print(
+            "same, N thr: the best steps of batchlab's own planned trials, each trained alone\n"
+            "with N torch threads (relative to batchlab's); batchlab's workers used "
+            f"{max(1, (os.cpu_count() or 1) // args.workers)}."
+        )
 
 
 if __name__ == "__main__":
