@@ -5,14 +5,33 @@ studies with per-batch-size tuning, and train at large batch with LARS/LAMB.
 See https://github.com/batchlab/batchlab and ``batchlab --help``.
 """
 
-from . import analysis, cbs, noise, optim, report
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import noise, optim
 from ._batch_size_schedule import BatchSizeSchedule
 from ._errors import BatchlabError, ConfigError, WorkloadError
 from .noise import NoiseScaleResult, NoiseScaleTracker, measure_noise_scale
 from .study import Study, StudyConfig, StudyResult
 from .workloads import Target, Workload, get_workload, list_workloads
 
+if TYPE_CHECKING:
+    from . import analysis, cbs, report
+
 __version__ = "0.1.0"
+
+#: Subpackages imported on first use: they pull in SciPy's fits and matplotlib, which
+#: a study's worker processes (and ``batchlab --help``) never need.
+_LAZY_SUBPACKAGES = ("analysis", "cbs", "report")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BatchSizeSchedule",

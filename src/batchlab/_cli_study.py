@@ -117,7 +117,9 @@ def print_summary(result: StudyResult) -> None:
         console.print("[yellow]analysis needs at least three rungs that reached the target[/]")
 
 
-def _run(study: Study, workers: int, force: bool, fail_fast: bool) -> StudyResult:
+def _run(
+    study: Study, workers: int, threads: int | None, force: bool, fail_fast: bool
+) -> StudyResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.prepare(force=force)
     display = StudyDisplay(study)
@@ -125,6 +127,7 @@ def _run(study: Study, workers: int, force: bool, fail_fast: bool) -> StudyResul
         with display.progress:
             result = study.run(
                 workers=workers,
+                threads=threads,
                 force=force,
                 fail_fast=fail_fast,
                 on_event=display.on_event,
@@ -152,6 +155,14 @@ WorkersOption = Annotated[
         "--workers", "-w", min=1, help="Local worker processes (each gets cores/N threads)."
     ),
 ]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="torch threads per worker [default: this process's with 1 worker, cores/N with N].",
+    ),
+]
 ForceOption = Annotated[
     bool, typer.Option(help="Accept config changes that cannot invalidate finished trials.")
 ]
@@ -165,6 +176,7 @@ def run_command(
         Path | None, typer.Option("--out", "-o", help="Study directory [default: runs/<name>].")
     ] = None,
     workers: WorkersOption = 1,
+    threads: ThreadsOption = None,
     force: ForceOption = False,
     fail_fast: FailFastOption = False,
 ) -> None:
@@ -173,13 +185,14 @@ def run_command(
     Example: batchlab study run examples/mnist1d-cnn.toml --out runs/mnist1d --workers 2
     """
     with cli_errors():
-        _run(Study.from_config(config, out), workers, force, fail_fast)
+        _run(Study.from_config(config, out), workers, threads, force, fail_fast)
 
 
 @study_app.command("resume")
 def resume_command(
     directory: Annotated[Path, typer.Argument(help="Study directory from an earlier run.")],
     workers: WorkersOption = 1,
+    threads: ThreadsOption = None,
     fail_fast: FailFastOption = False,
 ) -> None:
     """Continue a study where it stopped; finished trials are never re-run.
@@ -187,7 +200,7 @@ def resume_command(
     Example: batchlab study resume runs/mnist1d
     """
     with cli_errors():
-        _run(Study.load(directory), workers, False, fail_fast)
+        _run(Study.load(directory), workers, threads, False, fail_fast)
 
 
 @study_app.command("status")

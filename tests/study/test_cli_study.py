@@ -58,8 +58,19 @@ def test_run_status_and_resume(tmp_path):
     assert (out / "results.json").exists() and (out / "results.csv").exists()
     status = runner.invoke(app, ["study", "status", str(out)], env=ENV)
     assert status.exit_code == 0 and "8/8" in status.output
-    again = runner.invoke(app, ["study", "resume", str(out)], env=ENV)
+    again = runner.invoke(app, ["study", "resume", str(out), "--threads", "1"], env=ENV)
     assert again.exit_code == 0, again.output
+
+
+def test_threads_option_sets_the_workers_torch_threads(tmp_path):
+    config = write_config(tmp_path, changed("search.trials_per_rung", 2))
+    out = tmp_path / "nqm"
+    result = runner.invoke(
+        app, ["study", "run", str(config), "--out", str(out), "--threads", "1"], env=ENV
+    )
+    assert result.exit_code == 0, result.output
+    rungs = json.loads((out / "results.json").read_text())["rungs"]
+    assert {t["threads"] for r in rungs for t in r["trials"]} == {1}
 
 
 def test_changed_config_is_refused_with_a_diff(tmp_path):
@@ -155,6 +166,7 @@ BAD_CALLS = [
     (["study", "resume", "no-such-dir"], "is not a study directory"),
     (["study", "status", "no-such-dir"], "is not a study directory"),
     (["study", "run", "{config}", "--workers", "0"], "Invalid value for '--workers'"),
+    (["study", "run", "{config}", "--threads", "0"], "Invalid value for '--threads'"),
     (["study", "worker", "journal:///{tmp}/missing.journal"], "no journal file at"),
     (["study", "worker", "journal:///{tmp}/empty.journal"], "no batchlab study in storage"),
     (["study", "run", "{broken}"], "invalid TOML"),

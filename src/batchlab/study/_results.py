@@ -51,6 +51,10 @@ class TrialRecord:
     retry_of: int | None = None
     #: Under ``search.warm_start``: the neighbour rung and window this trial searched.
     warm_start: dict[str, Any] | None = None
+    #: torch threads of the worker that trained it (a DDP trial's ranks share them):
+    #: float rounding depends on them, and near the edge of stability that can move
+    #: steps-to-target (benchmarks/study_speed.py).
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         traceback=attrs.get("traceback"),
         retry_of=trial.system_attrs.get("batchlab:retry_of"),
         warm_start=attrs.get("warm_start"),
+        threads=attrs.get("threads"),
     )
 
 

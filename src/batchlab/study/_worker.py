@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from .._seeding import seed_for
@@ -37,6 +38,9 @@ from ._storage import (
 from ._trial import RunResult, RunSpec, has_exact_curves, run_training
 
 logger = logging.getLogger(__name__)
+
+#: How often an idle worker looks whether its peers' trials have ended, seconds.
+IDLE_CHECK_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,10 @@ def warm_start_for(
 
 
 def best_point(trials: list[FrozenTrial]) -> dict[str, float] | None:
-    """The searched point of the best finished trial (fewest steps-to-target, then
-    lowest slot, as in the results); ``None`` if no trial reached the target."""
+    """The searched point of the best finished trial, ``None`` if none reached the target.
+
+    Best: fewest steps-to-target, then lowest slot, as in the results.
+    """
     reached = [
         t
         for t in trials
@@ -163,12 +169,13 @@ def nearest_first(
 
     With stop-once-beaten a trial stops as soon as it passes the rung's best known
     steps-to-target, so the sooner a good trial finishes, the sooner the others stop.
-    Tuned hyperparameters move slowly along the ladder (Shallue et al. 2018, Sec. 4.5),
-    so the best point of the nearest rung that has one is the likeliest place for
-    this rung's best. Only the order changes: every planned trial still runs, and a
-    trial stopped once beaten could not have been the rung's best, so what the rung
-    measures is the same. ``None`` (queue order) when nothing is known yet, or for
-    TPE, whose trials have no point before they are claimed.
+    Tuned hyperparameters change gradually from one batch size to the next (see the
+    tuned learning rates of Shallue et al. 2018), so the best point of the nearest
+    rung that has one is a good first guess for this rung's. Only the order changes:
+    every planned trial still runs, and a trial stopped once beaten could not have
+    been the rung's best, so what the rung measures is the same. ``None`` (queue
+    order) when nothing is known yet, or for TPE, whose trials have no point before
+    they are claimed.
     """
     if config.search.sampler == "tpe":
         return None
@@ -269,6 +276,7 @@ def _record(
             "reason": result.reason,
             "wall_time_s": wall_time,
             "ensemble": ensemble,
+            "threads": torch.get_num_threads(),
             "curve": {"steps": result.steps, **result.to_dict()["metrics"]},
         }.items():
             trial.set_user_attr(key, value)
@@ -486,7 +494,8 @@ def work(
     larger rungs' trials run (:func:`nearest_first`, with stop-once-beaten on), so
     that the long trials of the largest rungs stop early once beaten. While
     other workers still run trials, an idle worker waits and watches for dead
-    ones, so a study finishes even if a peer is killed.
+    ones (every ``poll_interval``), so a study finishes even if a peer is killed;
+    it leaves as soon as nothing is running.
 
     Returns:
         The number of trials this worker ran.
@@ -530,8 +539,9 @@ def work(
             )
             if running == 0:
                 break
-            time.sleep(poll)
-            last_reap = 0.0  # look for dead peers on the next pass
+            # Look again soon (a peer's last trial ending ends the study; the
+            # reaping above still runs once per poll interval).
+            time.sleep(min(poll, IDLE_CHECK_S))
             continue
         rung, study, trials = claimed
         runner.run(rung, study, trials)
