@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .._checks import check_positive_int
 from .._seeding import make_generator, seed_for
 from ..workloads import Target, Workload, check_batch_size
 from ._checkpoints import Checkpoint
@@ -115,8 +116,7 @@ def run_branch(
         raise ValueError(
             f"optimizer_state must be one of {', '.join(OPTIMIZER_STATES)}, got {optimizer_state!r}"
         )
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    check_positive_int(repeats, "repeats")
     if not eval_steps:
         raise ValueError("eval_steps must not be empty")
     name = optimizer or checkpoint.optimizer

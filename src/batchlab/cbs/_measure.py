@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from .._checks import check_positive_int
 from .._seeding import make_generator, seed_for
 from ..analysis import AnalysisError, PredictionComparison, compare_prediction, fit_scaling
 from ..noise import NoiseScaleResult, measure_noise_scale
@@ -58,12 +59,6 @@ def _check_ladder(batch_sizes: Sequence[int], train_size: int | None) -> list[in
     if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
         raise ValueError(f"batch_sizes must be strictly increasing, got {sizes}")
     return sizes
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def _lr_candidates(
@@ -205,9 +200,9 @@ def measure_critical_batch(
     """
     started = time.perf_counter()
     sizes = _check_ladder(batch_sizes, workload.train_size)
-    max_steps = _check_positive_int(max_steps, "max_steps")
-    repeats = _check_positive_int(repeats, "repeats")
-    noise_batches = _check_positive_int(noise_batches, "noise_batches")
+    max_steps = check_positive_int(max_steps, "max_steps")
+    repeats = check_positive_int(repeats, "repeats")
+    noise_batches = check_positive_int(noise_batches, "noise_batches")
     if lr_rule not in SCALING_RULES:
         raise ValueError(f"lr_rule must be one of {', '.join(SCALING_RULES)}, got {lr_rule!r}")
     multipliers = [float(m) for m in lr_multipliers]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from .._checks import check_positive_int
 from ..workloads import Target
 
 
@@ -85,8 +86,7 @@ def eval_schedule(max_steps: int, resolution: float = 0.05) -> list[int]:
     Returns:
         Strictly increasing steps, the last one ``max_steps``.
     """
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    check_positive_int(max_steps, "max_steps")
     if not (0 <= resolution < 1):
         raise ValueError(f"eval_resolution must be in [0, 1), got {resolution!r}")
     steps, step = [], 1

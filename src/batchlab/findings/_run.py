@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._checks import check_positive_int
 from .._io import atomic_write_json
 from ..study import Study, StudyConfig
 from ..study._study import RungStatus
@@ -268,8 +269,7 @@ def run_plan(
     Returns:
         The :class:`Measurements`, read back from ``out``.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_positive_int(workers, "workers")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = list(plan.studies)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 
+from .._checks import check_positive_int
 from ..noise import NoiseScaleStatistics, NoiseScaleTracker
 
 logger = logging.getLogger(__name__)
@@ -41,14 +42,7 @@ def check_options(
         ValueError: a bad ``micro_batch_size``, ``ema_decay`` or ``confidence``.
         TypeError: ``prefix`` is not a string.
     """
-    if micro_batch_size is not None and (
-        isinstance(micro_batch_size, bool)
-        or not isinstance(micro_batch_size, int)
-        or micro_batch_size <= 0
-    ):
-        raise ValueError(
-            f"micro_batch_size must be a positive integer or None, got {micro_batch_size!r}"
-        )
+    check_positive_int(micro_batch_size, "micro_batch_size", optional=True)
     # The statistics class owns the rules for these two; build one to apply them now.
     NoiseScaleStatistics(ema_decay=ema_decay, confidence=confidence)
     if not isinstance(prefix, str):

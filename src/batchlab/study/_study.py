@@ -23,6 +23,7 @@ from typing import Any
 
 import optuna
 
+from .._checks import check_positive_int
 from .._errors import ConfigError
 from .._io import atomic_write_json, remove_stale_temporaries
 from .._threads import torch_threads
@@ -261,12 +262,8 @@ class Study:
         Returns:
             The collected results (also written to ``results.json``/``results.csv``).
         """
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        if threads is not None and (
-            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-        ):
-            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        check_positive_int(workers, "workers")
+        check_positive_int(threads, "threads", optional=True)
         self.prepare(force=force)
         started = time.perf_counter()
         snapshot = self._snapshot_writer()
