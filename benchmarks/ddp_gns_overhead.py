@@ -57,7 +57,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import batchlab
 from batchlab.integrations.ddp import NoiseScaleHook, register_noise_scale_hook
-from batchlab.noise._plumbing import split_batch
+from batchlab.noise import split_batch
 from batchlab.optim import build_optimizer
 from batchlab.workloads import get_workload
 

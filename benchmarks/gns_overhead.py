@@ -42,7 +42,7 @@ import torch
 
 import batchlab
 from batchlab.noise import NoiseScaleTracker
-from batchlab.noise._plumbing import split_batch
+from batchlab.noise import split_batch
 from batchlab.optim import build_optimizer
 from batchlab.workloads import get_workload
 

@@ -11,16 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import noise, optim
-from ._batch_size_schedule import BatchSizeSchedule
 from ._errors import BatchlabError, ConfigError, WorkloadError
+from ._version import __version__
 from .noise import NoiseScaleResult, NoiseScaleTracker, measure_noise_scale
 from .study import Study, StudyConfig, StudyResult
+from .training import BatchSizeSchedule
 from .workloads import Target, Workload, get_workload, list_workloads
 
 if TYPE_CHECKING:
     from . import analysis, cbs, report
 
-__version__ = "0.1.0"
 
 #: Subpackages imported on first use: they pull in SciPy's fits and matplotlib, which
 #: a study's worker processes (and ``batchlab --help``) never need.

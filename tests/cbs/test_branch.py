@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 
 import pytest
+from batchlab.optim import optimizer_for
+from batchlab.training import set_lr, train_step
 
 from batchlab._seeding import make_generator, seed_for
 from batchlab.cbs import eval_schedule, improvement_target, run_branch, train_base_run
-from batchlab.cbs._training import make_optimizer, set_lr, train_step
 from batchlab.workloads import Target, get_workload
 
 
@@ -25,7 +26,7 @@ def manual_branch(linreg, checkpoint, *, lr, batch_size, steps, resume, seed=0):
     """What a branch must do, written out: load, (resume and) set the LR, train, evaluate."""
     model = linreg.build_model(0)
     model.load_state_dict(checkpoint.model_state)
-    opt = make_optimizer(model, "momentum", {"lr": lr, "momentum": 0.9})
+    opt = optimizer_for(model, "momentum", {"lr": lr, "momentum": 0.9})
     if resume:
         opt.load_state_dict(copy.deepcopy(checkpoint.optimizer_state))
         set_lr(opt, lr)

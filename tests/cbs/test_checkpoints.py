@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from batchlab.optim import optimizer_for
+from batchlab.training import train_step
 
 from batchlab._seeding import make_generator
 from batchlab.cbs import (
@@ -16,7 +18,6 @@ from batchlab.cbs import (
     snapshot,
     train_base_run,
 )
-from batchlab.cbs._training import make_optimizer, train_step
 from batchlab.workloads import get_workload
 
 
@@ -35,7 +36,7 @@ def test_resuming_a_checkpoint_continues_the_run_bit_for_bit(mnist1d):
     assert first.examples_seen == 48 and first.optimizer == "adam" and "loss" in first.metrics
     model = mnist1d.build_model(0)
     model.load_state_dict(first.model_state)
-    opt = make_optimizer(model, "adam", hparams)
+    opt = optimizer_for(model, "adam", hparams)
     opt.load_state_dict(first.optimizer_state)
     batches = mnist1d.train_batches(16, make_generator(5))
     for _ in range(3):  # the batches the base run used before the checkpoint
@@ -59,7 +60,7 @@ def test_snapshot_is_a_copy(mnist1d):
 
 def test_save_and_load_round_trip(tmp_path, mnist1d):
     model = mnist1d.build_model(1)
-    opt = make_optimizer(model, "momentum", {"lr": 0.1, "momentum": 0.9})
+    opt = optimizer_for(model, "momentum", {"lr": 0.1, "momentum": 0.9})
     train_step(mnist1d, model, opt, mnist1d.train_batches(8, make_generator(0)))
     checkpoint = snapshot(1, model, opt, optimizer="momentum", hparams={"lr": 0.1}, batch_size=8)
     path = save_checkpoint(checkpoint, tmp_path)
@@ -76,7 +77,7 @@ def test_save_and_load_round_trip(tmp_path, mnist1d):
 
 def test_saver_writes_only_the_chosen_steps(tmp_path, mnist1d):
     model = mnist1d.build_model(0)
-    opt = make_optimizer(model, "sgd", {"lr": 0.1})
+    opt = optimizer_for(model, "sgd", {"lr": 0.1})
     saver = CheckpointSaver(
         tmp_path, steps=[0, 2], optimizer="sgd", hparams={"lr": 0.1}, batch_size=8
     )

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from batchlab.integrations.ddp import ShardedModelError, _snap, register_noise_scale_hook
+from batchlab.noise import ShardedModelError, register_noise_scale_hook
+from batchlab.noise._ddp_hook import _snap
 from batchlab.noise._plumbing import sharding_of
 
 from .ddp_worker import build_model

@@ -6,16 +6,16 @@ import math
 
 import optuna
 import pytest
+from batchlab.training import run_ensemble
+from batchlab.training import RunSpec, run_training
 from optuna.trial import TrialState
 
 from batchlab import StudyConfig
 from batchlab.report import write_report
 from batchlab.study import Study
 from batchlab.study._config import ParamRange
-from batchlab.study._ensemble import run_ensemble
 from batchlab.study._plan import warm_start_point
 from batchlab.study._pruning import best_by_step, is_hopeless
-from batchlab.study._trial import RunSpec, run_training
 from batchlab.workloads import get_workload
 
 LR = ParamRange(low=1e-3, high=1e1, scale="log")  # four decades

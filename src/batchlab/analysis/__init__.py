@@ -17,13 +17,14 @@ Every result is a frozen dataclass with a JSON-safe ``to_dict()``.
 from ._checks import AnalysisError
 from ._compare import FitComparison, PredictionComparison, compare_fits, compare_prediction
 from ._fit import ScalingFit, fit_scaling
-from ._lr_trend import LRTrend, lr_trend
+from ._lr_trend import LR_RULES, LRTrend, lr_trend
 from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
 
 __all__ = [
     "AnalysisError",
     "FitComparison",
     "LRTrend",
+    "LR_RULES",
     "PairReading",
     "PredictionComparison",
     "RegimeBoundaries",

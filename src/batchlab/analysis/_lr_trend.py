@@ -18,7 +18,7 @@ from ._checks import AnalysisError, check_batch_sizes, plain, rung
 from ._regimes import REGIMES
 
 #: Exponent k of LR ∝ B^k for each named rule.
-RULES: dict[str, float] = {"linear": 1.0, "square-root": 0.5}
+LR_RULES: dict[str, float] = {"linear": 1.0, "square-root": 0.5}
 
 #: A slope is read as a rule when it is nearer to it than half the gap between rules.
 _RULE_TOLERANCE = 0.25
@@ -72,8 +72,8 @@ class LRTrend:
 
 def nearest_rule(exponent: float) -> str | None:
     """The rule whose exponent is within 0.25 of ``exponent`` (``None`` if neither is)."""
-    name = min(RULES, key=lambda k: abs(RULES[k] - exponent))
-    return name if abs(RULES[name] - exponent) <= _RULE_TOLERANCE else None
+    name = min(LR_RULES, key=lambda k: abs(LR_RULES[k] - exponent))
+    return name if abs(LR_RULES[name] - exponent) <= _RULE_TOLERANCE else None
 
 
 def lr_trend(
@@ -188,7 +188,7 @@ def _regime_members(regimes: Any) -> dict[str, np.ndarray]:
 def _describe(exponent: float, rule: str | None) -> str:
     if rule is not None:
         return f"{rule} rule"
-    if exponent < RULES["square-root"]:
+    if exponent < LR_RULES["square-root"]:
         return "neither rule: slower than the square-root rule" + (
             ", about flat" if abs(exponent) < 0.1 else ""
         )
@@ -208,7 +208,7 @@ def _message(
         f"From B = {rung(sizes[0])} to {rung(sizes[-1])} the tuned learning rate grows as "
         f"B^{exponent:.2f}{spread}, "
         + (
-            f"closest to the {rule} rule (exponent {RULES[rule]:g})."
+            f"closest to the {rule} rule (exponent {LR_RULES[rule]:g})."
             if rule is not None
             else f"following {_describe(exponent, rule)}."
         )
@@ -220,7 +220,7 @@ def _message(
             for k, v in known.items()
         ]
         lines.append("By regime: " + "; ".join(parts) + ".")
-        for name in RULES:
+        for name in LR_RULES:
             holds = [_REGIME_NAMES[k] for k in known if per_regime_rule[k] == name]
             breaks = [_REGIME_NAMES[k] for k in known if per_regime_rule[k] != name]
             if holds and breaks:

@@ -16,7 +16,7 @@ References:
     Pre-training?", arXiv:2410.21676; McCandlish et al. 2018, arXiv:1812.06162.
 """
 
-from ._branch import BranchResult, run_branch
+from ._branch import OPTIMIZER_STATES, BranchResult, run_branch
 from ._checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -34,6 +34,7 @@ from ._results import CheckpointMeasurement, CriticalBatchResult, RungMeasuremen
 from ._target import eval_schedule, improvement_target
 
 __all__ = [
+    "OPTIMIZER_STATES",
     "BranchResult",
     "Checkpoint",
     "CheckpointError",

@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 from .._checks import check_positive_int
 from .._seeding import make_generator, seed_for
+from ..optim import optimizer_for
+from ..training import set_lr, train_step
 from ..workloads import Target, Workload, check_batch_size
 from ._checkpoints import Checkpoint
-from ._training import make_optimizer, set_lr, train_step
 
 Status = Literal["reached", "not_reached", "diverged", "beaten"]
 OptimizerState = Literal["resume", "reset"]
@@ -138,7 +139,7 @@ def run_branch(
         model = workload.build_model(0)
         model.load_state_dict(checkpoint.model_state)
         model.train()
-        opt = make_optimizer(model, name, base)
+        opt = optimizer_for(model, name, base)
         if resume:
             assert checkpoint.optimizer_state is not None
             # A copy: load_state_dict keeps the given tensors, and the optimizer would then

@@ -28,8 +28,9 @@ from torch import nn
 from .._errors import BatchlabError
 from .._io import atomic_write
 from .._seeding import make_generator
+from ..optim import optimizer_for
+from ..training import train_step
 from ..workloads import Workload, check_batch_size
-from ._training import make_optimizer, train_step
 
 logger = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ def train_base_run(
     check_batch_size(batch_size, workload.train_size)
     model = workload.build_model(seed)
     model.train()
-    opt = make_optimizer(model, optimizer, hparams)
+    opt = optimizer_for(model, optimizer, hparams)
     batches = workload.train_batches(batch_size, make_generator(seed))
     info = {
         "optimizer": optimizer,

@@ -34,15 +34,14 @@ from .._checks import check_positive_int
 from .._seeding import make_generator, seed_for
 from ..analysis import AnalysisError, PredictionComparison, compare_prediction, fit_scaling
 from ..noise import NoiseScaleResult, measure_noise_scale
-from ..optim import scale_lr
-from ..optim._scaling import SCALING_RULES
+from ..optim import SCALING_RULES, scale_lr
+from ..training import split_optimizer
 from ..workloads import ExactNoiseScale, Workload, check_batch_size
 from ._branch import OPTIMIZER_STATES, BranchResult, OptimizerState, run_branch
 from ._checkpoints import Checkpoint, train_base_run
 from ._exact import exact_branch_curve, first_reached
 from ._results import CheckpointMeasurement, CriticalBatchResult, RungMeasurement
 from ._target import eval_schedule, improvement_target
-from ._training import split_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ def _model_at(workload: Workload, checkpoint: Checkpoint) -> torch.nn.Module:
 
 
 def _environment() -> dict[str, Any]:
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "batchlab": __version__,

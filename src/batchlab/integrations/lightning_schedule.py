@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .._batch_size_schedule import BatchSizeSchedule, Growth, rescale_learning_rates
+from ..training import BatchSizeSchedule, Growth, rescale_learning_rates
 from .lightning import NoiseScaleCallback, _examples, pl
 
 __all__ = ["BatchSizeScheduleCallback"]

@@ -14,6 +14,8 @@ References:
     Training", https://arxiv.org/abs/1812.06162 (Appendix A: the estimators).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._estimators import (
     NoiseScaleStatistics,
     fieller_interval,
@@ -22,18 +24,40 @@ from ._estimators import (
     trace_cov_estimate,
 )
 from ._measure import measure_noise_scale
+from ._plumbing import DEFAULT_MICRO_BATCHES, ShardedModelError, check_not_sharded, split_batch
 from ._results import NoiseScaleEstimate, NoiseScaleRecord, NoiseScaleResult
 from ._tracker import NoiseScaleTracker
 
+if TYPE_CHECKING:
+    from ._ddp_hook import NoiseScaleHook, register_noise_scale_hook
+
+#: The DDP comm hook imports torch.distributed's DDP machinery: only on first use.
+_DDP_HOOK_NAMES = ("NoiseScaleHook", "register_noise_scale_hook")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DDP_HOOK_NAMES:
+        from . import _ddp_hook
+
+        return getattr(_ddp_hook, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "DEFAULT_MICRO_BATCHES",
     "NoiseScaleEstimate",
+    "NoiseScaleHook",
     "NoiseScaleRecord",
     "NoiseScaleResult",
     "NoiseScaleStatistics",
     "NoiseScaleTracker",
+    "ShardedModelError",
+    "check_not_sharded",
     "fieller_interval",
     "grad_sq_norm_estimate",
     "measure_noise_scale",
     "noise_scale_from_norms",
+    "register_noise_scale_hook",
+    "split_batch",
     "trace_cov_estimate",
 ]

@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
 from .._errors import BatchlabError
+from ._param_groups import lars_param_groups
 
 #: name -> hyperparameters it accepts (``lr`` is always required).
 OPTIMIZER_HPARAMS: dict[str, tuple[str, ...]] = {
@@ -26,6 +28,10 @@ OPTIMIZER_HPARAMS: dict[str, tuple[str, ...]] = {
 }
 
 OPTIMIZERS: tuple[str, ...] = tuple(OPTIMIZER_HPARAMS)
+
+#: Optimizers with a per-layer trust ratio: :func:`optimizer_for` gives them
+#: :func:`~batchlab.optim.lars_param_groups`.
+LAYERWISE_OPTIMIZERS: tuple[str, ...] = ("lars", "lamb")
 
 
 class UnknownOptimizerError(BatchlabError, ValueError):
@@ -110,3 +116,30 @@ def build_optimizer(
     if "lr" not in hparams:
         raise ValueError(f"optimizer {name!r} needs a learning rate 'lr'")
     return _BUILDERS[name](params, {key: float(value) for key, value in hparams.items()})
+
+
+def optimizer_for(
+    model: nn.Module, name: str, hparams: Mapping[str, float]
+) -> torch.optim.Optimizer:
+    """The optimizer ``name`` over ``model``'s trainable parameters, grouped as it needs.
+
+    LARS and LAMB get :func:`~batchlab.optim.lars_param_groups` (biases and norm
+    weights skip the trust ratio and weight decay; You et al. 2017, Goyal et al. 2017
+    Sec. 5.1); every other optimizer gets the trainable parameters as one group. This
+    is the one place batchlab builds an optimizer for a model: the study's trials,
+    branching CBS, the findings' runs and ``batchlab noise-scale --train`` all call it,
+    so a base run's optimizer state always loads into its branches.
+
+    Args:
+        model: the model to optimise (frozen parameters are left out).
+        name: one of :data:`OPTIMIZERS`.
+        hparams: the optimizer's hyperparameters (see :func:`build_optimizer`).
+
+    Returns:
+        The optimizer, at a constant learning rate ``hparams["lr"]``.
+    """
+    check_optimizer_name(name)
+    params: Any = [p for p in model.parameters() if p.requires_grad]
+    if name in LAYERWISE_OPTIMIZERS:
+        params = lars_param_groups(model, float(hparams.get("weight_decay", 0.0)))
+    return build_optimizer(name, params, hparams)

@@ -121,7 +121,7 @@ def build_report(
             if not multi
             else "Batch-size scaling: " + " vs ".join(names)
         )
-    from .. import __version__
+    from .._version import __version__
 
     context = {
         "title": title,
@@ -146,7 +146,7 @@ def build_report(
 
 def _cbs_report(cbs: Sequence[_cbs.CbsData], title: str | None) -> Report:
     """The page of ``batchlab cbs`` directories alone (no scaling study beside them)."""
-    from .. import __version__
+    from .._version import __version__
 
     names = [data.workload for data in cbs]
     title = title or "Critical batch size over training: " + ", ".join(dict.fromkeys(names))

@@ -22,10 +22,17 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from .._seeding import seed_for
+from ..training import (
+    EnsembleUnsupported,
+    RunResult,
+    RunSpec,
+    has_exact_curves,
+    run_ddp_trial,
+    run_ensemble,
+    run_training,
+)
 from ..workloads import Workload, get_workload
 from ._config import StudyConfig, resolve_target, validate_against_workload
-from ._ddp import run_ddp_trial
-from ._ensemble import EnsembleUnsupported, run_ensemble
 from ._plan import Rung, plan_rungs, to_hparams, unit_distance, warm_start_point
 from ._pruning import Pruner
 from ._storage import (
@@ -35,7 +42,6 @@ from ._storage import (
     requeue,
     requeue_stale_trials,
 )
-from ._trial import RunResult, RunSpec, has_exact_curves, run_training
 
 logger = logging.getLogger(__name__)
 

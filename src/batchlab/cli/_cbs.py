@@ -1,0 +1,292 @@
+"""``batchlab cbs``: the critical batch size over training, measured by branching."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .._io import atomic_write_json
+from ..cbs import OPTIMIZER_STATES, CriticalBatchResult, load_checkpoints, measure_critical_batch
+from ..optim import check_optimizer_name
+from ..workloads import get_workload
+from ._common import cli_errors, console, parse_params
+
+CBS_JSON = "cbs.json"
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    """``"8,16,32"`` -> ``[8, 16, 32]``, or an error naming the option."""
+    try:
+        values = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise ValueError(f"{option} expects comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{option} expects at least one integer, got {text!r}")
+    return values
+
+
+def _float_list(text: str, option: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise ValueError(f"{option} expects comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{option} expects at least one number, got {text!r}")
+    return values
+
+
+def _num(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "∞"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "-" if ci is None else f"[{_num(ci[0])}, {_num(ci[1])}]"
+
+
+def _tables(result: CriticalBatchResult) -> tuple[Table, Table]:
+    """B_crit beside B_simple per checkpoint, and the steps-to-target S(B) behind them."""
+    exact = any(c.exact_fit is not None for c in result.checkpoints)
+    metric = result.settings.get("metric", "metric")
+    summary = Table(
+        title=f"Critical batch size over training: {result.workload}, {result.optimizer}, "
+        f"target = {metric} at the checkpoint improved by a fixed amount"
+    )
+    columns = ["step", "target", "B_crit", "95% CI"] + (["exact B_crit"] if exact else [])
+    columns += ["S_min", "B_simple", "95% CI", "B_simple / B_crit"]
+    for column in columns:
+        summary.add_column(column, justify="left" if column == "target" else "right")
+    for c in result.checkpoints:
+        fit, noise, pred = c.fit, c.noise, c.prediction
+        row = [
+            str(c.step),
+            f"{'≥' if c.target.direction == 'max' else '≤'} {c.target.value:.4g}",
+            _num(fit.b_crit if fit else None),
+            _ci(fit.b_crit_ci if fit else None),
+        ]
+        if exact:
+            row.append(_num(c.exact_fit.b_crit if c.exact_fit else None))
+        row += [
+            _num(fit.s_min if fit else None),
+            _num(noise.b_simple if noise else None),
+            _ci(noise.b_simple_ci if noise else None),
+            "-" if pred is None else f"{_num(pred.ratio)} {_ci(pred.ratio_ci)}",
+        ]
+        summary.add_row(*row)
+    ladder = Table(title="Steps to the target, S(B)" + (" (exact expected curve)" if exact else ""))
+    ladder.add_column("batch size", justify="right")
+    for c in result.checkpoints:
+        ladder.add_column(f"step {c.step}", justify="right")
+    sizes = sorted({r.batch_size for c in result.checkpoints for r in c.rungs})
+    for size in sizes:
+        cells = []
+        for c in result.checkpoints:
+            rung = next((r for r in c.rungs if r.batch_size == size), None)
+            if rung is None:
+                cells.append("")
+                continue
+            text = _num(rung.steps_to_target)
+            if exact:
+                text += f" ({_num(rung.exact_steps_to_target)})"
+            cells.append(text)
+        ladder.add_row(str(size), *cells)
+    return summary, ladder
+
+
+def cbs_command(
+    workload: Annotated[
+        str, typer.Option(help="Built-in name or module:function.")
+    ] = "mnist1d-cnn",
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated steps of the base run to branch from, e.g. 0,200,1000 "
+            "(with --checkpoint-dir: which of its checkpoints; default all)."
+        ),
+    ] = None,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Branch from the step_*.pt checkpoints in this directory (saved by "
+            "batchlab.cbs.CheckpointSaver or a previous --save-checkpoints) instead of "
+            "training a base run."
+        ),
+    ] = None,
+    batch_sizes: Annotated[
+        str, typer.Option(help="Comma-separated branch batch sizes (at least 3).")
+    ] = "16,32,64,128,256,512",
+    optimizer: Annotated[
+        str | None,
+        typer.Option(help="Optimizer of the base run and branches; default: the workload's."),
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Base learning rate; default: the workload's.")
+    ] = None,
+    base_batch_size: Annotated[
+        int, typer.Option(help="Batch size of the base run (the LR rule's reference).")
+    ] = 32,
+    lr_rule: Annotated[
+        str, typer.Option(help="LR at each branch batch size: linear, sqrt or none.")
+    ] = "sqrt",
+    lr_multipliers: Annotated[
+        str,
+        typer.Option(help="Sweep around the rule's LR, e.g. 0.5,1,2 (best per batch size)."),
+    ] = "1",
+    metric: Annotated[
+        str | None, typer.Option(help="Metric to improve; default: the target metric or loss.")
+    ] = None,
+    improvement: Annotated[
+        float | None,
+        typer.Option(help="Relative improvement of the metric, in (0, 1) [default: 0.2]."),
+    ] = None,
+    improvement_delta: Annotated[
+        float | None, typer.Option(help="Absolute improvement instead of --improvement.")
+    ] = None,
+    max_steps: Annotated[int, typer.Option(help="Step budget of every branch.")] = 1000,
+    eval_resolution: Annotated[
+        float, typer.Option(help="Relative spacing of evaluations (0 = every step).")
+    ] = 0.05,
+    repeats: Annotated[
+        int, typer.Option(help="Branches per (batch size, LR), curves averaged.")
+    ] = 1,
+    optimizer_state: Annotated[
+        str, typer.Option(help="resume the checkpoint's optimizer state, or reset it.")
+    ] = "resume",
+    noise_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Big batch of the noise-scale measurement [default: largest branch B]; 0 skips it."
+        ),
+    ] = None,
+    noise_batches: Annotated[int, typer.Option(help="Batches averaged for B_simple.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the base run, branches and noise scale.")] = 0,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Workload parameter KEY=VALUE.")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for cbs.json (and the report).")
+    ] = Path("runs/cbs"),
+    save_checkpoints: Annotated[
+        bool, typer.Option(help="Save the base run's checkpoints in OUT/checkpoints.")
+    ] = False,
+    report: Annotated[bool, typer.Option(help="Also write OUT/report.html.")] = False,
+) -> None:
+    """Measure the critical batch size at checkpoints of one run, beside the noise scale.
+
+    From each checkpoint, short branches at every --batch-sizes (LR from --lr-rule,
+    or the best of --lr-multipliers around it) train until the metric improves by
+    --improvement; their steps give S(B), fitted by S_min (1 + B_crit / B) per
+    checkpoint (Merrill et al. 2025; McCandlish et al. 2018). B_simple is measured at
+    the same parameters, so OUT/cbs.json shows how far the noise scale is from the
+    measured B_crit (it misses under Adam). `batchlab report OUT` draws it.
+
+    Examples:
+
+      batchlab cbs --workload linreg -p dim=64 -p decay=0.5 --optimizer sgd --lr 0.05 --base-batch-size 16 --checkpoints 30,200 --batch-sizes 4,8,16,32,64,128,256,512,1024 --lr-multipliers 0.5,1,2 --improvement 0.8 --repeats 4 --eval-resolution 0 --out runs/cbs-linreg --report
+
+      batchlab cbs --workload mnist1d-cnn --optimizer adam --lr 0.003 --checkpoints 0,300,1500 --batch-sizes 16,32,64,128,256,512 --out runs/cbs-adam
+    """
+    with cli_errors():
+        work = get_workload(workload, parse_params(param))
+        sizes = _int_list(batch_sizes, "--batch-sizes")
+        multipliers = _float_list(lr_multipliers, "--lr-multipliers")
+        if optimizer is not None:
+            check_optimizer_name(optimizer)
+        if optimizer_state not in OPTIMIZER_STATES:
+            raise ValueError(
+                f"--optimizer-state must be one of {', '.join(OPTIMIZER_STATES)}, got {optimizer_state!r}"
+            )
+        if improvement is not None and improvement_delta is not None:
+            raise ValueError("give --improvement or --improvement-delta, not both")
+        if checkpoint_dir is not None:
+            if save_checkpoints:
+                raise ValueError("--save-checkpoints applies to a base run, not --checkpoint-dir")
+            steps = None if checkpoints is None else _int_list(checkpoints, "--checkpoints")
+            points: list = load_checkpoints(checkpoint_dir, steps)
+            if points[0].workload not in (None, work.name):
+                raise ValueError(
+                    f"the checkpoints in {checkpoint_dir} are of workload {points[0].workload!r}, "
+                    f"not {work.name!r}; pass --workload {points[0].workload}"
+                )
+        elif checkpoints is None:
+            raise ValueError("give --checkpoints (steps of a base run) or --checkpoint-dir")
+        else:
+            points = _int_list(checkpoints, "--checkpoints")
+        hparams = None
+        if lr is not None and not isinstance(points[0], int):
+            hparams = {**points[0].hparams, "lr": lr}
+        elif lr is not None:
+            defaults = dict(work.default_hparams)
+            default_optimizer = defaults.pop("optimizer")
+            # The workload's other defaults (momentum, ...) only fit its own optimizer.
+            keep = optimizer is None or optimizer == default_optimizer
+            hparams = {**(defaults if keep else {}), "lr": lr}
+        elif isinstance(points[0], int) and optimizer not in (
+            None,
+            work.default_hparams.get("optimizer"),
+        ):
+            raise ValueError(
+                f"--optimizer {optimizer} needs --lr (the workload's default LR is for "
+                f"{work.default_hparams.get('optimizer')})"
+            )
+        console.print(
+            f"Critical batch size of [bold]{escape(work.name)}[/] at checkpoints "
+            f"{', '.join(str(p if isinstance(p, int) else p.step) for p in points)}, "
+            f"branch batch sizes {', '.join(map(str, sizes))}"
+        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("branches", total=None)
+
+            def on_progress(done: int, total: int, description: str) -> None:
+                progress.update(task, completed=done, total=total, description=description)
+
+            result = measure_critical_batch(
+                work,
+                points,
+                sizes,
+                optimizer=optimizer,
+                hparams=hparams,
+                base_batch_size=base_batch_size,
+                lr_rule=lr_rule,
+                lr_multipliers=multipliers,
+                metric=metric,
+                improvement_fraction=improvement,
+                improvement_delta=improvement_delta,
+                max_steps=max_steps,
+                eval_resolution=eval_resolution,
+                repeats=repeats,
+                optimizer_state=optimizer_state,  # type: ignore[arg-type]
+                noise_batch_size=noise_batch_size,
+                noise_batches=noise_batches,
+                seed=seed,
+                checkpoint_dir=out / "checkpoints" if save_checkpoints else None,
+                on_progress=on_progress,
+            )
+        summary, ladder = _tables(result)
+        console.print(ladder)
+        console.print(summary)
+        for c in result.checkpoints:
+            if c.note:
+                console.print(f"[yellow]step {c.step}:[/] {escape(c.note)}", highlight=False)
+        path = atomic_write_json(out / CBS_JSON, result.to_dict())
+        console.print(f"Saved {path}")
+        if report:
+            from ..report import build_report
+
+            written = build_report(out).write()
+            console.print(f"Report: {written}")

@@ -1,0 +1,88 @@
+"""Shared pieces of the ``batchlab`` command line: error handling and argument parsing.
+
+Errors caused by input (bad config, unknown names, invalid values) become one line
+per problem on stderr and exit code 2, never a traceback; set ``BATCHLAB_DEBUG=1``
+to see the traceback anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pydantic
+import tomllib
+import typer
+from rich.console import Console
+
+from .._errors import BatchlabError
+
+console = Console()
+err_console = Console(stderr=True)
+
+#: Exit code for bad input, as for usage errors in click/typer.
+EXIT_BAD_INPUT = 2
+
+
+def format_validation_error(error: pydantic.ValidationError) -> list[str]:
+    """One line per invalid field: ``field.path: message``."""
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "config"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling)"
+        lines.append(f"{location}: {message}")
+    return lines
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn input errors into a clear message and exit code 2."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except pydantic.ValidationError as error:
+        if os.environ.get("BATCHLAB_DEBUG"):
+            raise
+        for line in format_validation_error(error):
+            err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (BatchlabError, ValueError, FileNotFoundError, tomllib.TOMLDecodeError) as error:
+        if os.environ.get("BATCHLAB_DEBUG"):
+            raise
+        message = str(error) or type(error).__name__
+        if isinstance(error, FileNotFoundError) and error.filename:
+            message = f"no such file or directory: {error.filename}"
+        if isinstance(error, tomllib.TOMLDecodeError):
+            message = f"invalid TOML: {error}"
+        err_console.print(f"[bold red]error:[/] {_escape(message)}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def parse_value(text: str) -> Any:
+    """A TOML literal (``4000``, ``0.1``, ``true``, ``"x"``) or, failing that, the string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_params(items: list[str] | None, *, option: str = "--param") -> dict[str, Any]:
+    """``["num_train=4000", "channels=8"]`` -> ``{"num_train": 4000, "channels": 8}``."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
+        params[key.strip()] = parse_value(value.strip())
+    return params

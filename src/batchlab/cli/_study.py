@@ -1,0 +1,306 @@
+"""``batchlab study run|resume|worker|status``: run and inspect scaling studies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import optuna
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .._errors import ConfigError
+from ..study import (
+    CONFIG_ATTR,
+    FailFast,
+    RungStatus,
+    Study,
+    StudyConfig,
+    StudyResult,
+    TrialEvent,
+    WorkersDied,
+    open_storage,
+    storage_summary_attrs,
+    work,
+)
+from ._common import cli_errors, console, err_console
+
+study_app = typer.Typer(
+    help="Run a batch-size scaling study: a ladder of batch sizes, each tuned separately.",
+    no_args_is_help=True,
+)
+
+
+class StudyDisplay:
+    """Rich progress: one bar per rung (trials done), one for the running trial."""
+
+    def __init__(self, study: Study) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.rung_tasks: dict[int, Any] = {}
+        for status in study.status():
+            self.rung_tasks[status.batch_size] = self.progress.add_task(
+                f"batch size {status.batch_size:>6}",
+                total=status.planned,
+                completed=status.done,
+                info=_best_text(status.best_steps),
+            )
+        self.trial_task = self.progress.add_task("trial", total=1, info="", visible=False)
+
+    def on_event(self, event: TrialEvent) -> None:
+        rung_task = self.rung_tasks[event.rung.batch_size]
+        if event.kind == "start":
+            self.progress.update(
+                self.trial_task,
+                description=f"  trial {event.trial_number} (B={event.rung.batch_size})",
+                total=event.rung.budget_steps,
+                completed=0,
+                info="",
+                visible=True,
+            )
+        elif event.kind == "eval" and event.metrics is not None:
+            info = " ".join(f"{k}={v:.4g}" for k, v in event.metrics.items())
+            self.progress.update(self.trial_task, completed=event.step, info=info)
+        elif event.kind == "finish":
+            self.progress.update(rung_task, advance=1)
+            if event.steps_to_target is not None:
+                best = self.progress.tasks[rung_task].fields.get("best")
+                if best is None or event.steps_to_target < best:
+                    self.progress.update(
+                        rung_task,
+                        best=event.steps_to_target,
+                        info=_best_text(event.steps_to_target),
+                    )
+
+    def on_poll(self, statuses: list[RungStatus]) -> None:
+        for status in statuses:
+            self.progress.update(
+                self.rung_tasks[status.batch_size],
+                completed=status.done,
+                info=_best_text(status.best_steps)
+                + (f", {status.running} running" if status.running else ""),
+            )
+
+
+def _best_text(steps: int | None) -> str:
+    return f"best {steps} steps" if steps is not None else ""
+
+
+def print_summary(result: StudyResult) -> None:
+    table = Table(
+        title=f"Study {result.name}: steps to {result.target['metric']} "
+        f"{'>=' if result.target['direction'] == 'max' else '<='} {result.target['value']:g}"
+    )
+    for column in ("batch size", "trials", "steps to target", "examples", "best hyperparameters"):
+        table.add_column(column, justify="right" if column != "best hyperparameters" else "left")
+    for rung in result.rungs:
+        steps = rung.steps_to_target
+        table.add_row(
+            str(rung.batch_size),
+            f"{rung.trials_done}/{rung.trials_planned}",
+            "—" if steps is None else str(steps),
+            "—" if steps is None else f"{steps * rung.batch_size:,}",
+            ", ".join(f"{k}={v:.3g}" for k, v in (rung.best_hparams or {}).items()),
+        )
+    console.print(table)
+    analysis = result.analysis
+    if analysis and "fit" in analysis:
+        fit, regimes = analysis["fit"], analysis.get("regimes", {})
+        console.print(
+            f"S(B) = S_min (1 + B_crit / B): S_min = {fit['s_min']:.4g} steps, "
+            f"B_crit = {fit['b_crit']:.4g}; ideal batch size: {regimes.get('ideal_batch_size')}"
+        )
+    elif analysis and "error" in analysis:
+        console.print(f"[yellow]analysis skipped: {analysis['error']}[/]")
+    else:
+        console.print("[yellow]analysis needs at least three rungs that reached the target[/]")
+
+
+def _run(
+    study: Study, workers: int, threads: int | None, force: bool, fail_fast: bool
+) -> StudyResult:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.prepare(force=force)
+    display = StudyDisplay(study)
+    try:
+        with display.progress:
+            result = study.run(
+                workers=workers,
+                threads=threads,
+                force=force,
+                fail_fast=fail_fast,
+                on_event=display.on_event,
+                on_poll=display.on_poll,
+            )
+    except FailFast as error:
+        err_console.print(
+            f"[bold red]stopped (--fail-fast):[/] {escape(str(error))}\n"
+            f"The failure and its traceback are in the study; fix it, then "
+            f"`batchlab study resume {study.directory}`.",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+    except WorkersDied as error:
+        err_console.print(f"[bold red]stopped:[/] {escape(str(error))}", highlight=False)
+        raise typer.Exit(1) from None
+    print_summary(result)
+    console.print(f"Results: {study.directory / 'results.json'}")
+    return result
+
+
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-w", min=1, help="Local worker processes (each gets cores/N threads)."
+    ),
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="torch threads per worker [default: this process's with 1 worker, cores/N with N].",
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option(help="Accept config changes that cannot invalidate finished trials.")
+]
+FailFastOption = Annotated[bool, typer.Option(help="Stop at the first trial that raises.")]
+
+
+@study_app.command("run")
+def run_command(
+    config: Annotated[Path, typer.Argument(help="Study config (TOML); see examples/.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Study directory [default: runs/<name>].")
+    ] = None,
+    workers: WorkersOption = 1,
+    threads: ThreadsOption = None,
+    force: ForceOption = False,
+    fail_fast: FailFastOption = False,
+) -> None:
+    """Run a study (or continue it, if OUT already holds the same study).
+
+    Example: batchlab study run examples/mnist1d-cnn.toml --out runs/mnist1d --workers 2
+    """
+    with cli_errors():
+        _run(Study.from_config(config, out), workers, threads, force, fail_fast)
+
+
+@study_app.command("resume")
+def resume_command(
+    directory: Annotated[Path, typer.Argument(help="Study directory from an earlier run.")],
+    workers: WorkersOption = 1,
+    threads: ThreadsOption = None,
+    fail_fast: FailFastOption = False,
+) -> None:
+    """Continue a study where it stopped; finished trials are never re-run.
+
+    Example: batchlab study resume runs/mnist1d
+    """
+    with cli_errors():
+        _run(Study.load(directory), workers, threads, False, fail_fast)
+
+
+@study_app.command("status")
+def status_command(
+    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+) -> None:
+    """Show each rung's progress: trials done/total, best steps-to-target, ETA.
+
+    Example: batchlab study status runs/mnist1d
+    """
+    with cli_errors():
+        study = Study.load(directory)
+        statuses = study.status()
+        table = Table(title=f"Study {study.config.name} ({directory})")
+        for column in (
+            "batch size",
+            "done/total",
+            "running",
+            "best steps",
+            "mean trial",
+            "remaining",
+        ):
+            table.add_column(column, justify="right")
+        remaining_total = 0.0
+        for s in statuses:
+            left = s.planned - s.done
+            eta = left * s.mean_trial_s if s.mean_trial_s is not None else None
+            remaining_total += eta or 0.0
+            table.add_row(
+                str(s.batch_size),
+                f"{s.done}/{s.planned}",
+                str(s.running),
+                "—" if s.best_steps is None else str(s.best_steps),
+                "—" if s.mean_trial_s is None else f"{s.mean_trial_s:.1f} s",
+                "—" if eta is None else f"{eta:.0f} s",
+            )
+        console.print(table)
+        console.print(f"Estimated remaining trial time (one worker): {remaining_total:.0f} s")
+
+
+@study_app.command("worker")
+def worker_command(
+    storage: Annotated[
+        str, typer.Argument(help="Storage URL, e.g. postgresql://user@host/db or journal:///path.")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--study", help="Study name, if the storage holds several.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch threads for this worker.")
+    ] = None,
+    fail_fast: FailFastOption = False,
+) -> None:
+    """Join a study from another process or machine and run its trials until none are left.
+
+    Start the study first with `batchlab study run` (it plans the trials), then run
+    this on any machine that can reach the storage.
+
+    Example: batchlab study worker postgresql://batchlab@db-host/studies
+    """
+    with cli_errors():
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        config = find_study_config(storage, name)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        console.print(f"Joining study [bold]{config.name}[/] on {storage}")
+        ran = work(config, storage, fail_fast=fail_fast)
+        console.print(f"No trials left: this worker ran {ran}.")
+
+
+def find_study_config(storage_url: str, name: str | None) -> StudyConfig:
+    """The config of the (named) batchlab study in a storage."""
+    storage = open_storage(storage_url, create=False)
+    configs: dict[str, str] = {}
+    for _, attrs in storage_summary_attrs(storage):
+        if CONFIG_ATTR in attrs:
+            config = json.loads(attrs[CONFIG_ATTR])
+            configs.setdefault(config["name"], attrs[CONFIG_ATTR])
+    if not configs:
+        raise ConfigError(
+            f"no batchlab study in storage {storage_url!r}; start one with `batchlab study run`"
+        )
+    if name is None:
+        if len(configs) > 1:
+            raise ConfigError(
+                f"the storage holds several studies; choose one with --study: {', '.join(sorted(configs))}"
+            )
+        name = next(iter(configs))
+    if name not in configs:
+        raise ConfigError(
+            f"no study named {name!r} in the storage; it holds: {', '.join(sorted(configs))}"
+        )
+    return StudyConfig.model_validate_json(configs[name])

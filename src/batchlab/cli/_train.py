@@ -1,0 +1,120 @@
+"""``batchlab workloads`` and ``batchlab train``: list workloads, train one run."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..optim import check_optimizer_name
+from ..training import RunSpec, run_training
+from ..workloads import Target, check_batch_size, get_workload, list_workloads
+from ._common import cli_errors, console, parse_params
+
+
+def workloads_command() -> None:
+    """List the built-in workloads: parameters, default target and step budget.
+
+    Your own workload works anywhere a name does, as ``module:function`` (a function
+    returning an object with the Workload protocol's methods).
+
+    Example: batchlab workloads
+    """
+    with cli_errors():
+        table = Table(title="Built-in workloads")
+        for column in ("name", "description", "parameters", "default target", "default steps"):
+            table.add_column(column)
+        for info in list_workloads():
+            params = ", ".join(f"{k}={v!r}" for k, v in info.parameters.items())
+            table.add_row(
+                info.name, info.description, params, info.target.describe(), str(info.default_steps)
+            )
+        console.print(table)
+
+
+def train_command(
+    workload: Annotated[
+        str, typer.Option(help="Built-in name or module:function.")
+    ] = "mnist1d-cnn",
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 128,
+    steps: Annotated[
+        int | None, typer.Option(help="Step budget [default: the workload's].")
+    ] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="Optimizer name [default: the workload's].")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate [default: the workload's].")
+    ] = None,
+    momentum: Annotated[
+        float | None, typer.Option(help="Momentum (momentum methods, LARS).")
+    ] = None,
+    eval_every: Annotated[int, typer.Option(help="Evaluate every this many steps.")] = 100,
+    seed: Annotated[int, typer.Option(help="Initialisation and data-order seed.")] = 0,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Workload parameter KEY=VALUE.")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option(help="Train the whole budget, not just to the target.")
+    ] = False,
+) -> None:
+    """Train one run of a workload and print its metrics and steps-to-target.
+
+    Example: batchlab train --workload mnist1d-cnn --batch-size 128 --lr 0.05
+    """
+    with cli_errors():
+        work = get_workload(workload, parse_params(param))
+        hparams = dict(work.default_hparams)
+        opt_name = check_optimizer_name(optimizer or hparams.pop("optimizer"))
+        hparams.pop("optimizer", None)
+        if optimizer and optimizer != work.default_hparams.get("optimizer"):
+            hparams = {"lr": hparams["lr"]}
+        if lr is not None:
+            hparams["lr"] = lr
+        if momentum is not None:
+            hparams["momentum"] = momentum
+        budget = steps if steps is not None else work.default_steps
+        if budget <= 0:
+            raise ValueError(f"--steps must be positive, got {budget}")
+        if eval_every <= 0:
+            raise ValueError(f"--eval-every must be positive, got {eval_every}")
+        check_batch_size(batch_size, work.train_size, name="--batch-size")
+        spec = RunSpec(batch_size, opt_name, hparams, budget, min(eval_every, budget), seed)
+        target: Target = work.target
+        console.print(
+            f"Training [bold]{work.name}[/] at batch size {batch_size} with {opt_name} "
+            f"{hparams}, target {target.describe()}"
+        )
+        start = time.perf_counter()
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TextColumn("step {task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("training", total=budget)
+
+            def on_eval(step: int, metrics: dict[str, float]) -> None:
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+                progress.update(task, completed=step, description=shown)
+
+            result = run_training(work, spec, target, stop_at_target=not full, on_eval=on_eval)
+        elapsed = time.perf_counter() - start
+        table = Table(title=f"{work.name}, batch size {batch_size}")
+        table.add_column("step", justify="right")
+        for name in work.metrics:
+            table.add_column(name, justify="right")
+        for index, step in enumerate(result.steps):
+            table.add_row(str(step), *(f"{result.metrics[m][index]:.4f}" for m in work.metrics))
+        console.print(table)
+        if result.steps_to_target is not None:
+            console.print(
+                f"[green]Reached {target.describe()} at step {result.steps_to_target}[/] "
+                f"({elapsed:.1f} s)"
+            )
+        else:
+            console.print(f"[yellow]{result.reason}[/] ({elapsed:.1f} s)")

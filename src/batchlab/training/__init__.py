@@ -1,0 +1,64 @@
+"""One training run: the loop, vmapped trial ensembles, DDP ranks, and step helpers.
+
+* :func:`run_training` — train one :class:`RunSpec` on a workload, evaluate on its
+  schedule and report steps-to-target (Shallue et al. 2018, Sec. 3.3);
+* :func:`run_ensemble` — several trials of one batch size as one vmapped model;
+* :func:`run_ddp_trial` — one trial on P processes through torchrun;
+* :class:`BatchSizeSchedule` — grow the batch during training with the noise scale;
+* :func:`train_step`, :func:`set_lr`, :func:`split_optimizer` — for runs driven step
+  by step (branching CBS).
+
+Everything above the workloads that trains a model goes through this package.
+"""
+
+from ._batch_size_schedule import BatchSizeSchedule, Growth, rescale_learning_rates
+from ._ddp_launch import DDPTrialError, run_ddp_trial
+from ._ensemble import (
+    ENSEMBLE_OPTIMIZERS,
+    EnsembleUnsupported,
+    check_ensemble_support,
+    run_ensemble,
+)
+from ._parallel import DataParallel, shard_batch
+from ._run import (
+    SCHEDULE_HPARAMS,
+    PruneRule,
+    RunResult,
+    RunSpec,
+    Status,
+    best_so_far,
+    has_exact_curves,
+    optimizer_and_schedule,
+    run_training,
+    split_hparams,
+    steps_to_target,
+)
+from ._step import set_lr, split_optimizer, train_step
+
+__all__ = [
+    "ENSEMBLE_OPTIMIZERS",
+    "SCHEDULE_HPARAMS",
+    "BatchSizeSchedule",
+    "DDPTrialError",
+    "DataParallel",
+    "EnsembleUnsupported",
+    "Growth",
+    "PruneRule",
+    "RunResult",
+    "RunSpec",
+    "Status",
+    "best_so_far",
+    "check_ensemble_support",
+    "has_exact_curves",
+    "optimizer_and_schedule",
+    "rescale_learning_rates",
+    "run_ddp_trial",
+    "run_ensemble",
+    "run_training",
+    "set_lr",
+    "shard_batch",
+    "split_hparams",
+    "split_optimizer",
+    "steps_to_target",
+    "train_step",
+]

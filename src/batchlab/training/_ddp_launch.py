@@ -1,0 +1,211 @@
+"""Trials that train with DDP: one trial on P processes, launched through torchrun.
+
+With ``performance.processes_per_trial = P`` a worker runs each trial as
+``torchrun --standalone --nproc_per_node=P -m batchlab.training._ddp_launch`` (PyTorch's own
+launcher and rendezvous; gloo on CPU, NCCL on GPUs). Every rank builds the same
+model from the trial's seed and draws the same global batches from the same
+generator, then trains on its 1/P slice of each batch inside
+``DistributedDataParallel``: the all-reduced gradient is the mean over the global
+batch, so the trial's curve is the single-process curve at the same global batch
+size up to float rounding (``tests/study/test_ddp_trials.py``). Parameters stay
+identical on every rank, so every rank evaluates and stops at the same step without
+further communication. Rank 0 streams its evaluations to the worker and writes the
+result, which the worker (holding the trial's claim and heartbeat) records in the
+storage.
+
+References:
+    Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel
+    Training", VLDB 13(12); Goyal et al. 2017, "Accurate, Large Minibatch SGD"
+    (Sec. 3: the global batch is the sum of the per-worker batches).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import atomic_write_json
+from ..workloads import Target, get_workload
+from ._parallel import DataParallel
+from ._run import RunResult, RunSpec, run_training
+
+#: Prefix of the lines in which rank 0 reports an evaluation to the worker.
+EVAL_LINE = "@batchlab-eval "
+
+
+class DDPTrialError(RuntimeError):
+    """The torchrun processes of a trial failed; the message carries their last output."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # Linux: SIGTERM torchrun (which stops its ranks) if the worker is killed, so a
+    # killed worker leaves no orphaned training behind; the slot is re-run elsewhere.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_ddp_trial(
+    workload: dict[str, Any],
+    spec: Any,
+    target: Target,
+    processes: int,
+    *,
+    stop_at_target: bool = True,
+    stop_after: int | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    threads: int | None = None,
+) -> Any:
+    """Run one trial on ``processes`` ranks through torchrun and return its ``RunResult``.
+
+    Args:
+        workload: ``{"name": ..., "params": {...}}`` as in the study config; every rank
+            builds it (a ``module:function`` workload must be importable there).
+        spec: the trial's :class:`~batchlab.study._trial.RunSpec`; ``batch_size`` is
+            the global batch, split evenly over the ranks.
+        target: defines steps-to-target.
+        processes: ranks (``--nproc_per_node``).
+        stop_at_target: stop at the first evaluation meeting the target.
+        stop_after: stop once beaten at this step count (the best known at launch).
+        on_eval: called with (step, metrics) at every evaluation of rank 0.
+        threads: torch threads per rank (default: this process's threads / ranks).
+
+    Raises:
+        DDPTrialError: torchrun exited with an error (its output is in the message).
+    """
+    if spec.batch_size % processes:
+        raise ValueError(
+            f"batch size {spec.batch_size} does not split evenly over {processes} processes"
+        )
+    threads = threads or max(1, torch.get_num_threads() // processes)
+    with tempfile.TemporaryDirectory(prefix="batchlab-ddp-") as tmp:
+        job, out, log = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "log.txt")
+        job.write_text(
+            json.dumps(
+                {
+                    "workload": workload,
+                    "spec": {**asdict(spec), "hparams": dict(spec.hparams)},
+                    "target": asdict(target),
+                    "stop_at_target": stop_at_target,
+                    "stop_after": stop_after,
+                }
+            )
+        )
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(threads),
+            # A module:function workload found from the worker's directory is found there too.
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "batchlab.training._ddp_launch",
+            str(job),
+            str(out),
+        ]
+        with log.open("w") as log_file:
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                text=True,
+                env=env,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+            try:
+                assert process.stdout is not None
+                for line in process.stdout:
+                    if line.startswith(EVAL_LINE) and on_eval is not None:
+                        event = json.loads(line[len(EVAL_LINE) :])
+                        on_eval(int(event["step"]), event["metrics"])
+                code = process.wait()
+            finally:
+                if process.poll() is None:
+                    process.terminate()
+                    process.wait()
+        if code != 0 or not out.exists():
+            errors = sorted(Path(tmp).glob("rank*.error"))
+            if errors:  # a rank's own traceback says more than torchrun's summary
+                lines = errors[0].read_text(errors="replace").strip().splitlines()
+                detail = f"{errors[0].stem} failed: {lines[-1]}\n" + "\n".join(lines[-12:])
+            else:
+                detail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
+            raise DDPTrialError(
+                f"torchrun with {processes} processes exited with code {code}; {detail}"
+            )
+        data = json.loads(out.read_text())
+    nan = float("nan")
+    return RunResult(
+        status=data["status"],
+        steps_to_target=data["steps_to_target"],
+        steps=data["steps"],
+        metrics={k: [nan if v is None else v for v in vs] for k, vs in data["metrics"].items()},
+        train_loss=[nan if v is None else v for v in data["train_loss"]],
+        reason=data["reason"],
+    )
+
+
+def _rank_main(job_path: str, out_path: str) -> None:
+    """One rank of a DDP trial (run by torchrun): train, and on rank 0 write the result."""
+    import torch.distributed as dist
+
+
+    job = json.loads(Path(job_path).read_text())
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        workload = get_workload(job["workload"]["name"], job["workload"].get("params", {}))
+
+        def report(step: int, metrics: dict[str, float]) -> None:
+            print(EVAL_LINE + json.dumps({"step": step, "metrics": metrics}), flush=True)
+
+        result = run_training(
+            workload,
+            RunSpec(**job["spec"]),
+            Target(**job["target"]),
+            stop_at_target=job["stop_at_target"],
+            stop_after=job["stop_after"],
+            on_eval=report if rank == 0 else None,
+            parallel=DataParallel(rank, world_size),
+        )
+        if rank == 0:
+            atomic_write_json(Path(out_path), result.to_dict())
+        # Leave together: a gloo peer torn down early can abort the other at exit.
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def _main(job_path: str, out_path: str) -> None:  # pragma: no cover - run by torchrun
+    try:
+        _rank_main(job_path, out_path)
+    except BaseException:
+        import traceback
+
+        rank = os.environ.get("RANK", "unknown")
+        Path(out_path).with_name(f"rank{rank}.error").write_text(traceback.format_exc())
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover - entered through torchrun
+    _main(*sys.argv[1:3])

@@ -1,0 +1,280 @@
+"""One training run at one batch size: its evaluation curve and steps-to-target.
+
+Steps-to-result after Shallue et al. 2018 (Sec. 3.3) and their data release
+(``measurement_utils.py``): the first evaluated step at which the validation metric
+reaches the target. A run may stop right there (later steps cannot change it), or
+once it passes a step count that another run already beat (it can no longer win).
+Workloads with exact expected curves (``iter_exact_metrics``, e.g. ``nqm``) go
+through the same loop without training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+
+from .._seeding import make_generator
+from ..optim import optimizer_for, warmup_schedule
+from ..workloads import Target, Workload, check_batch_size
+
+if TYPE_CHECKING:
+    from ._parallel import DataParallel
+
+Status = Literal["reached", "not_reached", "diverged", "beaten", "pruned"]
+
+#: ``prune(step, best value so far, co-members' best values so far)`` -> why to stop, or None.
+PruneRule = Callable[[int, float, Sequence[float]], "str | None"]
+
+#: Hyperparameters that shape the schedule rather than the optimizer.
+SCHEDULE_HPARAMS = ("warmup_steps",)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one training run.
+
+    Attributes:
+        batch_size: examples per optimizer step.
+        optimizer: optimizer name (see :data:`batchlab.optim.OPTIMIZERS`).
+        hparams: optimizer hyperparameters (``lr``, ``momentum``, ...), plus the
+            schedule's ``warmup_steps`` (linear warmup, then ``decay``) if tuned.
+        max_steps: step budget.
+        eval_every: evaluate every this many steps (and at ``max_steps``).
+        seed: model-initialisation and data-order seed.
+        decay: the LR decay after warmup, over the budget (``"constant"``: none; see
+            :func:`batchlab.optim.warmup_schedule`).
+    """
+
+    batch_size: int
+    optimizer: str
+    hparams: Mapping[str, float]
+    max_steps: int
+    eval_every: int
+    seed: int
+    decay: str = "constant"
+
+    def eval_steps(self) -> list[int]:
+        """The evaluated steps: every ``eval_every`` steps, and the last step."""
+        steps = list(range(self.eval_every, self.max_steps + 1, self.eval_every))
+        if not steps or steps[-1] != self.max_steps:
+            steps.append(self.max_steps)
+        return steps
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run.
+
+    Attributes:
+        status: ``reached`` the target, ``not_reached`` within the budget,
+            ``diverged`` (NaN/inf loss), ``beaten`` (stopped once it could no
+            longer beat the best steps-to-target known at its batch size), or
+            ``pruned`` (stopped as hopeless from its partial curve; opt-in).
+        steps_to_target: first evaluated step meeting the target, else ``None``.
+        steps: evaluated steps, in order.
+        metrics: metric name -> one value per evaluated step.
+        train_loss: training loss at the evaluated steps (NaN for exact workloads).
+        reason: why a run did not reach the target, in words.
+    """
+
+    status: Status
+    steps_to_target: int | None
+    steps: list[int] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    train_loss: list[float] = field(default_factory=list)
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "steps_to_target": self.steps_to_target,
+            "steps": self.steps,
+            "metrics": {k: [_finite_or_none(v) for v in vs] for k, vs in self.metrics.items()},
+            "train_loss": [_finite_or_none(v) for v in self.train_loss],
+            "reason": self.reason,
+        }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def steps_to_target(steps: list[int], values: list[float], target: Target) -> int | None:
+    """First of ``steps`` whose metric value meets ``target`` (Shallue et al. 2018)."""
+    for step, value in zip(steps, values, strict=True):
+        if target.reached(value):
+            return step
+    return None
+
+
+def best_so_far(result: RunResult, target: Target) -> float | None:
+    """The best finite value of the target metric a run has had so far (``None``: none)."""
+    values = [v for v in result.metrics.get(target.metric, []) if math.isfinite(v)]
+    if not values:
+        return None
+    return max(values) if target.direction == "max" else min(values)
+
+
+def split_hparams(spec: RunSpec) -> tuple[dict[str, float], int]:
+    """``spec.hparams`` as (the optimizer's hyperparameters, warmup steps)."""
+    optimizer_hparams = {k: v for k, v in spec.hparams.items() if k not in SCHEDULE_HPARAMS}
+    warmup = int(round(spec.hparams.get("warmup_steps", 0)))
+    return optimizer_hparams, warmup
+
+
+def optimizer_and_schedule(
+    model: nn.Module, spec: RunSpec
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """The run's optimizer over ``model`` and its LR schedule (``None``: constant LR).
+
+    The schedule is linear warmup over ``warmup_steps`` then ``spec.decay`` over the
+    budget (:func:`batchlab.optim.warmup_schedule`); step it once per optimizer step.
+    """
+    optimizer_hparams, warmup = split_hparams(spec)
+    optimizer = optimizer_for(model, spec.optimizer, optimizer_hparams)
+    schedule = None
+    if warmup > 0 or spec.decay != "constant":
+        schedule = warmup_schedule(optimizer, warmup, spec.max_steps, decay=spec.decay)
+    return optimizer, schedule
+
+
+def _training_curve(
+    workload: Workload, spec: RunSpec, parallel: DataParallel | None = None
+) -> Iterator[tuple[int, dict[str, float], float]]:
+    """Train and yield (step, metrics, train loss) at every evaluated step.
+
+    A non-finite training loss ends the run with empty metrics at that step. With
+    ``parallel``, this process is one rank of a DDP trial: it trains its slice of
+    every global batch and reports the global batch's mean loss.
+    """
+    model = workload.build_model(spec.seed)
+    model.train()
+    train_model = model if parallel is None else parallel.wrap(model)
+    optimizer, schedule = optimizer_and_schedule(model, spec)
+    batches = workload.train_batches(spec.batch_size, make_generator(spec.seed))
+    if parallel is not None:
+        batches = parallel.shard(batches)
+    eval_steps = set(spec.eval_steps())
+    for step in range(1, spec.max_steps + 1):
+        loss = workload.loss_fn(train_model, next(batches))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        train_loss = float(loss.detach()) if parallel is None else parallel.mean(loss)
+        if not math.isfinite(train_loss):
+            yield step, {}, train_loss
+            return
+        if step in eval_steps:
+            yield step, workload.evaluate(model), train_loss
+
+
+def _exact_curve(workload: Any, spec: RunSpec) -> Iterator[tuple[int, dict[str, float], float]]:
+    optimizer_hparams, warmup = split_hparams(spec)
+    if warmup or spec.decay != "constant":
+        raise ValueError(
+            f"workload {workload.name!r} has exact curves only for a constant learning rate "
+            "(no warmup, decay 'constant')"
+        )
+    hparams = {"optimizer": spec.optimizer, **optimizer_hparams}
+    steps = spec.eval_steps()
+    for step, metrics in zip(
+        steps, workload.iter_exact_metrics(hparams, spec.batch_size, steps), strict=True
+    ):
+        yield step, metrics, math.nan
+
+
+def has_exact_curves(workload: Workload) -> bool:
+    """Whether the workload computes expected curves exactly (no training needed)."""
+    return callable(getattr(workload, "iter_exact_metrics", None))
+
+
+def run_training(
+    workload: Workload,
+    spec: RunSpec,
+    target: Target,
+    *,
+    stop_at_target: bool = True,
+    stop_after: int | Callable[[], int | None] | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    parallel: DataParallel | None = None,
+    prune: PruneRule | None = None,
+) -> RunResult:
+    """Train one run and measure its steps-to-target.
+
+    Args:
+        workload: the model and data.
+        spec: batch size, optimizer, hyperparameters, budget, evaluation interval, seed.
+        target: the metric goal that defines steps-to-target.
+        stop_at_target: stop at the first evaluation that meets the target.
+        stop_after: stop (status ``beaten``) once the step count reaches this value
+            without meeting the target, because a run at this batch size already
+            reached it in fewer steps. A callable is asked at every evaluation (so
+            a best found meanwhile by another worker counts too).
+        on_eval: called with (step, metrics) at every evaluation (progress display).
+        parallel: this process's rank in a DDP trial (set by
+            :func:`~batchlab.study._ddp.run_ddp_trial`'s ranks, not by callers).
+        prune: asked at every evaluation before the target is met, with the step
+            and the best target-metric value so far; a reason stops the run
+            (status ``pruned``; see :mod:`batchlab.study._pruning`).
+    """
+    check_batch_size(spec.batch_size, workload.train_size)
+    if target.metric not in workload.metrics:
+        raise ValueError(
+            f"target metric {target.metric!r} is not reported by workload "
+            f"{workload.name!r}; it reports: {', '.join(workload.metrics)}"
+        )
+    if parallel is not None and has_exact_curves(workload):
+        raise ValueError(f"workload {workload.name!r} computes exact curves; nothing to train")
+    curve = (
+        _exact_curve(workload, spec)
+        if has_exact_curves(workload)
+        else _training_curve(workload, spec, parallel)
+    )
+    result = RunResult(status="not_reached", steps_to_target=None)
+    for step, metrics, train_loss in curve:
+        if not metrics:  # the training loss became NaN/inf
+            result.status = "diverged"
+            result.reason = f"training loss became {train_loss} at step {step}"
+            break
+        value = metrics.get(target.metric, math.nan)
+        result.steps.append(step)
+        result.train_loss.append(train_loss)
+        for name, metric in metrics.items():
+            result.metrics.setdefault(name, []).append(metric)
+        if on_eval is not None:
+            on_eval(step, metrics)
+        if not math.isfinite(value):
+            result.status, result.reason = (
+                "diverged",
+                f"{target.metric} became {value} at step {step}",
+            )
+            break
+        if target.reached(value):
+            if result.steps_to_target is None:
+                result.status, result.steps_to_target = "reached", step
+            if stop_at_target:
+                break
+        elif result.steps_to_target is None:
+            known = stop_after() if callable(stop_after) else stop_after
+            if known is not None and step >= known:
+                result.status = "beaten"
+                result.reason = (
+                    f"stopped at step {step}: another run reached the target by step {known}"
+                )
+                break
+            if prune is not None:
+                best = best_so_far(result, target)
+                why = prune(step, best, ()) if best is not None else None
+                if why is not None:
+                    result.status, result.reason = "pruned", why
+                    break
+    if result.status == "not_reached":
+        result.reason = f"{target.describe()} not reached within {spec.max_steps} steps"
+    return result

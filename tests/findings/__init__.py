@@ -1,1 +1,0 @@
-"""Tests of the findings reproduction (batchlab.findings and `batchlab reproduce`)."""

@@ -1,0 +1,1 @@
+"""Tests of the findings reproduction (batchlab.reproduce and `batchlab reproduce`)."""

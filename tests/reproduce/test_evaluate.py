@@ -1,0 +1,322 @@
+"""The seven findings' evaluation on synthetic results with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from batchlab.reproduce import (
+    evaluate_dataset_size,
+    evaluate_fixed_epochs,
+    evaluate_large_batch,
+    evaluate_lr_rules,
+    evaluate_momentum,
+    evaluate_noise_scale,
+    evaluate_regimes,
+)
+
+from .synthetic import LADDER, exact_steps, make_curve, noisy_steps
+
+TARGET = {"metric": "accuracy", "value": 0.85, "direction": "max"}
+
+
+def close_in_log(value: float, expected: float, tol: float = 0.1) -> bool:
+    return abs(math.log(value / expected)) < tol
+
+
+# ----- 1. regimes ---------------------------------------------------------------------
+
+
+def test_regimes_held_with_the_right_ratio_when_models_bend_apart():
+    a = make_curve("a", noisy_steps(LADDER, 200, 32, 0.03, seed=1))
+    b = make_curve("b", noisy_steps(LADDER, 100, 512, 0.03, seed=2))
+    finding = evaluate_regimes([a, b])
+    assert finding.verdict == "held"
+    assert close_in_log(finding.fits[0].b_crit, 32) and close_in_log(finding.fits[1].b_crit, 512)
+    (pair,) = finding.pairs
+    assert (pair.numerator, pair.denominator) == ("b", "a")
+    assert close_in_log(pair.value, 16, 0.15) and pair.ci[0] > 1
+
+
+def test_regimes_did_not_hold_when_models_share_their_bend():
+    a = make_curve("a", exact_steps(LADDER, 200, 128))
+    b = make_curve("b", exact_steps(LADDER, 50, 128))
+    finding = evaluate_regimes([a, b])
+    assert finding.verdict == "did not hold", finding.reason
+    assert close_in_log(finding.pairs[0].value, 1.0, 0.02)
+
+
+def test_regimes_classify_rungs_by_the_fitted_bends():
+    finding = evaluate_regimes(
+        [
+            make_curve("a", exact_steps(LADDER, 200, 100)),
+            make_curve("b", exact_steps(LADDER, 200, 64)),
+        ]
+    )
+    fit = finding.fits[0]
+    # tol = 0.25: perfect scaling up to B_crit/4 = 25, maximal from 4 B_crit = 400.
+    assert fit.perfect == (16,) and fit.maximal == (512, 1024, 2048)
+    assert fit.diminishing == (32, 64, 128, 256) and fit.ideal_batch_size == 16
+    assert "All three regimes appear in a" in finding.reason
+
+
+def test_regimes_inconclusive_with_fewer_than_two_fits():
+    a = make_curve("a", exact_steps(LADDER, 200, 128))
+    b = make_curve("b", [100, 90, None, None, None, None, None, None])
+    finding = evaluate_regimes([a, b])
+    assert finding.verdict == "inconclusive" and finding.missing == ("b",)
+
+
+# ----- 2. momentum --------------------------------------------------------------------
+
+
+def test_momentum_held_when_momentum_bends_later():
+    sgd = make_curve("sgd", noisy_steps(LADDER, 300, 64, 0.03, seed=3), optimizer="sgd")
+    mom = make_curve("mom", noisy_steps(LADDER, 150, 512, 0.03, seed=4))
+    finding = evaluate_momentum(sgd, mom)
+    assert finding.verdict == "held"
+    assert close_in_log(finding.b_crit_ratio.value, 8, 0.15) and finding.b_crit_ratio.ci[0] > 1
+    assert close_in_log(finding.s_min_ratio.value, 0.5, 0.15)
+    assert finding.rungs[0][0] == 16 and len(finding.rungs) == len(LADDER)
+
+
+def test_momentum_did_not_hold_when_sgd_bends_later():
+    sgd = make_curve("sgd", exact_steps(LADDER, 300, 512), optimizer="sgd")
+    mom = make_curve("mom", exact_steps(LADDER, 150, 64))
+    assert evaluate_momentum(sgd, mom).verdict == "did not hold"
+
+
+def test_momentum_inconclusive_without_a_fit():
+    sgd = make_curve("sgd", [None] * len(LADDER), optimizer="sgd")
+    mom = make_curve("mom", exact_steps(LADDER, 150, 64))
+    finding = evaluate_momentum(sgd, mom)
+    assert finding.verdict == "inconclusive" and finding.b_crit_ratio is None
+
+
+# ----- 3. LR rules --------------------------------------------------------------------
+
+
+def test_lr_rules_held_when_the_tuned_lr_stops_growing():
+    # B_crit = 64: perfect scaling up to 16; beyond it the LR is flat.
+    steps = exact_steps(LADDER, 200, 64)
+    lrs = [0.1 * (16 / 16), *[0.2 * (1 + 0.05 * (-1) ** i) for i in range(len(LADDER) - 1)]]
+    finding = evaluate_lr_rules([make_curve("a", steps, lrs=lrs)])
+    (row,) = finding.rows
+    assert finding.verdict == "held", finding.reason
+    assert row.status == "neither rule" and row.beyond == LADDER[1:]
+    assert abs(row.beyond_exponent) < 0.05
+    assert row.beyond_ci[1] < 0.5
+
+
+@pytest.mark.parametrize(("k", "rule"), [(1.0, "linear rule"), (0.5, "square-root rule")])
+def test_lr_rules_did_not_hold_when_the_lr_follows_a_rule(k, rule):
+    steps = exact_steps(LADDER, 200, 64)
+    lrs = [0.01 * b**k * (1 + 0.02 * (-1) ** i) for i, b in enumerate(LADDER)]
+    finding = evaluate_lr_rules([make_curve("a", steps, lrs=lrs)])
+    assert finding.rows[0].status == rule
+    assert finding.verdict == "did not hold"
+    assert abs(finding.rows[0].exponent - k) < 0.02
+
+
+def test_lr_rules_inconclusive_without_rungs_beyond_perfect_scaling():
+    steps = exact_steps(LADDER, 10, 1e6)  # all perfect scaling
+    finding = evaluate_lr_rules([make_curve("a", steps, lrs=[1e-3 * b for b in LADDER])])
+    assert finding.rows[0].status == "too few rungs" and finding.verdict == "inconclusive"
+
+
+# ----- 4. data-set size ---------------------------------------------------------------
+
+
+def test_dataset_size_held_when_b_crit_is_the_same():
+    small = make_curve("small", noisy_steps(LADDER, 200, 100, 0.02, seed=5), train_size=4000)
+    large = make_curve("large", noisy_steps(LADDER, 180, 110, 0.02, seed=6), train_size=40000)
+    finding = evaluate_dataset_size(small, large)
+    assert finding.verdict == "held", finding.reason
+    assert finding.b_crit_ratio.within(2.0) and close_in_log(finding.b_crit_ratio.value, 1.1, 0.1)
+    assert (finding.small_size, finding.large_size) == (4000, 40000)
+
+
+def test_dataset_size_did_not_hold_when_b_crit_moves_by_a_decade():
+    small = make_curve("small", exact_steps(LADDER, 200, 40))
+    large = make_curve("large", exact_steps(LADDER, 200, 400))
+    assert evaluate_dataset_size(small, large).verdict == "did not hold"
+
+
+# ----- 5. fixed epochs ----------------------------------------------------------------
+
+
+def budget_records(fixed: dict[int, float | None], tuned: dict[int, float | None]) -> list[dict]:
+    records = []
+    for batch_size, value in fixed.items():
+        steps = max(1, round(10 * 4000 / batch_size))
+        records.append(
+            {
+                "batch_size": batch_size,
+                "budget": "fixed_epochs",
+                "max_steps": steps,
+                "epochs": steps * batch_size / 4000,
+                "final": value,
+            }
+        )
+    for batch_size, value in tuned.items():
+        records.append(
+            {
+                "batch_size": batch_size,
+                "budget": "tuned_steps",
+                "max_steps": 3000,
+                "epochs": 3000 * batch_size / 4000,
+                "final": value,
+            }
+        )
+    return records
+
+
+def test_fixed_epochs_held_when_small_batches_win_only_at_fixed_epochs():
+    fixed = {16: 0.90, 32: 0.89, 128: 0.80, 512: 0.6, 2048: 0.3}
+    tuned = {16: 0.90, 32: 0.90, 128: 0.91, 512: 0.905, 2048: 0.90}
+    finding = evaluate_fixed_epochs(
+        "s",
+        budget_records(fixed, tuned),
+        target=TARGET,
+        epochs=10,
+        small_batch_max=32,
+        tolerance=0.02,
+    )
+    assert finding.verdict == "held", finding.reason
+    assert finding.gap_fixed == pytest.approx(0.90 - 0.80)
+    assert finding.gap_tuned == pytest.approx(0.90 - 0.91)
+    assert finding.best_fixed == (16, 0.90) and finding.best_tuned == (128, 0.91)
+    assert [r.batch_size for r in finding.rows] == [16, 32, 128, 512, 2048]
+    assert finding.rows[0].fixed_steps == 2500
+
+
+def test_fixed_epochs_did_not_hold_when_small_batches_stay_better():
+    fixed = {16: 0.90, 128: 0.80}
+    tuned = {16: 0.95, 128: 0.88}
+    finding = evaluate_fixed_epochs(
+        "s",
+        budget_records(fixed, tuned),
+        target=TARGET,
+        epochs=10,
+        small_batch_max=32,
+        tolerance=0.02,
+    )
+    assert finding.verdict == "did not hold" and "stay better" in finding.reason
+
+
+def test_fixed_epochs_reads_a_loss_target_with_the_sign_flipped():
+    loss = {"metric": "loss", "value": 2.0, "direction": "min"}
+    fixed = {16: 1.8, 128: 2.4}
+    tuned = {16: 1.8, 128: 1.79}
+    finding = evaluate_fixed_epochs(
+        "s",
+        budget_records(fixed, tuned),
+        target=loss,
+        epochs=10,
+        small_batch_max=32,
+        tolerance=0.05,
+    )
+    assert finding.gap_fixed == pytest.approx(0.6) and finding.gap_tuned == pytest.approx(-0.01)
+    assert finding.verdict == "held"
+
+
+def test_fixed_epochs_inconclusive_when_a_side_is_missing():
+    finding = evaluate_fixed_epochs(
+        "s",
+        budget_records({128: 0.8}, {128: 0.9}),
+        target=TARGET,
+        epochs=10,
+        small_batch_max=32,
+        tolerance=0.02,
+    )
+    assert finding.verdict == "inconclusive" and finding.gap_fixed is None
+
+
+# ----- 6. noise scale -----------------------------------------------------------------
+
+
+def noise_record(study: str, b_simple: float, ci: tuple[float, float]) -> dict:
+    checkpoints = [
+        {
+            "step": s,
+            "fraction": s / 100,
+            "metrics": {"accuracy": 0.5 + s / 400},
+            "b_simple": b_simple * (0.2 + 0.8 * s / 100),
+            "b_simple_ci": [ci[0], ci[1]],
+        }
+        for s in (0, 50, 100)
+    ]
+    return {
+        "key": study,
+        "job": {
+            "study": study,
+            "workload": "mnist1d-cnn",
+            "train_batch_size": 128,
+            "batch_size": 1024,
+            "micro_batch_size": 128,
+        },
+        "checkpoints": checkpoints,
+    }
+
+
+def test_noise_scale_held_when_b_simple_matches_b_crit():
+    curve = make_curve("a", noisy_steps(LADDER, 200, 100, 0.02, seed=7))
+    finding = evaluate_noise_scale([noise_record("a", 120.0, (100.0, 145.0))], {"a": curve})
+    (row,) = finding.rows
+    assert finding.verdict == "held", finding.reason
+    assert row.status == "agrees" and close_in_log(row.ratio, 1.2, 0.1)
+    assert row.at_target.metric == pytest.approx(0.75)
+    assert finding.metric_names == {"a": "accuracy"}
+
+
+def test_noise_scale_did_not_hold_when_b_simple_is_ten_times_b_crit():
+    curve = make_curve("a", noisy_steps(LADDER, 200, 100, 0.02, seed=8))
+    finding = evaluate_noise_scale([noise_record("a", 1000.0, (900.0, 1100.0))], {"a": curve})
+    assert finding.rows[0].status == "disagrees" and finding.verdict == "did not hold"
+
+
+def test_noise_scale_inconclusive_when_the_interval_is_too_wide():
+    curve = make_curve("a", noisy_steps(LADDER, 200, 100, 0.02, seed=9))
+    finding = evaluate_noise_scale([noise_record("a", 100.0, (5.0, 5000.0))], {"a": curve})
+    assert finding.rows[0].status == "unclear" and finding.verdict == "inconclusive"
+
+
+# ----- 7. large batch -----------------------------------------------------------------
+
+
+def large_curves(ref, lars, lamb):
+    rungs = (512, 1024, 2048)
+    return (
+        make_curve("ref", list(ref), batch_sizes=rungs),
+        [
+            make_curve("lars", list(lars), batch_sizes=rungs, optimizer="lars"),
+            make_curve("lamb", list(lamb), batch_sizes=rungs, optimizer="lamb"),
+        ],
+    )
+
+
+def test_large_batch_held_when_lamb_needs_fewer_steps_at_the_largest_rung():
+    ref, others = large_curves([300, 260, 300], [320, 300, 310], [200, 150, 120])
+    finding = evaluate_large_batch(ref, others)
+    assert finding.verdict == "held" and finding.decisive == 2048
+    assert (
+        finding.rows[-1].others == {"lars": 310, "lamb": 120} and finding.rows[-1].resolution == 10
+    )
+
+
+def test_large_batch_did_not_hold_within_one_evaluation_interval():
+    ref, others = large_curves([300, 260, 300], [320, 300, 295], [300, 280, None])
+    finding = evaluate_large_batch(ref, others)
+    assert finding.verdict == "did not hold", finding.reason
+
+
+def test_large_batch_uses_the_largest_rung_anyone_reached():
+    ref, others = large_curves([300, 260, None], [320, 300, None], [300, 200, None])
+    finding = evaluate_large_batch(ref, others)
+    assert finding.decisive == 1024 and finding.verdict == "held"
+
+
+def test_large_batch_inconclusive_when_nothing_reached():
+    ref, others = large_curves([None] * 3, [None] * 3, [None] * 3)
+    assert evaluate_large_batch(ref, others).verdict == "inconclusive"
