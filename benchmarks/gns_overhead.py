@@ -41,8 +41,7 @@ from typing import Any
 import torch
 
 import batchlab
-from batchlab.noise import NoiseScaleTracker
-from batchlab.noise import split_batch
+from batchlab.noise import NoiseScaleTracker, split_batch
 from batchlab.optim import build_optimizer
 from batchlab.workloads import get_workload
 

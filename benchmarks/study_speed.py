@@ -59,7 +59,6 @@ from pathlib import Path
 
 import optuna
 import torch
-from batchlab.training import RunSpec, run_training
 from torch.utils.data import DataLoader, TensorDataset
 
 import batchlab
@@ -69,6 +68,7 @@ from batchlab.optim import build_optimizer
 from batchlab.study import Study, StudyConfig
 from batchlab.study._config import resolve_target
 from batchlab.study._plan import plan_rungs, sample_points, slot_seed, to_hparams
+from batchlab.training import RunSpec, run_training
 from batchlab.workloads import get_workload
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,10 +15,10 @@ import argparse
 import time
 
 import numpy as np
-from batchlab.training import EnsembleUnsupported, run_ensemble
 
 from batchlab import get_workload
 from batchlab.study import RunSpec, run_training
+from batchlab.training import EnsembleUnsupported, run_ensemble
 from batchlab.workloads import Target
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 
 import pytest
-from batchlab.optim import optimizer_for
-from batchlab.training import set_lr, train_step
 
 from batchlab._seeding import make_generator, seed_for
 from batchlab.cbs import eval_schedule, improvement_target, run_branch, train_base_run
+from batchlab.optim import optimizer_for
+from batchlab.training import set_lr, train_step
 from batchlab.workloads import Target, get_workload
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from batchlab.optim import optimizer_for
-from batchlab.training import train_step
 
 from batchlab._seeding import make_generator
 from batchlab.cbs import (
@@ -18,6 +16,8 @@ from batchlab.cbs import (
     snapshot,
     train_base_run,
 )
+from batchlab.optim import optimizer_for
+from batchlab.training import train_step
 from batchlab.workloads import get_workload
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from batchlab import get_workload
 from batchlab.reproduce._curves import curve_from_results
 from batchlab.reproduce._fixed_budget import budget_jobs, fixed_epoch_steps, run_budget_job
 from batchlab.reproduce._noise_runs import (
@@ -14,8 +16,6 @@ from batchlab.reproduce._noise_runs import (
     training_rung,
 )
 from batchlab.reproduce._run import run_jobs, study_is_finished
-
-from batchlab import get_workload
 from batchlab.study import RunSpec, StudyConfig, run_training
 
 from .synthetic import exact_steps, make_curve

@@ -6,12 +6,11 @@ import math
 
 import pytest
 import torch
-from batchlab.training import DDPTrialError, run_ddp_trial, shard_batch
-from batchlab.training import RunSpec, run_training
 
 from batchlab import ConfigError, StudyConfig
 from batchlab.study import Study
 from batchlab.study._config import validate_against_workload
+from batchlab.training import DDPTrialError, RunSpec, run_ddp_trial, run_training, shard_batch
 from batchlab.workloads import get_workload
 
 from .checks import trial_outcomes

@@ -6,8 +6,6 @@ import math
 
 import optuna
 import pytest
-from batchlab.training import run_ensemble
-from batchlab.training import RunSpec, run_training
 from optuna.trial import TrialState
 
 from batchlab import StudyConfig
@@ -16,6 +14,7 @@ from batchlab.study import Study
 from batchlab.study._config import ParamRange
 from batchlab.study._plan import warm_start_point
 from batchlab.study._pruning import best_by_step, is_hopeless
+from batchlab.training import RunSpec, run_ensemble, run_training
 from batchlab.workloads import get_workload
 
 LR = ParamRange(low=1e-3, high=1e1, scale="log")  # four decades

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from batchlab.training._batch_size_schedule import next_batch_size
 
 import batchlab as bl
 from batchlab._seeding import make_generator
 from batchlab.optim import lr_multiplier, scale_lr, warmup_schedule
+from batchlab.training._batch_size_schedule import next_batch_size
 from batchlab.workloads import get_workload
 
 

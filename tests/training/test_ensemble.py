@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from batchlab.training import EnsembleUnsupported, run_ensemble
 from torch import nn
 
 from batchlab import get_workload
 from batchlab.study import RunSpec, run_training
+from batchlab.training import EnsembleUnsupported, run_ensemble
 from batchlab.workloads import Target
 
 NEVER = Target("loss", -1.0, "min")  # unreachable: compare whole curves

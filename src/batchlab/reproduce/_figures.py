@@ -17,7 +17,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..analysis import LR_RULES
-
 from ._evaluate import (
     DatasetSizeFinding,
     Findings,
