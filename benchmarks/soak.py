@@ -32,9 +32,7 @@ import optuna
 import torch
 
 import batchlab
-from batchlab.study import Study, StudyConfig
-from batchlab.study._results import slot_counts
-from batchlab.study._worker import load_rung_studies
+from batchlab.study import Study, StudyConfig, open_storage, slot_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +116,9 @@ def soak(
     if last.wait() != 0:
         raise RuntimeError("the final worker failed")
     counts, retried = [], 0
-    for _, rung_study in load_rung_studies(study._storage(), config):
+    storage = open_storage(study.storage_url)
+    for summary in optuna.get_all_study_summaries(storage):
+        rung_study = optuna.load_study(study_name=summary.study_name, storage=storage)
         counts.append(slot_counts(rung_study))
         retried += sum(
             1

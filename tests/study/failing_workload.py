@@ -9,6 +9,7 @@ killed by the operating system would).
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 from torch import nn
@@ -22,7 +23,9 @@ class FailingLinreg:
     def __init__(self, error: str, every: int) -> None:
         self._inner = get_workload("linreg", {"dim": 4})
         self._error, self._every = ERRORS[error], every
-        self._failing: set[int] = set()
+        # The failing models themselves, weakly: a set of id()s would also catch a
+        # later model that happens to reuse a freed failing model's address.
+        self._failing: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -30,11 +33,11 @@ class FailingLinreg:
     def build_model(self, seed: int) -> nn.Module:
         model = self._inner.build_model(seed)
         if seed % self._every == 0:
-            self._failing.add(id(model))
+            self._failing.add(model)
         return model
 
     def loss_fn(self, model: nn.Module, batch: Any) -> Any:
-        if id(model) in self._failing:
+        if model in self._failing:
             if self._error is SystemExit:
                 os._exit(3)
             raise self._error("boom: this trial fails on purpose")

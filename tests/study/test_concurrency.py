@@ -11,7 +11,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import optuna
 import pytest
 
 from batchlab.study import Study, StudyConfig
@@ -168,17 +167,19 @@ def test_a_worker_whose_trial_was_reaped_drops_its_result_and_goes_on(tmp_path, 
     # An overloaded machine can starve a heartbeat past the grace period: a peer
     # then fails the trial and re-enqueues its slot. The late worker must not crash
     # when it finishes, and the slot must still end up finished exactly once.
-    from batchlab.study._storage import requeue
-    from batchlab.study._worker import TrialRunner, _claim, load_rung_studies
+    from batchlab.study._claims import claim
+    from batchlab.study._liveness import requeue
+    from batchlab.study._optuna import fail_trial, reload_trial
+    from batchlab.study._plan import load_rung_studies
+    from batchlab.study._runner import TrialRunner
 
     config = StudyConfig.model_validate(linreg_study)
     study = Study(config, tmp_path / "reaped")
     study.prepare()
     rung, rung_study = load_rung_studies(study._storage(), config)[0]
-    (claimed,) = _claim(rung_study, config, rung, 1)
-    storage = rung_study._storage
-    storage.set_trial_state_values(claimed.trial._trial_id, state=optuna.trial.TrialState.FAIL)
-    requeue(rung_study, storage.get_trial(claimed.trial._trial_id))
+    (claimed,) = claim(rung_study, config, rung, 1)
+    fail_trial(rung_study, claimed.trial, {})  # what a peer's reaper does
+    requeue(rung_study, reload_trial(rung_study, claimed.trial))
 
     runner = TrialRunner(study.workload(), config)
     runner.run(rung, rung_study, [claimed])  # finishes, finds the trial reaped, drops it

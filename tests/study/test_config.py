@@ -142,3 +142,15 @@ def test_largest_rung_must_fit_the_training_set():
     config = StudyConfig.model_validate(data)
     with pytest.raises(ValueError, match="4096 is larger than the training set"):
         validate_against_workload(config, get_workload("digits-mlp"))
+
+
+@pytest.mark.parametrize(("warmup", "refused"), [(0.1, True), (0.0, False)])
+def test_exact_workloads_refuse_a_fixed_warmup_before_any_trial_runs(warmup, refused):
+    # Checked once, here at the boundary: no trial may fail later for it.
+    config = StudyConfig.model_validate(with_change("search.fixed", {"warmup_fraction": warmup}))
+    nqm = get_workload("nqm", {"dim": 100})
+    if refused:
+        with pytest.raises(ValueError, match="exact curves for a constant learning rate only"):
+            validate_against_workload(config, nqm)
+    else:
+        validate_against_workload(config, nqm)

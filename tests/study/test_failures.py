@@ -7,8 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from batchlab.cli import app
-from batchlab.study import Study, StudyConfig, WorkersDied
-from batchlab.study._worker import FailFast
+from batchlab.study import FailFast, Study, StudyConfig, WorkersDied
 
 from .test_cli_study import write_config
 

@@ -17,8 +17,8 @@ import numpy as np
 import optuna
 import pytest
 
-from batchlab.study import Study, StudyConfig
-from batchlab.study._storage import StorageError, open_storage, recover_journal
+from batchlab.study import StorageError, Study, StudyConfig, open_storage
+from batchlab.study._journal import recover_journal
 
 from .checks import assert_each_slot_once
 

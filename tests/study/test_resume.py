@@ -12,8 +12,7 @@ import time
 import optuna
 import pytest
 
-from batchlab.study import Study, StudyConfig, work
-from batchlab.study._storage import open_storage
+from batchlab.study import Study, StudyConfig, open_storage, work
 
 from .checks import assert_each_slot_once
 

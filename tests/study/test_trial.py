@@ -131,3 +131,13 @@ def test_decay_schedule_is_the_optimizers_warmup_schedule(linreg):
         linreg.target, stop_at_target=False,
     )
     assert constant.metrics["loss"] != expected
+
+
+def test_exact_curves_refuse_a_schedule_at_run_trainings_entry():
+    nqm = get_workload("nqm", {"dim": 50})
+    for spec in (
+        RunSpec(16, "sgd", {"lr": 0.1, "warmup_steps": 5}, 100, 10, 0),
+        RunSpec(16, "sgd", {"lr": 0.1}, 100, 10, 0, decay="cosine"),
+    ):
+        with pytest.raises(ValueError, match="constant learning rate"):
+            run_training(nqm, spec, nqm.target)

@@ -11,9 +11,8 @@ from optuna.trial import TrialState
 from batchlab import StudyConfig
 from batchlab.report import write_report
 from batchlab.study import Study
-from batchlab.study._config import ParamRange
-from batchlab.study._plan import warm_start_point
 from batchlab.study._pruning import best_by_step, is_hopeless
+from batchlab.study._space import ParamRange, warm_start_point
 from batchlab.training import RunSpec, run_ensemble, run_training
 from batchlab.workloads import get_workload
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,18 +11,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .._errors import ConfigError
 from ..study import (
-    CONFIG_ATTR,
     FailFast,
     RungStatus,
     Study,
-    StudyConfig,
     StudyResult,
     TrialEvent,
     WorkersDied,
-    open_storage,
-    storage_summary_attrs,
+    find_study_config,
     work,
 )
 from ._common import cli_errors, console, err_console
@@ -279,28 +274,3 @@ def worker_command(
         console.print(f"Joining study [bold]{config.name}[/] on {storage}")
         ran = work(config, storage, fail_fast=fail_fast)
         console.print(f"No trials left: this worker ran {ran}.")
-
-
-def find_study_config(storage_url: str, name: str | None) -> StudyConfig:
-    """The config of the (named) batchlab study in a storage."""
-    storage = open_storage(storage_url, create=False)
-    configs: dict[str, str] = {}
-    for _, attrs in storage_summary_attrs(storage):
-        if CONFIG_ATTR in attrs:
-            config = json.loads(attrs[CONFIG_ATTR])
-            configs.setdefault(config["name"], attrs[CONFIG_ATTR])
-    if not configs:
-        raise ConfigError(
-            f"no batchlab study in storage {storage_url!r}; start one with `batchlab study run`"
-        )
-    if name is None:
-        if len(configs) > 1:
-            raise ConfigError(
-                f"the storage holds several studies; choose one with --study: {', '.join(sorted(configs))}"
-            )
-        name = next(iter(configs))
-    if name not in configs:
-        raise ConfigError(
-            f"no study named {name!r} in the storage; it holds: {', '.join(sorted(configs))}"
-        )
-    return StudyConfig.model_validate_json(configs[name])

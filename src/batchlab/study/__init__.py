@@ -1,12 +1,20 @@
-"""Scaling studies: batch-size ladder, per-batch-size tuning, steps-to-target, storage."""
+"""Scaling studies: batch-size ladder, per-batch-size tuning, steps-to-target, storage.
+
+A study is planned (:mod:`._plan`: rungs, quasi-random points), stored in Optuna
+(:mod:`._storage`, with every Optuna internal behind :mod:`._optuna`), and run by
+workers (:mod:`._worker`) that claim trials (:mod:`._claims`) in a useful order
+(:mod:`._order`), run them (:mod:`._runner`) and keep them alive
+(:mod:`._liveness`). :class:`Study` ties it together in a directory.
+"""
 
 from ..training import RunResult, RunSpec, run_training, steps_to_target
 from ._config import StudyConfig
 from ._plan import CONFIG_ATTR
-from ._results import RungResult, StudyResult, TrialRecord
-from ._storage import open_storage, storage_summary_attrs
+from ._results import RungResult, StudyResult, TrialRecord, slot_counts
+from ._runner import FailFast, TrialEvent
+from ._storage import StorageError, find_study_config, open_storage, storage_summary_attrs
 from ._study import RungStatus, Study, WorkersDied
-from ._worker import FailFast, TrialEvent, work
+from ._worker import work
 
 __all__ = [
     "CONFIG_ATTR",
@@ -15,14 +23,17 @@ __all__ = [
     "RunSpec",
     "RungResult",
     "RungStatus",
+    "StorageError",
     "Study",
     "StudyConfig",
     "StudyResult",
     "TrialEvent",
     "TrialRecord",
     "WorkersDied",
+    "find_study_config",
     "open_storage",
     "run_training",
+    "slot_counts",
     "steps_to_target",
     "storage_summary_attrs",
     "work",

@@ -3,7 +3,10 @@
 Every field is validated where it is read (``extra="forbid"``: a typo is an error,
 not a silent default), and cross-field checks that need the workload (does it
 report the target metric? is the largest rung within its training set?) run in
-:func:`validate_against_workload`.
+:func:`validate_against_workload`. This is a study's boundary: below it (plan,
+workers, trials) the values are trusted and not checked again. The search space's
+ranges are :mod:`batchlab.study._space`. (About 400 lines: it is the whole schema,
+which reads best top to bottom in one place.)
 """
 
 from __future__ import annotations
@@ -24,16 +27,9 @@ from pydantic import (
 
 from .._errors import ConfigError
 from ..optim import OPTIMIZER_HPARAMS, OPTIMIZERS
+from ..training import has_exact_curves
 from ..workloads import BUILTIN_WORKLOADS, Target, Workload
-
-#: Hyperparameters sampled as 1 − x on a log scale (Shallue et al. 2018, Sec. 3.4).
-ONE_MINUS = {
-    "one_minus_momentum": "momentum",
-    "one_minus_beta1": "beta1",
-    "one_minus_beta2": "beta2",
-}
-#: Schedule hyperparameters any optimizer accepts.
-SCHEDULE_PARAMS = ("warmup_fraction",)
+from ._space import ONE_MINUS, SCHEDULE_PARAMS, ParamRange, default_search_space
 
 Sampler = Literal["sobol", "random", "tpe"]
 
@@ -94,34 +90,6 @@ class LadderConfig(_Strict):
         ]
 
 
-class ParamRange(_Strict):
-    """One searched hyperparameter: a range on a log or linear scale."""
-
-    low: float
-    high: float
-    scale: Literal["log", "linear"] = "log"
-
-    @model_validator(mode="after")
-    def _valid(self) -> ParamRange:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError("low and high must be finite numbers")
-        if self.low >= self.high:
-            raise ValueError(f"low ({self.low:g}) must be smaller than high ({self.high:g})")
-        if self.scale == "log" and self.low <= 0:
-            raise ValueError(f"a log scale needs low > 0, got low={self.low:g}")
-        return self
-
-
-def default_search_space(optimizer: str) -> dict[str, ParamRange]:
-    """Shallue et al. 2018's defaults: LR log-uniform, 1 − momentum log-uniform."""
-    if optimizer in ("adam", "adamw", "lamb"):
-        return {"lr": ParamRange(low=1e-4, high=1e-1)}
-    space = {"lr": ParamRange(low=1e-3, high=10.0 if optimizer == "lars" else 1.0)}
-    if optimizer in ("momentum", "nesterov", "lars"):
-        space["one_minus_momentum"] = ParamRange(low=1e-2, high=0.5)
-    return space
-
-
 class SearchConfig(_Strict):
     """Per-rung tuning: sampler, trials per rung and the search space."""
 
@@ -157,11 +125,14 @@ class SearchConfig(_Strict):
 
 
 class TargetConfig(_Strict):
+    """The goal that defines steps-to-target: a metric, a value, and which way is better."""
+
     metric: str = Field(min_length=1)
     value: float
     direction: Literal["max", "min"]
 
     def to_target(self) -> Target:
+        """The workloads' :class:`~batchlab.workloads.Target` for this goal."""
         return Target(self.metric, self.value, self.direction)
 
 
@@ -182,6 +153,7 @@ class BudgetConfig(_Strict):
         return self
 
     def steps_for(self, batch_size: int) -> int:
+        """The step budget of the rung at ``batch_size``."""
         if self.steps is not None:
             return self.steps
         assert self.examples is not None
@@ -206,6 +178,7 @@ class EvaluationConfig(_Strict):
         return self
 
     def every_for(self, budget_steps: int) -> int:
+        """Steps between evaluations for a run of ``budget_steps`` (at least 1)."""
         if self.every is not None:
             return self.every
         return max(1, budget_steps // (self.per_run or 50))
@@ -266,7 +239,8 @@ class PerformanceConfig(_Strict):
     since batching stops paying once the per-step work is large).
     ``processes_per_trial`` > 1 trains every trial with DDP on that many processes
     launched through torchrun, each on an equal slice of the global batch (see
-    :mod:`batchlab.study._ddp`); trials then run one at a time, not in ensembles.
+    :func:`batchlab.training.run_ddp_trial`); trials then run one at a time, not in
+    ensembles.
     """
 
     ensemble_size: int | Literal["auto"] = "auto"
@@ -281,6 +255,7 @@ class PerformanceConfig(_Strict):
         return value
 
     def size_for(self, batch_size: int, trials: int) -> int:
+        """How many of a rung's ``trials`` train together at ``batch_size`` (at least 1)."""
         if self.ensemble_size == "auto":
             return max(1, min(trials, self.ensemble_max_examples // batch_size))
         return min(int(self.ensemble_size), trials)
@@ -379,9 +354,11 @@ class StudyConfig(_Strict):
         }
 
     def batch_sizes(self) -> list[int]:
+        """The ladder's batch sizes, ascending."""
         return self.ladder.values()
 
     def to_json_dict(self) -> dict[str, Any]:
+        """The config as plain JSON data (what ``config.json`` holds)."""
         return json.loads(self.model_dump_json())
 
     @classmethod
@@ -406,10 +383,12 @@ def validate_against_workload(config: StudyConfig, workload: Workload) -> None:
             f"target.metric: workload {workload.name!r} does not report {target.metric!r}; "
             f"it reports: {', '.join(workload.metrics)}"
         )
-    has_exact = callable(getattr(workload, "iter_exact_metrics", None))
-    if has_exact and (
-        "warmup_fraction" in config.search_space() or config.schedule.decay != "constant"
-    ):
+    has_exact = has_exact_curves(workload)
+    warmup = (
+        "warmup_fraction" in config.search_space()
+        or config.search.fixed.get("warmup_fraction", 0.0) > 0
+    )
+    if has_exact and (warmup or config.schedule.decay != "constant"):
         raise ConfigError(
             f"schedule: workload {workload.name!r} computes exact curves for a constant "
             "learning rate only; drop warmup_fraction and set schedule.decay = 'constant'"

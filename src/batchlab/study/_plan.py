@@ -12,7 +12,6 @@ front keeps the trial set identical for any number of workers.)
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,8 @@ import optuna
 from scipy.stats import qmc
 
 from .._seeding import seed_for
-from ._config import ONE_MINUS, ParamRange, StudyConfig
+from ._config import StudyConfig
+from ._space import ONE_MINUS, from_unit
 
 PLANNED_ATTR = "batchlab:planned"
 CONFIG_ATTR = "batchlab:config"
@@ -46,6 +46,12 @@ def rung_study_name(study: str, batch_size: int) -> str:
 
 
 def plan_rungs(config: StudyConfig) -> list[Rung]:
+    """The ladder's rungs, smallest batch size first: budget, evaluation interval, name.
+
+    Each rung's step budget comes from ``budget`` (fixed steps, or an example budget
+    divided by the batch size), its evaluation interval from ``evaluation``; the rung
+    index (its position on the ladder) seeds its trials (:func:`slot_seed`).
+    """
     rungs = []
     for index, batch_size in enumerate(config.batch_sizes()):
         budget = config.budget.steps_for(batch_size)
@@ -59,50 +65,6 @@ def plan_rungs(config: StudyConfig) -> list[Rung]:
             )
         )
     return rungs
-
-
-def _scale(unit: float, space: ParamRange) -> float:
-    if space.scale == "log":
-        value = math.exp(math.log(space.low) + unit * (math.log(space.high) - math.log(space.low)))
-    else:
-        value = space.low + unit * (space.high - space.low)
-    return min(max(value, space.low), space.high)  # guard the last ulp of rounding
-
-
-def _unscale(value: float, space: ParamRange) -> float:
-    """Inverse of :func:`_scale`: a value's position in [0, 1] along its range."""
-    if space.scale == "log":
-        unit = (math.log(value) - math.log(space.low)) / (
-            math.log(space.high) - math.log(space.low)
-        )
-    else:
-        unit = (value - space.low) / (space.high - space.low)
-    return min(max(unit, 0.0), 1.0)
-
-
-def warm_start_point(
-    planned: dict[str, float],
-    center: dict[str, float],
-    space: dict[str, ParamRange],
-    width: float,
-) -> dict[str, float]:
-    """Map a planned point of the whole space into a window around ``center``.
-
-    Per dimension, in the unit coordinates of the (log or linear) range: the window
-    has width ``width``, is centred on ``center`` and shifted to stay inside [0, 1];
-    the planned point's position in the whole range becomes its position in the
-    window, so a rung's quasi-random points keep their spread, on a finer scale.
-    """
-    point = {}
-    for name, r in space.items():
-        low = min(max(_unscale(center[name], r) - width / 2, 0.0), 1.0 - width)
-        point[name] = _scale(low + width * _unscale(planned[name], r), r)
-    return point
-
-
-def unit_distance(a: dict[str, float], b: dict[str, float], space: dict[str, ParamRange]) -> float:
-    """Euclidean distance of two points in the unit coordinates of the search space."""
-    return math.sqrt(sum((_unscale(a[n], r) - _unscale(b[n], r)) ** 2 for n, r in space.items()))
 
 
 def sample_points(config: StudyConfig, count: int) -> list[dict[str, float]]:
@@ -123,7 +85,7 @@ def sample_points(config: StudyConfig, count: int) -> list[dict[str, float]]:
     else:
         units = np.random.default_rng(config.seed).random((count, len(names)))
     return [
-        {name: _scale(float(u), space[name]) for name, u in zip(names, row, strict=True)}
+        {name: from_unit(float(u), space[name]) for name, u in zip(names, row, strict=True)}
         for row in units
     ]
 
@@ -162,13 +124,42 @@ def enqueue_slots(
 
 
 def planned_count(study: optuna.Study) -> int:
+    """How many trials of a rung have been planned (enqueued) so far."""
     return int(study.user_attrs.get(PLANNED_ATTR, 0))
 
 
-def rung_attrs(config: StudyConfig, rung: Rung) -> dict[str, Any]:
+def rung_attrs(rung: Rung) -> dict[str, Any]:
+    """What a rung's Optuna study records about it (user attribute :data:`RUNG_ATTR`).
+
+    For whoever reads the storage without the config (dashboards, other tools): the
+    rung's place on the ladder, its batch size, step budget and evaluation interval.
+    """
     return {
         "index": rung.index,
         "batch_size": rung.batch_size,
         "budget_steps": rung.budget_steps,
         "eval_every": rung.eval_every,
     }
+
+
+def load_rung_studies(storage: Any, config: StudyConfig) -> list[tuple[Rung, optuna.Study]]:
+    """Every rung's Optuna study, with the sampler that proposes its TPE trials.
+
+    Sobol and random trials carry their points from planning (the sampler is never
+    asked); ``tpe`` trials are planned empty and proposed by a TPE sampler seeded per
+    rung when a worker claims them (sequential, model-based: results then depend on
+    the order trials finish in, as with any TPE run).
+    """
+    return [
+        (
+            rung,
+            optuna.load_study(
+                study_name=rung.study_name,
+                storage=storage,
+                sampler=optuna.samplers.TPESampler(seed=seed_for(config.seed, rung.index) % 2**32)
+                if config.search.sampler == "tpe"
+                else None,
+            ),
+        )
+        for rung in plan_rungs(config)
+    ]

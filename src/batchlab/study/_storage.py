@@ -2,124 +2,29 @@
 
 One Optuna study per rung lives in one storage. Trials are *planned*: every rung's
 trials are enqueued up front (``WAITING``), each with its slot number and seed, and
-workers pop them one at a time, so the set of trials is fixed whatever the number of
-workers and each runs exactly once. A trial whose worker died (its heartbeat went
-stale, or its process is gone) is failed and its slot re-enqueued.
-
-Why not Optuna's heartbeat alone: ``JournalStorage`` has none, and re-enqueueing
-from two reapers at once would duplicate a slot, so journal reaping runs under a
-file lock; on RDB storages Optuna's own heartbeat and retry callback are used, whose
-state change is transactional.
+workers claim them one at a time (:mod:`batchlab.study._claims`), so the set of
+trials is fixed whatever the number of workers and each runs exactly once. A trial
+whose worker died is re-run (:mod:`batchlab.study._liveness`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import logging
-import os
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import json
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
-from optuna.trial import FrozenTrial, TrialState
+from optuna.storages import BaseStorage
 
-from .._errors import BatchlabError
-
-logger = logging.getLogger(__name__)
-
-JOURNAL_NAME = "optuna.journal"
-HEARTBEAT_ATTR = "batchlab:heartbeat"
-HOST_ATTR = "batchlab:host"
-PID_ATTR = "batchlab:pid"
-RETRY_ATTR = "batchlab:retry_of"
+from .._errors import BatchlabError, ConfigError
+from . import _optuna
+from ._config import StudyConfig
+from ._journal import FlockLock, journal_path, recover_journal
+from ._liveness import requeue
+from ._plan import CONFIG_ATTR
 
 
 class StorageError(BatchlabError):
     """The storage cannot be opened or read."""
-
-
-class FlockLock:
-    """A journal lock held with ``fcntl.flock``: the kernel releases it if the holder dies.
-
-    It has the ``acquire``/``release`` interface ``JournalFileBackend`` expects of its
-    ``lock_obj``.
-
-    Optuna's default symlink lock survives a ``kill -9`` of its holder and blocks
-    every other worker until its 30 s grace period passes; ``flock`` does not.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._path = str(path)
-        self._handle: int | None = None
-        self._thread_lock = threading.Lock()
-
-    def acquire(self) -> bool:
-        self._thread_lock.acquire()
-        self._handle = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._handle, fcntl.LOCK_EX)
-        return True
-
-    def release(self) -> None:
-        assert self._handle is not None
-        fcntl.flock(self._handle, fcntl.LOCK_UN)
-        os.close(self._handle)
-        self._handle = None
-        self._thread_lock.release()
-
-
-def recover_journal(path: Path) -> int:
-    """Drop a truncated last record (a write cut short by a crash); returns bytes dropped.
-
-    Every complete record ends with a newline and was fsync'ed before its writer
-    went on, so a trailing fragment without one was never acknowledged to anyone:
-    removing it loses nothing. Anything else that does not parse is reported, not
-    guessed at.
-    """
-    if not path.exists():
-        return 0
-    with _locked(Path(f"{path}.lock")):
-        data = path.read_bytes()
-        if not data or data.endswith(b"\n"):
-            return 0
-        keep = data.rfind(b"\n") + 1
-        with path.open("r+b") as handle:
-            handle.truncate(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-        dropped = len(data) - keep
-        logger.warning(
-            "journal %s ended with a truncated record (%d bytes, never completed); dropped it",
-            path,
-            dropped,
-        )
-        return dropped
-
-
-@contextlib.contextmanager
-def _locked(lock_file: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_file`` (released if this process dies)."""
-    lock = FlockLock(lock_file)
-    lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def journal_path(url: str) -> Path | None:
-    """The journal file of a ``journal:///path`` URL or a plain path, else ``None``."""
-    if url.startswith("journal://"):
-        return Path(url[len("journal://") :])
-    if "://" not in url:
-        return Path(url)
-    return None
 
 
 def open_storage(
@@ -143,152 +48,20 @@ def open_storage(
         path.parent.mkdir(parents=True, exist_ok=True)
         recover_journal(path)
         try:
-            return JournalStorage(JournalFileBackend(str(path), lock_obj=FlockLock(f"{path}.lock")))
+            return _optuna.journal_storage(str(path), FlockLock(f"{path}.lock"))
         except ValueError as error:
             raise StorageError(f"cannot read the journal {path}: {error}") from error
     try:
-        return RDBStorage(
+        return _optuna.rdb_storage(
             url,
-            heartbeat_interval=max(1, round(heartbeat_interval)),
-            grace_period=max(2, round(grace_period)),
-            heartbeat_stale_trial_callback=_requeue_callback,
-            engine_kwargs={"pool_pre_ping": True},
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            on_stale=requeue,
         )
     except Exception as error:  # SQLAlchemy raises many kinds; all mean "cannot open"
         raise StorageError(
             f"cannot open storage {url!r}: {type(error).__name__}: {error}"
         ) from error
-
-
-def _requeue_callback(study: optuna.Study, trial: FrozenTrial) -> None:
-    requeue(study, trial)
-
-
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Enqueue a fresh copy of a failed trial's slot (same params, slot and seed)."""
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            user_attrs=trial.user_attrs,
-            system_attrs={
-                "fixed_params": trial.system_attrs.get("fixed_params", {}),
-                RETRY_ATTR: trial.system_attrs.get(RETRY_ATTR, trial.number),
-            },
-        )
-    )
-
-
-def uses_optuna_heartbeat(storage: BaseStorage) -> bool:
-    return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
-
-
-def pop_waiting_trial(
-    study: optuna.Study, order: Callable[[FrozenTrial], float] | None = None
-) -> optuna.Trial | None:
-    """Claim the next ``WAITING`` trial, or ``None`` if there is none.
-
-    Unlike ``Study.ask`` this never creates a new trial when the queue is empty: a
-    study's trials are exactly the planned ones. The storage arbitrates a race for
-    the same trial (only one ``RUNNING`` transition succeeds). ``order`` ranks the
-    waiting trials (lowest first; ties keep the queue's order).
-    """
-    storage = study._storage
-    study_id = study._study_id
-    waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
-    if order is not None:
-        waiting = sorted(waiting, key=order)
-    for frozen in waiting:
-        try:
-            if not storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-        trial = optuna.Trial(study, frozen._trial_id)
-        storage.set_trial_system_attr(frozen._trial_id, HOST_ATTR, socket.gethostname())
-        storage.set_trial_system_attr(frozen._trial_id, PID_ATTR, os.getpid())
-        storage.set_trial_system_attr(frozen._trial_id, HEARTBEAT_ATTR, time.time())
-        return trial
-    return None
-
-
-@contextlib.contextmanager
-def heartbeat(storage: BaseStorage, trial_ids: list[int], interval: float) -> Iterator[None]:
-    """Record a heartbeat for each of ``trial_ids`` every ``interval`` seconds while inside."""
-    if uses_optuna_heartbeat(storage):
-        from optuna.storages._heartbeat import get_heartbeat_thread
-
-        with contextlib.ExitStack() as stack:
-            for trial_id in trial_ids:
-                stack.enter_context(get_heartbeat_thread(trial_id, storage))
-            yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            for trial_id in trial_ids:
-                try:
-                    storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-                except Exception:  # the trial finished meanwhile, or a storage hiccup
-                    logger.debug("heartbeat for trial %d failed", trial_id, exc_info=True)
-
-    thread = threading.Thread(target=beat, name="batchlab-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _is_dead(trial: FrozenTrial, grace_period: float, now: float) -> bool:
-    host, pid = trial.system_attrs.get(HOST_ATTR), trial.system_attrs.get(PID_ATTR)
-    if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True  # same machine, process gone: no need to wait for the grace period
-        except PermissionError:
-            pass
-    last = trial.system_attrs.get(HEARTBEAT_ATTR)
-    if last is None:
-        started = trial.datetime_start.timestamp() if trial.datetime_start else now
-        return now - started > grace_period
-    return now - float(last) > grace_period
-
-
-def requeue_stale_trials(study: optuna.Study, storage_url: str, grace_period: float) -> int:
-    """Fail the ``RUNNING`` trials whose worker died and re-enqueue their slots.
-
-    Returns the number of trials re-enqueued.
-    """
-    storage = study._storage
-    if uses_optuna_heartbeat(storage):
-        from optuna.storages import fail_stale_trials
-
-        before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        fail_stale_trials(study)
-        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
-    path = journal_path(storage_url)
-    # Its own lock file: the journal's lock is taken by every append inside.
-    lock = _locked(Path(f"{path}.reap.lock")) if path is not None else contextlib.nullcontext()
-    requeued = 0
-    with lock:
-        now = time.time()
-        running = storage.get_all_trials(study._study_id, states=(TrialState.RUNNING,))
-        for trial in running:
-            if not _is_dead(trial, grace_period, now):
-                continue
-            storage.set_trial_user_attr(trial._trial_id, "status", "worker_died")
-            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            requeue(study, trial)
-            requeued += 1
-            logger.warning(
-                "trial %d of %s: its worker died; re-enqueued its slot",
-                trial.number,
-                study.study_name,
-            )
-    return requeued
 
 
 def storage_summary_attrs(storage: BaseStorage) -> list[tuple[str, dict[str, Any]]]:
@@ -297,3 +70,33 @@ def storage_summary_attrs(storage: BaseStorage) -> list[tuple[str, dict[str, Any
         (summary.study_name, summary.user_attrs)
         for summary in optuna.study.get_all_study_summaries(storage, include_best_trial=False)
     ]
+
+
+def find_study_config(storage_url: str, name: str | None = None) -> StudyConfig:
+    """The config of the batchlab study in a storage (``name``: which, if it holds several).
+
+    Raises:
+        StorageError: the storage cannot be opened.
+        ConfigError: no batchlab study, or no one study to choose, in the storage.
+    """
+    storage = open_storage(storage_url, create=False)
+    configs: dict[str, str] = {}
+    for _, attrs in storage_summary_attrs(storage):
+        if CONFIG_ATTR in attrs:
+            config = json.loads(attrs[CONFIG_ATTR])
+            configs.setdefault(config["name"], attrs[CONFIG_ATTR])
+    if not configs:
+        raise ConfigError(
+            f"no batchlab study in storage {storage_url!r}; start one with `batchlab study run`"
+        )
+    if name is None:
+        if len(configs) > 1:
+            raise ConfigError(
+                f"the storage holds several studies; choose one with --study: {', '.join(sorted(configs))}"
+            )
+        name = next(iter(configs))
+    if name not in configs:
+        raise ConfigError(
+            f"no study named {name!r} in the storage; it holds: {', '.join(sorted(configs))}"
+        )
+    return StudyConfig.model_validate_json(configs[name])

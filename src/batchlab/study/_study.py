@@ -8,16 +8,12 @@ finish.
 
 from __future__ import annotations
 
-import json
 import logging
-import multiprocessing
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
@@ -25,35 +21,34 @@ import optuna
 
 from .._checks import check_positive_int
 from .._errors import ConfigError
-from .._io import atomic_write_json, remove_stale_temporaries
+from .._io import remove_stale_temporaries
 from .._threads import torch_threads
 from ..workloads import Workload, get_workload
 from ._config import StudyConfig, resolve_target, validate_against_workload
+from ._directory import CONFIG_FILE, resolve_storage_url, save_config
+from ._journal import locked
 from ._plan import (
     CONFIG_ATTR,
     PLANNED_ATTR,
     RUNG_ATTR,
     enqueue_slots,
+    load_rung_studies,
     plan_rungs,
     planned_count,
     rung_attrs,
 )
+from ._processes import run_worker_processes
 from ._results import StudyResult, analyse, collect_rung, environment, now_iso
-from ._storage import JOURNAL_NAME, _locked, open_storage
-from ._worker import FailFast, TrialEvent, load_rung_studies, work
+from ._runner import FailFast, TrialEvent
+from ._storage import open_storage
+from ._worker import work
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
 
 #: While a study runs, ``results.json`` is rewritten at most this often. The storage
 #: holds every finished trial the moment it finishes; the results files are a view
 #: of it, and rewriting them after every trial costs O(trials) each time.
 RESULTS_EVERY_S = 10.0
-
-#: Fields that may change between runs of one study (with ``force``): they cannot
-#: change what a finished trial measured.
-SAFE_CHANGES = ("workers.heartbeat_interval", "workers.grace_period", "search.trials_per_rung")
 
 
 class WorkersDied(RuntimeError):
@@ -70,45 +65,6 @@ class RungStatus:
     running: int
     best_steps: int | None
     mean_trial_s: float | None
-
-
-def resolve_storage_url(storage: str | None, directory: Path) -> str:
-    """Absolute storage URL for a study directory (see :attr:`Study.storage_url`)."""
-    root = directory.resolve()
-    if storage is None:
-        return f"journal://{(root / JOURNAL_NAME).as_posix()}"
-    for prefix in ("journal://", "sqlite:///"):
-        if storage.startswith(prefix) or (prefix == "journal://" and "://" not in storage):
-            raw = storage[len(prefix) :] if storage.startswith(prefix) else storage
-            path = (root / raw).resolve()  # an absolute raw path replaces root
-            if not path.is_relative_to(root):
-                raise ConfigError(
-                    f"storage: {storage!r} points outside the study directory {root}; "
-                    "file storages named in a config must lie inside it (use a relative path)"
-                )
-            return (
-                f"{prefix}{path.as_posix()}"
-                if prefix == "sqlite:///"
-                else f"journal://{path.as_posix()}"
-            )
-    return storage
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): data}
-
-
-def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(field, old value, new value) for every field that differs."""
-    a, b = _flatten(old), _flatten(new)
-    return [
-        (key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)
-    ]
 
 
 class Study:
@@ -153,33 +109,6 @@ class Study:
 
     # -- preparation -------------------------------------------------------------
 
-    def _check_or_write_config(self, force: bool) -> None:
-        path = self.directory / CONFIG_FILE
-        new = self.config.to_json_dict()
-        if path.exists():
-            old = json.loads(path.read_text())
-            changes = config_diff(old, new)
-            if changes:
-                lines = [f"  {key}: {a!r} -> {b!r}" for key, a, b in changes]
-                unsafe = [key for key, _, _ in changes if key not in SAFE_CHANGES]
-                shrink = (
-                    new["search"]["trials_per_rung"] < old["search"]["trials_per_rung"]
-                    if "search.trials_per_rung" in {k for k, _, _ in changes}
-                    else False
-                )
-                if not force or unsafe or shrink:
-                    why = (
-                        "pass --force to apply it"
-                        if not force and not unsafe and not shrink
-                        else "these fields would invalidate finished trials; start a new study directory"
-                    )
-                    raise ConfigError(
-                        f"the config differs from the one this study ({path}) was started with:\n"
-                        + "\n".join(lines)
-                        + f"\n{why}"
-                    )
-        atomic_write_json(path, new)
-
     def prepare(self, *, force: bool = False) -> None:
         """Validate against the workload, save the config, create and plan every rung.
 
@@ -192,7 +121,7 @@ class Study:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.directory)
-            self._check_or_write_config(force)
+            save_config(self.directory, self.config.to_json_dict(), force=force)
             self._plan()
         except BaseException:
             if created:
@@ -201,9 +130,10 @@ class Study:
             raise
 
     def _plan(self) -> None:
+        """Create every rung's Optuna study and enqueue its missing trials (idempotent)."""
         storage = self._storage()
         config_json = self.config.model_dump_json()
-        with _locked(self.directory / ".plan.lock"):
+        with locked(self.directory / ".plan.lock"):
             for rung in plan_rungs(self.config):
                 study = optuna.create_study(
                     study_name=rung.study_name,
@@ -215,11 +145,12 @@ class Study:
                 want = self.config.search.trials_per_rung
                 if have < want:
                     study.set_user_attr(CONFIG_ATTR, config_json)
-                    study.set_user_attr(RUNG_ATTR, rung_attrs(self.config, rung))
+                    study.set_user_attr(RUNG_ATTR, rung_attrs(rung))
                     enqueue_slots(study, self.config, rung, have, want)
                     study.set_user_attr(PLANNED_ATTR, want)
 
     def _storage(self) -> Any:
+        """The study's Optuna storage, opened once."""
         if self._storage_handle is None:
             self._storage_handle = open_storage(
                 self.storage_url,
@@ -307,37 +238,20 @@ class Study:
         on_poll: Callable[[list[RungStatus]], None] | None,
         snapshot: Callable[[], None],
     ) -> None:
-        context = multiprocessing.get_context("spawn")
-        processes = [
-            context.Process(
-                target=_worker_process,
-                args=(self.config.model_dump_json(), self.storage_url, threads, fail_fast),
-                name=f"batchlab-worker-{index}",
-            )
-            for index in range(workers)
-        ]
-        for process in processes:
-            process.start()
-        try:
-            while alive := [p for p in processes if p.is_alive()]:
-                if on_poll is not None:
-                    on_poll(self.status())
-                snapshot()
-                wait([p.sentinel for p in alive], timeout=1.0)  # wakes when one exits
-        finally:
-            for process in processes:
-                process.join(timeout=None if not any(p.is_alive() for p in processes) else 5)
-                if process.is_alive():
-                    process.terminate()
-        failed = [p for p in processes if p.exitcode not in (0, None)]
+        def on_tick() -> None:
+            if on_poll is not None:
+                on_poll(self.status())
+            snapshot()
+
+        failed = run_worker_processes(
+            self.config, self.storage_url, workers, threads, fail_fast, on_tick
+        )
         if failed and fail_fast:
-            raise FailFast(
-                f"a worker stopped with exit code {failed[0].exitcode} at a failing trial"
-            )
+            raise FailFast(f"a worker stopped with exit code {failed[0]} at a failing trial")
         if not failed:
             return
         left = sum(max(r.planned - r.done, 0) for r in self.status())
-        codes = ", ".join(str(p.exitcode) for p in failed)
+        codes = ", ".join(str(code) for code in failed)
         if left:
             self.results(write=True, analysis=False)  # what did finish, on disk now
             raise WorkersDied(
@@ -405,18 +319,3 @@ class Study:
         if write:
             result.save(self.directory)
         return result
-
-
-def _worker_process(config_json: str, storage_url: str, threads: int, fail_fast: bool) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    work(StudyConfig.model_validate_json(config_json), storage_url, fail_fast=fail_fast)
-    # Every result is in the storage: leave without the interpreter's teardown of
-    # torch and friends (~0.7 s, which the study would wait for). A worker that
-    # raised exits the normal way, with its traceback and exit code 1.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

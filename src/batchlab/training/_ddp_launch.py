@@ -73,8 +73,10 @@ def run_ddp_trial(
     Args:
         workload: ``{"name": ..., "params": {...}}`` as in the study config; every rank
             builds it (a ``module:function`` workload must be importable there).
-        spec: the trial's :class:`~batchlab.study._trial.RunSpec`; ``batch_size`` is
-            the global batch, split evenly over the ranks.
+        spec: the trial's :class:`~batchlab.training.RunSpec`; ``batch_size`` is
+            the global batch, split evenly over the ranks (a study's config checks
+            that ``processes`` divides it; each rank's :func:`shard_batch` refuses
+            an uneven split).
         target: defines steps-to-target.
         processes: ranks (``--nproc_per_node``).
         stop_at_target: stop at the first evaluation meeting the target.
@@ -85,10 +87,6 @@ def run_ddp_trial(
     Raises:
         DDPTrialError: torchrun exited with an error (its output is in the message).
     """
-    if spec.batch_size % processes:
-        raise ValueError(
-            f"batch size {spec.batch_size} does not split evenly over {processes} processes"
-        )
     threads = threads or max(1, torch.get_num_threads() // processes)
     with tempfile.TemporaryDirectory(prefix="batchlab-ddp-") as tmp:
         job, out, log = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "log.txt")

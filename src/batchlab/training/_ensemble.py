@@ -27,7 +27,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .._seeding import make_generator
 from ..optim import lr_multiplier
-from ..workloads import Batch, Target, Workload, check_batch_size
+from ..workloads import Batch, Target, Workload
 from ._run import (
     SCHEDULE_HPARAMS,
     PruneRule,
@@ -215,6 +215,9 @@ def run_ensemble(
 ) -> list[RunResult]:
     """Train ``specs`` (one rung's trials) as one vmapped ensemble; one result per spec.
 
+    The specs' batch size and the target are trusted, not checked again: a study
+    validated them in its config (:func:`run_training` checks its own arguments).
+
     Args:
         workload: the model and data (its model must work under ``torch.func.vmap``).
         specs: the trials; same batch size, optimizer, budget and eval interval.
@@ -226,14 +229,13 @@ def run_ensemble(
         on_eval: called with (member index, step, metrics) at every evaluation.
         prune: asked at every evaluation for each member still short of the target,
             with its best value so far and those of the other members (see
-            :func:`~batchlab.study._trial.run_training`).
+            :func:`~batchlab.training.run_training`).
 
     Raises:
         EnsembleUnsupported: the trials cannot be batched (the caller runs them alone).
     """
     check_ensemble_support(workload, specs)
     first = specs[0]
-    check_batch_size(first.batch_size, workload.train_size)
     models = [workload.build_model(spec.seed) for spec in specs]
     for model in models:
         model.train()

@@ -176,12 +176,7 @@ def _training_curve(
 
 
 def _exact_curve(workload: Any, spec: RunSpec) -> Iterator[tuple[int, dict[str, float], float]]:
-    optimizer_hparams, warmup = split_hparams(spec)
-    if warmup or spec.decay != "constant":
-        raise ValueError(
-            f"workload {workload.name!r} has exact curves only for a constant learning rate "
-            "(no warmup, decay 'constant')"
-        )
+    optimizer_hparams, _ = split_hparams(spec)
     hparams = {"optimizer": spec.optimizer, **optimizer_hparams}
     steps = spec.eval_steps()
     for step, metrics in zip(
@@ -193,6 +188,30 @@ def _exact_curve(workload: Any, spec: RunSpec) -> Iterator[tuple[int, dict[str, 
 def has_exact_curves(workload: Workload) -> bool:
     """Whether the workload computes expected curves exactly (no training needed)."""
     return callable(getattr(workload, "iter_exact_metrics", None))
+
+
+def _check_run(
+    workload: Workload, spec: RunSpec, target: Target, parallel: DataParallel | None
+) -> None:
+    """The checks of :func:`run_training`'s arguments, once, at its entry.
+
+    A study makes the same checks on its config, against the workload, before any
+    trial runs; nothing below this entry checks them again.
+    """
+    check_batch_size(spec.batch_size, workload.train_size)
+    if target.metric not in workload.metrics:
+        raise ValueError(
+            f"target metric {target.metric!r} is not reported by workload "
+            f"{workload.name!r}; it reports: {', '.join(workload.metrics)}"
+        )
+    if has_exact_curves(workload):
+        if parallel is not None:
+            raise ValueError(f"workload {workload.name!r} computes exact curves; nothing to train")
+        if split_hparams(spec)[1] or spec.decay != "constant":
+            raise ValueError(
+                f"workload {workload.name!r} has exact curves only for a constant learning rate "
+                "(no warmup, decay 'constant')"
+            )
 
 
 def run_training(
@@ -219,19 +238,16 @@ def run_training(
             a best found meanwhile by another worker counts too).
         on_eval: called with (step, metrics) at every evaluation (progress display).
         parallel: this process's rank in a DDP trial (set by
-            :func:`~batchlab.study._ddp.run_ddp_trial`'s ranks, not by callers).
+            :func:`~batchlab.training.run_ddp_trial`'s ranks, not by callers).
         prune: asked at every evaluation before the target is met, with the step
             and the best target-metric value so far; a reason stops the run
             (status ``pruned``; see :mod:`batchlab.study._pruning`).
+
+    Raises:
+        ValueError: a batch size the workload cannot serve, a target metric it does
+            not report, or a schedule (or DDP) its exact curves cannot follow.
     """
-    check_batch_size(spec.batch_size, workload.train_size)
-    if target.metric not in workload.metrics:
-        raise ValueError(
-            f"target metric {target.metric!r} is not reported by workload "
-            f"{workload.name!r}; it reports: {', '.join(workload.metrics)}"
-        )
-    if parallel is not None and has_exact_curves(workload):
-        raise ValueError(f"workload {workload.name!r} computes exact curves; nothing to train")
+    _check_run(workload, spec, target, parallel)
     curve = (
         _exact_curve(workload, spec)
         if has_exact_curves(workload)

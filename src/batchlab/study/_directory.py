@@ -1,0 +1,94 @@
+"""A study directory: its saved config, and where its storage lives.
+
+``config.json`` holds the validated config a study was started with, so that it can
+be resumed from the directory alone and a changed config is refused instead of
+silently mixing trials of two studies. File storages named in a config resolve to
+paths inside the directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigError
+from .._io import atomic_write_json
+from ._journal import JOURNAL_NAME
+
+CONFIG_FILE = "config.json"
+
+#: Fields that may change between runs of one study (with ``force``): they cannot
+#: change what a finished trial measured.
+SAFE_CHANGES = ("workers.heartbeat_interval", "workers.grace_period", "search.trials_per_rung")
+
+
+def resolve_storage_url(storage: str | None, directory: Path) -> str:
+    """Absolute storage URL for a study directory (see :attr:`Study.storage_url`)."""
+    root = directory.resolve()
+    if storage is None:
+        return f"journal://{(root / JOURNAL_NAME).as_posix()}"
+    for prefix in ("journal://", "sqlite:///"):
+        if storage.startswith(prefix) or (prefix == "journal://" and "://" not in storage):
+            raw = storage[len(prefix) :] if storage.startswith(prefix) else storage
+            path = (root / raw).resolve()  # an absolute raw path replaces root
+            if not path.is_relative_to(root):
+                raise ConfigError(
+                    f"storage: {storage!r} points outside the study directory {root}; "
+                    "file storages named in a config must lie inside it (use a relative path)"
+                )
+            return (
+                f"{prefix}{path.as_posix()}"
+                if prefix == "sqlite:///"
+                else f"journal://{path.as_posix()}"
+            )
+    return storage
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): data}
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, old value, new value) for every field that differs."""
+    a, b = _flatten(old), _flatten(new)
+    return [
+        (key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)
+    ]
+
+
+def save_config(directory: Path, new: dict[str, Any], *, force: bool) -> None:
+    """Write ``config.json``, refusing a change to the config the study started with.
+
+    With ``force``, the :data:`SAFE_CHANGES` are accepted (more trials per rung, but
+    never fewer); any other change would invalidate finished trials.
+    """
+    path = directory / CONFIG_FILE
+    if path.exists():
+        old = json.loads(path.read_text())
+        changes = config_diff(old, new)
+        if changes:
+            lines = [f"  {key}: {a!r} -> {b!r}" for key, a, b in changes]
+            unsafe = [key for key, _, _ in changes if key not in SAFE_CHANGES]
+            shrink = (
+                new["search"]["trials_per_rung"] < old["search"]["trials_per_rung"]
+                if "search.trials_per_rung" in {k for k, _, _ in changes}
+                else False
+            )
+            if not force or unsafe or shrink:
+                why = (
+                    "pass --force to apply it"
+                    if not force and not unsafe and not shrink
+                    else "these fields would invalidate finished trials; start a new study directory"
+                )
+                raise ConfigError(
+                    f"the config differs from the one this study ({path}) was started with:\n"
+                    + "\n".join(lines)
+                    + f"\n{why}"
+                )
+    atomic_write_json(path, new)

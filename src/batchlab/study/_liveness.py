@@ -1,0 +1,128 @@
+"""Liveness of claimed trials: heartbeats, and re-running the trials of dead workers.
+
+A worker that claims a trial records its host, pid and a first heartbeat, then
+beats every ``heartbeat_interval`` while the trial trains. A trial whose worker
+died (its heartbeat went stale, or its process is gone) is failed and its slot
+re-enqueued (:func:`requeue`): the same params, slot and seed, run again by any
+worker.
+
+Why not Optuna's heartbeat alone: ``JournalStorage`` has none, and re-enqueueing
+from two reapers at once would duplicate a slot, so journal reaping runs under a
+file lock; where Optuna's own heartbeat is on (see
+:func:`~batchlab.study._optuna.has_optuna_heartbeat`), it and its retry callback
+are used, whose state change is transactional.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from . import _optuna
+from ._journal import journal_path, locked
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_ATTR = "batchlab:heartbeat"
+HOST_ATTR = "batchlab:host"
+PID_ATTR = "batchlab:pid"
+RETRY_ATTR = "batchlab:retry_of"
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Enqueue a fresh copy of a failed trial's slot (same params, slot and seed)."""
+    _optuna.enqueue_copy(
+        study, trial, {RETRY_ATTR: trial.system_attrs.get(RETRY_ATTR, trial.number)}
+    )
+
+
+def mark_claimed(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Record who runs a just-claimed trial (host, pid) and its first heartbeat."""
+    _optuna.set_system_attrs(
+        study,
+        trial,
+        {HOST_ATTR: socket.gethostname(), PID_ATTR: os.getpid(), HEARTBEAT_ATTR: time.time()},
+    )
+
+
+@contextlib.contextmanager
+def heartbeat(
+    study: optuna.Study, trials: Sequence[optuna.Trial], interval: float
+) -> Iterator[None]:
+    """Record a heartbeat for each of ``trials`` every ``interval`` seconds while inside."""
+    if _optuna.has_optuna_heartbeat(study):
+        with _optuna.optuna_heartbeats(study, trials):
+            yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            for trial in trials:
+                try:
+                    _optuna.set_system_attrs(study, trial, {HEARTBEAT_ATTR: time.time()})
+                except Exception:  # the trial finished meanwhile, or a storage hiccup
+                    logger.debug("heartbeat for trial %d failed", trial.number, exc_info=True)
+
+    thread = threading.Thread(target=beat, name="batchlab-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _is_dead(trial: FrozenTrial, grace_period: float, now: float) -> bool:
+    """Whether a ``RUNNING`` trial's worker is gone: no process, or a stale heartbeat."""
+    host, pid = trial.system_attrs.get(HOST_ATTR), trial.system_attrs.get(PID_ATTR)
+    if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True  # same machine, process gone: no need to wait for the grace period
+        except PermissionError:
+            pass
+    last = trial.system_attrs.get(HEARTBEAT_ATTR)
+    if last is None:
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now
+        return now - started > grace_period
+    return now - float(last) > grace_period
+
+
+def requeue_stale_trials(study: optuna.Study, storage_url: str, grace_period: float) -> int:
+    """Fail the ``RUNNING`` trials whose worker died and re-enqueue their slots.
+
+    Returns the number of trials re-enqueued.
+    """
+    if _optuna.has_optuna_heartbeat(study):
+        before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        _optuna.fail_stale_trials(study)
+        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
+    path = journal_path(storage_url)
+    # Its own lock file: the journal's lock is taken by every append inside.
+    lock = locked(Path(f"{path}.reap.lock")) if path is not None else contextlib.nullcontext()
+    requeued = 0
+    with lock:
+        now = time.time()
+        for trial in study.get_trials(states=(TrialState.RUNNING,)):
+            if not _is_dead(trial, grace_period, now):
+                continue
+            _optuna.fail_trial(study, trial, {"status": "worker_died"})
+            requeue(study, trial)
+            requeued += 1
+            logger.warning(
+                "trial %d of %s: its worker died; re-enqueued its slot",
+                trial.number,
+                study.study_name,
+            )
+    return requeued

@@ -1,0 +1,225 @@
+"""Running claimed trials: as one vmapped ensemble, one by one, or each with DDP.
+
+The runner holds the claimed trials' heartbeat while they train, gives each the
+rung's early-stopping rules (stop at target, stop once beaten, optional pruning),
+and records every outcome (:mod:`batchlab.study._claims`). A trial that raises is
+recorded as failed with its traceback; the study goes on unless ``fail_fast``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import optuna
+
+from ..training import (
+    EnsembleUnsupported,
+    RunResult,
+    has_exact_curves,
+    run_ddp_trial,
+    run_ensemble,
+    run_training,
+)
+from ..workloads import Workload
+from ._claims import Claimed, record, record_failure, release_interrupted
+from ._config import StudyConfig, resolve_target
+from ._liveness import heartbeat
+from ._order import BestSteps, best_steps
+from ._plan import Rung
+from ._pruning import Pruner
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """Progress of one trial, for displays: it started, was evaluated, or finished."""
+
+    kind: Literal["start", "eval", "finish"]
+    rung: Rung
+    trial_number: int
+    slot: int
+    step: int = 0
+    metrics: dict[str, float] | None = None
+    status: str | None = None
+    steps_to_target: int | None = None
+
+
+class FailFast(RuntimeError):
+    """A trial failed and the study was asked to stop at the first failure."""
+
+
+class TrialRunner:
+    """Runs claimed trials of one study, batched into ensembles where possible."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        config: StudyConfig,
+        *,
+        fail_fast: bool = False,
+        on_event: Callable[[TrialEvent], None] | None = None,
+    ) -> None:
+        self.workload = workload
+        self.config = config
+        self.target = resolve_target(config, workload)
+        self.fail_fast = fail_fast
+        self.emit = on_event or (lambda event: None)
+        #: Why ensembles were turned off for this study (``None`` while they work).
+        self.ensemble_off: str | None = None
+
+    def ensemble_size(self, rung: Rung) -> int:
+        """How many of the rung's trials to claim and train together (1: one by one)."""
+        if (
+            self.ensemble_off is not None
+            or has_exact_curves(self.workload)
+            or self.config.performance.processes_per_trial > 1
+        ):
+            return 1
+        return self.config.performance.size_for(rung.batch_size, self.config.search.trials_per_rung)
+
+    def _pruner(self, rung: Rung, study: optuna.Study) -> Pruner | None:
+        pruning = self.config.pruning
+        if not pruning.enabled:
+            return None
+        return Pruner(
+            study,
+            self.target,
+            quantile=pruning.quantile,
+            first_step=math.ceil(pruning.after * rung.budget_steps),
+            min_peers=pruning.min_peers,
+        )
+
+    def _stop_after(self, study: optuna.Study) -> int | None:
+        """The rung's best steps-to-target so far, when stop-once-beaten is on."""
+        return best_steps(study) if self.config.stopping.once_beaten else None
+
+    def run(self, rung: Rung, study: optuna.Study, claimed: list[Claimed]) -> None:
+        """Train and record ``claimed`` (trials of ``rung``), as an ensemble if they can be."""
+        for c in claimed:
+            self.emit(TrialEvent("start", rung, c.trial.number, c.slot))
+        stop_after = self._stop_after(study)
+        trials = [c.trial for c in claimed]
+        with heartbeat(study, trials, self.config.workers.heartbeat_interval):
+            try:
+                if len(claimed) > 1:
+                    try:
+                        self._run_ensemble(rung, study, claimed, stop_after)
+                        return
+                    except EnsembleUnsupported as why:
+                        self.ensemble_off = str(why)
+                        logger.warning("trial ensembles off, running trials one by one: %s", why)
+                for c in claimed:
+                    self._run_alone(rung, study, c, stop_after)
+                    stop_after = self._stop_after(study)
+            except KeyboardInterrupt:
+                release_interrupted(study, claimed)
+                raise
+
+    def _run_alone(
+        self, rung: Rung, study: optuna.Study, c: Claimed, stop_after: int | None
+    ) -> None:
+        """Train one trial in this process (or on its own DDP processes) and record it."""
+
+        def on_eval(step: int, metrics: dict[str, float]) -> None:
+            self.emit(TrialEvent("eval", rung, c.trial.number, c.slot, step=step, metrics=metrics))
+
+        best = BestSteps(study, stop_after) if self.config.stopping.once_beaten else None
+        processes = self.config.performance.processes_per_trial
+        started = time.perf_counter()
+        try:
+            if processes > 1:
+                result = run_ddp_trial(
+                    self.config.workload.model_dump(),
+                    c.spec,
+                    self.target,
+                    processes,
+                    stop_at_target=self.config.stopping.at_target,
+                    stop_after=best() if best is not None else None,
+                    on_eval=on_eval,
+                )
+            else:
+                result = run_training(
+                    self.workload,
+                    c.spec,
+                    self.target,
+                    stop_at_target=self.config.stopping.at_target,
+                    stop_after=best,
+                    on_eval=on_eval,
+                    prune=self._pruner(rung, study),
+                )
+        except Exception as error:
+            self._failed(rung, study, c, error, time.perf_counter() - started)
+            return
+        if record(study, c, result, time.perf_counter() - started, ensemble=1):
+            self._finished(rung, c, result)
+
+    def _run_ensemble(
+        self, rung: Rung, study: optuna.Study, claimed: list[Claimed], stop_after: int | None
+    ) -> None:
+        """Train ``claimed`` as one vmapped ensemble; if that fails, each trial alone."""
+
+        def on_eval(member: int, step: int, metrics: dict[str, float]) -> None:
+            c = claimed[member]
+            self.emit(TrialEvent("eval", rung, c.trial.number, c.slot, step=step, metrics=metrics))
+
+        started = time.perf_counter()
+        try:
+            results = run_ensemble(
+                self.workload,
+                [c.spec for c in claimed],
+                self.target,
+                stop_at_target=self.config.stopping.at_target,
+                stop_after=BestSteps(study, stop_after)
+                if self.config.stopping.once_beaten
+                else None,
+                on_eval=on_eval,
+                prune=self._pruner(rung, study),
+            )
+        except EnsembleUnsupported:
+            raise
+        except Exception as error:
+            # One member's failure fails the batched step: run them alone to find it.
+            logger.warning(
+                "ensemble at batch size %d failed (%s); running its trials alone",
+                rung.batch_size,
+                error,
+            )
+            for c in claimed:
+                self._run_alone(rung, study, c, stop_after)
+            return
+        # Wall time is shared: each member is charged an equal part.
+        wall = (time.perf_counter() - started) / len(claimed)
+        for c, result in zip(claimed, results, strict=True):
+            if record(study, c, result, wall, ensemble=len(claimed)):
+                self._finished(rung, c, result)
+
+    def _failed(
+        self, rung: Rung, study: optuna.Study, c: Claimed, error: Exception, wall: float
+    ) -> None:
+        reason = record_failure(study, c, error, wall)
+        if reason is None:
+            return
+        self.emit(TrialEvent("finish", rung, c.trial.number, c.slot, status="error"))
+        logger.error("trial %d of %s failed: %s", c.trial.number, rung.study_name, reason)
+        if self.fail_fast:
+            raise FailFast(
+                f"trial {c.trial.number} at batch size {rung.batch_size} failed: {reason}"
+            ) from error
+
+    def _finished(self, rung: Rung, c: Claimed, result: RunResult) -> None:
+        self.emit(
+            TrialEvent(
+                "finish",
+                rung,
+                c.trial.number,
+                c.slot,
+                status=result.status,
+                steps_to_target=result.steps_to_target,
+            )
+        )
