@@ -14,6 +14,7 @@ rates), so it works on any study's results and on published tables typed in by h
 Every result is a frozen dataclass with a JSON-safe ``to_dict()``.
 """
 
+from ._answer import BatchSizeAnswer, LearningRateAt, RungCost, batch_size_answer, lr_at
 from ._checks import AnalysisError
 from ._compare import FitComparison, PredictionComparison, compare_fits, compare_prediction
 from ._fit import ScalingFit, fit_scaling
@@ -21,6 +22,11 @@ from ._lr_trend import LR_RULES, LRTrend, lr_trend
 from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
 
 __all__ = [
+    "BatchSizeAnswer",
+    "LearningRateAt",
+    "RungCost",
+    "batch_size_answer",
+    "lr_at",
     "AnalysisError",
     "FitComparison",
     "LRTrend",
