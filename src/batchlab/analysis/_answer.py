@@ -137,6 +137,11 @@ def _why_no_knee(sizes: np.ndarray, reached: np.ndarray, fit: ScalingFit | None)
     first, last = float(sizes[0]), float(sizes[-1])
     if fit is None:
         count = int(reached.sum())
+        if count >= 3:
+            return (
+                f"The fit of S(B) failed on the {count} rungs that reached the target, so "
+                "B_crit is not placed; the report shows the measured curve."
+            )
         return (
             f"Only {count} rung(s) reached the target, and the fit of S(B) needs 3: "
             "raise the step budget or lower the target, then resume the study."

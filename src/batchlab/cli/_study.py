@@ -91,33 +91,60 @@ def _best_text(steps: int | None) -> str:
 
 
 def print_summary(result: StudyResult) -> None:
+    """The rungs, the fit and the answer (what to train with), at the end of a study."""
+    analysis = result.analysis or {}
+    answer = analysis.get("answer") or _answer_without_fit(result)
+    costs = {row["batch_size"]: row for row in answer["rungs"]}
     table = Table(
         title=f"Study {result.name}: steps to {result.target['metric']} "
         f"{'>=' if result.target['direction'] == 'max' else '<='} {result.target['value']:g}"
     )
-    for column in ("batch size", "trials", "steps to target", "examples", "best hyperparameters"):
+    columns = (
+        "batch size",
+        "trials",
+        "steps to target",
+        "examples",
+        "steps / S_min",
+        "examples / E_min",
+        "best hyperparameters",
+    )
+    for column in columns:
         table.add_column(column, justify="right" if column != "best hyperparameters" else "left")
     for rung in result.rungs:
         steps = rung.steps_to_target
+        cost = costs.get(rung.batch_size, {})
         table.add_row(
             str(rung.batch_size),
             f"{rung.trials_done}/{rung.trials_planned}",
             "—" if steps is None else str(steps),
             "—" if steps is None else f"{steps * rung.batch_size:,}",
+            _ratio(cost.get("steps_ratio")),
+            _ratio(cost.get("examples_ratio")),
             ", ".join(f"{k}={v:.3g}" for k, v in (rung.best_hparams or {}).items()),
         )
     console.print(table)
-    analysis = result.analysis
-    if analysis and "fit" in analysis:
-        fit, regimes = analysis["fit"], analysis.get("regimes", {})
+    if "fit" in analysis:
+        fit = analysis["fit"]
         console.print(
             f"S(B) = S_min (1 + B_crit / B): S_min = {fit['s_min']:.4g} steps, "
-            f"B_crit = {fit['b_crit']:.4g}; ideal batch size: {regimes.get('ideal_batch_size')}"
+            f"E_min = {fit['e_min']:.4g} examples, B_crit = {fit['b_crit']:.4g}"
         )
-    elif analysis and "error" in analysis:
+    elif "error" in analysis:
         console.print(f"[yellow]analysis skipped: {analysis['error']}[/]")
-    else:
-        console.print("[yellow]analysis needs at least three rungs that reached the target[/]")
+    console.print(f"[bold]Answer:[/] {answer['headline']}", highlight=False)
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _answer_without_fit(result: StudyResult) -> dict[str, Any]:
+    """The answer's sentence for a study that has no fit (it says why and what to run)."""
+    from ..analysis import batch_size_answer
+
+    sizes = [r.batch_size for r in result.rungs]
+    steps = [r.steps_to_target for r in result.rungs]
+    return batch_size_answer(sizes, steps, None).to_dict()
 
 
 def _run(

@@ -262,14 +262,21 @@ def analyse(rungs: list[RungResult]) -> dict[str, Any] | None:
     reached = [r for r in rungs if r.steps_to_target is not None]
     if len(reached) < 3:
         return None
-    from ..analysis import fit_scaling, lr_trend, scaling_regimes
+    from ..analysis import batch_size_answer, fit_scaling, lr_trend, scaling_regimes
 
     batch_sizes = [r.batch_size for r in rungs]
     steps = [r.steps_to_target for r in rungs]
     try:
         fit = fit_scaling(batch_sizes, steps)
         regimes = scaling_regimes(batch_sizes, steps, fit=fit)
-        analysis: dict[str, Any] = {"fit": fit.to_dict(), "regimes": regimes.to_dict()}
+        answer = batch_size_answer(
+            batch_sizes, steps, fit, lrs=[(r.best_hparams or {}).get("lr") for r in rungs]
+        )
+        analysis: dict[str, Any] = {
+            "fit": fit.to_dict(),
+            "regimes": regimes.to_dict(),
+            "answer": answer.to_dict(),
+        }
         lrs = [
             (r.batch_size, r.best_hparams["lr"])
             for r in reached
