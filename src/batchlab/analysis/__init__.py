@@ -9,7 +9,10 @@ rates), so it works on any study's results and on published tables typed in by h
   parallelism (Shallue et al. 2018), from the fit and from the data alone;
 * :func:`lr_trend` — the tuned learning rate's exponent against the linear and √ rules;
 * :func:`compare_prediction` — measured B_crit against the noise scale B_simple;
-* :func:`compare_fits` — two curves (e.g. SGD against momentum) as ratios.
+* :func:`compare_fits` — two curves (e.g. SGD against momentum) as ratios;
+* :func:`summarize_ladder` — all of the above for one ladder, plus the answer
+  (:func:`batch_size_answer`, :func:`lr_at`): what every consumer calls;
+* :func:`best_steps_per_batch_size` — steps-to-result from a table of runs.
 
 Every result is a frozen dataclass with a JSON-safe ``to_dict()``.
 """
@@ -20,6 +23,12 @@ from ._compare import FitComparison, PredictionComparison, compare_fits, compare
 from ._fit import ScalingFit, fit_scaling
 from ._lr_trend import LR_RULES, LRTrend, lr_trend
 from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
+from ._summary import (
+    MIN_RUNGS_FOR_FIT,
+    LadderSummary,
+    best_steps_per_batch_size,
+    summarize_ladder,
+)
 
 __all__ = [
     "BatchSizeAnswer",
@@ -28,6 +37,10 @@ __all__ = [
     "batch_size_answer",
     "lr_at",
     "AnalysisError",
+    "LadderSummary",
+    "MIN_RUNGS_FOR_FIT",
+    "best_steps_per_batch_size",
+    "summarize_ladder",
     "FitComparison",
     "LRTrend",
     "LR_RULES",

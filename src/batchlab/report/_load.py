@@ -336,7 +336,9 @@ def _parse_trial(f: _Fields, raw: Any, at: str) -> Trial:
     return Trial(
         number=f.get(raw, "number", f"{at}.number", "int"),
         status=status,
-        steps_to_target=f.get(raw, "steps_to_target", f"{at}.steps_to_target", "int", optional=True),
+        steps_to_target=f.get(
+            raw, "steps_to_target", f"{at}.steps_to_target", "int", optional=True
+        ),
         params=f.numbers(raw.get("params") or {}, f"{at}.params"),
         hparams=f.numbers(raw.get("hparams") or {}, f"{at}.hparams"),
         reason=None if reason is None else str(reason),

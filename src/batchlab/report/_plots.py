@@ -182,22 +182,51 @@ def scaling_figure(study: StudyData, summary: StudySummary) -> str:
         ax.plot(b, s * scale, "o", color="#1f77b4", ms=7, zorder=5, label="measured (best trial)")
         if done_b:
             y = np.array(done_s) * (np.array(done_b) if examples else 1.0)
-            ax.plot(done_b, y, "^", mfc="none", color="#d62728", ms=8, zorder=5,
-                    label="not reached within budget")
+            ax.plot(
+                done_b,
+                y,
+                "^",
+                mfc="none",
+                color="#d62728",
+                ms=8,
+                zorder=5,
+                label="not reached within budget",
+            )
         if open_b:
             y = np.array(open_s) * (np.array(open_b) if examples else 1.0)
-            ax.plot(open_b, y, "s", mfc="none", color="#7f7f7f", ms=7, zorder=5,
-                    label="in progress (budget)")
+            ax.plot(
+                open_b,
+                y,
+                "s",
+                mfc="none",
+                color="#7f7f7f",
+                ms=7,
+                zorder=5,
+                label="in progress (budget)",
+            )
         if fit is not None:
             model = [fit.predict_examples(x) if examples else fit.predict_steps(x) for x in grid]
-            label = "fit E(B) = E_min (1 + B/B_crit)" if examples else "fit S(B) = S_min (1 + B_crit/B)"
+            label = (
+                "fit E(B) = E_min (1 + B/B_crit)" if examples else "fit S(B) = S_min (1 + B_crit/B)"
+            )
             ax.plot(grid, model, "-", color="#1f77b4", lw=1.8, zorder=4, label=label)
             asymptote = fit.e_min if examples else fit.s_min
-            ax.axhline(asymptote, color="#555555", ls=":", lw=1.2,
-                       label=f"{'E_min' if examples else 'S_min'} = {asymptote:,.0f}")
+            ax.axhline(
+                asymptote,
+                color="#555555",
+                ls=":",
+                lw=1.2,
+                label=f"{'E_min' if examples else 'S_min'} = {asymptote:,.0f}",
+            )
         if len(b) and not examples:
-            ax.plot(grid, s[0] * b[0] / grid, "--", color="#7f7f7f", lw=1.2,
-                    label="perfect scaling (slope −1)")
+            ax.plot(
+                grid,
+                s[0] * b[0] / grid,
+                "--",
+                color="#7f7f7f",
+                lw=1.2,
+                label="perfect scaling (slope −1)",
+            )
         ax.set_yscale("log")
         _batch_axis(ax, sizes)
         ax.set_xlim(*limits)
@@ -210,8 +239,9 @@ def scaling_figure(study: StudyData, summary: StudySummary) -> str:
     return figure_uri(fig)
 
 
-def _fit_limits(ax_s: Axes, ax_e: Axes, s: np.ndarray, b: np.ndarray,
-                extra_s: list[float], extra_b: list[int]) -> None:
+def _fit_limits(
+    ax_s: Axes, ax_e: Axes, s: np.ndarray, b: np.ndarray, extra_s: list[float], extra_b: list[int]
+) -> None:
     """Keep the measured points in view when a model line runs far off."""
     steps = list(s) + list(extra_s)
     examples = list(s * b) + [x * y for x, y in zip(extra_s, extra_b, strict=True)]
@@ -322,10 +352,22 @@ def hyperparameter_figure(study: StudyData, summary: StudySummary) -> str | None
             ax.plot(xs, ys, "o-", color="#1f77b4", ms=6, lw=1.2, label="tuned (best trial)")
             if name in ("lr", "effective_lr"):
                 b0, v0 = xs[0], ys[0]
-                ax.plot(grid, v0 * grid / b0, "--", color="#d62728", lw=1.1,
-                        label=f"linear rule from B={b0}")
-                ax.plot(grid, v0 * np.sqrt(grid / b0), ":", color="#2ca02c", lw=1.5,
-                        label=f"square-root rule from B={b0}")
+                ax.plot(
+                    grid,
+                    v0 * grid / b0,
+                    "--",
+                    color="#d62728",
+                    lw=1.1,
+                    label=f"linear rule from B={b0}",
+                )
+                ax.plot(
+                    grid,
+                    v0 * np.sqrt(grid / b0),
+                    ":",
+                    color="#2ca02c",
+                    lw=1.5,
+                    label=f"square-root rule from B={b0}",
+                )
                 ys_all = list(ys) + ([rng.low, rng.high] if rng else [])
                 ax.set_ylim(min(ys_all) / 3, max(ys_all) * 3)
         log_scale = name in ("lr", "effective_lr") or (rng is not None and rng.scale == "log")
@@ -386,13 +428,29 @@ def trials_figure(rung: Rung, space: dict[str, SearchRange]) -> str | None:
                 xs.append(trial.params[name])
                 ys.append(trial.steps_to_target if trial.steps_to_target is not None else top)
             if xs:
-                ax.scatter(xs, ys, marker=style["marker"], c=style["color"], s=30,
-                           label=style["label"], zorder=3, linewidths=1.2)
+                ax.scatter(
+                    xs,
+                    ys,
+                    marker=style["marker"],
+                    c=style["color"],
+                    s=30,
+                    label=style["label"],
+                    zorder=3,
+                    linewidths=1.2,
+                )
         best = rung.best
         if best is not None and name in best.params:
-            ax.scatter([best.params[name]], [best.steps_to_target], marker="*", s=220,
-                       c="#ffbf00", edgecolors="black", linewidths=0.8, zorder=4,
-                       label="best trial")
+            ax.scatter(
+                [best.params[name]],
+                [best.steps_to_target],
+                marker="*",
+                s=220,
+                c="#ffbf00",
+                edgecolors="black",
+                linewidths=0.8,
+                zorder=4,
+                label="best trial",
+            )
         ax.axhline(budget, color="#7f7f7f", lw=0.8, ls="--")
         ax.set_yscale("log")
         if rng is None or rng.scale == "log":
@@ -436,13 +494,26 @@ def _mark_range(ax: Axes, rng: SearchRange, *, vertical: bool) -> None:
 def _pair_panel(ax: Axes, rung: Rung, names: list[str], space: dict[str, SearchRange]) -> None:
     """The two searched parameters against each other, coloured by steps-to-target."""
     x_name, y_name = names
-    ok = [t for t in rung.trials if t.steps_to_target is not None and x_name in t.params
-          and y_name in t.params]
-    bad = [t for t in rung.trials if t.steps_to_target is None and x_name in t.params
-           and y_name in t.params]
+    ok = [
+        t
+        for t in rung.trials
+        if t.steps_to_target is not None and x_name in t.params and y_name in t.params
+    ]
+    bad = [
+        t
+        for t in rung.trials
+        if t.steps_to_target is None and x_name in t.params and y_name in t.params
+    ]
     if bad:
-        ax.scatter([t.params[x_name] for t in bad], [t.params[y_name] for t in bad],
-                   marker="x", c="#7f7f7f", s=25, label="did not reach", zorder=2)
+        ax.scatter(
+            [t.params[x_name] for t in bad],
+            [t.params[y_name] for t in bad],
+            marker="x",
+            c="#7f7f7f",
+            s=25,
+            label="did not reach",
+            zorder=2,
+        )
     if ok:
         points = ax.scatter(
             [t.params[x_name] for t in ok],
@@ -458,10 +529,20 @@ def _pair_panel(ax: Axes, rung: Rung, names: list[str], space: dict[str, SearchR
         colorbar.set_label("log₁₀ steps to target", fontsize=8)
     best = rung.best
     if best is not None and x_name in best.params and y_name in best.params:
-        ax.scatter([best.params[x_name]], [best.params[y_name]], marker="*", s=220,
-                   c="#ffbf00", edgecolors="black", linewidths=0.8, zorder=4)
-    for name, set_scale, vertical in ((x_name, ax.set_xscale, True),
-                                      (y_name, ax.set_yscale, False)):
+        ax.scatter(
+            [best.params[x_name]],
+            [best.params[y_name]],
+            marker="*",
+            s=220,
+            c="#ffbf00",
+            edgecolors="black",
+            linewidths=0.8,
+            zorder=4,
+        )
+    for name, set_scale, vertical in (
+        (x_name, ax.set_xscale, True),
+        (y_name, ax.set_yscale, False),
+    ):
         rng = space.get(name)
         if rng is not None:
             _mark_range(ax, rng, vertical=vertical)
@@ -492,16 +573,34 @@ def noise_figure(study: StudyData, summary: StudySummary) -> str | None:
     band = shown & np.isfinite(high) & (high > 0)
     if band.any():
         floor = values[shown].min() / 1e3
-        ax.fill_between(steps, np.where(band, np.maximum(low, floor), np.nan),
-                        np.where(band, high, np.nan),
-                        color="#1f77b4", alpha=0.2, lw=0, label="95% interval")
-    ax.plot(steps, np.where(shown, values, np.nan), "-", color="#1f77b4", lw=1.6,
-            marker="." if len(steps) < 60 else None, label="B_simple (noise scale)")
+        ax.fill_between(
+            steps,
+            np.where(band, np.maximum(low, floor), np.nan),
+            np.where(band, high, np.nan),
+            color="#1f77b4",
+            alpha=0.2,
+            lw=0,
+            label="95% interval",
+        )
+    ax.plot(
+        steps,
+        np.where(shown, values, np.nan),
+        "-",
+        color="#1f77b4",
+        lw=1.6,
+        marker="." if len(steps) < 60 else None,
+        label="B_simple (noise scale)",
+    )
     fit = summary.fit
     anchors = [float(v) for v in np.percentile(values[shown], [5, 95])] if shown.any() else []
     if fit is not None:
-        ax.axhline(fit.b_crit, color="#d62728", ls="--", lw=1.3,
-                   label=f"B_crit from the study = {fit.b_crit:,.4g}")
+        ax.axhline(
+            fit.b_crit,
+            color="#d62728",
+            ls="--",
+            lw=1.3,
+            label=f"B_crit from the study = {fit.b_crit:,.4g}",
+        )
         ci = _interval(fit.b_crit_ci)
         if ci is not None:
             ax.axhspan(ci[0], ci[1], color="#d62728", alpha=0.08, lw=0)

@@ -34,7 +34,7 @@ class ComparisonRow:
     reference: str
     b_crit: float | None
     s_min: float | None
-    ideal_batch_size: int | None
+    largest_efficient: int | float | None
     b_crit_ratio: float | None = None
     b_crit_ratio_ci: Any = None
     s_min_ratio: float | None = None
@@ -174,7 +174,7 @@ def write_report(
 ) -> Path:
     """Write a self-contained HTML report of one or more scaling studies.
 
-    The page holds the headline (ideal batch size, B_crit and S_min with intervals,
+    The page holds the headline (B_crit, S_min and E_min with intervals, the answer,
     regime boundaries, noise-scale prediction vs measurement), steps- and
     examples-to-target vs batch size with the fit and regimes, tuned hyperparameters
     vs the linear and square-root rules, every trial of every rung against the search
@@ -226,6 +226,7 @@ def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.St
         trend_text=_view.trend_text(summary),
         notes=list(summary.notes),
         analysis_note=summary.analysis_note,
+        answer_text=summary.answer.headline if summary.answer else "",
         edge_messages=[e.message for e in summary.edges],
         rungs=_view.rung_views(study, summary, rung_figures),
         best_names=_view.best_hparam_names(study),
@@ -251,7 +252,7 @@ def _comparison(
     for study, summary, result in zip(
         studies, summaries, compare_to_reference(summaries), strict=True
     ):
-        fit, regimes = summary.fit, summary.regimes
+        fit = summary.fit
         note = ""
         if fit is None:
             note = summary.analysis_note or "no fit"
@@ -265,7 +266,7 @@ def _comparison(
                 reference=reference,
                 b_crit=fit.b_crit if fit else None,
                 s_min=fit.s_min if fit else None,
-                ideal_batch_size=regimes.ideal_batch_size if regimes else None,
+                largest_efficient=summary.answer.largest_efficient if summary.answer else None,
                 b_crit_ratio=result.b_crit_ratio if result else None,
                 b_crit_ratio_ci=result.b_crit_ratio_ci if result else None,
                 s_min_ratio=result.s_min_ratio if result else None,

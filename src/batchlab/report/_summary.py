@@ -11,15 +11,21 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .. import analysis
-from ..analysis import FitComparison, LRTrend, PredictionComparison, ScalingFit, ScalingRegimes
+from ..analysis import (
+    BatchSizeAnswer,
+    FitComparison,
+    LRTrend,
+    PredictionComparison,
+    ScalingFit,
+    ScalingRegimes,
+    compare_fits,
+    compare_prediction,
+    summarize_ladder,
+)
 from ._edges import EdgeWarning, edge_warnings
 from ._load import STATUSES, StudyData
 
 logger = logging.getLogger(__name__)
-
-#: The fit of S(B) = S_min (1 + B_crit / B) needs at least this many reached rungs.
-MIN_RUNGS_FOR_FIT = 3
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class StudySummary:
         notes: other caveats (study in progress, rungs that never reached the target).
         status_counts: trials per outcome over all rungs.
         edges: best trials on the edge of the search space.
+        answer: what to train with (B_crit, cost per rung, the two 20% rules), or
+            ``None`` for a summary made without a ladder.
     """
 
     fit: ScalingFit | None = None
@@ -45,6 +53,7 @@ class StudySummary:
     notes: tuple[str, ...] = ()
     status_counts: dict[str, int] = field(default_factory=dict)
     edges: tuple[EdgeWarning, ...] = ()
+    answer: BatchSizeAnswer | None = None
 
 
 def status_counts(study: StudyData) -> dict[str, int]:
@@ -56,17 +65,15 @@ def status_counts(study: StudyData) -> dict[str, int]:
     return ordered
 
 
-def best_lrs(study: StudyData) -> tuple[list[int], list[float]]:
-    """(batch sizes, tuned learning rates) of the rungs that reached the target."""
-    sizes, lrs = [], []
-    for rung in study.reached:
+def rung_lrs(study: StudyData) -> list[float | None]:
+    """The tuned learning rate of each rung (``None`` where it has none)."""
+    lrs: list[float | None] = []
+    for rung in study.rungs:
         lr = (rung.best_hparams or {}).get("lr")
         if lr is None and rung.best is not None:
             lr = rung.best.hparams.get("lr", rung.best.params.get("lr"))
-        if lr is not None and lr > 0:
-            sizes.append(rung.batch_size)
-            lrs.append(lr)
-    return sizes, lrs
+        lrs.append(lr if rung.steps_to_target is not None and lr is not None and lr > 0 else None)
+    return lrs
 
 
 def _opt_in_notes(study: StudyData) -> list[str]:
@@ -114,34 +121,18 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
         sizes = ", ".join(str(r.batch_size) for r in missed)
         notes.append(f"No trial reached the target at batch size {sizes}.")
 
-    fit = regimes = trend = prediction = None
-    note = None
-    reached = study.reached
-    if len(reached) < MIN_RUNGS_FOR_FIT:
-        note = (
-            f"Analysis impossible: {len(reached)} rung(s) reached the target; the fit of "
-            f"S(B) = S_min (1 + B_crit / B) needs at least {MIN_RUNGS_FOR_FIT}."
-        )
-    else:
-        batch_sizes = [r.batch_size for r in study.rungs]
-        steps = [r.steps_to_target for r in study.rungs]
-        try:
-            fit = analysis.fit_scaling(batch_sizes, steps)
-            regimes = analysis.scaling_regimes(batch_sizes, steps, tol=tol, fit=fit)
-        except ValueError as error:
-            fit = regimes = None
-            note = f"Analysis impossible: {error}"
-        if regimes is not None:
-            sizes, lrs = best_lrs(study)
-            if len(sizes) >= 2:
-                try:
-                    trend = analysis.lr_trend(sizes, lrs, regimes=regimes)
-                except ValueError as error:
-                    logger.warning("%s: LR trend skipped: %s", study.name, error)
+    ladder = summarize_ladder(
+        [r.batch_size for r in study.rungs],
+        [r.steps_to_target for r in study.rungs],
+        rung_lrs(study),
+        tol=tol,
+    )
+    fit, regimes, trend, note = ladder.fit, ladder.regimes, ladder.lr_trend, ladder.note
+    prediction = None
     if fit is not None and study.noise_scale is not None:
         b_simple, ci = study.noise_scale.final
         try:
-            prediction = analysis.compare_prediction(fit, b_simple, ci)
+            prediction = compare_prediction(fit, b_simple, ci)
         except ValueError as error:
             logger.warning("%s: noise-scale comparison skipped: %s", study.name, error)
     return StudySummary(
@@ -153,6 +144,7 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
         notes=tuple(notes),
         status_counts=status_counts(study),
         edges=tuple(edge_warnings(study.rungs, study.search_space)),
+        answer=ladder.answer,
     )
 
 
@@ -172,7 +164,7 @@ def compare_to_reference(
             results.append(None)
             continue
         try:
-            results.append(analysis.compare_fits(reference, summary.fit))
+            results.append(compare_fits(reference, summary.fit))
         except ValueError as error:
             logger.warning("comparison skipped: %s", error)
             results.append(None)

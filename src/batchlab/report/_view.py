@@ -76,6 +76,7 @@ class StudyView:
     trend_text: list[str]
     notes: list[str]
     analysis_note: str | None
+    answer_text: str
     edge_messages: list[str]
     rungs: list[RungView]
     best_names: list[str]
@@ -112,14 +113,9 @@ def _regime_of(batch_size: int, summary: StudySummary) -> str:
 
 
 def headline_facts(study: StudyData, summary: StudySummary) -> list[Fact]:
-    """The headline numbers: ideal batch size, B_crit, S_min, E_min (with intervals)."""
-    fit, regimes = summary.fit, summary.regimes
+    """The headline numbers: B_crit, S_min, E_min (with intervals) and the two 20% rules."""
+    fit, answer = summary.fit, summary.answer
     facts = [
-        Fact(
-            "Ideal batch size",
-            regimes.ideal_batch_size if regimes else None,
-            hint="largest rung inside perfect scaling",
-        ),
         Fact(
             "Critical batch size B_crit",
             fit.b_crit if fit else None,
@@ -141,6 +137,20 @@ def headline_facts(study: StudyData, summary: StudySummary) -> list[Fact]:
             "examples to target as B → 0",
         ),
     ]
+    if answer is not None:
+        percent = f"{answer.overhead:.0%}"
+        facts += [
+            Fact(
+                "Largest data-efficient batch",
+                answer.largest_efficient,
+                hint=f"largest rung within {percent} of the fewest examples to target",
+            ),
+            Fact(
+                "Smallest fast batch",
+                answer.smallest_fast,
+                hint=f"smallest rung within {percent} of the fewest steps to target",
+            ),
+        ]
     if study.noise_scale is not None:
         b_simple, ci = study.noise_scale.final
         where = study.noise_scale.batch_size
@@ -304,9 +314,11 @@ def environment_rows(study: StudyData) -> list[tuple[str, str]]:
 def workload_rows(study: StudyData) -> list[tuple[str, str]]:
     """The workload's parameters as (name, JSON value) pairs."""
     params = study.workload.get("params") or {}
-    rows = [(str(k), json.dumps(v)) for k, v in sorted(params.items())] if isinstance(
-        params, dict
-    ) else [("params", json.dumps(params))]
+    rows = (
+        [(str(k), json.dumps(v)) for k, v in sorted(params.items())]
+        if isinstance(params, dict)
+        else [("params", json.dumps(params))]
+    )
     train_size = study.workload.get("train_size")
     if train_size is not None:
         rows.append(("train_size", str(train_size)))

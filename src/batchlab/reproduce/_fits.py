@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..analysis import ScalingFit, fit_scaling, scaling_regimes
+from ..analysis import ScalingFit, summarize_ladder
 from ._curves import Curve
 
 logger = logging.getLogger(__name__)
@@ -21,9 +21,6 @@ Verdict = Literal["held", "did not hold", "inconclusive"]
 HELD: Verdict = "held"
 NOT_HELD: Verdict = "did not hold"
 INCONCLUSIVE: Verdict = "inconclusive"
-
-#: The fit of S(B) needs at least this many rungs that reached the target.
-MIN_RUNGS_FOR_FIT = 3
 
 #: Bootstrap seed of every fit, so a document regenerated from the same results is identical.
 FIT_SEED = 0
@@ -113,13 +110,11 @@ class FitSummary:
 
 def summarize_fit(curve: Curve, tol: float = 0.25) -> FitSummary | None:
     """Fit ``curve`` (``None`` with fewer than three reached rungs or a failed fit)."""
-    if len(curve.reached) < MIN_RUNGS_FOR_FIT:
-        return None
-    try:
-        fit = fit_scaling(curve.batch_sizes, curve.steps, seed=FIT_SEED)
-        regimes = scaling_regimes(curve.batch_sizes, curve.steps, tol=tol, fit=fit)
-    except ValueError as error:
-        logger.warning("%s: no fit: %s", curve.name, error)
+    ladder = summarize_ladder(curve.batch_sizes, curve.steps, tol=tol, seed=FIT_SEED)
+    fit, regimes = ladder.fit, ladder.regimes
+    if fit is None or regimes is None:
+        if ladder.error is not None:
+            logger.warning("%s: no fit: %s", curve.name, ladder.error)
         return None
     return FitSummary(
         study=curve.name,

@@ -202,6 +202,24 @@ def slot_counts(study: optuna.Study) -> dict[int, int]:
 
 
 def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
+    """A rung's result, read from its Optuna study: every final trial, and the best.
+
+    A trial is final once completed, or failed by its own error (a trial failed because
+    its worker died is re-run, not counted). Each planned slot counts once; a slot
+    finished twice is logged as an error and its later trial ignored. The rung's
+    steps-to-target is :func:`batchlab.analysis.best_steps_per_batch_size` over its
+    trials; of several trials with those steps, the lowest slot is the best.
+
+    Args:
+        rung: the planned rung (batch size, budget, evaluation interval).
+        study: its Optuna study.
+
+    Returns:
+        The :class:`RungResult`, with trials ordered by slot.
+    """
+    # analysis pulls in SciPy's fits, which worker processes never need: import on use.
+    from ..analysis import best_steps_per_batch_size
+
     trials = study.get_trials(deepcopy=False)
     final = sorted((t for t in trials if _is_final(t)), key=lambda t: t.number)
     by_slot: dict[int, FrozenTrial] = {}
@@ -220,8 +238,14 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
     records = [
         _record(t) for t in sorted(by_slot.values(), key=lambda t: t.user_attrs.get("slot", -1))
     ]
-    reached = [r for r in records if r.steps_to_target is not None]
-    best = min(reached, key=lambda r: (r.steps_to_target, r.slot)) if reached else None
+    steps = best_steps_per_batch_size(
+        {"batch_size": rung.batch_size, "steps_to_target": r.steps_to_target} for r in records
+    ).get(rung.batch_size)
+    best = (
+        min((r for r in records if r.steps_to_target == steps), key=lambda r: r.slot)
+        if steps is not None
+        else None
+    )
     return RungResult(
         batch_size=rung.batch_size,
         budget_steps=rung.budget_steps,
@@ -258,37 +282,15 @@ def environment() -> dict[str, Any]:
 
 
 def analyse(rungs: list[RungResult]) -> dict[str, Any] | None:
-    """Fit, regimes and LR trend from the rungs that reached the target (needs >= 3)."""
-    reached = [r for r in rungs if r.steps_to_target is not None]
-    if len(reached) < 3:
-        return None
-    from ..analysis import batch_size_answer, fit_scaling, lr_trend, scaling_regimes
+    """The ``analysis`` block: :func:`batchlab.analysis.summarize_ladder` of the rungs."""
+    from ..analysis import summarize_ladder
 
-    batch_sizes = [r.batch_size for r in rungs]
-    steps = [r.steps_to_target for r in rungs]
-    try:
-        fit = fit_scaling(batch_sizes, steps)
-        regimes = scaling_regimes(batch_sizes, steps, fit=fit)
-        answer = batch_size_answer(
-            batch_sizes, steps, fit, lrs=[(r.best_hparams or {}).get("lr") for r in rungs]
-        )
-        analysis: dict[str, Any] = {
-            "fit": fit.to_dict(),
-            "regimes": regimes.to_dict(),
-            "answer": answer.to_dict(),
-        }
-        lrs = [
-            (r.batch_size, r.best_hparams["lr"])
-            for r in reached
-            if r.best_hparams and "lr" in r.best_hparams
-        ]
-        if len(lrs) >= 2:
-            trend = lr_trend([b for b, _ in lrs], [lr for _, lr in lrs], regimes=regimes)
-            analysis["lr_trend"] = trend.to_dict()
-        return analysis
-    except ValueError as error:
-        logger.warning("analysis skipped: %s", error)
-        return {"error": str(error)}
+    summary = summarize_ladder(
+        [r.batch_size for r in rungs],
+        [r.steps_to_target for r in rungs],
+        [(r.best_hparams or {}).get("lr") for r in rungs],
+    )
+    return summary.to_dict()
 
 
 def now_iso() -> str:
