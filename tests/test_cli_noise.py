@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from batchlab.cli import app
-from batchlab.report._load import parse_noise_scale
+from batchlab.results import parse_noise_scale
 
 runner = CliRunner()
 ENV = {"COLUMNS": "300"}
@@ -96,7 +96,7 @@ def test_help_shows_an_example():
         ),
         (
             ["--workload", "linreg", "--micro-batch-size", "0"],
-            "--micro-batch-size must be positive",
+            "--micro-batch-size must be a positive integer",
         ),
         (["--workload", "linreg", "--batch-size", "0"], "--batch-size must be positive"),
         (["--workload", "linreg", "--steps", "0"], "--steps must be positive"),

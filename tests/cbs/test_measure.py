@@ -130,7 +130,10 @@ def test_lr_rule_and_multipliers_set_the_branch_lrs():
         ({"repeats": 0}, "repeats must be a positive integer"),
         ({"metric": "accuracy"}, "metric 'accuracy' is not reported"),
         ({"optimizer_state": "keep"}, "optimizer_state must be one of"),
-        ({"noise_batch_size": 16, "noise_micro_batch_size": 16}, "must divide"),
+        (
+            {"noise_batch_size": 16, "noise_micro_batch_size": 16},
+            "noise_micro_batch_size=16 leaves 1 micro-batch",
+        ),
         ({"checkpoints": []}, "at least one"),
         ({"improvement_fraction": 0.1, "improvement_delta": 0.1}, "exactly one"),
     ],

@@ -212,3 +212,35 @@ def test_bad_statistics_arguments_raise_value_error():
         NoiseScaleStatistics(confidence=95)
     with pytest.raises(ValueError, match="same length, got 3 and 2"):
         noise_scale_from_norms([1, 2, 3], [1, 2], 4, 16)
+
+
+@pytest.mark.parametrize("shape", [(), (3,)])
+def test_statistics_state_dict_round_trips_exactly_and_is_json_safe(shape):
+    import json
+
+    rng = np.random.default_rng(0)
+    g = rng.uniform(1.0, 2.0, size=(20, *shape))
+    t = rng.uniform(50.0, 80.0, size=(20, *shape))
+    whole = NoiseScaleStatistics(ema_decay=0.9, shape=shape)
+    whole.update_many(g, t)
+    first = NoiseScaleStatistics(ema_decay=0.9, shape=shape)
+    first.update_many(g[:12], t[:12])
+    resumed = NoiseScaleStatistics(shape=shape)  # ema_decay comes from the state
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    resumed.update_many(g[12:], t[12:])
+    assert resumed.ema_decay == 0.9 and resumed.n == whole.n
+    np.testing.assert_allclose(resumed.b_simple, whole.b_simple, rtol=1e-12)
+    for index in np.ndindex(shape):
+        np.testing.assert_allclose(
+            resumed.estimate(index).b_simple_ci, whole.estimate(index).b_simple_ci, rtol=1e-12
+        )
+
+
+def test_statistics_state_dict_errors_name_what_is_wrong():
+    state = NoiseScaleStatistics().state_dict()
+    with pytest.raises(ValueError, match="shape"):
+        NoiseScaleStatistics(shape=(2,)).load_state_dict(state)
+    with pytest.raises(ValueError, match="version"):
+        NoiseScaleStatistics().load_state_dict({**state, "version": 99})
+    with pytest.raises(ValueError, match="missing m_tg"):
+        NoiseScaleStatistics().load_state_dict({k: v for k, v in state.items() if k != "m_tg"})

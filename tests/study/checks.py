@@ -7,8 +7,7 @@ def final_trials_per_slot(storage_url: str) -> dict[str, dict[int, int]]:
     """Per rung study: how many final (completed or errored) trials each slot has."""
     import optuna
 
-    from batchlab.study import open_storage
-    from batchlab.study._results import slot_counts
+    from batchlab.study import open_storage, slot_counts
 
     storage = open_storage(storage_url)
     return {

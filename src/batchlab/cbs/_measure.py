@@ -33,7 +33,7 @@ import torch
 from .._checks import check_positive_int
 from .._seeding import make_generator, seed_for
 from ..analysis import AnalysisError, PredictionComparison, compare_prediction, fit_scaling
-from ..noise import NoiseScaleResult, measure_noise_scale
+from ..noise import NoiseScaleResult, measure_noise_scale, resolve_micro_batch_size
 from ..optim import SCALING_RULES, scale_lr
 from ..training import split_optimizer
 from ..workloads import ExactNoiseScale, Workload, check_batch_size
@@ -231,16 +231,12 @@ def measure_critical_batch(
         noise_batch_size = sizes[-1]
     if noise_batch_size:
         check_batch_size(noise_batch_size, workload.train_size, name="noise_batch_size")
-        if noise_micro_batch_size is None:
-            noise_micro_batch_size = max(1, noise_batch_size // 4)
-        if (
-            noise_batch_size % noise_micro_batch_size
-            or noise_batch_size < 2 * noise_micro_batch_size
-        ):
-            raise ValueError(
-                f"noise_micro_batch_size={noise_micro_batch_size} must divide "
-                f"noise_batch_size={noise_batch_size} at least twice"
-            )
+        noise_micro_batch_size = resolve_micro_batch_size(
+            noise_batch_size,
+            noise_micro_batch_size,
+            batch_name="noise_batch_size",
+            micro_name="noise_micro_batch_size",
+        )
 
     given = [c for c in checkpoints if isinstance(c, Checkpoint)]
     if given and len(given) != len(checkpoints):

@@ -14,41 +14,15 @@ from rich.table import Table
 from .._io import atomic_write_json
 from .._seeding import make_generator
 from ..noise import (
-    DEFAULT_MICRO_BATCHES,
     NoiseScaleResult,
     NoiseScaleTracker,
     measure_noise_scale,
+    resolve_micro_batch_size,
     split_batch,
 )
 from ..optim import check_optimizer_name, optimizer_for
 from ..workloads import Workload, check_batch_size, get_workload
 from ._common import cli_errors, console, parse_params
-
-
-def _micro_batch_size(batch_size: int, micro_batch_size: int | None) -> int:
-    """The micro-batch size, or an error naming both options' values."""
-    if micro_batch_size is None:
-        if batch_size % DEFAULT_MICRO_BATCHES:
-            raise ValueError(
-                f"--batch-size {batch_size} does not split into {DEFAULT_MICRO_BATCHES} equal "
-                f"micro-batches; pass --micro-batch-size (a divisor of {batch_size}, "
-                f"at most {batch_size // 2})"
-            )
-        return batch_size // DEFAULT_MICRO_BATCHES
-    if micro_batch_size <= 0:
-        raise ValueError(f"--micro-batch-size must be positive, got {micro_batch_size}")
-    if batch_size % micro_batch_size:
-        raise ValueError(
-            f"--micro-batch-size {micro_batch_size} does not divide --batch-size {batch_size}; "
-            f"use a divisor of {batch_size}"
-        )
-    if batch_size // micro_batch_size < 2:
-        raise ValueError(
-            f"--micro-batch-size {micro_batch_size} leaves {batch_size // micro_batch_size} "
-            f"micro-batch per batch of {batch_size}; the noise scale needs at least two "
-            f"(use --micro-batch-size {batch_size // 2} or less)"
-        )
-    return micro_batch_size
 
 
 def _number(value: float | None) -> str:
@@ -174,7 +148,9 @@ def noise_scale_command(
     with cli_errors():
         work = get_workload(workload, parse_params(param))
         check_batch_size(batch_size, work.train_size, name="--batch-size")
-        micro = _micro_batch_size(batch_size, micro_batch_size)
+        micro = resolve_micro_batch_size(
+            batch_size, micro_batch_size, batch_name="--batch-size", micro_name="--micro-batch-size"
+        )
         if steps <= 0:
             raise ValueError(f"--steps must be positive, got {steps}")
         if not train:

@@ -24,7 +24,13 @@ from ._estimators import (
     trace_cov_estimate,
 )
 from ._measure import measure_noise_scale
-from ._plumbing import DEFAULT_MICRO_BATCHES, ShardedModelError, check_not_sharded, split_batch
+from ._plumbing import (
+    DEFAULT_MICRO_BATCHES,
+    ShardedModelError,
+    check_not_sharded,
+    resolve_micro_batch_size,
+    split_batch,
+)
 from ._results import NoiseScaleEstimate, NoiseScaleRecord, NoiseScaleResult
 from ._tracker import NoiseScaleTracker
 
@@ -58,6 +64,7 @@ __all__ = [
     "measure_noise_scale",
     "noise_scale_from_norms",
     "register_noise_scale_hook",
+    "resolve_micro_batch_size",
     "split_batch",
     "trace_cov_estimate",
 ]

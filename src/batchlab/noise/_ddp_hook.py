@@ -143,7 +143,6 @@ class NoiseScaleHook(RunningNoiseScale):
         self._iteration: _Iteration | None = None
         self._done: list[_Iteration] = []
         self._pending: list[tuple[int, _Iteration]] = []
-        self._steps = 0
         self._forward_examples = 0
         self._active = True
         model.register_comm_hook(process_group, self._hook)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -202,6 +202,21 @@ def fieller_interval(
     return (hi, math.inf) if estimate >= hi else (-math.inf, lo)
 
 
+#: Version of :meth:`NoiseScaleStatistics.state_dict`'s layout.
+STATE_VERSION = 1
+_MOMENT_KEYS = ("mean_g", "mean_t", "m_gg", "m_tt", "m_tg")
+_STATE_KEYS = (
+    "version",
+    "ema_decay",
+    "confidence",
+    "shape",
+    "n",
+    "weight",
+    "weight_sq",
+    *_MOMENT_KEYS,
+)
+
+
 class NoiseScaleStatistics:
     """Running averages of per-step |G|² and tr(Σ) estimates; B_simple taken last.
 
@@ -376,6 +391,52 @@ class NoiseScaleStatistics:
             copy(self._m_gg),
             copy(self._m_tt),
             copy(self._m_tg),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume these statistics, e.g. from a training checkpoint.
+
+        Plain numbers and lists (``torch.save``- and JSON-able), like k-diffusion's
+        ``GradientNoiseScale.state_dict``; :meth:`load_state_dict` restores it exactly.
+        """
+        as_plain = (lambda v: float(v)) if not self.shape else (lambda v: np.asarray(v).tolist())
+        n, weight, weight_sq, *moments = self.state()
+        return {
+            "version": STATE_VERSION,
+            "ema_decay": self.ema_decay,
+            "confidence": self.confidence,
+            "shape": list(self.shape),
+            "n": int(n),
+            "weight": float(weight),
+            "weight_sq": float(weight_sq),
+            **{key: as_plain(value) for key, value in zip(_MOMENT_KEYS, moments, strict=True)},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (its ``ema_decay`` and ``confidence`` too).
+
+        Raises:
+            ValueError: a missing key, another version, or another ``shape``.
+        """
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"noise-scale state is missing {', '.join(missing)}")
+        if state["version"] != STATE_VERSION:
+            raise ValueError(
+                f"noise-scale state version {state['version']!r} is not {STATE_VERSION}"
+            )
+        if tuple(state["shape"]) != self.shape:
+            raise ValueError(
+                f"noise-scale state has shape {tuple(state['shape'])}, these statistics "
+                f"{self.shape}"
+            )
+        restored = NoiseScaleStatistics(state["ema_decay"], state["confidence"], self.shape)
+        self.ema_decay, self.confidence = restored.ema_decay, restored.confidence
+        as_value = float if not self.shape else (lambda v: np.asarray(v, dtype=np.float64))
+        self.n = int(state["n"])
+        self._weight, self._weight_sq = float(state["weight"]), float(state["weight_sq"])
+        self._mean_g, self._mean_t, self._m_gg, self._m_tt, self._m_tg = (
+            as_value(state[key]) for key in _MOMENT_KEYS
         )
 
     def estimate(self, index: int | tuple[int, ...] = ()) -> NoiseScaleEstimate:

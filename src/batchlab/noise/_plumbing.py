@@ -52,36 +52,68 @@ def batch_size_of(batch: Any, *, where: str = "batch") -> int:
 
 
 def resolve_micro_batch_size(
-    batch_size: int, micro_batch_size: int | None, *, where: str = "batch"
+    batch_size: int,
+    micro_batch_size: int | None,
+    *,
+    where: str = "batch",
+    batch_name: str | None = None,
+    micro_name: str = "micro_batch_size",
 ) -> int:
     """The micro-batch size for a batch of ``batch_size``; errors name both sizes.
 
-    Default: :data:`DEFAULT_MICRO_BATCHES` equal micro-batches (so B_small = B/4).
+    The one check of a micro-batch size (Python arguments, CLI options, CBS options):
+    a positive integer that divides the batch into at least two micro-batches, as the
+    two-batch-size estimators need (McCandlish et al. 2018, Appendix A). Default:
+    :data:`DEFAULT_MICRO_BATCHES` equal micro-batches (so B_small = B/4).
+
+    Args:
+        batch_size: examples in the batch.
+        micro_batch_size: examples per micro-batch, or ``None`` for the default.
+        where: which batch, for messages about one of many (``"batch 3"``).
+        batch_name: the batch size's argument or option name (``"--batch-size"``) when
+            the user gave it by name; messages then quote it.
+        micro_name: the micro-batch size's argument or option name.
     """
     if micro_batch_size is None:
         if batch_size % DEFAULT_MICRO_BATCHES:
+            subject = (
+                _named(batch_name, batch_size)
+                if batch_name
+                else f"{where} has {batch_size} examples, which"
+            )
             raise ValueError(
-                f"{where} has {batch_size} examples, which does not split into "
-                f"{DEFAULT_MICRO_BATCHES} equal micro-batches; pass micro_batch_size "
-                f"(a divisor of {batch_size} that is at most {batch_size // 2})"
+                f"{subject} does not split into {DEFAULT_MICRO_BATCHES} equal micro-batches; "
+                f"pass {micro_name} (a divisor of {batch_size}, at most {batch_size // 2})"
             )
         return batch_size // DEFAULT_MICRO_BATCHES
-    check_micro_batch_size(micro_batch_size)
+    check_micro_batch_size(micro_batch_size, name=micro_name)
+    batch = (
+        _named(batch_name, batch_size) if batch_name else f"the {batch_size} examples of {where}"
+    )
     if batch_size % micro_batch_size:
         raise ValueError(
-            f"micro_batch_size={micro_batch_size} does not divide the {batch_size} examples "
-            f"of {where}; use a divisor of {batch_size}"
+            f"{_named(micro_name, micro_batch_size)} does not divide {batch}; "
+            f"use a divisor of {batch_size}"
         )
     if batch_size // micro_batch_size < 2:
+        place = (
+            f"per batch of {batch_size}" if batch_name else f"in {where} of {batch_size} examples"
+        )
         raise ValueError(
-            f"micro_batch_size={micro_batch_size} leaves {batch_size // micro_batch_size} "
-            f"micro-batch in {where} of {batch_size} examples; the noise scale needs at least "
-            f"two micro-batches per batch (micro_batch_size <= {batch_size // 2})"
+            f"{_named(micro_name, micro_batch_size)} leaves {batch_size // micro_batch_size} "
+            f"micro-batch {place}; the noise scale needs at least two micro-batches per batch "
+            f"({micro_name} {batch_size // 2} or less)"
         )
     return micro_batch_size
 
 
+def _named(name: str, value: Any) -> str:
+    """``--micro-batch-size 48`` for a CLI option, ``micro_batch_size=48`` for an argument."""
+    return f"{name} {value}" if name.startswith("--") else f"{name}={value}"
+
+
 def check_micro_batch_size(micro_batch_size: Any, *, name: str = "micro_batch_size") -> None:
+    """A positive integer (``None``, the default, is resolved by the caller)."""
     if (
         isinstance(micro_batch_size, bool)
         or not isinstance(micro_batch_size, int)

@@ -9,13 +9,19 @@ running statistics, the history, and the public results. Subclasses implement
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._estimators import NoiseScaleStatistics, grad_sq_norm_estimate, trace_cov_estimate
+from ._estimators import (
+    STATE_VERSION,
+    NoiseScaleStatistics,
+    grad_sq_norm_estimate,
+    trace_cov_estimate,
+)
 from ._measure import make_record, make_result
 from ._results import NoiseScaleRecord, NoiseScaleResult
 
@@ -50,6 +56,7 @@ class RunningNoiseScale(ABC):
         self._history: list[NoiseScaleRecord | tuple[Any, ...]] = []
         self._history_done = 0  # entries before this one are records already
         self._skipped = 0
+        self._steps = 0  # step() calls so far: the index of the next step
 
     @abstractmethod
     def _flush(self) -> None:
@@ -124,6 +131,55 @@ class RunningNoiseScale(ABC):
     def per_module(self) -> dict[str, Any]:
         """Module name -> its own running estimate (see :meth:`result`)."""
         return self.result().per_module
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running statistics, history and step count, to resume from a checkpoint.
+
+        ``torch.save`` it with the model and optimizer; a new tracker (or hook) on the
+        same model then loads it with :meth:`load_state_dict` and goes on unchanged.
+        """
+        history = self.history  # flushes pending steps into the statistics first
+        return {
+            "version": STATE_VERSION,
+            "group_names": list(self._group_names),
+            "total": self._total.state_dict(),
+            "modules": self._modules.state_dict(),
+            "history": [dataclasses.asdict(record) for record in history],
+            "skipped": self._skipped,
+            "steps": self._steps,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (of a tracker on the same modules).
+
+        Raises:
+            ValueError: a missing key, another version, or other measured modules.
+        """
+        missing = [
+            k
+            for k in ("version", "group_names", "total", "modules", "history", "skipped", "steps")
+            if k not in state
+        ]
+        if missing:
+            raise ValueError(f"noise-scale tracker state is missing {', '.join(missing)}")
+        if state["version"] != STATE_VERSION:
+            raise ValueError(
+                f"noise-scale tracker state version {state['version']!r} is not {STATE_VERSION}"
+            )
+        if tuple(state["group_names"]) != self._group_names:
+            raise ValueError(
+                "noise-scale tracker state measures other modules: "
+                f"{list(state['group_names'])} vs {list(self._group_names)}"
+            )
+        self._flush()
+        self._total.load_state_dict(state["total"])
+        self._modules.load_state_dict(state["modules"])
+        self._history = [
+            NoiseScaleRecord(**{**entry, "b_simple_ci": tuple(entry["b_simple_ci"])})
+            for entry in state["history"]
+        ]
+        self._history_done = len(self._history)
+        self._skipped, self._steps = int(state["skipped"]), int(state["steps"])
 
     def result(self) -> NoiseScaleResult:
         """Everything so far as a frozen :class:`~batchlab.noise.NoiseScaleResult`."""

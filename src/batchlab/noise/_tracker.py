@@ -125,7 +125,6 @@ class NoiseScaleTracker(RunningNoiseScale):
             (), dtype=params[0].dtype if self._fast else torch.float64, device=self._device
         )
         self._pending: list[tuple[int, Tensor, np.ndarray, float, float]] = []
-        self._steps = 0
         self._paused = False
         self._reset_step()
         self._handles: list[Any] = [

@@ -13,14 +13,18 @@ Example:
     >>> bl.report.write_report(["runs/sgd", "runs/momentum"], "compare.html")  # doctest: +SKIP
 """
 
+from ..results import ResultsError, StudyData, load_study
 from ._edges import EdgeWarning, edge_warnings
-from ._load import ReportError, StudyData, load_study
 from ._report import Report, build_report, write_report
+
+#: The report's old name for :class:`batchlab.results.ResultsError`.
+ReportError = ResultsError
 
 __all__ = [
     "EdgeWarning",
     "Report",
     "ReportError",
+    "ResultsError",
     "StudyData",
     "build_report",
     "edge_warnings",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._load import RESULTS_JSON, ReportError, _Fields
+from ..results import RESULTS_JSON, Fields, ResultsError
 from ._plots import _figure, figure_uri, label_text
 
 CBS_JSON = "cbs.json"
@@ -112,7 +112,7 @@ def load_cbs(path: str | Path) -> CbsData:
 
     Raises:
         FileNotFoundError: no such file.
-        ReportError: not valid JSON, not a cbs result, or a field is malformed.
+        ResultsError: not valid JSON, not a cbs result, or a field is malformed.
     """
     path = Path(path)
     if path.is_dir():
@@ -122,18 +122,18 @@ def load_cbs(path: str | Path) -> CbsData:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{path}: not valid JSON ({error})") from None
+        raise ResultsError(f"{path}: not valid JSON ({error})") from None
     return parse_cbs(data, str(path), path.parent)
 
 
 def parse_cbs(data: Any, where: str = "cbs", source: Path | None = None) -> CbsData:
     """Check a ``CriticalBatchResult.to_dict()`` and keep what the report shows."""
-    f = _Fields(where)
+    f = Fields(where)
     if not isinstance(data, dict) or data.get("kind") != "batchlab-cbs":
-        raise ReportError(f"{where}: not a `batchlab cbs` result (expected kind 'batchlab-cbs')")
+        raise ResultsError(f"{where}: not a `batchlab cbs` result (expected kind 'batchlab-cbs')")
     schema = data.get("schema_version", SUPPORTED_CBS_SCHEMA)
     if isinstance(schema, int) and schema > SUPPORTED_CBS_SCHEMA:
-        raise ReportError(
+        raise ResultsError(
             f"{where}: schema_version {schema} is newer than this batchlab reads "
             f"({SUPPORTED_CBS_SCHEMA}); upgrade batchlab"
         )
@@ -141,7 +141,7 @@ def parse_cbs(data: Any, where: str = "cbs", source: Path | None = None) -> CbsD
     raw_points = f.get(data, "checkpoints", "checkpoints", "list")
     points = tuple(_parse_point(f, raw, f"checkpoints[{i}]") for i, raw in enumerate(raw_points))
     if not points:
-        raise ReportError(f"{where}: field 'checkpoints' is empty")
+        raise ResultsError(f"{where}: field 'checkpoints' is empty")
     return CbsData(
         source=source,
         workload=str(f.get(workload, "name", "workload.name", "str")),
@@ -151,7 +151,7 @@ def parse_cbs(data: Any, where: str = "cbs", source: Path | None = None) -> CbsD
     )
 
 
-def _pair(f: _Fields, raw: Any, at: str) -> tuple[float, float] | None:
+def _pair(f: Fields, raw: Any, at: str) -> tuple[float, float] | None:
     """An interval [low, high]; ``None`` if absent; a ``None`` end means unbounded."""
     if raw is None:
         return None
@@ -162,13 +162,13 @@ def _pair(f: _Fields, raw: Any, at: str) -> tuple[float, float] | None:
     return float(low), float(high)
 
 
-def _number(f: _Fields, obj: Any, key: str, at: str) -> float | None:
+def _number(f: Fields, obj: Any, key: str, at: str) -> float | None:
     if not isinstance(obj, dict):
         return None
     return f.get(obj, key, f"{at}.{key}", "number", optional=True)
 
 
-def _parse_point(f: _Fields, raw: Any, at: str) -> CbsPoint:
+def _parse_point(f: Fields, raw: Any, at: str) -> CbsPoint:
     f.check(raw, at, "dict")
     target = f.get(raw, "target", f"{at}.target", "dict")
     metric = f.get(target, "metric", f"{at}.target.metric", "str")

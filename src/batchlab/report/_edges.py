@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ._load import Rung, SearchRange
+from ..results import RungResult, SearchRange
 
 #: Fraction of the range (in the scale's own units) that counts as "on the edge".
 EDGE_MARGIN = 0.05
@@ -50,7 +50,7 @@ def range_position(value: float, space: SearchRange) -> float:
 
 
 def edge_warnings(
-    rungs: Iterable[Rung],
+    rungs: Iterable[RungResult],
     space: Mapping[str, SearchRange],
     margin: float = EDGE_MARGIN,
 ) -> list[EdgeWarning]:

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from ._load import Rung, SearchRange, StudyData
+from ..results import RungResult, SearchRange, StudyData
 from ._summary import StudySummary
 
 DPI = 110
@@ -291,7 +291,7 @@ def overlay_figure(studies: Sequence[StudyData], summaries: Sequence[StudySummar
     return figure_uri(fig)
 
 
-def _best_value(rung: Rung, name: str) -> float | None:
+def _best_value(rung: RungResult, name: str) -> float | None:
     """The best trial's value of a searched parameter (or resulting hyperparameter)."""
     best = rung.best
     if name == "lr" and rung.best_hparams and "lr" in rung.best_hparams:
@@ -301,7 +301,7 @@ def _best_value(rung: Rung, name: str) -> float | None:
     return best.params.get(name, best.hparams.get(name))
 
 
-def _momentum(rung: Rung) -> float | None:
+def _momentum(rung: RungResult) -> float | None:
     best = rung.best
     hparams = rung.best_hparams or (best.hparams if best else {})
     if "momentum" in hparams:
@@ -387,7 +387,7 @@ def hyperparameter_figure(study: StudyData, summary: StudySummary) -> str | None
     return figure_uri(fig)
 
 
-def _trial_y(rung: Rung, trials_steps: list[int]) -> tuple[float, float]:
+def _trial_y(rung: RungResult, trials_steps: list[int]) -> tuple[float, float]:
     """(budget line, row for trials that never reached the target) on the steps axis."""
     if rung.budget_steps is not None:
         budget = float(rung.budget_steps)
@@ -396,7 +396,7 @@ def _trial_y(rung: Rung, trials_steps: list[int]) -> tuple[float, float]:
     return budget, budget * 1.6
 
 
-def trials_figure(rung: Rung, space: dict[str, SearchRange]) -> str | None:
+def trials_figure(rung: RungResult, space: dict[str, SearchRange]) -> str | None:
     """Every trial of one rung: each searched value vs its steps-to-target.
 
     Trials that never reached the target (budget exhausted, beaten, diverged,
@@ -491,7 +491,9 @@ def _mark_range(ax: Axes, rng: SearchRange, *, vertical: bool) -> None:
     band(inner[1], rng.high, color="#d62728", alpha=0.08, lw=0)
 
 
-def _pair_panel(ax: Axes, rung: Rung, names: list[str], space: dict[str, SearchRange]) -> None:
+def _pair_panel(
+    ax: Axes, rung: RungResult, names: list[str], space: dict[str, SearchRange]
+) -> None:
     """The two searched parameters against each other, coloured by steps-to-target."""
     x_name, y_name = names
     ok = [

@@ -6,6 +6,7 @@ Data flows one way: results files → :mod:`._load` → :mod:`._summary` (analys
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,10 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .._io import atomic_write_text
+from .._version import __version__
+from ..results import RESULTS_JSON, STATUSES, SearchRange, StudyData, load_study
+from ..study import StudyConfig
 from . import _cbs, _plots, _view
 from ._html import render_html
-from ._load import RESULTS_JSON, STATUSES, StudyData, load_study
 from ._summary import StudySummary, compare_to_reference, summarize
 
 logger = logging.getLogger(__name__)
@@ -110,7 +115,7 @@ def build_report(
     sources = [s for s in sources if not _cbs.is_cbs_only(s)]
     if not sources:
         return _cbs_report(cbs, title)
-    studies = [load_study(source) for source in sources]
+    studies = [_with_default_space(load_study(source)) for source in sources]
     summaries = [summarize(study, tol=tol) for study in studies]
     views = [_study_view(i, s, m) for i, (s, m) in enumerate(zip(studies, summaries, strict=True))]
     multi = len(studies) > 1
@@ -121,8 +126,6 @@ def build_report(
             if not multi
             else "Batch-size scaling: " + " vs ".join(names)
         )
-    from .._version import __version__
-
     context = {
         "title": title,
         "version": __version__,
@@ -146,8 +149,6 @@ def build_report(
 
 def _cbs_report(cbs: Sequence[_cbs.CbsData], title: str | None) -> Report:
     """The page of ``batchlab cbs`` directories alone (no scaling study beside them)."""
-    from .._version import __version__
-
     names = [data.workload for data in cbs]
     title = title or "Critical batch size over training: " + ", ".join(dict.fromkeys(names))
     context = {
@@ -194,7 +195,7 @@ def write_report(
 
     Raises:
         FileNotFoundError: a study directory does not exist.
-        ReportError: a directory holds no results, or a results file is malformed.
+        ResultsError: a directory holds no results, or a results file is malformed.
 
     Example:
         >>> import batchlab as bl
@@ -205,6 +206,20 @@ def write_report(
     path = report.write(out)
     logger.info("report written to %s", path)
     return path
+
+
+def _with_default_space(study: StudyData) -> StudyData:
+    """A study from a file written before studies recorded their search space: the
+    space its config implies (the optimizer's defaults when it names none)."""
+    if study.search_space:
+        return study
+    try:
+        space = StudyConfig.model_validate(study.config).search_space()
+    except (ValidationError, ValueError):  # a hand-made or foreign config: no space
+        return study
+    return dataclasses.replace(
+        study, search_space={k: SearchRange(v.low, v.high, v.scale) for k, v in space.items()}
+    )
 
 
 def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.StudyView:

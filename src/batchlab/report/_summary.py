@@ -22,8 +22,8 @@ from ..analysis import (
     compare_prediction,
     summarize_ladder,
 )
+from ..results import STATUSES, StudyData
 from ._edges import EdgeWarning, edge_warnings
-from ._load import STATUSES, StudyData
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._load import Rung, StudyData, Trial
+from ..results import RungResult, StudyData, TrialRecord
 from ._summary import StudySummary
 
 
@@ -225,7 +225,7 @@ def trend_text(summary: StudySummary) -> list[str]:
     ]
 
 
-def _best_values(rung: Rung, names: Sequence[str]) -> dict[str, float]:
+def _best_values(rung: RungResult, names: Sequence[str]) -> dict[str, float]:
     best = rung.best
     values: dict[str, float] = {}
     for name in names:
@@ -238,7 +238,9 @@ def _best_values(rung: Rung, names: Sequence[str]) -> dict[str, float]:
     return values
 
 
-def _row(trial: Trial, rung: Rung, names: Sequence[str], edge_params: set[str]) -> TrialRow:
+def _row(
+    trial: TrialRecord, rung: RungResult, names: Sequence[str], edge_params: set[str]
+) -> TrialRow:
     best = trial.number == rung.best_trial
     return TrialRow(
         number=trial.number,

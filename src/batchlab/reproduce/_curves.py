@@ -7,16 +7,13 @@ are pure functions of numbers and can be tested on closed-form curves.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._errors import BatchlabError
-
-RESULTS_JSON = "results.json"
+from ..results import RESULTS_JSON, ResultsError, StudyData, load_study
 
 
 class FindingsError(BatchlabError, ValueError):
@@ -101,58 +98,47 @@ class Curve:
         return f"{self.target['metric']} {sign} {self.target['value']:g}"
 
 
-def _int_or_none(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise FindingsError(f"{where}: expected an integer or null, got {value!r}")
-    return int(value)
-
-
-def curve_from_results(data: Mapping[str, Any], where: str = "results") -> Curve:
-    """A :class:`Curve` from a ``results.json`` dict (``StudyResult.to_dict()``)."""
+def curve_from_results(data: Mapping[str, Any] | StudyData, where: str = "results") -> Curve:
+    """A :class:`Curve` from a study's results: a ``results.json`` dict or what
+    :func:`batchlab.results.load_study` read (the one reader of results files)."""
     try:
-        rungs = sorted(data["rungs"], key=lambda r: r["batch_size"])
-        config = data["config"]
-        workload = data["workload"]
-        batch_sizes, steps, hparams, seeds, budgets, evals = [], [], [], [], [], []
-        for i, rung in enumerate(rungs):
-            at = f"{where}: rungs[{i}]"
-            batch_sizes.append(int(rung["batch_size"]))
-            steps.append(_int_or_none(rung.get("steps_to_target"), f"{at}.steps_to_target"))
-            best = rung.get("best_hparams")
-            hparams.append(None if best is None else {k: float(v) for k, v in best.items()})
-            best_trial = rung.get("best_trial")
-            seed = next(
-                (t.get("seed") for t in rung.get("trials", []) if t.get("number") == best_trial),
-                None,
-            )
-            seeds.append(None if best_trial is None else _int_or_none(seed, f"{at}.seed"))
-            budgets.append(int(rung["budget_steps"]))
-            evals.append(int(rung["eval_every"]))
-        space = (config.get("search") or {}).get("space") or {}
-        return Curve(
-            name=str(data["name"]),
-            workload=str(workload["name"]),
-            optimizer=str(config["optimizer"]),
-            batch_sizes=tuple(batch_sizes),
-            steps=tuple(steps),
-            hparams=tuple(hparams),
-            seeds=tuple(seeds),
-            budget_steps=tuple(budgets),
-            eval_every=tuple(evals),
-            trials_per_rung=int((config.get("search") or {}).get("trials_per_rung", 0)),
-            target=dict(data["target"]),
-            workload_params=dict(workload.get("params") or {}),
-            train_size=workload.get("train_size"),
-            search_space={k: (float(v["low"]), float(v["high"])) for k, v in space.items()},
-            wall_time_s=float(data.get("wall_time_s") or 0.0),
-            environment=dict(data.get("environment") or {}),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        study = data if isinstance(data, StudyData) else load_study(data)
+    except ResultsError as error:
+        raise FindingsError(f"{where}: not a batchlab results file ({error})") from None
+    try:
+        return _curve(study)
+    except (KeyError, TypeError, ValueError) as error:
         if isinstance(error, FindingsError):
             raise
         raise FindingsError(f"{where}: not a batchlab results file ({error!r})") from None
+
+
+def _curve(study: StudyData) -> Curve:
+    seeds = [None if rung.best is None else rung.best.seed for rung in study.rungs]
+    for rung, seed in zip(study.rungs, seeds, strict=True):
+        if rung.best_trial is not None and (seed is None or seed < 0):
+            raise FindingsError(f"rung {rung.batch_size}: the best trial has no seed")
+    search = study.config.get("search") or {}
+    return Curve(
+        name=study.name,
+        workload=str(study.workload["name"]),
+        optimizer=str(study.config["optimizer"]),
+        batch_sizes=tuple(r.batch_size for r in study.rungs),
+        steps=tuple(r.steps_to_target for r in study.rungs),
+        hparams=tuple(
+            None if r.best_hparams is None else dict(r.best_hparams) for r in study.rungs
+        ),
+        seeds=tuple(seeds),
+        budget_steps=tuple(int(r.budget_steps) for r in study.rungs),
+        eval_every=tuple(int(r.eval_every) for r in study.rungs),
+        trials_per_rung=int(search.get("trials_per_rung", 0)),
+        target=dict(study.target),
+        workload_params=dict(study.workload.get("params") or {}),
+        train_size=study.workload.get("train_size"),
+        search_space={k: (v.low, v.high) for k, v in study.search_space.items()},
+        wall_time_s=float(study.wall_time_s or 0.0),
+        environment=dict(study.environment),
+    )
 
 
 def load_curve(directory: str | Path) -> Curve:
@@ -160,4 +146,4 @@ def load_curve(directory: str | Path) -> Curve:
     path = Path(directory) / RESULTS_JSON
     if not path.is_file():
         raise FindingsError(f"{path} does not exist: run the study first")
-    return curve_from_results(json.loads(path.read_text()), str(path))
+    return curve_from_results(load_study(path), str(path))

@@ -7,10 +7,11 @@ workers (:mod:`._worker`) that claim trials (:mod:`._claims`) in a useful order
 (:mod:`._liveness`). :class:`Study` ties it together in a directory.
 """
 
+from ..results import RungResult, StudyResult, TrialRecord
 from ..training import RunResult, RunSpec, run_training, steps_to_target
+from ._collect import slot_counts
 from ._config import StudyConfig
 from ._plan import CONFIG_ATTR
-from ._results import RungResult, StudyResult, TrialRecord, slot_counts
 from ._runner import FailFast, TrialEvent
 from ._storage import StorageError, find_study_config, open_storage, storage_summary_attrs
 from ._study import RungStatus, Study, WorkersDied

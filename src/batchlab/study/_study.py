@@ -23,7 +23,9 @@ from .._checks import check_positive_int
 from .._errors import ConfigError
 from .._io import remove_stale_temporaries
 from .._threads import torch_threads
+from ..results import StudyResult, environment, now_iso
 from ..workloads import Workload, get_workload
+from ._collect import analyse, collect_rung
 from ._config import StudyConfig, resolve_target, validate_against_workload
 from ._directory import CONFIG_FILE, resolve_storage_url, save_config
 from ._journal import locked
@@ -38,7 +40,6 @@ from ._plan import (
     rung_attrs,
 )
 from ._processes import run_worker_processes
-from ._results import StudyResult, analyse, collect_rung, environment, now_iso
 from ._runner import FailFast, TrialEvent
 from ._storage import open_storage
 from ._worker import work
@@ -315,6 +316,10 @@ class Study:
             environment=environment(),
             wall_time_s=sum(t.wall_time_s or 0.0 for r in rungs for t in r.trials),
             created=now_iso(),
+            search_space={
+                name: {"low": r.low, "high": r.high, "scale": r.scale}
+                for name, r in self.config.search_space().items()
+            },
         )
         if write:
             result.save(self.directory)

@@ -25,7 +25,8 @@ from ..workloads import Target, Workload, check_batch_size
 if TYPE_CHECKING:
     from ._parallel import DataParallel
 
-Status = Literal["reached", "not_reached", "diverged", "beaten", "pruned"]
+#: A run's outcome; results add "error" (the run raised) to these.
+Status = Literal["reached", "not_reached", "beaten", "pruned", "diverged"]
 
 #: ``prune(step, best value so far, co-members' best values so far)`` -> why to stop, or None.
 PruneRule = Callable[[int, float, Sequence[float]], "str | None"]

@@ -1,9 +1,10 @@
-"""Read a study's results (``results.json``, optional ``noise_scale.json``) for the report.
+"""The one reader of ``results.json`` (and an optional ``noise_scale.json``).
 
-The report only *reads* results: this module turns the JSON written by
-``StudyResult.to_dict()`` into small frozen records, checking every field it uses,
-so a damaged or foreign file fails with a message naming the file and the field
-rather than with a ``KeyError`` deep inside a plot.
+The report and the findings only *read* results: this module turns the JSON written
+by ``StudyResult.to_dict()`` back into the schema's records (:class:`RungResult`,
+:class:`TrialRecord`), checking every field it uses, so a damaged or foreign file
+fails with a message naming the file and the field rather than with a ``KeyError``
+deep inside a plot. Files of every schema version so far are read.
 """
 
 from __future__ import annotations
@@ -17,17 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import BatchlabError
+from ._schema import RESULTS_JSON, SCHEMA_VERSION, RungResult, TrialRecord
 
-RESULTS_JSON = "results.json"
 NOISE_SCALE_JSON = "noise_scale.json"
-#: Newest results schema this reader understands.
-SUPPORTED_SCHEMA = 1
-#: Trial outcomes, in the order the report lists them.
-STATUSES = ("reached", "not_reached", "beaten", "pruned", "diverged", "error")
 
 
-class ReportError(BatchlabError, ValueError):
-    """A results file is missing, unreadable or lacks a field the report needs."""
+class ResultsError(BatchlabError, ValueError):
+    """A results file is missing, unreadable or lacks a field a reader needs."""
 
 
 @dataclass(frozen=True)
@@ -37,49 +34,6 @@ class SearchRange:
     low: float
     high: float
     scale: str = "log"
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One trial of a rung: its searched values, outcome and (optional) curve."""
-
-    number: int
-    status: str
-    steps_to_target: int | None
-    params: dict[str, float]
-    hparams: dict[str, float]
-    reason: str | None = None
-    traceback: str | None = None
-    wall_time_s: float | None = None
-    retry_of: int | None = None
-
-
-@dataclass(frozen=True)
-class Rung:
-    """One batch size: its budget, trials and best steps-to-target (``None``: not reached)."""
-
-    batch_size: int
-    budget_steps: int | None
-    eval_every: int | None
-    trials_planned: int
-    trials_done: int
-    trials_running: int
-    steps_to_target: int | None
-    best_trial: int | None
-    best_hparams: dict[str, float] | None
-    trials: tuple[Trial, ...] = ()
-
-    @property
-    def best(self) -> Trial | None:
-        """The trial that set the rung's steps-to-target, if any."""
-        for trial in self.trials:
-            if trial.number == self.best_trial:
-                return trial
-        return None
-
-    @property
-    def complete(self) -> bool:
-        return self.trials_done >= self.trials_planned and self.trials_running == 0
 
 
 @dataclass(frozen=True)
@@ -112,7 +66,7 @@ class StudyData:
     config: dict[str, Any]
     workload: dict[str, Any]
     target: dict[str, Any]
-    rungs: tuple[Rung, ...]
+    rungs: tuple[RungResult, ...]
     environment: dict[str, Any]
     wall_time_s: float | None
     created: str | None
@@ -120,7 +74,7 @@ class StudyData:
     noise_scale: NoiseScale | None = None
 
     @property
-    def reached(self) -> tuple[Rung, ...]:
+    def reached(self) -> tuple[RungResult, ...]:
         """The rungs where some trial reached the target."""
         return tuple(r for r in self.rungs if r.steps_to_target is not None)
 
@@ -143,7 +97,7 @@ def load_study(source: str | Path | Mapping[str, Any] | Any) -> StudyData:
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ReportError: the path holds no results, or a field is missing or malformed.
+        ResultsError: the path holds no results, or a field is missing or malformed.
     """
     if isinstance(source, str | Path):
         path = _results_path(Path(source))
@@ -175,11 +129,11 @@ def _results_path(path: Path) -> Path:
     if results.is_file():
         return results
     if (path / "config.json").is_file():
-        raise ReportError(
+        raise ResultsError(
             f"{path}: the study has no results yet (no {RESULTS_JSON}); they are written as "
             "soon as its first trial finishes"
         )
-    raise ReportError(
+    raise ResultsError(
         f"{path} is not a study directory (no {RESULTS_JSON}); "
         "give the --out directory of `batchlab study run`"
     )
@@ -189,22 +143,22 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{path}: not valid JSON ({error})") from None
+        raise ResultsError(f"{path}: not valid JSON ({error})") from None
     except IsADirectoryError:
-        raise ReportError(f"{path} is a directory, expected a JSON file") from None
+        raise ResultsError(f"{path} is a directory, expected a JSON file") from None
 
 
-class _Fields:
+class Fields:
     """Typed field access with errors that name the file and the field path."""
 
     def __init__(self, where: str) -> None:
         self.where = where
 
-    def fail(self, location: str, expected: str, value: Any) -> ReportError:
+    def fail(self, location: str, expected: str, value: Any) -> ResultsError:
         shown = repr(value)
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        return ReportError(f"{self.where}: field {location!r} must be {expected}, got {shown}")
+        return ResultsError(f"{self.where}: field {location!r} must be {expected}, got {shown}")
 
     def get(
         self, obj: Mapping[str, Any], key: str, location: str, kind: str, *, optional: bool = False
@@ -212,7 +166,7 @@ class _Fields:
         if key not in obj or obj[key] is None:
             if optional:
                 return None
-            raise ReportError(f"{self.where}: missing field {location!r}")
+            raise ResultsError(f"{self.where}: missing field {location!r}")
         return self.check(obj[key], location, kind)
 
     def check(self, value: Any, location: str, kind: str) -> Any:
@@ -251,14 +205,14 @@ def _parse(
     noise: Any,
     noise_where: str,
 ) -> StudyData:
-    f = _Fields(where)
+    f = Fields(where)
     if not isinstance(data, dict):
-        raise ReportError(f"{where}: expected a JSON object of study results")
-    schema = data.get("schema_version", SUPPORTED_SCHEMA)
-    if isinstance(schema, int) and schema > SUPPORTED_SCHEMA:
-        raise ReportError(
+        raise ResultsError(f"{where}: expected a JSON object of study results")
+    schema = data.get("schema_version", SCHEMA_VERSION)
+    if isinstance(schema, int) and schema > SCHEMA_VERSION:
+        raise ResultsError(
             f"{where}: schema_version {schema} is newer than this batchlab reads "
-            f"({SUPPORTED_SCHEMA}); upgrade batchlab"
+            f"({SCHEMA_VERSION}); upgrade batchlab"
         )
     name = f.get(data, "name", "name", "str")
     rungs_raw = f.get(data, "rungs", "rungs", "list")
@@ -270,7 +224,7 @@ def _parse(
     )
     sizes = [r.batch_size for r in rungs]
     if len(set(sizes)) != len(sizes):
-        raise ReportError(f"{where}: two rungs have the same batch_size")
+        raise ResultsError(f"{where}: two rungs have the same batch_size")
     config = f.get(data, "config", "config", "dict", optional=True) or {}
     target = f.get(data, "target", "target", "dict", optional=True) or {}
     for key, kind in (("metric", "str"), ("direction", "str"), ("value", "number")):
@@ -285,12 +239,12 @@ def _parse(
         environment=f.get(data, "environment", "environment", "dict", optional=True) or {},
         wall_time_s=f.get(data, "wall_time_s", "wall_time_s", "number", optional=True),
         created=f.get(data, "created", "created", "str", optional=True),
-        search_space=search_space(config),
+        search_space=search_space(data),
         noise_scale=None if noise is None else parse_noise_scale(noise, noise_where),
     )
 
 
-def _parse_rung(f: _Fields, raw: Any, at: str) -> Rung:
+def _parse_rung(f: Fields, raw: Any, at: str) -> RungResult:
     f.check(raw, at, "dict")
     trials_raw = f.get(raw, "trials", f"{at}.trials", "list", optional=True) or []
     trials = tuple(_parse_trial(f, t, f"{at}.trials[{i}]") for i, t in enumerate(trials_raw))
@@ -305,7 +259,7 @@ def _parse_rung(f: _Fields, raw: Any, at: str) -> Rung:
     best_hparams = raw.get("best_hparams")
     done = f.get(raw, "trials_done", f"{at}.trials_done", "int", optional=True)
     planned = f.get(raw, "trials_planned", f"{at}.trials_planned", "int", optional=True)
-    return Rung(
+    return RungResult(
         batch_size=_positive(f, f.get(raw, "batch_size", f"{at}.batch_size", "int"), at),
         budget_steps=f.get(raw, "budget_steps", f"{at}.budget_steps", "int", optional=True),
         eval_every=f.get(raw, "eval_every", f"{at}.eval_every", "int", optional=True),
@@ -318,34 +272,43 @@ def _parse_rung(f: _Fields, raw: Any, at: str) -> Rung:
         best_hparams=None
         if best_hparams is None
         else f.numbers(best_hparams, f"{at}.best_hparams"),
-        trials=trials,
+        trials=list(trials),
     )
 
 
-def _positive(f: _Fields, value: int, at: str) -> int:
+def _positive(f: Fields, value: int, at: str) -> int:
     if value <= 0:
         raise f.fail(f"{at}.batch_size", "a positive integer", value)
     return value
 
 
-def _parse_trial(f: _Fields, raw: Any, at: str) -> Trial:
+def _parse_trial(f: Fields, raw: Any, at: str) -> TrialRecord:
     f.check(raw, at, "dict")
     status = f.get(raw, "status", f"{at}.status", "str", optional=True) or "unknown"
     reason = raw.get("reason")
     tb = raw.get("traceback")
-    return Trial(
+    return TrialRecord(
         number=f.get(raw, "number", f"{at}.number", "int"),
+        slot=_or(f.get(raw, "slot", f"{at}.slot", "int", optional=True), -1),
+        seed=_or(f.get(raw, "seed", f"{at}.seed", "int", optional=True), -1),
+        params=f.numbers(raw.get("params") or {}, f"{at}.params"),
+        hparams=f.numbers(raw.get("hparams") or {}, f"{at}.hparams"),
         status=status,
         steps_to_target=f.get(
             raw, "steps_to_target", f"{at}.steps_to_target", "int", optional=True
         ),
-        params=f.numbers(raw.get("params") or {}, f"{at}.params"),
-        hparams=f.numbers(raw.get("hparams") or {}, f"{at}.hparams"),
         reason=None if reason is None else str(reason),
-        traceback=None if tb is None else str(tb),
         wall_time_s=f.get(raw, "wall_time_s", f"{at}.wall_time_s", "number", optional=True),
+        curve=raw.get("curve") if isinstance(raw.get("curve"), dict) else None,
+        traceback=None if tb is None else str(tb),
         retry_of=f.get(raw, "retry_of", f"{at}.retry_of", "int", optional=True),
+        warm_start=raw.get("warm_start") if isinstance(raw.get("warm_start"), dict) else None,
+        threads=f.get(raw, "threads", f"{at}.threads", "int", optional=True),
     )
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def parse_noise_scale(raw: Any, where: str = "noise_scale") -> NoiseScale:
@@ -354,9 +317,9 @@ def parse_noise_scale(raw: Any, where: str = "noise_scale") -> NoiseScale:
     Entries without a finite ``b_simple`` are skipped (an estimate that is still
     undefined early in training); an empty history is an error.
     """
-    f = _Fields(where)
+    f = Fields(where)
     if not isinstance(raw, dict):
-        raise ReportError(f"{where}: noise_scale must be an object with a 'history' list")
+        raise ResultsError(f"{where}: noise_scale must be an object with a 'history' list")
     history = f.get(raw, "history", "noise_scale.history", "list")
     steps, values, lows, highs = [], [], [], []
     for i, entry in enumerate(history):
@@ -375,7 +338,7 @@ def parse_noise_scale(raw: Any, where: str = "noise_scale") -> NoiseScale:
             lows.append(math.nan)
             highs.append(math.nan)
     if not values:
-        raise ReportError(f"{where}: noise_scale.history has no finite b_simple")
+        raise ResultsError(f"{where}: noise_scale.history has no finite b_simple")
     return NoiseScale(
         steps=tuple(steps),
         b_simple=tuple(values),
@@ -385,21 +348,18 @@ def parse_noise_scale(raw: Any, where: str = "noise_scale") -> NoiseScale:
     )
 
 
-def search_space(config: Mapping[str, Any]) -> dict[str, SearchRange]:
-    """The searched hyperparameters of a study config (empty if they cannot be told).
+def search_space(data: Mapping[str, Any]) -> dict[str, SearchRange]:
+    """The searched hyperparameters of a study (empty if the file cannot tell).
 
-    The study's own config model knows the optimizer's default space (used when the
-    config names none); a config it cannot validate (hand-made, or from another
-    version) falls back to the explicit ``search.space`` table.
+    Studies write their resolved space (``search_space``, the optimizer's defaults
+    included); for files written before that, the config's explicit ``search.space``
+    table is used.
     """
-    try:
-        from ..study import StudyConfig
-
-        space = StudyConfig.model_validate(config).search_space()
-        return {k: SearchRange(v.low, v.high, v.scale) for k, v in space.items()}
-    except Exception:  # any invalid config falls back to the explicit table
-        pass
-    raw = (config.get("search") or {}).get("space") if isinstance(config, Mapping) else None
+    raw = data.get("search_space")
+    if not isinstance(raw, Mapping):
+        config = data.get("config")
+        search = config.get("search") if isinstance(config, Mapping) else None
+        raw = search.get("space") if isinstance(search, Mapping) else None
     space = {}
     for key, value in (raw or {}).items():
         try:
