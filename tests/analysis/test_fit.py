@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from batchlab.analysis import ScalingFit, fit_scaling
-from batchlab.analysis._fit import _fit_point, fit_many
+from batchlab.analysis._fit import _fit_point
+from batchlab.analysis._fit_many import fit_many
 
 S_MIN, B_CRIT = 1000.0, 300.0
 LADDER = 2.0 ** np.arange(13)  # 1 ... 4096: B_crit/300 to 14·B_crit, a typical study

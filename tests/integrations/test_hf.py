@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import importlib
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -21,15 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conftest import require
 
-def _require(name: str):
-    if os.environ.get("BATCHLAB_REQUIRE_INTEGRATIONS") == "1":
-        return importlib.import_module(name)
-    return pytest.importorskip(name, reason=f"{name} is not installed (batchlab[hf])")
-
-
-transformers = _require("transformers")
-_require("accelerate")
+transformers = require("transformers", "hf")
+require("accelerate", "hf")
 
 from transformers import (  # noqa: E402
     GPT2Config,

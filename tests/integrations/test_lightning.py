@@ -12,7 +12,6 @@ import copy
 import csv
 import importlib
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -22,14 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from .conftest import require
 
-def _require(name: str):
-    if os.environ.get("BATCHLAB_REQUIRE_INTEGRATIONS") == "1":
-        return importlib.import_module(name)
-    return pytest.importorskip(name, reason=f"{name} is not installed (batchlab[lightning])")
-
-
-pl = _require("lightning.pytorch")
+pl = require("lightning.pytorch", "lightning")
 
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 from lightning.pytorch.plugins import MixedPrecision  # noqa: E402

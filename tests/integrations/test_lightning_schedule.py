@@ -8,23 +8,16 @@ Needs the ``lightning`` extra; skipped without it unless ``BATCHLAB_REQUIRE_INTE
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
 
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from .conftest import require
 
-def _require(name: str):
-    if os.environ.get("BATCHLAB_REQUIRE_INTEGRATIONS") == "1":
-        return importlib.import_module(name)
-    return pytest.importorskip(name, reason=f"{name} is not installed (batchlab[lightning])")
-
-
-pl = _require("lightning.pytorch")
+pl = require("lightning.pytorch", "lightning")
 
 from batchlab.integrations.lightning_schedule import BatchSizeScheduleCallback  # noqa: E402
 from batchlab.workloads import get_workload  # noqa: E402

@@ -31,15 +31,14 @@ from ._checks import (
     plain_pair,
     rung,
 )
+from ._fit_many import fit_many, standard_errors
+from ._model import log_model, sigmoid, soft_l1
 
 logger = logging.getLogger(__name__)
 
 #: B_crit is searched within [B_first / _BCRIT_RANGE, B_last · _BCRIT_RANGE]: outside
 #: that the data show no bend and B_crit is not identified (see ``ScalingFit.at_bound``).
 _BCRIT_RANGE = 1e4
-
-#: Iterations of the vectorised Levenberg–Marquardt refit of the bootstrap replicates.
-_BOOTSTRAP_ITERATIONS = 60
 
 #: Bootstrap draws of log quantities are clipped to ±_MAX_LOG so that exp() stays finite.
 _MAX_LOG = 700.0
@@ -237,7 +236,7 @@ def fit_scaling(
     c_bounds = (log_b[0] - math.log(_BCRIT_RANGE), log_b[-1] + math.log(_BCRIT_RANGE))
 
     a_hat, c_hat = _fit_point(log_b, log_s, c_bounds, robust_scale)
-    fitted = _log_model(log_b, a_hat, c_hat)
+    fitted = log_model(log_b, a_hat, c_hat)
     residuals = log_s - fitted
     # B_crit on an edge of its range: the rungs show no bend (S ∝ 1/B throughout, or
     # flat), and only E_min (resp. S_min) is identified.
@@ -305,20 +304,6 @@ def percentile_interval(
     return float(min(low, estimate)), float(max(high, estimate))
 
 
-def _log_model(log_b: np.ndarray, a: Any, c: Any) -> np.ndarray:
-    """log S(B) = a + log(1 + e^(c − log B)), stable for any c."""
-    return a + np.logaddexp(0.0, c - log_b)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """∂ log S / ∂c = B_crit / (B + B_crit) = σ(c − log B)."""
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def _soft_l1(r: np.ndarray, scale: float) -> np.ndarray:
-    return 2.0 * scale**2 * (np.sqrt(1.0 + (r / scale) ** 2) - 1.0)
-
-
 def _fit_point(
     log_b: np.ndarray, log_s: np.ndarray, c_bounds: tuple[float, float], scale: float
 ) -> tuple[float, float]:
@@ -328,16 +313,16 @@ def _fit_point(
     grid = np.linspace(c_bounds[0], c_bounds[1], 400)
     shape = np.logaddexp(0.0, grid[:, None] - log_b[None, :])
     offsets = (log_s[None, :] - shape).mean(axis=1)
-    cost = _soft_l1(log_s[None, :] - shape - offsets[:, None], scale).sum(axis=1)
+    cost = soft_l1(log_s[None, :] - shape - offsets[:, None], scale).sum(axis=1)
     best = int(np.argmin(cost))
     margin = 1e-6 * (c_bounds[1] - c_bounds[0])
     c0 = float(np.clip(grid[best], c_bounds[0] + margin, c_bounds[1] - margin))
 
     def residuals(theta: np.ndarray) -> np.ndarray:
-        return _log_model(log_b, theta[0], theta[1]) - log_s
+        return log_model(log_b, theta[0], theta[1]) - log_s
 
     def jacobian(theta: np.ndarray) -> np.ndarray:
-        return np.column_stack([np.ones_like(log_b), _sigmoid(theta[1] - log_b)])
+        return np.column_stack([np.ones_like(log_b), sigmoid(theta[1] - log_b)])
 
     solution = least_squares(
         residuals,
@@ -375,11 +360,11 @@ def _bootstrap(
     range, where the standard errors are meaningless), the draws are the refits θ*.
     """
     n = log_b.size
-    fitted = _log_model(log_b, a_hat, c_hat)
+    fitted = log_model(log_b, a_hat, c_hat)
     residuals = log_s - fitted
     # Leverage of the weighted (IRLS) fit at the solution: h = w_i J_i (JᵀWJ)⁻¹ J_iᵀ.
     weights = 1.0 / np.sqrt(1.0 + (residuals / scale) ** 2)
-    jac = np.column_stack([np.ones(n), _sigmoid(c_hat - log_b)])
+    jac = np.column_stack([np.ones(n), sigmoid(c_hat - log_b)])
     info = jac.T @ (weights[:, None] * jac)
     leverage = weights * np.einsum("ij,jk,ik->i", jac, np.linalg.pinv(info), jac)
     modified = residuals / np.sqrt(np.maximum(1.0 - leverage, _MIN_ONE_MINUS_LEVERAGE))
@@ -401,65 +386,3 @@ def _bootstrap(
         draws.append(np.clip(estimate - t * s_hat[0], -_MAX_LOG, _MAX_LOG))
     draws[1] = np.clip(draws[1], *c_bounds)
     return draws[0], draws[1], draws[2]
-
-
-def fit_many(
-    log_b: np.ndarray,
-    log_s: np.ndarray,
-    a0: np.ndarray,
-    c0: np.ndarray,
-    c_bounds: tuple[float, float],
-    scale: float,
-    iterations: int = _BOOTSTRAP_ITERATIONS,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Robust fits of many curves at once (rows of ``log_s``), by damped Gauss–Newton.
-
-    Each iteration solves the 2×2 IRLS normal equations (weights ρ'(r²) of the soft-L1
-    loss) with Levenberg–Marquardt damping for every row, and keeps a step only where
-    it lowers that row's loss; c is clipped to ``c_bounds``.
-    """
-    a, c = a0.astype(float).copy(), c0.astype(float).copy()
-    damping = np.full(a.shape, 1e-3)
-    current = _soft_l1(_rows_residuals(log_b, log_s, a, c), scale).sum(axis=1)
-    for _ in range(iterations):
-        r = _rows_residuals(log_b, log_s, a, c)
-        s00, s01, s11, b0, b1 = _normal_equations(log_b, r, c, scale)
-        d00, d11 = s00 * (1.0 + damping), s11 * (1.0 + damping) + 1e-300
-        det = d00 * d11 - s01**2
-        new_a = a + (d11 * b0 - s01 * b1) / det
-        new_c = np.clip(c + (d00 * b1 - s01 * b0) / det, *c_bounds)
-        candidate = _soft_l1(_rows_residuals(log_b, log_s, new_a, new_c), scale).sum(axis=1)
-        better = candidate <= current
-        a = np.where(better, new_a, a)
-        c = np.where(better, new_c, c)
-        current = np.where(better, candidate, current)
-        damping = np.where(better, damping * 0.3, damping * 10.0).clip(1e-12, 1e12)
-    return a, c
-
-
-def standard_errors(
-    log_b: np.ndarray, log_s: np.ndarray, a: np.ndarray, c: np.ndarray, scale: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Asymptotic standard errors of a, c and a + c for each row, σ²(JᵀWJ)⁻¹ with σ² = Σwr²/(n−2)."""
-    r = _rows_residuals(log_b, log_s, a, c)
-    s00, s01, s11, _, _ = _normal_equations(log_b, r, c, scale)
-    w = 1.0 / np.sqrt(1.0 + (r / scale) ** 2)
-    sigma2 = (w * r * r).sum(axis=1) / (log_b.size - 2)
-    det = np.maximum(s00 * s11 - s01**2, 1e-300)
-    var_a, var_c, cov_ac = sigma2 * s11 / det, sigma2 * s00 / det, -sigma2 * s01 / det
-    return np.sqrt(var_a), np.sqrt(var_c), np.sqrt(np.maximum(var_a + var_c + 2 * cov_ac, 0.0))
-
-
-def _rows_residuals(
-    log_b: np.ndarray, log_s: np.ndarray, a: np.ndarray, c: np.ndarray
-) -> np.ndarray:
-    return log_s - _log_model(log_b[None, :], a[:, None], c[:, None])
-
-
-def _normal_equations(
-    log_b: np.ndarray, r: np.ndarray, c: np.ndarray, scale: float
-) -> tuple[np.ndarray, ...]:
-    """JᵀWJ entries (s00, s01, s11) and JᵀWr (b0, b1) per row, J = [1, σ(c − log B)]."""
-    w = 1.0 / np.sqrt(1.0 + (r / scale) ** 2)
-    g = _sigmoid(c[:, None] - log_b[None, :])
-    return w.sum(1), (w * g).sum(1), (w * g * g).sum(1), (w * r).sum(1), (w * g * r).sum(1)

@@ -15,6 +15,10 @@ References:
     arXiv:2410.21676 (steps to a fixed loss at several batch sizes).
     McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch
     Training", arXiv:1812.06162, eq. 2.11 and Appendix A.
+
+Why one module of ~450 lines: most of it is :func:`measure_critical_batch`'s argument
+checks and docstring (it is a public boundary with many options); the work itself is
+in :mod:`._branch`, :mod:`._checkpoints` and :mod:`._target`.
 """
 
 from __future__ import annotations

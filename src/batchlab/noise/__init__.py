@@ -16,13 +16,7 @@ References:
 
 from typing import TYPE_CHECKING, Any
 
-from ._estimators import (
-    NoiseScaleStatistics,
-    fieller_interval,
-    grad_sq_norm_estimate,
-    noise_scale_from_norms,
-    trace_cov_estimate,
-)
+from ._estimators import fieller_interval, grad_sq_norm_estimate, trace_cov_estimate
 from ._measure import measure_noise_scale
 from ._plumbing import (
     DEFAULT_MICRO_BATCHES,
@@ -32,6 +26,7 @@ from ._plumbing import (
     split_batch,
 )
 from ._results import NoiseScaleEstimate, NoiseScaleRecord, NoiseScaleResult
+from ._statistics import NoiseScaleStatistics, noise_scale_from_norms
 from ._tracker import NoiseScaleTracker
 
 if TYPE_CHECKING:

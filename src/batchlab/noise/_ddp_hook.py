@@ -13,6 +13,11 @@ that bucket is float32 or float64.
 Plumbing only: the statistics are :class:`~batchlab.noise.NoiseScaleStatistics`.
 FSDP (sharded gradients) is refused with a clear error, see
 :func:`batchlab.noise.check_not_sharded`.
+
+Why one module of ~490 lines: the hook is one state machine per iteration (bucket
+layout learnt on the first step, norms taken as buckets arrive, fused into the last
+bucket's all-reduce, flushed in batches); its parts share that state and read best
+together. The statistics it feeds live apart (:mod:`._statistics`, :mod:`._running`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._estimators import NoiseScaleStatistics, grad_sq_norm_estimate, trace_cov_estimate
+from ._estimators import grad_sq_norm_estimate, trace_cov_estimate
 from ._plumbing import (
     ParameterGroups,
     batch_size_of,
@@ -28,6 +28,7 @@ from ._plumbing import (
     trainable_parameters,
 )
 from ._results import NoiseScaleEstimate, NoiseScaleRecord, NoiseScaleResult
+from ._statistics import NoiseScaleStatistics
 
 logger = logging.getLogger(__name__)
 

@@ -16,14 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ._estimators import (
-    STATE_VERSION,
-    NoiseScaleStatistics,
-    grad_sq_norm_estimate,
-    trace_cov_estimate,
-)
+from ._estimators import grad_sq_norm_estimate, trace_cov_estimate
 from ._measure import make_record, make_result
 from ._results import NoiseScaleRecord, NoiseScaleResult
+from ._statistics import STATE_VERSION, NoiseScaleStatistics
 
 #: One flushed step: its index, the small- and big-batch squared norms (column 0 the
 #: whole model, then one column per module) and the two batch sizes.

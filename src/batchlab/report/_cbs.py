@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..results import RESULTS_JSON, Fields, ResultsError
-from ._plots import _figure, figure_uri, label_text
+from ._axes import figure_uri, label_text, new_figure
 
 CBS_JSON = "cbs.json"
 #: Newest cbs.json layout this reader understands.
@@ -253,7 +253,7 @@ def _errorbar(ax: Any, x: Sequence[float], values: Sequence[float | None],
 
 def cbs_figure(data: CbsData) -> str:
     """B_crit (with its interval) and B_simple against the checkpoint step; S(B) per checkpoint."""
-    fig, (ax, ax_s) = _figure(10.0, 4.0, ncols=2)
+    fig, (ax, ax_s) = new_figure(10.0, 4.0, ncols=2)
     points = data.points
     steps = [float(p.step) for p in points]
     finite = [v for p in points

@@ -8,140 +8,29 @@ pyplot): nothing touches matplotlib's global state or backend.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, NullLocator
 
-from ..results import RungResult, SearchRange, StudyData
-from ._summary import StudySummary
-
-DPI = 110
-#: One colour per study when several are overlaid.
-STUDY_COLORS = (
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#9467bd",
-    "#ff7f0e",
-    "#8c564b",
-    "#e377c2",
-    "#17becf",
+from ..results import RungResult, StudyData
+from ._axes import (
+    STUDY_COLORS,
+    batch_axis,
+    figure_uri,
+    interval_of,
+    label_text,
+    log_grid,
+    new_figure,
+    param_label,
+    regime_handles,
+    regime_spans,
+    shade_regimes,
+    x_limits,
 )
-REGIME_COLORS = {"perfect": "#2ca02c", "diminishing": "#ff9f1c", "maximal": "#d62728"}
-REGIME_LABELS = {
-    "perfect": "perfect scaling",
-    "diminishing": "diminishing returns",
-    "maximal": "maximal data parallelism",
-}
-#: How each trial outcome is drawn in the per-rung search plots.
-STATUS_STYLE: dict[str, dict[str, Any]] = {
-    "reached": {"marker": "o", "color": "#1f77b4", "label": "reached target"},
-    "not_reached": {"marker": "x", "color": "#7f7f7f", "label": "not reached (budget)"},
-    "beaten": {"marker": "s", "color": "#bcbd22", "label": "stopped: beaten"},
-    "pruned": {"marker": "D", "color": "#9467bd", "label": "pruned (opt-in)"},
-    "diverged": {"marker": "v", "color": "#d62728", "label": "diverged"},
-    "error": {"marker": "X", "color": "#000000", "label": "error"},
-}
-PARAM_LABELS = {
-    "lr": "learning rate",
-    "one_minus_momentum": "1 − momentum",
-    "one_minus_beta1": "1 − β₁",
-    "one_minus_beta2": "1 − β₂",
-    "warmup_fraction": "warmup fraction",
-    "weight_decay": "weight decay",
-}
-
-
-def figure_uri(fig: Figure) -> str:
-    """The figure as a PNG ``data:`` URI (no timestamp or software metadata)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    return fig, list(axes)
-
-
-def label_text(text: str) -> str:
-    """A user string made safe for matplotlib: no mathtext, no hidden ``_`` labels."""
-    text = text.replace("$", r"\$")
-    return " " + text if text.startswith("_") else text
-
-
-def param_label(name: str) -> str:
-    return PARAM_LABELS.get(name, label_text(name))
-
-
-def _batch_axis(ax: Axes, batch_sizes: Sequence[int]) -> None:
-    """Log-2 x axis with one labelled tick per rung."""
-    ax.set_xscale("log", base=2)
-    ticks = sorted(set(batch_sizes))
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([str(b) for b in ticks], rotation=45 if len(ticks) > 7 else 0)
-    ax.set_xlabel("batch size B")
-    ax.grid(True, which="major", alpha=0.3)
-
-
-def _x_limits(batch_sizes: Sequence[int]) -> tuple[float, float]:
-    return min(batch_sizes) / 1.5, max(batch_sizes) * 1.5
-
-
-def _grid(limits: tuple[float, float]) -> np.ndarray:
-    return np.geomspace(limits[0], limits[1], 200)
-
-
-def regime_spans(
-    summary: StudySummary, limits: tuple[float, float]
-) -> list[tuple[str, float, float]]:
-    """(regime, from B, to B) intervals to shade, clipped to ``limits``."""
-    if summary.regimes is None:
-        return []
-    bounds = summary.regimes.boundaries
-    perfect_end, maximal_start = _usable(bounds.perfect_end), _usable(bounds.maximal_start)
-    lo, hi = limits
-    spans = []
-    if perfect_end is not None and perfect_end > lo:
-        spans.append(("perfect", lo, min(perfect_end, hi)))
-    start = lo if perfect_end is None else max(perfect_end, lo)
-    end = hi if maximal_start is None else min(maximal_start, hi)
-    if end > start:
-        spans.append(("diminishing", start, end))
-    if maximal_start is not None and maximal_start < hi:
-        spans.append(("maximal", max(maximal_start, lo), hi))
-    return spans
-
-
-def _usable(value: float | None) -> float | None:
-    """A regime boundary worth drawing: finite and positive (a fit at its bound is not)."""
-    return value if value is not None and math.isfinite(value) and value > 0 else None
-
-
-def _shade_regimes(ax: Axes, spans: list[tuple[str, float, float]]) -> None:
-    for regime, lo, hi in spans:
-        ax.axvspan(lo, hi, color=REGIME_COLORS[regime], alpha=0.10, lw=0, zorder=0)
-
-
-def _regime_handles(spans: list[tuple[str, float, float]]) -> list[Any]:
-    from matplotlib.patches import Patch
-
-    return [
-        Patch(color=REGIME_COLORS[regime], alpha=0.25, label=REGIME_LABELS[regime])
-        for regime, _, _ in spans
-    ]
+from ._summary import StudySummary
 
 
 def _unreached_marks(study: StudyData) -> tuple[list[int], list[float], list[int], list[float]]:
@@ -166,18 +55,18 @@ def scaling_figure(study: StudyData, summary: StudySummary) -> str:
     line (slope −1 through the smallest reached rung) and the S_min asymptote.
     Right: examples B·S(B) with the fitted E(B) and E_min. Both shade the regimes.
     """
-    fig, (ax_s, ax_e) = _figure(11.0, 4.2, ncols=2)
+    fig, (ax_s, ax_e) = new_figure(11.0, 4.2, ncols=2)
     sizes = [r.batch_size for r in study.rungs]
-    limits = _x_limits(sizes)
+    limits = x_limits(sizes)
     spans = regime_spans(summary, limits)
     reached = study.reached
     b = np.array([r.batch_size for r in reached], dtype=float)
     s = np.array([r.steps_to_target for r in reached], dtype=float)
     done_b, done_s, open_b, open_s = _unreached_marks(study)
     fit = summary.fit
-    grid = _grid(limits)
+    grid = log_grid(limits)
     for ax, examples in ((ax_s, False), (ax_e, True)):
-        _shade_regimes(ax, spans)
+        shade_regimes(ax, spans)
         scale = b if examples else 1.0
         ax.plot(b, s * scale, "o", color="#1f77b4", ms=7, zorder=5, label="measured (best trial)")
         if done_b:
@@ -228,11 +117,11 @@ def scaling_figure(study: StudyData, summary: StudySummary) -> str:
                 label="perfect scaling (slope −1)",
             )
         ax.set_yscale("log")
-        _batch_axis(ax, sizes)
+        batch_axis(ax, sizes)
         ax.set_xlim(*limits)
         ax.set_ylabel("examples to target" if examples else "steps to target")
         handles, _ = ax.get_legend_handles_labels()
-        ax.legend(handles=handles + _regime_handles(spans), fontsize=7.5, loc="best")
+        ax.legend(handles=handles + regime_handles(spans), fontsize=7.5, loc="best")
     ax_s.set_title("Steps to target")
     ax_e.set_title("Examples to target")
     _fit_limits(ax_s, ax_e, s, b, done_s + open_s, done_b + open_b)
@@ -252,10 +141,10 @@ def _fit_limits(
 
 def overlay_figure(studies: Sequence[StudyData], summaries: Sequence[StudySummary]) -> str:
     """Several studies on one log-log plot: steps and examples to target, with fits."""
-    fig, (ax_s, ax_e) = _figure(11.0, 4.4, ncols=2)
+    fig, (ax_s, ax_e) = new_figure(11.0, 4.4, ncols=2)
     sizes = sorted({r.batch_size for study in studies for r in study.rungs})
-    limits = _x_limits(sizes)
-    grid = _grid(limits)
+    limits = x_limits(sizes)
+    grid = log_grid(limits)
     for index, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
         color = STUDY_COLORS[index % len(STUDY_COLORS)]
         b = np.array([r.batch_size for r in study.reached], dtype=float)
@@ -275,7 +164,7 @@ def overlay_figure(studies: Sequence[StudyData], summaries: Sequence[StudySummar
                 )
     for ax, examples in ((ax_s, False), (ax_e, True)):
         ax.set_yscale("log")
-        _batch_axis(ax, sizes)
+        batch_axis(ax, sizes)
         ax.set_xlim(*limits)
         ax.set_ylabel("examples to target" if examples else "steps to target")
         handles, _ = ax.get_legend_handles_labels()
@@ -326,13 +215,13 @@ def hyperparameter_figure(study: StudyData, summary: StudySummary) -> str | None
     names = ["lr"] + [n for n in space if n != "lr"]
     momentum_tuned = any(n in space for n in ("one_minus_momentum", "momentum"))
     panels = names + (["effective_lr"] if momentum_tuned else [])
-    fig, axes = _figure(3.9 * len(panels), 3.8, ncols=len(panels))
+    fig, axes = new_figure(3.9 * len(panels), 3.8, ncols=len(panels))
     sizes = [r.batch_size for r in study.rungs]
-    limits = _x_limits(sizes)
-    grid = _grid(limits)
+    limits = x_limits(sizes)
+    grid = log_grid(limits)
     spans = regime_spans(summary, limits)
     for ax, name in zip(axes, panels, strict=True):
-        _shade_regimes(ax, spans)
+        shade_regimes(ax, spans)
         points = []
         for rung in reached:
             if name == "effective_lr":
@@ -373,7 +262,7 @@ def hyperparameter_figure(study: StudyData, summary: StudySummary) -> str | None
         log_scale = name in ("lr", "effective_lr") or (rng is not None and rng.scale == "log")
         if log_scale:
             ax.set_yscale("log")
-        _batch_axis(ax, sizes)
+        batch_axis(ax, sizes)
         ax.set_xlim(*limits)
         title = "effective LR η / (1 − μ)" if name == "effective_lr" else param_label(name)
         ax.set_title(f"Tuned {title}")
@@ -385,174 +274,6 @@ def hyperparameter_figure(study: StudyData, summary: StudySummary) -> str | None
             handles.append(Patch(color="#1f77b4", alpha=0.15, label="search space"))
         ax.legend(handles=handles, fontsize=7, loc="best")
     return figure_uri(fig)
-
-
-def _trial_y(rung: RungResult, trials_steps: list[int]) -> tuple[float, float]:
-    """(budget line, row for trials that never reached the target) on the steps axis."""
-    if rung.budget_steps is not None:
-        budget = float(rung.budget_steps)
-    else:
-        budget = float(max(trials_steps)) * 1.2 if trials_steps else 1000.0
-    return budget, budget * 1.6
-
-
-def trials_figure(rung: RungResult, space: dict[str, SearchRange]) -> str | None:
-    """Every trial of one rung: each searched value vs its steps-to-target.
-
-    Trials that never reached the target (budget exhausted, beaten, diverged,
-    failed) sit in a row above the budget line, each outcome with its own marker;
-    the best trial is a star; the search range is marked with its 5% edge zones.
-    With two searched parameters a last panel shows them against each other.
-    """
-    if not rung.trials:
-        return None
-    names = [n for n in space if any(n in t.params for t in rung.trials)]
-    if not names:
-        names = sorted({k for t in rung.trials for k in t.params})
-    if not names:
-        return None
-    pair = len(names) == 2
-    # Extra width on the right for the legend, which must not cover the best trial.
-    fig, axes = _figure(3.7 * (len(names) + pair) + 1.4, 3.2, ncols=len(names) + pair)
-    reached_steps = [t.steps_to_target for t in rung.trials if t.steps_to_target is not None]
-    budget, top = _trial_y(rung, reached_steps)
-    for ax, name in zip(axes, names, strict=False):
-        rng = space.get(name)
-        if rng is not None:
-            _mark_range(ax, rng, vertical=True)
-        for status, style in STATUS_STYLE.items():
-            xs, ys = [], []
-            for trial in rung.trials:
-                if name not in trial.params or _status_key(trial.status) != status:
-                    continue
-                xs.append(trial.params[name])
-                ys.append(trial.steps_to_target if trial.steps_to_target is not None else top)
-            if xs:
-                ax.scatter(
-                    xs,
-                    ys,
-                    marker=style["marker"],
-                    c=style["color"],
-                    s=30,
-                    label=style["label"],
-                    zorder=3,
-                    linewidths=1.2,
-                )
-        best = rung.best
-        if best is not None and name in best.params:
-            ax.scatter(
-                [best.params[name]],
-                [best.steps_to_target],
-                marker="*",
-                s=220,
-                c="#ffbf00",
-                edgecolors="black",
-                linewidths=0.8,
-                zorder=4,
-                label="best trial",
-            )
-        ax.axhline(budget, color="#7f7f7f", lw=0.8, ls="--")
-        ax.set_yscale("log")
-        if rng is None or rng.scale == "log":
-            ax.set_xscale("log")
-        low = min(reached_steps) / 1.5 if reached_steps else budget / 10
-        ax.set_ylim(low, top * 1.4)
-        ax.set_xlabel(param_label(name))
-        ax.set_ylabel("steps to target")
-        ax.grid(True, alpha=0.3)
-        ax.set_title(f"B = {rung.batch_size}: {param_label(name)}", fontsize=10)
-    if pair:
-        _pair_panel(axes[-1], rung, names, space)
-    handles, labels = axes[0].get_legend_handles_labels()
-    handles.append(Line2D([], [], color="#7f7f7f", ls="--", lw=0.8, label="step budget"))
-    fig.legend(handles=handles, fontsize=6.5, loc="outside right upper")
-    return figure_uri(fig)
-
-
-def _status_key(status: str) -> str:
-    return status if status in STATUS_STYLE else "error"
-
-
-def _mark_range(ax: Axes, rng: SearchRange, *, vertical: bool) -> None:
-    """Search bounds as lines, their 5% edge zones shaded (log units for log scales)."""
-    from ._edges import EDGE_MARGIN
-
-    if rng.scale == "log":
-        span = math.log(rng.high / rng.low) * EDGE_MARGIN
-        inner = (rng.low * math.exp(span), rng.high * math.exp(-span))
-    else:
-        span = (rng.high - rng.low) * EDGE_MARGIN
-        inner = (rng.low + span, rng.high - span)
-    line = ax.axvline if vertical else ax.axhline
-    band = ax.axvspan if vertical else ax.axhspan
-    for bound in (rng.low, rng.high):
-        line(bound, color="#d62728", lw=0.9, alpha=0.6)
-    band(rng.low, inner[0], color="#d62728", alpha=0.08, lw=0)
-    band(inner[1], rng.high, color="#d62728", alpha=0.08, lw=0)
-
-
-def _pair_panel(
-    ax: Axes, rung: RungResult, names: list[str], space: dict[str, SearchRange]
-) -> None:
-    """The two searched parameters against each other, coloured by steps-to-target."""
-    x_name, y_name = names
-    ok = [
-        t
-        for t in rung.trials
-        if t.steps_to_target is not None and x_name in t.params and y_name in t.params
-    ]
-    bad = [
-        t
-        for t in rung.trials
-        if t.steps_to_target is None and x_name in t.params and y_name in t.params
-    ]
-    if bad:
-        ax.scatter(
-            [t.params[x_name] for t in bad],
-            [t.params[y_name] for t in bad],
-            marker="x",
-            c="#7f7f7f",
-            s=25,
-            label="did not reach",
-            zorder=2,
-        )
-    if ok:
-        points = ax.scatter(
-            [t.params[x_name] for t in ok],
-            [t.params[y_name] for t in ok],
-            c=np.log10([t.steps_to_target for t in ok]),
-            cmap="viridis_r",
-            s=40,
-            edgecolors="black",
-            linewidths=0.4,
-            zorder=3,
-        )
-        colorbar = ax.figure.colorbar(points, ax=ax, pad=0.01)
-        colorbar.set_label("log₁₀ steps to target", fontsize=8)
-    best = rung.best
-    if best is not None and x_name in best.params and y_name in best.params:
-        ax.scatter(
-            [best.params[x_name]],
-            [best.params[y_name]],
-            marker="*",
-            s=220,
-            c="#ffbf00",
-            edgecolors="black",
-            linewidths=0.8,
-            zorder=4,
-        )
-    for name, set_scale, vertical in (
-        (x_name, ax.set_xscale, True),
-        (y_name, ax.set_yscale, False),
-    ):
-        rng = space.get(name)
-        if rng is not None:
-            _mark_range(ax, rng, vertical=vertical)
-        set_scale("log" if rng is None or rng.scale == "log" else "linear")
-    ax.set_xlabel(param_label(x_name))
-    ax.set_ylabel(param_label(y_name))
-    ax.set_title(f"B = {rung.batch_size}: search space", fontsize=10)
-    ax.grid(True, alpha=0.3)
 
 
 def noise_figure(study: StudyData, summary: StudySummary) -> str | None:
@@ -567,7 +288,7 @@ def noise_figure(study: StudyData, summary: StudySummary) -> str | None:
     noise = study.noise_scale
     if noise is None:
         return None
-    fig, (ax,) = _figure(8.0, 3.8)
+    fig, (ax,) = new_figure(8.0, 3.8)
     steps = np.array(noise.steps, dtype=float)
     values = np.array(noise.b_simple, dtype=float)
     low, high = np.array(noise.ci_low), np.array(noise.ci_high)
@@ -603,7 +324,7 @@ def noise_figure(study: StudyData, summary: StudySummary) -> str | None:
             lw=1.3,
             label=f"B_crit from the study = {fit.b_crit:,.4g}",
         )
-        ci = _interval(fit.b_crit_ci)
+        ci = interval_of(fit.b_crit_ci)
         if ci is not None:
             ax.axhspan(ci[0], ci[1], color="#d62728", alpha=0.08, lw=0)
         if math.isfinite(fit.b_crit) and fit.b_crit > 0:
@@ -623,15 +344,3 @@ def noise_figure(study: StudyData, summary: StudySummary) -> str | None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return figure_uri(fig)
-
-
-def _interval(value: Any) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return None
-    return low, high

@@ -20,7 +20,7 @@ from .._io import atomic_write_text
 from .._version import __version__
 from ..results import RESULTS_JSON, STATUSES, SearchRange, StudyData, load_study
 from ..study import StudyConfig
-from . import _cbs, _plots, _view
+from . import _cbs, _plots, _trial_plots, _view
 from ._html import render_html
 from ._summary import StudySummary, compare_to_reference, summarize
 
@@ -223,7 +223,7 @@ def _with_default_space(study: StudyData) -> StudyData:
 
 
 def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.StudyView:
-    rung_figures = {r.batch_size: _plots.trials_figure(r, study.search_space) for r in study.rungs}
+    rung_figures = {r.batch_size: _trial_plots.trials_figure(r, study.search_space) for r in study.rungs}
     scaling = _plots.scaling_figure(study, summary)
     hyper = _plots.hyperparameter_figure(study, summary)
     noise = _plots.noise_figure(study, summary)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..analysis import ScalingFit, summarize_ladder
+from ..analysis import ScalingFit, compare_fits, summarize_ladder
 from ._curves import Curve
 
 logger = logging.getLogger(__name__)
@@ -164,3 +164,24 @@ class Ratio:
     def outside(self, factor: float) -> bool:
         """The interval misses [1/factor, factor] entirely."""
         return self.ci[0] > factor or self.ci[1] < 1.0 / factor
+
+
+#: Level of every interval in the findings.
+CONFIDENCE = 0.95
+
+#: LR-trend readings that single out one rule.
+FOLLOWS = ("linear rule", "square-root rule")
+
+#: A B_simple / B_crit interval wider than this factor (high / low) cannot tell a
+#: factor-of-2 agreement from a clear miss: the comparison is "unclear".
+WIDE_RATIO = 16.0
+
+
+def fit_ratio(reference: FitSummary, other: FitSummary, what: str = "b_crit") -> Ratio:
+    """``other``'s B_crit (or S_min) over ``reference``'s, with its interval."""
+    comparison = compare_fits(reference.fit, other.fit, confidence=CONFIDENCE)
+    if what == "b_crit":
+        value, ci = comparison.b_crit_ratio, comparison.b_crit_ratio_ci
+    else:
+        value, ci = comparison.s_min_ratio, comparison.s_min_ratio_ci
+    return Ratio(other.study, reference.study, value, ci)
