@@ -102,8 +102,8 @@ def fixed_sweep(work: Workload, cfg: dict[str, Any], seed: int) -> list[Outcome]
         best: tuple[int, float] | None = None
         for multiplier in sorted(cfg["lr_grid"], key=lambda m: abs(math.log(m))):
             lr = center * multiplier
-            spec = RunSpec(batch_size, cfg["optimizer"], {**hparams, "lr": lr},
-                           cfg["max_steps"], cfg["eval_every"], seed)  # fmt: skip
+            spec = RunSpec(batch_size=batch_size, optimizer=cfg["optimizer"], hparams={**hparams, "lr": lr},
+                           max_steps=cfg["max_steps"], eval_every=cfg["eval_every"], seed=seed)  # fmt: skip
             result = run_training(work, spec, work.target, stop_after=best[0] if best else None)
             if result.steps_to_target is not None and (
                 best is None or result.steps_to_target < best[0]

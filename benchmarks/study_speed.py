@@ -161,12 +161,12 @@ def _same_trials(config: StudyConfig, threads: int) -> tuple[float, dict[int, in
         reached = []
         for slot, point in enumerate(points):
             spec = RunSpec(
-                rung.batch_size,
-                config.optimizer,
-                to_hparams(config, point, rung.budget_steps),
-                rung.budget_steps,
-                rung.eval_every,
-                slot_seed(config, rung, slot),
+                batch_size=rung.batch_size,
+                optimizer=config.optimizer,
+                hparams=to_hparams(config, point, rung.budget_steps),
+                max_steps=rung.budget_steps,
+                eval_every=rung.eval_every,
+                seed=slot_seed(config, rung, slot),
                 decay=config.schedule.decay,
             )
             steps = run_training(workload, spec, target, stop_at_target=True).steps_to_target

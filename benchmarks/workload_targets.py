@@ -26,7 +26,15 @@ def curves_for(workload, batch_size: int, lrs: list[float], steps: int, every: i
     hparams = dict(workload.default_hparams)
     optimizer = hparams.pop("optimizer")
     specs = [
-        RunSpec(batch_size, optimizer, {**hparams, "lr": lr}, steps, every, seed) for lr in lrs
+        RunSpec(
+            batch_size=batch_size,
+            optimizer=optimizer,
+            hparams={**hparams, "lr": lr},
+            max_steps=steps,
+            eval_every=every,
+            seed=seed,
+        )
+        for lr in lrs
     ]
     never = Target(
         workload.target.metric,

@@ -26,12 +26,7 @@ CASES = [
 def test_large_batch_optimizer_with_warmup_reaches_default_target(optimizer, hparams):
     workload = get_workload("mnist1d-cnn")
     spec = RunSpec(
-        batch_size=2048,
-        optimizer=optimizer,
-        hparams=hparams,
-        max_steps=600,
-        eval_every=25,
-        seed=0,
+        batch_size=2048, optimizer=optimizer, hparams=hparams, max_steps=600, eval_every=25, seed=0
     )
     result = run_training(workload, spec, workload.target)
     assert result.status == "reached", result.reason

@@ -87,7 +87,14 @@ def test_noise_run_retraces_the_trial_and_measures_at_each_checkpoint():
     assert [c["step"] for c in record["checkpoints"]] == [0, 20, 40]
     assert all(c["n"] == 3 and c["b_simple"] is not None for c in record["checkpoints"])
     # The metrics at the target equal those of the same run trained by the study's trainer.
-    spec = RunSpec(job.spec.batch_size, "nesterov", {"lr": 0.1}, 40, 20, job.spec.seed)
+    spec = RunSpec(
+        batch_size=job.spec.batch_size,
+        optimizer="nesterov",
+        hparams={"lr": 0.1},
+        max_steps=40,
+        eval_every=20,
+        seed=job.spec.seed,
+    )
     trained = run_training(workload, spec, workload.target, stop_at_target=False)
     assert record["checkpoints"][-1]["metrics"]["accuracy"] == trained.metrics["accuracy"][-1]
     assert record["checkpoints"][1]["metrics"]["loss"] == trained.metrics["loss"][0]

@@ -59,7 +59,14 @@ def test_exact_workloads_refuse_processes_per_trial(nqm_study) -> None:
 @pytest.mark.slow
 def test_ddp_trial_curve_equals_the_single_process_curve_at_the_same_global_batch() -> None:
     workload = get_workload("digits-mlp", {})
-    spec = RunSpec(64, "nesterov", {"lr": 0.1, "momentum": 0.9}, 60, 10, seed=7)
+    spec = RunSpec(
+        batch_size=64,
+        optimizer="nesterov",
+        hparams={"lr": 0.1, "momentum": 0.9},
+        max_steps=60,
+        eval_every=10,
+        seed=7,
+    )
     alone = run_training(workload, spec, workload.target, stop_at_target=False)
     seen: list[int] = []
     ddp = run_ddp_trial(
@@ -83,7 +90,14 @@ def test_ddp_trial_curve_equals_the_single_process_curve_at_the_same_global_batc
 @pytest.mark.slow
 def test_a_failing_rank_raises_with_torchruns_output() -> None:
     workload = get_workload("digits-mlp", {})
-    spec = RunSpec(64, "nesterov", {"lr": 0.1, "momentum": 0.9}, 20, 10, seed=0)
+    spec = RunSpec(
+        batch_size=64,
+        optimizer="nesterov",
+        hparams={"lr": 0.1, "momentum": 0.9},
+        max_steps=20,
+        eval_every=10,
+        seed=0,
+    )
     with pytest.raises(DDPTrialError, match=r"(?s)exited with code \d+.*no_such_module"):
         run_ddp_trial({"name": "no_such_module:build", "params": {}}, spec, workload.target, 2)
 

@@ -17,7 +17,9 @@ def test_steps_to_target_is_the_first_evaluated_step_meeting_it():
 
 
 def test_eval_steps_include_the_last_step():
-    assert RunSpec(8, "sgd", {"lr": 0.1}, 25, 10, 0).eval_steps() == [10, 20, 25]
+    assert RunSpec(
+        batch_size=8, optimizer="sgd", hparams={"lr": 0.1}, max_steps=25, eval_every=10, seed=0
+    ).eval_steps() == [10, 20, 25]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,9 @@ def linreg():
 
 
 def test_run_stops_at_target_and_reports_the_step(linreg):
-    spec = RunSpec(32, "sgd", {"lr": 0.5}, 2000, 10, seed=0)
+    spec = RunSpec(
+        batch_size=32, optimizer="sgd", hparams={"lr": 0.5}, max_steps=2000, eval_every=10, seed=0
+    )
     result = run_training(linreg, spec, linreg.target)
     assert result.status == "reached"
     assert result.steps_to_target == result.steps[-1]
@@ -35,14 +39,23 @@ def test_run_stops_at_target_and_reports_the_step(linreg):
 
 
 def test_run_is_reproducible_from_its_seed(linreg):
-    spec = RunSpec(16, "momentum", {"lr": 0.1, "momentum": 0.9}, 200, 20, seed=3)
+    spec = RunSpec(
+        batch_size=16,
+        optimizer="momentum",
+        hparams={"lr": 0.1, "momentum": 0.9},
+        max_steps=200,
+        eval_every=20,
+        seed=3,
+    )
     a = run_training(linreg, spec, linreg.target, stop_at_target=False)
     b = run_training(linreg, spec, linreg.target, stop_at_target=False)
     assert a.metrics == b.metrics
 
 
 def test_run_stops_once_beaten(linreg):
-    slow = RunSpec(32, "sgd", {"lr": 0.01}, 2000, 10, seed=0)
+    slow = RunSpec(
+        batch_size=32, optimizer="sgd", hparams={"lr": 0.01}, max_steps=2000, eval_every=10, seed=0
+    )
     result = run_training(linreg, slow, linreg.target, stop_after=100)
     assert result.status == "beaten" and result.steps_to_target is None
     assert result.steps[-1] == 100
@@ -60,34 +73,65 @@ def test_run_stops_once_a_best_found_meanwhile_beats_it(linreg):
         if step == 50:
             best[0] = 80
 
-    slow = RunSpec(32, "sgd", {"lr": 0.01}, 2000, 10, seed=0)
+    slow = RunSpec(
+        batch_size=32, optimizer="sgd", hparams={"lr": 0.01}, max_steps=2000, eval_every=10, seed=0
+    )
     result = run_training(linreg, slow, linreg.target, stop_after=known_best, on_eval=on_eval)
     assert result.status == "beaten" and result.steps[-1] == 80
     assert "by step 80" in result.reason
 
 
 def test_divergence_is_recorded_with_its_reason(linreg):
-    spec = RunSpec(32, "sgd", {"lr": 50.0}, 2000, 10, seed=0)
+    spec = RunSpec(
+        batch_size=32, optimizer="sgd", hparams={"lr": 50.0}, max_steps=2000, eval_every=10, seed=0
+    )
     result = run_training(linreg, spec, linreg.target)
     assert result.status == "diverged"
     assert "became" in result.reason
 
 
 def test_budget_exhausted_is_not_reached(linreg):
-    result = run_training(linreg, RunSpec(32, "sgd", {"lr": 1e-4}, 50, 10, 0), linreg.target)
+    result = run_training(
+        linreg,
+        RunSpec(
+            batch_size=32,
+            optimizer="sgd",
+            hparams={"lr": 1e-4},
+            max_steps=50,
+            eval_every=10,
+            seed=0,
+        ),
+        linreg.target,
+    )
     assert result.status == "not_reached" and "not reached within 50 steps" in result.reason
 
 
 def test_unknown_target_metric_names_the_reported_ones(linreg):
     with pytest.raises(ValueError, match="reports: loss, excess_loss"):
         run_training(
-            linreg, RunSpec(8, "sgd", {"lr": 0.1}, 10, 10, 0), Target("accuracy", 0.9, "max")
+            linreg,
+            RunSpec(
+                batch_size=8,
+                optimizer="sgd",
+                hparams={"lr": 0.1},
+                max_steps=10,
+                eval_every=10,
+                seed=0,
+            ),
+            Target("accuracy", 0.9, "max"),
         )
 
 
 def test_nqm_runs_through_its_exact_curves():
     nqm = get_workload("nqm", {"dim": 500})
-    spec = RunSpec(16, "momentum", {"lr": 0.3, "momentum": 0.8}, 3000, 10, seed=0)
+    spec = RunSpec(
+        batch_size=16,
+        optimizer="momentum",
+        hparams={"lr": 0.3, "momentum": 0.8},
+        max_steps=3000,
+        eval_every=10,
+        seed=0,
+    )
     result = run_training(nqm, spec, nqm.target, stop_at_target=False)
     exact = nqm_expected_loss(
         nqm.curvature,
@@ -110,7 +154,15 @@ def test_decay_schedule_is_the_optimizers_warmup_schedule(linreg):
     from batchlab._seeding import make_generator
     from batchlab.optim import warmup_schedule
 
-    spec = RunSpec(16, "sgd", {"lr": 0.3, "warmup_steps": 10}, 60, 20, seed=4, decay="linear")
+    spec = RunSpec(
+        batch_size=16,
+        optimizer="sgd",
+        hparams={"lr": 0.3, "warmup_steps": 10},
+        max_steps=60,
+        eval_every=20,
+        seed=4,
+        decay="linear",
+    )
     result = run_training(linreg, spec, linreg.target, stop_at_target=False)
     model = linreg.build_model(spec.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.3)
@@ -127,8 +179,17 @@ def test_decay_schedule_is_the_optimizers_warmup_schedule(linreg):
             expected.append(linreg.evaluate(model)["loss"])
     assert result.metrics["loss"] == expected
     constant = run_training(
-        linreg, RunSpec(16, "sgd", {"lr": 0.3, "warmup_steps": 10}, 60, 20, seed=4),
-        linreg.target, stop_at_target=False,
+        linreg,
+        RunSpec(
+            batch_size=16,
+            optimizer="sgd",
+            hparams={"lr": 0.3, "warmup_steps": 10},
+            max_steps=60,
+            eval_every=20,
+            seed=4,
+        ),
+        linreg.target,
+        stop_at_target=False,
     )
     assert constant.metrics["loss"] != expected
 
@@ -136,8 +197,23 @@ def test_decay_schedule_is_the_optimizers_warmup_schedule(linreg):
 def test_exact_curves_refuse_a_schedule_at_run_trainings_entry():
     nqm = get_workload("nqm", {"dim": 50})
     for spec in (
-        RunSpec(16, "sgd", {"lr": 0.1, "warmup_steps": 5}, 100, 10, 0),
-        RunSpec(16, "sgd", {"lr": 0.1}, 100, 10, 0, decay="cosine"),
+        RunSpec(
+            batch_size=16,
+            optimizer="sgd",
+            hparams={"lr": 0.1, "warmup_steps": 5},
+            max_steps=100,
+            eval_every=10,
+            seed=0,
+        ),
+        RunSpec(
+            batch_size=16,
+            optimizer="sgd",
+            hparams={"lr": 0.1},
+            max_steps=100,
+            eval_every=10,
+            seed=0,
+            decay="cosine",
+        ),
     ):
         with pytest.raises(ValueError, match="constant learning rate"):
             run_training(nqm, spec, nqm.target)

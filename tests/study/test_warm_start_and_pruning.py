@@ -129,7 +129,14 @@ def test_pruning_is_off_by_default_and_labelled_when_on(tmp_path, nqm_study) -> 
 def test_a_pruned_trial_stops_where_the_rule_says_and_others_are_untouched() -> None:
     workload = get_workload("digits-mlp", {})
     specs = [
-        RunSpec(32, "momentum", {"lr": lr, "momentum": 0.9}, 60, 10, seed=i)
+        RunSpec(
+            batch_size=32,
+            optimizer="momentum",
+            hparams={"lr": lr, "momentum": 0.9},
+            max_steps=60,
+            eval_every=10,
+            seed=i,
+        )
         for i, lr in enumerate([1e-3, 0.05, 0.1])
     ]
     target = workload.target
@@ -144,6 +151,10 @@ def test_a_pruned_trial_stops_where_the_rule_says_and_others_are_untouched() -> 
     alone = run_training(workload, specs[1], target, stop_at_target=False)
     assert results[1].metrics["loss"] == pytest.approx(alone.metrics["loss"], rel=1e-4)
     single = run_training(
-        workload, specs[0], target, stop_at_target=False, prune=lambda s, o, c: "x" if s >= 30 else None
+        workload,
+        specs[0],
+        target,
+        stop_at_target=False,
+        prune=lambda s, o, c: "x" if s >= 30 else None,
     )
     assert single.status == "pruned" and single.steps == [10, 20, 30]

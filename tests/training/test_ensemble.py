@@ -38,7 +38,15 @@ def test_member_curve_equals_the_trial_run_alone(name, optimizer, hparams):
     workload = get_workload(name)
     optimizer, decay = optimizer if isinstance(optimizer, tuple) else (optimizer, "constant")
     specs = [
-        RunSpec(32, optimizer, hp, 120, 20, seed=10 + i, decay=decay)
+        RunSpec(
+            batch_size=32,
+            optimizer=optimizer,
+            hparams=hp,
+            max_steps=120,
+            eval_every=20,
+            seed=10 + i,
+            decay=decay,
+        )
         for i, hp in enumerate(hparams)
     ]
     together = run_ensemble(workload, specs, NEVER)
@@ -56,8 +64,22 @@ def test_member_curve_equals_the_trial_run_alone(name, optimizer, hparams):
 def test_first_member_to_reach_the_target_stops_the_ones_it_beat():
     workload = get_workload("digits-mlp")
     target = Target("accuracy", 0.9, "max")
-    fast = RunSpec(64, "momentum", {"lr": 0.3, "momentum": 0.9}, 400, 10, seed=0)
-    slow = RunSpec(64, "momentum", {"lr": 0.001, "momentum": 0.5}, 400, 10, seed=1)
+    fast = RunSpec(
+        batch_size=64,
+        optimizer="momentum",
+        hparams={"lr": 0.3, "momentum": 0.9},
+        max_steps=400,
+        eval_every=10,
+        seed=0,
+    )
+    slow = RunSpec(
+        batch_size=64,
+        optimizer="momentum",
+        hparams={"lr": 0.001, "momentum": 0.5},
+        max_steps=400,
+        eval_every=10,
+        seed=1,
+    )
     # Stop-once-beaten on (a callable: no best known yet at this rung).
     fast_result, slow_result = run_ensemble(workload, [fast, slow], target, stop_after=lambda: None)
     assert fast_result.status == "reached"
@@ -69,8 +91,22 @@ def test_first_member_to_reach_the_target_stops_the_ones_it_beat():
 def test_without_stop_once_beaten_every_member_runs_to_its_own_result():
     workload = get_workload("digits-mlp")
     target = Target("accuracy", 0.9, "max")
-    fast = RunSpec(64, "momentum", {"lr": 0.3, "momentum": 0.9}, 200, 10, seed=0)
-    slow = RunSpec(64, "momentum", {"lr": 0.001, "momentum": 0.5}, 200, 10, seed=1)
+    fast = RunSpec(
+        batch_size=64,
+        optimizer="momentum",
+        hparams={"lr": 0.3, "momentum": 0.9},
+        max_steps=200,
+        eval_every=10,
+        seed=0,
+    )
+    slow = RunSpec(
+        batch_size=64,
+        optimizer="momentum",
+        hparams={"lr": 0.001, "momentum": 0.5},
+        max_steps=200,
+        eval_every=10,
+        seed=1,
+    )
     fast_result, slow_result = run_ensemble(workload, [fast, slow], target, stop_after=None)
     assert fast_result.status == "reached"
     assert slow_result.status == "not_reached" and slow_result.steps[-1] == 200
@@ -78,7 +114,17 @@ def test_without_stop_once_beaten_every_member_runs_to_its_own_result():
 
 def test_known_best_of_the_rung_stops_members_early():
     workload = get_workload("digits-mlp")
-    specs = [RunSpec(64, "sgd", {"lr": 1e-4}, 400, 10, seed=s) for s in range(2)]
+    specs = [
+        RunSpec(
+            batch_size=64,
+            optimizer="sgd",
+            hparams={"lr": 1e-4},
+            max_steps=400,
+            eval_every=10,
+            seed=s,
+        )
+        for s in range(2)
+    ]
     results = run_ensemble(workload, specs, workload.target, stop_after=50)
     assert [r.status for r in results] == ["beaten", "beaten"]
     assert all(r.steps[-1] == 50 for r in results)
@@ -87,8 +133,22 @@ def test_known_best_of_the_rung_stops_members_early():
 def test_diverging_member_leaves_and_the_others_go_on():
     workload = get_workload("linreg", {"dim": 8})
     specs = [
-        RunSpec(16, "sgd", {"lr": 100.0}, 100, 10, seed=0),
-        RunSpec(16, "sgd", {"lr": 0.1}, 100, 10, seed=1),
+        RunSpec(
+            batch_size=16,
+            optimizer="sgd",
+            hparams={"lr": 100.0},
+            max_steps=100,
+            eval_every=10,
+            seed=0,
+        ),
+        RunSpec(
+            batch_size=16,
+            optimizer="sgd",
+            hparams={"lr": 0.1},
+            max_steps=100,
+            eval_every=10,
+            seed=1,
+        ),
     ]
     bad, good = run_ensemble(workload, specs, NEVER)
     assert bad.status == "diverged" and "became" in bad.reason
@@ -99,7 +159,12 @@ def test_diverging_member_leaves_and_the_others_go_on():
 
 def test_optimizers_without_a_batched_update_are_refused():
     workload = get_workload("digits-mlp")
-    specs = [RunSpec(32, "lars", {"lr": 1.0}, 10, 5, seed=s) for s in range(2)]
+    specs = [
+        RunSpec(
+            batch_size=32, optimizer="lars", hparams={"lr": 1.0}, max_steps=10, eval_every=5, seed=s
+        )
+        for s in range(2)
+    ]
     with pytest.raises(EnsembleUnsupported, match="no batched update"):
         run_ensemble(workload, specs, NEVER)
 
@@ -118,6 +183,11 @@ class DataDependent(nn.Module):
 def test_models_that_vmap_cannot_run_are_refused(monkeypatch):
     workload = get_workload("digits-mlp")
     monkeypatch.setattr(workload, "build_model", lambda seed: DataDependent())
-    specs = [RunSpec(32, "sgd", {"lr": 0.1}, 10, 5, seed=s) for s in range(2)]
+    specs = [
+        RunSpec(
+            batch_size=32, optimizer="sgd", hparams={"lr": 0.1}, max_steps=10, eval_every=5, seed=s
+        )
+        for s in range(2)
+    ]
     with pytest.raises(EnsembleUnsupported, match="does not run under vmap"):
         run_ensemble(workload, specs, NEVER)

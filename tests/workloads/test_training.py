@@ -12,7 +12,14 @@ def train_to_default_target(name: str, batch_size: int):
     workload = get_workload(name)
     hparams = dict(workload.default_hparams)
     optimizer = hparams.pop("optimizer")
-    spec = RunSpec(batch_size, optimizer, hparams, workload.default_steps, 50, seed=0)
+    spec = RunSpec(
+        batch_size=batch_size,
+        optimizer=optimizer,
+        hparams=hparams,
+        max_steps=workload.default_steps,
+        eval_every=50,
+        seed=0,
+    )
     return run_training(workload, spec, workload.target)
 
 

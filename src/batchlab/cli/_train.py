@@ -82,7 +82,14 @@ def train_command(
         if eval_every <= 0:
             raise ValueError(f"--eval-every must be positive, got {eval_every}")
         check_batch_size(batch_size, work.train_size, name="--batch-size")
-        spec = RunSpec(batch_size, opt_name, hparams, budget, min(eval_every, budget), seed)
+        spec = RunSpec(
+            batch_size=batch_size,
+            optimizer=opt_name,
+            hparams=hparams,
+            max_steps=budget,
+            eval_every=min(eval_every, budget),
+            seed=seed,
+        )
         target: Target = work.target
         console.print(
             f"Training [bold]{work.name}[/] at batch size {batch_size} with {opt_name} "

@@ -27,7 +27,7 @@ from ._fits import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetSizeFinding:
     """Finding 4: B_crit with a 10x larger training set is within a factor of the small one's."""
 
@@ -63,16 +63,17 @@ def evaluate_dataset_size(small: Curve, large: Curve, factor: float = 2.0) -> Da
     if small_fit is None or large_fit is None:
         missing = small.name if small_fit is None else large.name
         return DatasetSizeFinding(
-            small.name,
-            large.name,
-            *sizes,
-            small_fit,
-            large_fit,
-            None,
-            None,
-            factor,
-            INCONCLUSIVE,
-            f"{missing} reached the target on fewer than three rungs.",
+            small_study=small.name,
+            large_study=large.name,
+            small_size=sizes[0],
+            large_size=sizes[1],
+            small=small_fit,
+            large=large_fit,
+            b_crit_ratio=None,
+            s_min_ratio=None,
+            factor=factor,
+            verdict=INCONCLUSIVE,
+            reason=f"{missing} reached the target on fewer than three rungs.",
         )
     ratio, s_ratio = fit_ratio(small_fit, large_fit), fit_ratio(small_fit, large_fit, "s_min")
     text = (
@@ -90,14 +91,15 @@ def evaluate_dataset_size(small: Curve, large: Curve, factor: float = 2.0) -> Da
             text + (f", which reaches past [1/{fmt(factor)}, {fmt(factor)}] without leaving it."),
         )
     return DatasetSizeFinding(
-        small.name,
-        large.name,
-        *sizes,
-        small_fit,
-        large_fit,
-        ratio,
-        s_ratio,
-        factor,
-        verdict,
-        reason,
+        small_study=small.name,
+        large_study=large.name,
+        small_size=sizes[0],
+        large_size=sizes[1],
+        small=small_fit,
+        large=large_fit,
+        b_crit_ratio=ratio,
+        s_min_ratio=s_ratio,
+        factor=factor,
+        verdict=verdict,
+        reason=reason,
     )

@@ -25,7 +25,7 @@ from ._fits import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BudgetRow:
     """One rung at both budgets: steps, epochs, the final validation metric and the run's status.
 
@@ -43,7 +43,7 @@ class BudgetRow:
     tuned_status: str = "missing"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FixedEpochsFinding:
     """Finding 5: small batches win at a fixed epoch budget, not at a tuned step budget.
 
@@ -127,15 +127,15 @@ def evaluate_fixed_epochs(
         )
         rows.append(
             BudgetRow(
-                batch_size,
-                None if fixed is None else int(fixed["max_steps"]),
-                None if fixed is None else float(fixed["epochs"]),
-                None if fixed is None else fixed.get("final"),
-                None if tuned is None else int(tuned["max_steps"]),
-                None if tuned is None else float(tuned["epochs"]),
-                None if tuned is None else tuned.get("final"),
-                "missing" if fixed is None else str(fixed.get("status", "finished")),
-                "missing" if tuned is None else str(tuned.get("status", "finished")),
+                batch_size=batch_size,
+                fixed_steps=None if fixed is None else int(fixed["max_steps"]),
+                fixed_epochs=None if fixed is None else float(fixed["epochs"]),
+                fixed_final=None if fixed is None else fixed.get("final"),
+                tuned_steps=None if tuned is None else int(tuned["max_steps"]),
+                tuned_epochs=None if tuned is None else float(tuned["epochs"]),
+                tuned_final=None if tuned is None else tuned.get("final"),
+                fixed_status="missing" if fixed is None else str(fixed.get("status", "finished")),
+                tuned_status="missing" if tuned is None else str(tuned.get("status", "finished")),
             )
         )
     gap_fixed, best_fixed = _gap(rows, "fixed", small_batch_max, sign)
@@ -162,17 +162,17 @@ def evaluate_fixed_epochs(
             text + (": small batches win only when every batch size gets the same epochs."),
         )
     return FixedEpochsFinding(
-        study,
-        metric,
-        str(target["direction"]),
-        float(epochs),
-        int(small_batch_max),
-        float(tolerance),
-        tuple(rows),
-        gap_fixed,
-        gap_tuned,
-        best_fixed,
-        best_tuned,
-        verdict,
-        reason,
+        study=study,
+        metric=metric,
+        direction=str(target["direction"]),
+        epochs=float(epochs),
+        small_batch_max=int(small_batch_max),
+        tolerance=float(tolerance),
+        rows=tuple(rows),
+        gap_fixed=gap_fixed,
+        gap_tuned=gap_tuned,
+        best_fixed=best_fixed,
+        best_tuned=best_tuned,
+        verdict=verdict,
+        reason=reason,
     )

@@ -25,7 +25,7 @@ from ._fits import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LargeBatchRow:
     """Steps-to-target at one shared rung: the reference and every other optimizer."""
 
@@ -35,7 +35,7 @@ class LargeBatchRow:
     others: dict[str, int | None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LargeBatchFinding:
     """Finding 7: LARS/LAMB need fewer steps than momentum at the largest batch sizes.
 
@@ -74,10 +74,10 @@ def evaluate_large_batch(reference: Curve, others: Sequence[Curve]) -> LargeBatc
         resolution = max(c.eval_every_at(b) for c in studies)
         rows.append(
             LargeBatchRow(
-                b,
-                resolution,
-                reference.steps_at(b),
-                {c.name: c.steps_at(b) if b in c.batch_sizes else None for c in others},
+                batch_size=b,
+                resolution=resolution,
+                reference=reference.steps_at(b),
+                others={c.name: c.steps_at(b) if b in c.batch_sizes else None for c in others},
             )
         )
     optimizers = {reference.name: reference.optimizer, **{c.name: c.optimizer for c in others}}
@@ -91,12 +91,12 @@ def evaluate_large_batch(reference: Curve, others: Sequence[Curve]) -> LargeBatc
     )
     if decisive_row is None:
         return LargeBatchFinding(
-            reference.name,
-            optimizers,
-            tuple(rows),
-            None,
-            INCONCLUSIVE,
-            "no optimizer reached the target on the compared rungs.",
+            reference=reference.name,
+            optimizers=optimizers,
+            rows=tuple(rows),
+            decisive=None,
+            verdict=INCONCLUSIVE,
+            reason="no optimizer reached the target on the compared rungs.",
         )
     reached = {k: v for k, v in decisive_row.others.items() if v is not None}
     best_name = min(reached, key=lambda k: reached[k]) if reached else None
@@ -122,4 +122,11 @@ def evaluate_large_batch(reference: Curve, others: Sequence[Curve]) -> LargeBatc
                 "evaluation interval."
             ),
         )
-    return LargeBatchFinding(reference.name, optimizers, tuple(rows), b, verdict, reason)
+    return LargeBatchFinding(
+        reference=reference.name,
+        optimizers=optimizers,
+        rows=tuple(rows),
+        decisive=b,
+        verdict=verdict,
+        reason=reason,
+    )

@@ -32,7 +32,7 @@ from ._fits import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LRRow:
     """One model's tuned learning rate against batch size.
 
@@ -62,7 +62,7 @@ class LRRow:
     status: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LRFinding:
     """Finding 3: beyond perfect scaling the tuned LR follows neither the linear nor the √ rule."""
 
@@ -90,18 +90,18 @@ def _row(curve: Curve, fit: FitSummary | None) -> LRRow:
     sizes = tuple(b for b, _ in pairs)
     lrs = tuple(float(lr) for _, lr in pairs if lr is not None)
     empty = LRRow(
-        curve.name,
-        curve.workload,
-        curve.optimizer,
-        sizes,
-        lrs,
-        None,
-        None,
-        {},
-        (),
-        None,
-        None,
-        "too few rungs",
+        study=curve.name,
+        workload=curve.workload,
+        optimizer=curve.optimizer,
+        batch_sizes=sizes,
+        lrs=lrs,
+        exponent=None,
+        exponent_se=None,
+        per_regime={},
+        beyond=(),
+        beyond_exponent=None,
+        beyond_ci=None,
+        status="too few rungs",
     )
     if len(sizes) < 2:
         return empty
@@ -126,18 +126,18 @@ def _row(curve: Curve, fit: FitSummary | None) -> LRRow:
             else "either rule"
         )
     return LRRow(
-        curve.name,
-        curve.workload,
-        curve.optimizer,
-        sizes,
-        lrs,
-        trend.exponent,
-        trend.exponent_se,
-        dict(trend.per_regime),
-        beyond,
-        beyond_exponent,
-        beyond_ci,
-        status,
+        study=curve.name,
+        workload=curve.workload,
+        optimizer=curve.optimizer,
+        batch_sizes=sizes,
+        lrs=lrs,
+        exponent=trend.exponent,
+        exponent_se=trend.exponent_se,
+        per_regime=dict(trend.per_regime),
+        beyond=beyond,
+        beyond_exponent=beyond_exponent,
+        beyond_ci=beyond_ci,
+        status=status,
     )
 
 
@@ -183,4 +183,4 @@ def evaluate_lr_rules(curves: Sequence[Curve]) -> LRFinding:
                 + ")."
             ),
         )
-    return LRFinding(rows, verdict, reason)
+    return LRFinding(rows=rows, verdict=verdict, reason=reason)

@@ -27,7 +27,7 @@ from ._fits import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MomentumFinding:
     """Finding 2: momentum extends perfect scaling (B_crit with momentum / with SGD > 1).
 
@@ -67,15 +67,15 @@ def evaluate_momentum(sgd: Curve, momentum: Curve) -> MomentumFinding:
     if sgd_fit is None or mom_fit is None:
         missing = sgd.name if sgd_fit is None else momentum.name
         return MomentumFinding(
-            sgd.name,
-            momentum.name,
-            sgd_fit,
-            mom_fit,
-            None,
-            None,
-            rungs,
-            INCONCLUSIVE,
-            f"{missing} reached the target on fewer than three rungs: no B_crit to compare.",
+            sgd_study=sgd.name,
+            momentum_study=momentum.name,
+            sgd=sgd_fit,
+            momentum=mom_fit,
+            b_crit_ratio=None,
+            s_min_ratio=None,
+            rungs=rungs,
+            verdict=INCONCLUSIVE,
+            reason=f"{missing} reached the target on fewer than three rungs: no B_crit to compare.",
         )
     ratio, s_ratio = fit_ratio(sgd_fit, mom_fit), fit_ratio(sgd_fit, mom_fit, "s_min")
     text = (
@@ -89,5 +89,13 @@ def evaluate_momentum(sgd: Curve, momentum: Curve) -> MomentumFinding:
     else:
         verdict, reason = INCONCLUSIVE, text + ", which contains 1."
     return MomentumFinding(
-        sgd.name, momentum.name, sgd_fit, mom_fit, ratio, s_ratio, rungs, verdict, reason
+        sgd_study=sgd.name,
+        momentum_study=momentum.name,
+        sgd=sgd_fit,
+        momentum=mom_fit,
+        b_crit_ratio=ratio,
+        s_min_ratio=s_ratio,
+        rungs=rungs,
+        verdict=verdict,
+        reason=reason,
     )

@@ -30,7 +30,7 @@ from ._fits import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NoiseCheckpoint:
     """B_simple at one point of the run: step, fraction of the way to the target, metric."""
 
@@ -41,7 +41,7 @@ class NoiseCheckpoint:
     b_simple_ci: tuple[float | None, float | None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NoiseRow:
     """One model: B_simple over its run against its fitted B_crit.
 
@@ -69,7 +69,7 @@ class NoiseRow:
         return self.checkpoints[-1]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NoiseFinding:
     """Finding 6: B_simple measured during training predicts the measured B_crit."""
 
@@ -176,4 +176,6 @@ def evaluate_noise_scale(
         verdict, reason = HELD, f"every model agrees within a factor of {fmt(factor)} ({listing})."
     else:
         verdict, reason = INCONCLUSIVE, f"some comparisons are too uncertain ({listing})."
-    return NoiseFinding(tuple(rows), metrics, factor, verdict, reason)
+    return NoiseFinding(
+        rows=tuple(rows), metric_names=metrics, factor=factor, verdict=verdict, reason=reason
+    )

@@ -30,7 +30,7 @@ from ._fits import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RegimesFinding:
     """Finding 1: S(B) has three regimes, and where they lie differs by model.
 
@@ -106,4 +106,11 @@ def evaluate_regimes(curves: Sequence[Curve], factor: float = 2.0) -> RegimesFin
                 f"bends coincide.{seen}"
             ),
         )
-    return RegimesFinding(tuple(fits), tuple(missing), pairs, factor, verdict, reason)
+    return RegimesFinding(
+        fits=tuple(fits),
+        missing=tuple(missing),
+        pairs=pairs,
+        factor=factor,
+        verdict=verdict,
+        reason=reason,
+    )

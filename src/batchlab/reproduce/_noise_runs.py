@@ -111,7 +111,15 @@ def noise_job(
     if steps is None or hparams is None or seed is None:
         return None
     check_batch_size(batch_size, curve.train_size, name=f"noise_scale batch_size of {curve.name}")
-    spec = RunSpec(rung, curve.optimizer, dict(hparams), steps, steps, seed, decay=decay)
+    spec = RunSpec(
+        batch_size=rung,
+        optimizer=curve.optimizer,
+        hparams=dict(hparams),
+        max_steps=steps,
+        eval_every=steps,
+        seed=seed,
+        decay=decay,
+    )
     return NoiseJob(
         key=curve.name,
         study=curve.name,

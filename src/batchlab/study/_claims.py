@@ -93,12 +93,12 @@ def claim(
         trial.set_user_attr("hparams", hparams)
         trial.set_user_attr("budget_steps", rung.budget_steps)
         spec = RunSpec(
-            rung.batch_size,
-            config.optimizer,
-            hparams,
-            rung.budget_steps,
-            rung.eval_every,
-            int(trial.user_attrs["seed"]),
+            batch_size=rung.batch_size,
+            optimizer=config.optimizer,
+            hparams=hparams,
+            max_steps=rung.budget_steps,
+            eval_every=rung.eval_every,
+            seed=int(trial.user_attrs["seed"]),
             decay=config.schedule.decay,
         )
         claimed.append(Claimed(trial, int(trial.user_attrs["slot"]), spec))

@@ -35,7 +35,7 @@ PruneRule = Callable[[int, float, Sequence[float]], "str | None"]
 SCHEDULE_HPARAMS = ("warmup_steps",)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunSpec:
     """Everything that determines one training run.
 
