@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -20,24 +20,15 @@ from ._common import cli_errors, console, parse_params
 CBS_JSON = "cbs.json"
 
 
-def _int_list(text: str, option: str) -> list[int]:
-    """``"8,16,32"`` -> ``[8, 16, 32]``, or an error naming the option."""
+def _number_list(text: str, option: str, kind: type[int] | type[float]) -> list[Any]:
+    """``"8,16,32"`` -> ``[8, 16, 32]`` (of ``kind``), or an error naming the option."""
+    what = "integer" if kind is int else "number"
     try:
-        values = [int(part) for part in text.replace(" ", "").split(",") if part]
+        values = [kind(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
-        raise ValueError(f"{option} expects comma-separated integers, got {text!r}") from None
+        raise ValueError(f"{option} expects comma-separated {what}s, got {text!r}") from None
     if not values:
-        raise ValueError(f"{option} expects at least one integer, got {text!r}")
-    return values
-
-
-def _float_list(text: str, option: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise ValueError(f"{option} expects comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise ValueError(f"{option} expects at least one number, got {text!r}")
+        raise ValueError(f"{option} expects at least one {what}, got {text!r}")
     return values
 
 
@@ -197,8 +188,8 @@ def cbs_command(
     """
     with cli_errors():
         work = get_workload(workload, parse_params(param))
-        sizes = _int_list(batch_sizes, "--batch-sizes")
-        multipliers = _float_list(lr_multipliers, "--lr-multipliers")
+        sizes = _number_list(batch_sizes, "--batch-sizes", int)
+        multipliers = _number_list(lr_multipliers, "--lr-multipliers", float)
         if optimizer is not None:
             check_optimizer_name(optimizer)
         if optimizer_state not in OPTIMIZER_STATES:
@@ -210,7 +201,7 @@ def cbs_command(
         if checkpoint_dir is not None:
             if save_checkpoints:
                 raise ValueError("--save-checkpoints applies to a base run, not --checkpoint-dir")
-            steps = None if checkpoints is None else _int_list(checkpoints, "--checkpoints")
+            steps = None if checkpoints is None else _number_list(checkpoints, "--checkpoints", int)
             points: list = load_checkpoints(checkpoint_dir, steps)
             if points[0].workload not in (None, work.name):
                 raise ValueError(
@@ -220,7 +211,7 @@ def cbs_command(
         elif checkpoints is None:
             raise ValueError("give --checkpoints (steps of a base run) or --checkpoint-dir")
         else:
-            points = _int_list(checkpoints, "--checkpoints")
+            points = _number_list(checkpoints, "--checkpoints", int)
         hparams = None
         if lr is not None and not isinstance(points[0], int):
             hparams = {**points[0].hparams, "lr": lr}
