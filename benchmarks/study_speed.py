@@ -168,6 +168,7 @@ def _same_trials(config: StudyConfig, threads: int) -> tuple[float, dict[int, in
                 eval_every=rung.eval_every,
                 seed=slot_seed(config, rung, slot),
                 decay=config.schedule.decay,
+                resolution=config.evaluation.resolution,
             )
             steps = run_training(workload, spec, target, stop_at_target=True).steps_to_target
             if steps is not None:

@@ -21,7 +21,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     path.parent.mkdir(parents=True, exist_ok=True)
     # The writer's PID in the name lets a later process tell an abandoned temporary
     # (its writer was killed) from one being written right now.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         # mkstemp creates the file 0600; give it the mode a plain open() would (0666
         # less the umask), so a report or results file can be shared as usual.

@@ -21,6 +21,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 IN_FEATURES, HIDDEN, CLASSES = 5, 6, 3
 LR = 0.2
+#: The step before which run_resumed checkpoints the hook and starts a new one.
+RESUME_AT = 2
 
 #: scenario -> steps, examples per rank per step (rank r holds local[r]), micro-batches
 #: per step (all but the last under no_sync), dtype, per-module norms, tiny DDP buckets.
@@ -160,6 +162,41 @@ def misuse(model: DDP, gns: Any, shard: tuple[Tensor, Tensor]) -> dict[str, Any]
     return out
 
 
+def run_resumed(rank: int) -> dict[str, Any]:
+    """The per_module scenario, checkpointed after RESUME_AT steps and resumed.
+
+    The hook's ``state_dict`` goes through JSON; a new DDP model (with the trained
+    weights) and a new hook load it and train on. The test compares the result with
+    the uninterrupted per_module run.
+    """
+    from batchlab.integrations.ddp import register_noise_scale_hook
+
+    spec = SCENARIOS["per_module"]
+    local = spec["local"][rank]
+
+    def hooked(weights: dict[str, Tensor] | None) -> tuple[DDP, Any, torch.optim.Optimizer]:
+        net = build_model(spec["dtype"])
+        if weights is not None:
+            net.load_state_dict(weights)
+        model = DDP(net, bucket_cap_mb=1e-6)
+        gns = register_noise_scale_hook(model, local_batch_size=local, per_module=True)
+        return model, gns, torch.optim.SGD(model.parameters(), lr=LR)
+
+    model, gns, optimizer = hooked(None)
+    state: dict[str, Any] = {}
+    for step, shards in enumerate(make_data("per_module")):
+        if step == RESUME_AT:
+            state = json.loads(json.dumps(gns.state_dict()))
+            gns.remove()
+            model, gns, optimizer = hooked(model.module.state_dict())
+            gns.load_state_dict(state)
+        loss_fn(model, *shards[rank]).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        gns.step()
+    return {"result": gns.result().to_dict(), "state_keys": sorted(state)}
+
+
 def run_bfloat16(rank: int) -> dict[str, Any]:
     """Half-precision buckets take the separate float64 all-reduce of the norms.
 
@@ -256,6 +293,7 @@ def main(path: str) -> None:
     try:
         for name in SCENARIOS:
             out[name] = run_training(name, rank)
+        out["resumed"] = run_resumed(rank)
         out["bfloat16"] = run_bfloat16(rank)
         out["errors"] = run_errors(rank)
     except Exception:

@@ -18,6 +18,7 @@ the norms, so their tolerance is propagated from the norms' (``_estimate_atol``)
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -187,6 +188,35 @@ def test_hook_leaves_ddp_training_unchanged(ranks: list[dict[str, Any]], name: s
     expected = single_process(name)["params"]
     for got, want in zip(ranks[0][name]["params"], expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=10 * RTOL[name], atol=10 * RTOL[name])
+
+
+def test_hook_resumed_from_its_state_dict_goes_on_as_if_never_stopped(
+    ranks: list[dict[str, Any]],
+) -> None:
+    # run_resumed: the per_module scenario, its hook's state_dict through JSON after two
+    # steps, a new DDP model and hook loading it. Only the order of floating-point sums
+    # differs from the uninterrupted run (two batched merges instead of one).
+    for report in ranks:
+        whole, resumed = report["per_module"]["result"], report["resumed"]["result"]
+        assert "version" in report["resumed"]["state_keys"]
+        assert resumed["n"] == whole["n"] == SCENARIOS["per_module"]["steps"]
+        assert [r["step"] for r in resumed["history"]] == [r["step"] for r in whole["history"]]
+        np.testing.assert_allclose(
+            [r["sq_norm_small"] for r in resumed["history"]],
+            [r["sq_norm_small"] for r in whole["history"]],
+            rtol=1e-12,
+        )
+        for key in ("b_simple", "grad_sq_norm", "trace_cov"):
+            assert resumed[key] == pytest.approx(whole[key], rel=1e-9), key
+        # A bound is None where it is infinite (|G|² not distinguishable from 0).
+        bounds = [
+            [math.inf if b is None else b for b in r["b_simple_ci"]] for r in (resumed, whole)
+        ]
+        assert bounds[0] == pytest.approx(bounds[1], rel=1e-9)
+        assert resumed["per_module"].keys() == whole["per_module"].keys()
+        for module, estimate in whole["per_module"].items():
+            got = resumed["per_module"][module]
+            assert got["b_simple"] == pytest.approx(estimate["b_simple"], rel=1e-9), module
 
 
 def test_tiny_bucket_scenarios_sum_five_buckets(ranks: list[dict[str, Any]]) -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from batchlab.noise import ShardedModelError, register_noise_scale_hook
-from batchlab.noise._ddp_hook import _snap
+from batchlab.noise._ddp_buckets import snap
 from batchlab.noise._plumbing import sharding_of
 
 from .ddp_worker import build_model
@@ -43,8 +43,8 @@ def test_sharded_model_error_is_a_type_error_and_a_batchlab_error() -> None:
     ],
 )
 def test_snap_rounds_only_what_float32_error_explains(harmonic: float, expected: float) -> None:
-    assert _snap(harmonic) == expected
+    assert snap(harmonic) == expected
 
 
 def test_snap_leaves_nan_for_the_step_to_be_skipped() -> None:
-    assert math.isnan(_snap(math.nan))
+    assert math.isnan(snap(math.nan))

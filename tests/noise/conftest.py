@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from batchlab.workloads import get_workload
+
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
@@ -12,3 +14,11 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mnist1d():
+    """A small mnist1d-cnn workload and six training batches of 64 examples."""
+    workload = get_workload("mnist1d-cnn", {"num_train": 512, "num_val": 64})
+    stream = workload.train_batches(64, torch.Generator().manual_seed(0))
+    return workload, [next(stream) for _ in range(6)]

@@ -244,3 +244,13 @@ def test_statistics_state_dict_errors_name_what_is_wrong():
         NoiseScaleStatistics().load_state_dict({**state, "version": 99})
     with pytest.raises(ValueError, match="missing m_tg"):
         NoiseScaleStatistics().load_state_dict({k: v for k, v in state.items() if k != "m_tg"})
+    with pytest.raises(ValueError, match=r"state\['n'\] must be an integer >= 0, got -1"):
+        NoiseScaleStatistics().load_state_dict({**state, "n": -1})
+    with pytest.raises(ValueError, match=r"state\['mean_g'\] must be a number, got 'x'"):
+        NoiseScaleStatistics().load_state_dict({**state, "mean_g": "x"})
+    with pytest.raises(ValueError, match=r"state\['m_gg'\] must be a list of 2 numbers"):
+        NoiseScaleStatistics(shape=(2,)).load_state_dict(
+            {**NoiseScaleStatistics(shape=(2,)).state_dict(), "m_gg": [1.0]}
+        )
+    with pytest.raises(TypeError, match="must be a dict from state_dict"):
+        NoiseScaleStatistics().load_state_dict([("n", 0)])

@@ -42,13 +42,6 @@ def full_batch_sq_norm(model, loss_fn, batch) -> float:
 
 
 @pytest.fixture(scope="module")
-def mnist1d():
-    workload = get_workload("mnist1d-cnn", {"num_train": 512, "num_val": 64})
-    stream = workload.train_batches(64, torch.Generator().manual_seed(0))
-    return workload, [next(stream) for _ in range(6)]
-
-
-@pytest.fixture(scope="module")
 def shakespeare():
     workload = get_workload(
         "shakespeare-char",
@@ -346,47 +339,3 @@ def test_tracker_handles_sparse_and_non_float32_gradients(kind):
     measured = measure_noise_scale(model, _regression_loss, batches, micro_batch_size=8)
     assert tracker.n == 3
     assert tracker.b_simple == pytest.approx(measured.b_simple, rel=1e-4)
-
-
-def _train_tracked(model, workload, batches, tracker, optimizer):
-    for batch in batches:
-        accumulate(model, workload.loss_fn, batch, 16)
-        optimizer.step()
-        tracker.step()
-        optimizer.zero_grad()
-
-
-def test_tracker_resumed_from_its_state_dict_goes_on_as_if_never_stopped(mnist1d, tmp_path):
-    workload, batches = mnist1d
-    # Uninterrupted: six steps.
-    model = workload.build_model(0)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    with NoiseScaleTracker(model, ema_decay=0.5) as whole:
-        _train_tracked(model, workload, batches, whole, optimizer)
-    # Three steps, a checkpoint through torch.save, a new tracker, three more.
-    model = workload.build_model(0)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    with NoiseScaleTracker(model, ema_decay=0.5) as first:
-        _train_tracked(model, workload, batches[:3], first, optimizer)
-        torch.save(first.state_dict(), tmp_path / "tracker.pt")
-    with NoiseScaleTracker(model, ema_decay=0.5) as resumed:
-        resumed.load_state_dict(torch.load(tmp_path / "tracker.pt", weights_only=True))
-        _train_tracked(model, workload, batches[3:], resumed, optimizer)
-    assert resumed.n == whole.n == 6
-    assert resumed.b_simple == pytest.approx(whole.b_simple, rel=1e-9)
-    assert resumed.b_simple_ci == pytest.approx(whole.b_simple_ci, rel=1e-9)
-    assert [r.step for r in resumed.history] == [r.step for r in whole.history]
-    assert resumed.per_module.keys() == whole.per_module.keys()
-
-
-def test_tracker_state_of_other_modules_is_refused(mnist1d):
-    workload, batches = mnist1d
-    model = workload.build_model(0)
-    with NoiseScaleTracker(model) as tracker:
-        state = tracker.state_dict()
-    state["group_names"] = ["elsewhere"]
-    with NoiseScaleTracker(model) as other, pytest.raises(ValueError, match="other modules"):
-        other.load_state_dict(state)
-    del state["total"]
-    with NoiseScaleTracker(model) as other, pytest.raises(ValueError, match="missing total"):
-        other.load_state_dict(state)

@@ -57,9 +57,9 @@ def test_report_renders_in_headless_chromium(tmp_path: Path):
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on(
                 "console",
-                lambda message: console_errors.append(message.text)
-                if message.type == "error"
-                else None,
+                lambda message: (
+                    console_errors.append(message.text) if message.type == "error" else None
+                ),
             )
             page.on("pageerror", lambda error: page_errors.append(str(error)))
             page.on("dialog", lambda dialog: page_errors.append(f"dialog: {dialog.message}"))

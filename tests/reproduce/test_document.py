@@ -18,7 +18,7 @@ from batchlab.reproduce import (
     write_document,
 )
 
-from .synthetic import exact_steps, make_curve, noisy_steps
+from .synthetic import LADDER, exact_steps, make_curve, noisy_steps
 from .test_evaluate import budget_records, noise_record
 
 PLAN = Path(__file__).resolve().parents[2] / "examples" / "findings" / "quick"
@@ -29,49 +29,29 @@ def plan():
     return load_plan(PLAN)
 
 
+#: Study -> (S_min, B_crit, seed) of its noisy synthetic curve, and make_curve's options.
+NOISY = {
+    "mnist1d-nesterov": (220, 70, 1, {"lrs": [0.02 * min(b, 64) ** 0.9 for b in LADDER]}),
+    "digits-nesterov": (60, 300, 2, {"workload": "digits-mlp"}),
+    "shakespeare-adam": (130, 60, 3, {"workload": "shakespeare-char", "optimizer": "adam"}),
+    "mnist1d-sgd": (400, 30, 4, {"optimizer": "sgd"}),
+    "mnist1d-nesterov-40k": (200, 80, 5, {"train_size": 40000}),
+}
+
+
 @pytest.fixture(scope="module")
 def findings(plan):
-    ladder = (16, 32, 64, 128, 256, 512, 1024, 2048)
-    lrs = [0.02 * min(b, 64) ** 0.9 for b in ladder]
     curves = {
-        "mnist1d-nesterov": make_curve(
-            "mnist1d-nesterov", noisy_steps(ladder, 220, 70, 0.05, 1), batch_sizes=ladder, lrs=lrs
-        ),
-        "digits-nesterov": make_curve(
-            "digits-nesterov",
-            noisy_steps(ladder, 60, 300, 0.05, 2),
-            batch_sizes=ladder,
-            workload="digits-mlp",
-        ),
-        "shakespeare-adam": make_curve(
-            "shakespeare-adam",
-            noisy_steps(ladder, 130, 60, 0.05, 3),
-            batch_sizes=ladder,
-            workload="shakespeare-char",
-            optimizer="adam",
-        ),
-        "mnist1d-sgd": make_curve(
-            "mnist1d-sgd",
-            noisy_steps(ladder, 400, 30, 0.05, 4),
-            batch_sizes=ladder,
-            optimizer="sgd",
-        ),
-        "mnist1d-nesterov-40k": make_curve(
-            "mnist1d-nesterov-40k",
-            noisy_steps(ladder, 200, 80, 0.05, 5),
-            batch_sizes=ladder,
-            train_size=40000,
-        ),
-        "mnist1d-lars": make_curve(
-            "mnist1d-lars", [400, 300, None], batch_sizes=(512, 1024, 2048), optimizer="lars"
-        ),
-        "mnist1d-lamb": make_curve(
-            "mnist1d-lamb",
-            exact_steps((512, 1024, 2048), 150, 100),
-            batch_sizes=(512, 1024, 2048),
-            optimizer="lamb",
-        ),
+        name: make_curve(name, noisy_steps(LADDER, s_min, b_crit, 0.05, seed), **options)
+        for name, (s_min, b_crit, seed, options) in NOISY.items()
     }
+    top = (512, 1024, 2048)
+    curves["mnist1d-lars"] = make_curve(
+        "mnist1d-lars", [400, 300, None], batch_sizes=top, optimizer="lars"
+    )
+    curves["mnist1d-lamb"] = make_curve(
+        "mnist1d-lamb", exact_steps(top, 150, 100), batch_sizes=top, optimizer="lamb"
+    )
     fixed = budget_records(
         {16: 0.9, 32: 0.89, 128: 0.8, 512: 0.55, 2048: None},
         {16: 0.9, 32: 0.9, 128: 0.91, 512: 0.9, 2048: 0.89},

@@ -81,17 +81,32 @@ def test_momentum_held_when_momentum_bends_later():
     assert finding.rungs[0][0] == 16 and len(finding.rungs) == len(LADDER)
 
 
-def test_momentum_did_not_hold_when_sgd_bends_later():
-    sgd = make_curve("sgd", exact_steps(LADDER, 300, 512), optimizer="sgd")
-    mom = make_curve("mom", exact_steps(LADDER, 150, 64))
-    assert evaluate_momentum(sgd, mom).verdict == "did not hold"
-
-
-def test_momentum_inconclusive_without_a_fit():
-    sgd = make_curve("sgd", [None] * len(LADDER), optimizer="sgd")
-    mom = make_curve("mom", exact_steps(LADDER, 150, 64))
-    finding = evaluate_momentum(sgd, mom)
-    assert finding.verdict == "inconclusive" and finding.b_crit_ratio is None
+@pytest.mark.parametrize(
+    ("sgd_steps", "momentum_steps", "verdict", "has_ratio"),
+    [
+        pytest.param(
+            exact_steps(LADDER, 300, 512),
+            exact_steps(LADDER, 150, 64),
+            "did not hold",
+            True,
+            id="did-not-hold-when-sgd-bends-later",
+        ),
+        pytest.param(
+            [None] * len(LADDER),
+            exact_steps(LADDER, 150, 64),
+            "inconclusive",
+            False,
+            id="inconclusive-without-a-fit",
+        ),
+    ],
+)
+def test_momentum_verdict_and_a_ratio_only_with_both_fits(
+    sgd_steps, momentum_steps, verdict, has_ratio
+):
+    sgd = make_curve("sgd", sgd_steps, optimizer="sgd")
+    finding = evaluate_momentum(sgd, make_curve("mom", momentum_steps))
+    assert finding.verdict == verdict
+    assert (finding.b_crit_ratio is not None) == has_ratio
 
 
 # ----- 3. LR rules --------------------------------------------------------------------
@@ -172,65 +187,83 @@ def budget_records(fixed: dict[int, float | None], tuned: dict[int, float | None
     return records
 
 
-def test_fixed_epochs_held_when_small_batches_win_only_at_fixed_epochs():
-    fixed = {16: 0.90, 32: 0.89, 128: 0.80, 512: 0.6, 2048: 0.3}
-    tuned = {16: 0.90, 32: 0.90, 128: 0.91, 512: 0.905, 2048: 0.90}
-    finding = evaluate_fixed_epochs(
+LOSS = {"metric": "loss", "value": 2.0, "direction": "min"}
+
+
+def fixed_epochs_finding(fixed, tuned, target=TARGET, tolerance=0.02):
+    """Finding 5 at 10 epochs with B <= 32 as the small batches."""
+    return evaluate_fixed_epochs(
         "s",
         budget_records(fixed, tuned),
-        target=TARGET,
+        target=target,
         epochs=10,
         small_batch_max=32,
-        tolerance=0.02,
+        tolerance=tolerance,
     )
-    assert finding.verdict == "held", finding.reason
-    assert finding.gap_fixed == pytest.approx(0.90 - 0.80)
-    assert finding.gap_tuned == pytest.approx(0.90 - 0.91)
-    assert finding.best_fixed == (16, 0.90) and finding.best_tuned == (128, 0.91)
+
+
+@pytest.mark.parametrize(
+    ("fixed", "tuned", "target", "tolerance", "expected", "says"),
+    [
+        pytest.param(
+            {16: 0.90, 32: 0.89, 128: 0.80, 512: 0.6, 2048: 0.3},
+            {16: 0.90, 32: 0.90, 128: 0.91, 512: 0.905, 2048: 0.90},
+            TARGET,
+            0.02,
+            {
+                "verdict": "held",
+                "gap_fixed": pytest.approx(0.90 - 0.80),
+                "gap_tuned": pytest.approx(0.90 - 0.91),
+                "best_fixed": (16, 0.90),
+                "best_tuned": (128, 0.91),
+            },
+            "win only when every batch size gets the same epochs",
+            id="held-when-small-batches-win-only-at-fixed-epochs",
+        ),
+        pytest.param(
+            {16: 0.90, 128: 0.80},
+            {16: 0.95, 128: 0.88},
+            TARGET,
+            0.02,
+            {"verdict": "did not hold"},
+            "stay better",
+            id="did-not-hold-when-small-batches-stay-better",
+        ),
+        pytest.param(
+            {16: 1.8, 128: 2.4},
+            {16: 1.8, 128: 1.79},
+            LOSS,
+            0.05,
+            {"verdict": "held", "gap_fixed": pytest.approx(0.6), "gap_tuned": pytest.approx(-0.01)},
+            "win only when every batch size gets the same epochs",
+            id="reads-a-loss-target-with-the-sign-flipped",
+        ),
+        pytest.param(
+            {128: 0.8},
+            {128: 0.9},
+            TARGET,
+            0.02,
+            {"verdict": "inconclusive", "gap_fixed": None},
+            "a side has no finished run",
+            id="inconclusive-when-a-side-is-missing",
+        ),
+    ],
+)
+def test_fixed_epochs_verdict_from_the_gaps_at_both_budgets(
+    fixed, tuned, target, tolerance, expected, says
+):
+    finding = fixed_epochs_finding(fixed, tuned, target, tolerance)
+    assert {name: getattr(finding, name) for name in expected} == expected, finding.reason
+    assert says in finding.reason
+
+
+def test_fixed_epochs_rows_are_the_rungs_with_the_fixed_epoch_steps():
+    finding = fixed_epochs_finding(
+        {16: 0.90, 32: 0.89, 128: 0.80, 512: 0.6, 2048: 0.3},
+        {16: 0.90, 32: 0.90, 128: 0.91, 512: 0.905, 2048: 0.90},
+    )
     assert [r.batch_size for r in finding.rows] == [16, 32, 128, 512, 2048]
     assert finding.rows[0].fixed_steps == 2500
-
-
-def test_fixed_epochs_did_not_hold_when_small_batches_stay_better():
-    fixed = {16: 0.90, 128: 0.80}
-    tuned = {16: 0.95, 128: 0.88}
-    finding = evaluate_fixed_epochs(
-        "s",
-        budget_records(fixed, tuned),
-        target=TARGET,
-        epochs=10,
-        small_batch_max=32,
-        tolerance=0.02,
-    )
-    assert finding.verdict == "did not hold" and "stay better" in finding.reason
-
-
-def test_fixed_epochs_reads_a_loss_target_with_the_sign_flipped():
-    loss = {"metric": "loss", "value": 2.0, "direction": "min"}
-    fixed = {16: 1.8, 128: 2.4}
-    tuned = {16: 1.8, 128: 1.79}
-    finding = evaluate_fixed_epochs(
-        "s",
-        budget_records(fixed, tuned),
-        target=loss,
-        epochs=10,
-        small_batch_max=32,
-        tolerance=0.05,
-    )
-    assert finding.gap_fixed == pytest.approx(0.6) and finding.gap_tuned == pytest.approx(-0.01)
-    assert finding.verdict == "held"
-
-
-def test_fixed_epochs_inconclusive_when_a_side_is_missing():
-    finding = evaluate_fixed_epochs(
-        "s",
-        budget_records({128: 0.8}, {128: 0.9}),
-        target=TARGET,
-        epochs=10,
-        small_batch_max=32,
-        tolerance=0.02,
-    )
-    assert finding.verdict == "inconclusive" and finding.gap_fixed is None
 
 
 # ----- 6. noise scale -----------------------------------------------------------------
@@ -270,16 +303,21 @@ def test_noise_scale_held_when_b_simple_matches_b_crit():
     assert finding.metric_names == {"a": "accuracy"}
 
 
-def test_noise_scale_did_not_hold_when_b_simple_is_ten_times_b_crit():
-    curve = make_curve("a", noisy_steps(LADDER, 200, 100, 0.02, seed=8))
-    finding = evaluate_noise_scale([noise_record("a", 1000.0, (900.0, 1100.0))], {"a": curve})
-    assert finding.rows[0].status == "disagrees" and finding.verdict == "did not hold"
-
-
-def test_noise_scale_inconclusive_when_the_interval_is_too_wide():
-    curve = make_curve("a", noisy_steps(LADDER, 200, 100, 0.02, seed=9))
-    finding = evaluate_noise_scale([noise_record("a", 100.0, (5.0, 5000.0))], {"a": curve})
-    assert finding.rows[0].status == "unclear" and finding.verdict == "inconclusive"
+@pytest.mark.parametrize(
+    ("seed", "b_simple", "ci", "status", "verdict"),
+    [
+        pytest.param(
+            8, 1000.0, (900.0, 1100.0), "disagrees", "did not hold", id="ten-times-b-crit"
+        ),
+        pytest.param(9, 100.0, (5.0, 5000.0), "unclear", "inconclusive", id="interval-too-wide"),
+    ],
+)
+def test_noise_scale_fails_or_cannot_tell_when_b_simple_misses_or_is_too_uncertain(
+    seed, b_simple, ci, status, verdict
+):
+    curve = make_curve("a", noisy_steps(LADDER, 200, 100, 0.02, seed=seed))
+    finding = evaluate_noise_scale([noise_record("a", b_simple, ci)], {"a": curve})
+    assert finding.rows[0].status == status and finding.verdict == verdict
 
 
 # ----- 7. large batch -----------------------------------------------------------------
@@ -296,27 +334,51 @@ def large_curves(ref, lars, lamb):
     )
 
 
-def test_large_batch_held_when_lamb_needs_fewer_steps_at_the_largest_rung():
-    ref, others = large_curves([300, 260, 300], [320, 300, 310], [200, 150, 120])
-    finding = evaluate_large_batch(ref, others)
-    assert finding.verdict == "held" and finding.decisive == 2048
+@pytest.mark.parametrize(
+    ("ref", "lars", "lamb", "verdict", "decisive"),
+    [
+        pytest.param(
+            [300, 260, 300],
+            [320, 300, 310],
+            [200, 150, 120],
+            "held",
+            2048,
+            id="held-when-lamb-needs-fewer-steps-at-the-largest-rung",
+        ),
+        pytest.param(
+            [300, 260, 300],
+            [320, 300, 295],
+            [300, 280, None],
+            "did not hold",
+            2048,
+            id="did-not-hold-within-one-evaluation-interval",
+        ),
+        pytest.param(
+            [300, 260, None],
+            [320, 300, None],
+            [300, 200, None],
+            "held",
+            1024,
+            id="decided-at-the-largest-rung-anyone-reached",
+        ),
+        pytest.param(
+            [None] * 3,
+            [None] * 3,
+            [None] * 3,
+            "inconclusive",
+            None,
+            id="inconclusive-when-nothing-reached",
+        ),
+    ],
+)
+def test_large_batch_verdict_at_the_decisive_rung(ref, lars, lamb, verdict, decisive):
+    finding = evaluate_large_batch(*large_curves(ref, lars, lamb))
+    assert finding.verdict == verdict, finding.reason
+    assert finding.decisive == decisive
+
+
+def test_large_batch_rows_hold_every_optimizers_steps_and_the_coarsest_interval():
+    finding = evaluate_large_batch(*large_curves([300, 260, 300], [320, 300, 310], [200, 150, 120]))
     assert (
         finding.rows[-1].others == {"lars": 310, "lamb": 120} and finding.rows[-1].resolution == 10
     )
-
-
-def test_large_batch_did_not_hold_within_one_evaluation_interval():
-    ref, others = large_curves([300, 260, 300], [320, 300, 295], [300, 280, None])
-    finding = evaluate_large_batch(ref, others)
-    assert finding.verdict == "did not hold", finding.reason
-
-
-def test_large_batch_uses_the_largest_rung_anyone_reached():
-    ref, others = large_curves([300, 260, None], [320, 300, None], [300, 200, None])
-    finding = evaluate_large_batch(ref, others)
-    assert finding.decisive == 1024 and finding.verdict == "held"
-
-
-def test_large_batch_inconclusive_when_nothing_reached():
-    ref, others = large_curves([None] * 3, [None] * 3, [None] * 3)
-    assert evaluate_large_batch(ref, others).verdict == "inconclusive"

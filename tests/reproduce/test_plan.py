@@ -55,10 +55,47 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_unknown_study_reference_names_the_field(tmp_path):
+@pytest.mark.parametrize(
+    ("file", "old", "new", "error", "match"),
+    [
+        pytest.param(
+            "findings.toml",
+            'sgd = "mnist1d-sgd"',
+            'sgd = "mnist1d-sdg"',
+            ConfigError,
+            r"momentum.sgd names study 'mnist1d-sdg'",
+            id="unknown-study-reference-names-the-field",
+        ),
+        pytest.param(
+            "findings.toml",
+            'sgd = "mnist1d-sgd"',
+            'sgd = "mnist1d-lamb"',
+            ConfigError,
+            "momentum.sgd must use optimizer 'sgd'",
+            id="momentum-finding-needs-plain-sgd",
+        ),
+        pytest.param(
+            "mnist1d-lars.toml",
+            "batch_sizes = [512, 1024]",
+            "batch_sizes = [512, 2048]",
+            ConfigError,
+            r"rungs \[2048\] that the reference",
+            id="large-batch-rungs-must-be-on-the-reference-ladder",
+        ),
+        pytest.param(
+            "findings.toml",
+            "small_batch_max = 32",
+            "small_batch_maxx = 32",
+            ValueError,
+            "small_batch_maxx",
+            id="a-typo-in-the-settings-is-a-validation-error",
+        ),
+    ],
+)
+def test_a_mistake_in_the_plan_fails_on_load_naming_it(tmp_path, file, old, new, error, match):
     plan = copy_plan(tmp_path)
-    edit(plan / "findings.toml", 'sgd = "mnist1d-sgd"', 'sgd = "mnist1d-sdg"')
-    with pytest.raises(ConfigError, match=r"momentum.sgd names study 'mnist1d-sdg'"):
+    edit(plan / file, old, new)
+    with pytest.raises(error, match=match):
         load_plan(plan)
 
 
@@ -67,27 +104,6 @@ def test_a_study_no_finding_uses_is_an_error(tmp_path):
     shutil.copy(plan / "mnist1d-sgd.toml", plan / "extra.toml")
     edit(plan / "extra.toml", 'name = "mnist1d-sgd"', 'name = "extra"')
     with pytest.raises(ConfigError, match="extra is not used by any finding"):
-        load_plan(plan)
-
-
-def test_momentum_finding_needs_plain_sgd(tmp_path):
-    plan = copy_plan(tmp_path)
-    edit(plan / "findings.toml", 'sgd = "mnist1d-sgd"', 'sgd = "mnist1d-lamb"')
-    with pytest.raises(ConfigError, match="momentum.sgd must use optimizer 'sgd'"):
-        load_plan(plan)
-
-
-def test_large_batch_rungs_must_be_on_the_reference_ladder(tmp_path):
-    plan = copy_plan(tmp_path)
-    edit(plan / "mnist1d-lars.toml", "batch_sizes = [512, 1024]", "batch_sizes = [512, 2048]")
-    with pytest.raises(ConfigError, match=r"rungs \[2048\] that the reference"):
-        load_plan(plan)
-
-
-def test_a_typo_in_the_settings_is_a_validation_error(tmp_path):
-    plan = copy_plan(tmp_path)
-    edit(plan / "findings.toml", "small_batch_max = 32", "small_batch_maxx = 32")
-    with pytest.raises(ValueError, match="small_batch_maxx"):
         load_plan(plan)
 
 

@@ -1,12 +1,14 @@
-"""Findings 5 and 6's runs: which runs are made, and that they retrace the study's trial."""
+"""Findings 5 and 6's runs: which runs are made, that they retrace the study's trial, how a plan runs them."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from batchlab import get_workload
+from batchlab.reproduce import _run, load_plan, run_plan
 from batchlab.reproduce._curves import curve_from_results
 from batchlab.reproduce._fixed_budget import budget_jobs, fixed_epoch_steps, run_budget_job
 from batchlab.reproduce._noise_runs import (
@@ -18,7 +20,9 @@ from batchlab.reproduce._noise_runs import (
 from batchlab.reproduce._run import run_jobs, study_is_finished
 from batchlab.study import RunSpec, StudyConfig, run_training
 
-from .synthetic import exact_steps, make_curve
+from .synthetic import LADDER, exact_steps, make_curve
+
+QUICK_PLAN = Path(__file__).resolve().parents[2] / "examples" / "findings" / "quick"
 
 
 def test_fixed_epoch_steps_are_epochs_times_examples_over_batch():
@@ -181,3 +185,39 @@ def test_curve_reads_the_best_trials_seed_from_results():
     assert curve.batch_sizes == (4, 8) and curve.steps == (None, 50)
     assert curve.seeds == (None, 22) and curve.lr(8) == 0.5 and curve.lr(4) is None
     assert curve.search_space == {"lr": (0.1, 1.0)}
+
+
+def test_run_plan_skips_finished_studies_then_runs_and_reads_back_both_measurements(
+    tmp_path, monkeypatch
+):
+    plan = load_plan(QUICK_PLAN)
+    curves = {name: make_curve(name, exact_steps(LADDER, 200, 100)) for name in plan.studies}
+
+    def finished(job):
+        return {"key": job.key, "job": job.describe(), "checkpoints": []}
+
+    monkeypatch.setattr(_run, "study_is_finished", lambda directory, config: True)
+    monkeypatch.setattr(_run, "load_curve", lambda directory: curves[Path(directory).name])
+    monkeypatch.setattr(_run, "run_budget_job", finished)
+    monkeypatch.setattr(_run, "run_noise_job", finished)
+    events = []
+    measurements = run_plan(plan, tmp_path, on_progress=events.append)
+
+    studies, stages = len(plan.studies), len(plan.studies) + 2
+    assert all(e.stages == stages for e in events)
+    skipped = [e for e in events if e.skipped]
+    assert [e.index for e in skipped] == list(range(1, studies + 1))
+    assert all(e.stage.startswith("study ") and e.done == e.total > 0 for e in skipped)
+    titles = {e.index: e.stage for e in events}
+    assert titles[studies + 1] == "fixed-epoch and tuned-step runs"
+    assert titles[stages] == "noise scale during training"
+    assert events[-1].done == events[-1].total
+    budget = _run.plan_budget_jobs(plan, measurements.curves)
+    assert list(measurements.fixed_budget) == [job.key for job in budget] and len(budget) == 16
+    noise_studies = [run.study for run in plan.settings.noise_scale.runs]
+    assert list(measurements.noise) == noise_studies
+    assert all((tmp_path / name / "noise_scale.json").is_file() for name in noise_studies)
+    assert set(measurements.stage_seconds) == {
+        "fixed-epoch and tuned-step runs",
+        "noise scale during training",
+    }

@@ -94,3 +94,27 @@ def test_written_results_record_the_resolved_search_space(tmp_path):
     written = json.loads((tmp_path / RESULTS_JSON).read_text())
     assert set(written["search_space"]) == set(config.search_space())
     assert set(load_study(tmp_path).search_space) == set(config.search_space())
+
+
+def test_the_study_the_report_and_the_findings_share_one_analysis(old_study):
+    from batchlab.analysis import summarize_ladder
+    from batchlab.report._summary import rung_lrs, summarize
+    from batchlab.reproduce._fits import FIT_SEED, summarize_fit
+    from batchlab.study._collect import analyse
+
+    study = load_study(old_study)
+    sizes = [r.batch_size for r in study.rungs]
+    steps = [r.steps_to_target for r in study.rungs]
+    ladder = summarize_ladder(sizes, steps, rung_lrs(study))
+    assert ladder.fit is not None
+    # results.json's analysis block, the report's numbers and the findings' fit.
+    assert analyse(list(study.rungs)) == ladder.to_dict()
+    report = summarize(study)
+    assert (report.fit, report.regimes, report.lr_trend) == (
+        ladder.fit,
+        ladder.regimes,
+        ladder.lr_trend,
+    )
+    finding = summarize_fit(load_curve(old_study))
+    assert finding is not None and finding.fit == summarize_ladder(sizes, steps, seed=FIT_SEED).fit
+    assert finding.b_crit == ladder.fit.b_crit and finding.perfect == tuple(ladder.regimes.perfect)

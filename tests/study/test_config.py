@@ -101,6 +101,19 @@ def test_default_search_space_follows_shallue():
         ("budget", {}, "budget", "exactly one of steps or examples"),
         ("budget", {"steps": 0}, "budget.steps", "greater than 0"),
         ("evaluation", {"every": 5, "per_run": 4}, "evaluation", "either every or per_run"),
+        (
+            "evaluation",
+            {"every": 10, "resolution": -0.01},
+            "evaluation.resolution",
+            "greater than or equal to 0",
+        ),
+        ("evaluation", {"every": 10, "resolution": 1.0}, "evaluation.resolution", "less than 1"),
+        (
+            "evaluation",
+            {"every": 10, "resolution": float("nan")},
+            "evaluation.resolution",
+            "finite number",
+        ),
         ("name", "has space", "name", "pattern"),
         (
             "target",

@@ -58,6 +58,7 @@ def test_exact_workloads_refuse_processes_per_trial(nqm_study) -> None:
 
 @pytest.mark.slow
 def test_ddp_trial_curve_equals_the_single_process_curve_at_the_same_global_batch() -> None:
+    # Evaluated at the same steps too, dense ones included (decided from rank 0's metrics).
     workload = get_workload("digits-mlp", {})
     spec = RunSpec(
         batch_size=64,
@@ -66,8 +67,10 @@ def test_ddp_trial_curve_equals_the_single_process_curve_at_the_same_global_batc
         max_steps=60,
         eval_every=10,
         seed=7,
+        resolution=0.02,
     )
     alone = run_training(workload, spec, workload.target, stop_at_target=False)
+    assert any(step % 10 for step in alone.steps)  # dense evaluations: the ranks agree on them
     seen: list[int] = []
     ddp = run_ddp_trial(
         {"name": "digits-mlp", "params": {}},

@@ -3,16 +3,22 @@
 import math
 
 import numpy as np
+import optuna
 
 from batchlab import analysis
-from batchlab.study import Study, StudyConfig
-from batchlab.study._plan import plan_rungs, sample_points, to_hparams
+from batchlab.study import Study, StudyConfig, open_storage
+from batchlab.study._plan import load_rung_studies, plan_rungs, sample_points, to_hparams
 from batchlab.workloads import get_workload
 from batchlab.workloads.nqm import nqm_expected_loss
 
 
-def independent_best_steps(config: StudyConfig) -> dict[int, int | None]:
-    """The optimum over the same points, computed from the recurrences directly."""
+def independent_best_steps(
+    config: StudyConfig, *, every_step: bool = False
+) -> dict[int, int | None]:
+    """The optimum over the same points on the coarse grid, computed from the recurrences.
+
+    ``every_step``: the first step of the first coarse interval that reaches the target.
+    """
     workload = get_workload(config.workload.name, config.workload.params)
     points = sample_points(config, config.search.trials_per_rung)
     best: dict[int, int | None] = {}
@@ -21,23 +27,32 @@ def independent_best_steps(config: StudyConfig) -> dict[int, int | None]:
         candidates = []
         for point in points:
             hp = to_hparams(config, point, rung.budget_steps)
-            loss = nqm_expected_loss(
-                workload.curvature,
-                workload.noise,
-                workload.w0,
-                lr=hp["lr"],
-                momentum=hp["momentum"],
-                batch_size=rung.batch_size,
-                eval_steps=steps,
-            )
-            hit = np.nonzero(loss <= workload.target.value)[0]
-            if hit.size:
-                candidates.append(int(steps[hit[0]]))
+
+            def loss_at(at, hp=hp, rung=rung):
+                return nqm_expected_loss(
+                    workload.curvature,
+                    workload.noise,
+                    workload.w0,
+                    lr=hp["lr"],
+                    momentum=hp["momentum"],
+                    batch_size=rung.batch_size,
+                    eval_steps=at,
+                )
+
+            hit = np.nonzero(loss_at(steps) <= workload.target.value)[0]
+            if not hit.size:
+                continue
+            crossing = int(steps[hit[0]])
+            if every_step:
+                interval = np.arange(crossing - rung.eval_every + 1, crossing + 1)
+                crossing = int(interval[np.argmax(loss_at(interval) <= workload.target.value)])
+            candidates.append(crossing)
         best[rung.batch_size] = min(candidates) if candidates else None
     return best
 
 
 def test_nqm_study_best_steps_equal_the_exact_optimum(tmp_path, nqm_study):
+    nqm_study["evaluation"]["resolution"] = 0.0  # the coarse grid alone
     config = StudyConfig.model_validate(nqm_study)
     result = Study(config, tmp_path / "nqm").run()
     expected = independent_best_steps(config)
@@ -53,6 +68,32 @@ def test_nqm_study_best_steps_equal_the_exact_optimum(tmp_path, nqm_study):
     # Results files were written, and read back identically.
     assert (tmp_path / "nqm" / "results.json").exists()
     assert (tmp_path / "nqm" / "results.csv").read_text().count("\n") == 1 + 5 * 8
+
+
+def test_nqm_study_resolves_steps_to_target_to_two_percent(tmp_path, nqm_study):
+    config = StudyConfig.model_validate(nqm_study)
+    assert config.evaluation.resolution == 0.02  # the default
+    study = Study(config, tmp_path / "nqm")
+    result = study.run()
+    exact = independent_best_steps(config, every_step=True)
+    coarse = independent_best_steps(config)
+    refined = 0
+    for batch_size, steps in result.steps_to_target.items():
+        assert steps is not None
+        assert exact[batch_size] <= steps <= exact[batch_size] + max(1, 0.02 * steps)
+        assert steps <= coarse[batch_size]
+        refined += steps < coarse[batch_size]
+    assert refined >= 2  # the fast rungs: crossings the coarse grid rounded up
+    # Every trial records its resolution in its user attributes (key resolution_steps).
+    for _, rung_study in load_rung_studies(open_storage(study.storage_url), config):
+        for trial in rung_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+            stt, resolution = (trial.user_attrs[k] for k in ("steps_to_target", "resolution_steps"))
+            if stt is None:
+                assert resolution is None
+            else:
+                assert 1 <= resolution <= max(1, 0.02 * stt)
+                steps = trial.user_attrs["curve"]["steps"]
+                assert resolution == stt - (steps[-2] if len(steps) > 1 else 0)
 
 
 def test_rerun_of_a_finished_study_runs_nothing_again(tmp_path, nqm_study):

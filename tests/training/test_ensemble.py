@@ -46,13 +46,16 @@ def test_member_curve_equals_the_trial_run_alone(name, optimizer, hparams):
             eval_every=20,
             seed=10 + i,
             decay=decay,
+            # Dense evaluation on: NEVER is unreachable, but a steep early loss curve
+            # extrapolates to it, so some members are evaluated densely for a while.
+            resolution=0.02,
         )
         for i, hp in enumerate(hparams)
     ]
     together = run_ensemble(workload, specs, NEVER)
     for member, spec in zip(together, specs, strict=True):
         alone = run_training(workload, spec, NEVER)
-        assert member.steps == alone.steps
+        assert member.steps == alone.steps  # each member on its own schedule, as alone
         for metric in workload.metrics:
             # float32 rounding only: vmap's batched kernels may sum in another order.
             torch.testing.assert_close(

@@ -12,7 +12,8 @@ rates), so it works on any study's results and on published tables typed in by h
 * :func:`compare_fits` — two curves (e.g. SGD against momentum) as ratios;
 * :func:`summarize_ladder` — all of the above for one ladder, plus the answer
   (:func:`batch_size_answer`, :func:`lr_at`): what every consumer calls;
-* :func:`best_steps_per_batch_size` — steps-to-result from a table of runs.
+* :func:`best_steps_per_batch_size`, :func:`best_run_per_batch_size` — steps-to-result
+  from a table of runs, and which run set it.
 
 Every result is a frozen dataclass with a JSON-safe ``to_dict()``.
 """
@@ -23,12 +24,8 @@ from ._compare import FitComparison, PredictionComparison, compare_fits, compare
 from ._fit import ScalingFit, fit_scaling
 from ._lr_trend import LR_RULES, LRTrend, lr_trend
 from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
-from ._summary import (
-    MIN_RUNGS_FOR_FIT,
-    LadderSummary,
-    best_steps_per_batch_size,
-    summarize_ladder,
-)
+from ._steps_to_result import best_run_per_batch_size, best_steps_per_batch_size
+from ._summary import MIN_RUNGS_FOR_FIT, LadderSummary, summarize_ladder
 
 __all__ = [
     "BatchSizeAnswer",
@@ -39,6 +36,7 @@ __all__ = [
     "AnalysisError",
     "LadderSummary",
     "MIN_RUNGS_FOR_FIT",
+    "best_run_per_batch_size",
     "best_steps_per_batch_size",
     "summarize_ladder",
     "FitComparison",

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import AnalysisError, check_ladder, check_positive, plain, rung
+from ._checks import MIN_FIT_POINTS, AnalysisError, check_ladder, check_positive, plain, rung
 from ._fit import ScalingFit
 
 #: Default overhead of Zhang et al.'s critical-batch definition (20% more than the best).
@@ -137,14 +137,14 @@ def _why_no_knee(sizes: np.ndarray, reached: np.ndarray, fit: ScalingFit | None)
     first, last = float(sizes[0]), float(sizes[-1])
     if fit is None:
         count = int(reached.sum())
-        if count >= 3:
+        if count >= MIN_FIT_POINTS:
             return (
                 f"The fit of S(B) failed on the {count} rungs that reached the target, so "
                 "B_crit is not placed; the report shows the measured curve."
             )
         return (
-            f"Only {count} rung(s) reached the target, and the fit of S(B) needs 3: "
-            "raise the step budget or lower the target, then resume the study."
+            f"Only {count} rung(s) reached the target, and the fit of S(B) needs "
+            f"{MIN_FIT_POINTS}: raise the step budget or lower the target, then resume the study."
         )
     if fit.at_bound and fit.b_crit >= last:
         return (

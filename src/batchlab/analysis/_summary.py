@@ -1,24 +1,22 @@
-"""A ladder's whole analysis in one call, and steps-to-result from a table of runs.
+"""A ladder's whole analysis in one call: fit, regimes, LR trend and the answer.
 
 :func:`summarize_ladder` is the one place where a study's fit, regimes, LR trend and
 answer are computed: the study's ``results.json``, the HTML report and the findings
-document all call it, so they cannot disagree. :func:`best_steps_per_batch_size` is
-Shallue et al.'s steps-to-result over a table of runs, as in their data release.
+document all call it, so they cannot disagree.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._answer import BatchSizeAnswer, batch_size_answer
-from ._checks import MIN_FIT_POINTS
+from ._checks import MIN_FIT_POINTS, AnalysisError, check_ladder
 from ._fit import ScalingFit, fit_scaling
 from ._lr_trend import LRTrend, lr_trend
-from ._regimes import ScalingRegimes, scaling_regimes
+from ._regimes import ScalingRegimes, check_tol, scaling_regimes
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +86,18 @@ def summarize_ladder(
         A :class:`LadderSummary`. An analysis that is impossible (fewer than
         :data:`MIN_RUNGS_FOR_FIT` reached rungs, or a fit that fails) leaves the
         fields ``None`` and says why in ``note``; the answer is always there.
+
+    Raises:
+        AnalysisError: the ladder itself is malformed (batch sizes not strictly
+            increasing, a non-positive step count, mismatched lengths, tol outside (0, 1)).
     """
-    reached = sum(1 for s in steps if s is not None and math.isfinite(s))
+    ladder = check_ladder(batch_sizes, steps, min_reached=0)
+    tol = check_tol(tol)
+    if lrs is not None and len(lrs) != len(ladder.batch_sizes):
+        raise AnalysisError(
+            f"lrs must have one entry per batch size ({len(ladder.batch_sizes)}), got {len(lrs)}"
+        )
+    reached = int(ladder.reached.sum())
     fit = regimes = trend = None
     note = error = None
     if reached < MIN_RUNGS_FOR_FIT:
@@ -108,8 +116,8 @@ def summarize_ladder(
             logger.warning("analysis skipped: %s", error)
     tuned = [
         (b, lr)
-        for b, s, lr in zip(batch_sizes, steps, lrs or [None] * len(steps), strict=True)
-        if s is not None and lr is not None and lr > 0
+        for b, hit, lr in zip(batch_sizes, ladder.reached, lrs or [None] * len(steps), strict=True)
+        if hit and lr is not None and lr > 0
     ]
     if regimes is not None and len(tuned) >= 2:
         try:
@@ -120,32 +128,3 @@ def summarize_ladder(
     return LadderSummary(
         fit=fit, regimes=regimes, lr_trend=trend, answer=answer, note=note, error=error
     )
-
-
-def best_steps_per_batch_size(
-    records: Iterable[Mapping[str, Any]],
-) -> dict[int, int | None]:
-    """Steps-to-result per batch size: the fewest steps-to-target over its runs.
-
-    After Shallue et al. 2018 (Sec. 3.3) and their data release
-    (``batch_science/measurement_utils.py``): a run's steps-to-target is the first
-    evaluated step whose metric *reaches* the target — ``>=`` the value for a metric
-    to maximise, ``<=`` for one to minimise (:meth:`batchlab.workloads.Target.reached`;
-    a metric exactly on the target counts, as in their ``>=`` threshold on accuracy) —
-    and a batch size's steps-to-result is the minimum over its runs. A batch size
-    where no run reached the target maps to ``None`` (infeasible).
-
-    Args:
-        records: one mapping per run with ``batch_size`` and ``steps_to_target``
-            (``None``: never reached).
-
-    Returns:
-        ``{batch_size: fewest steps or None}``, batch sizes ascending.
-    """
-    best: dict[int, int | None] = {}
-    for record in records:
-        size, steps = int(record["batch_size"]), record.get("steps_to_target")
-        current = best.setdefault(size, None)
-        if steps is not None and (current is None or steps < current):
-            best[size] = int(steps)
-    return dict(sorted(best.items()))

@@ -16,9 +16,9 @@ References:
     McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch
     Training", arXiv:1812.06162, eq. 2.11 and Appendix A.
 
-Why one module of ~450 lines: most of it is :func:`measure_critical_batch`'s argument
-checks and docstring (it is a public boundary with many options); the work itself is
-in :mod:`._branch`, :mod:`._checkpoints` and :mod:`._target`.
+The work itself is in :mod:`._branch` (one branch), :mod:`._checkpoints`,
+:mod:`._target` and :mod:`._analysis` (the fit and the noise scale at a checkpoint);
+this module checks the options and runs the branches.
 """
 
 from __future__ import annotations
@@ -35,16 +35,15 @@ from typing import Any
 import torch
 
 from .._checks import check_positive_int
-from .._seeding import make_generator, seed_for
-from ..analysis import AnalysisError, PredictionComparison, compare_prediction, fit_scaling
-from ..noise import NoiseScaleResult, measure_noise_scale, resolve_micro_batch_size
+from ..noise import check_micro_batch_size
 from ..optim import SCALING_RULES, scale_lr
 from ..training import split_optimizer
-from ..workloads import ExactNoiseScale, Workload, check_batch_size
+from ..workloads import Workload, check_batch_size
+from ._analysis import analyse_checkpoint
 from ._branch import OPTIMIZER_STATES, BranchResult, OptimizerState, run_branch
 from ._checkpoints import Checkpoint, train_base_run
 from ._exact import exact_branch_curve, first_reached
-from ._results import CheckpointMeasurement, CriticalBatchResult, RungMeasurement
+from ._results import CriticalBatchResult, RungMeasurement
 from ._target import eval_schedule, improvement_target
 
 logger = logging.getLogger(__name__)
@@ -71,20 +70,6 @@ def _lr_candidates(
     center = scale_lr(base_lr, base_batch_size, batch_size, rule)
     ordered = sorted(multipliers, key=lambda m: (abs(math.log(m)), m))
     return [center * m for m in ordered]
-
-
-def _noise_at(
-    workload: Workload,
-    model: torch.nn.Module,
-    batch_size: int,
-    micro_batch_size: int,
-    batches: int,
-    seed: int,
-) -> NoiseScaleResult:
-    stream = workload.train_batches(batch_size, make_generator(seed))
-    return measure_noise_scale(
-        model, workload.loss_fn, (next(stream) for _ in range(batches)), micro_batch_size
-    )
 
 
 def _model_at(workload: Workload, checkpoint: Checkpoint) -> torch.nn.Module:
@@ -235,11 +220,11 @@ def measure_critical_batch(
         noise_batch_size = sizes[-1]
     if noise_batch_size:
         check_batch_size(noise_batch_size, workload.train_size, name="noise_batch_size")
-        noise_micro_batch_size = resolve_micro_batch_size(
-            noise_batch_size,
+        noise_micro_batch_size = check_micro_batch_size(
             noise_micro_batch_size,
+            noise_batch_size,
+            name="noise_micro_batch_size",
             batch_name="noise_batch_size",
-            micro_name="noise_micro_batch_size",
         )
 
     given = [c for c in checkpoints if isinstance(c, Checkpoint)]
@@ -333,7 +318,7 @@ def measure_critical_batch(
                 )
             )
         measurements.append(
-            _analyse(
+            analyse_checkpoint(
                 workload,
                 point,
                 value,
@@ -375,86 +360,4 @@ def measure_critical_batch(
         checkpoints=tuple(measurements),
         wall_time_s=time.perf_counter() - started,
         environment=_environment(),
-    )
-
-
-def _fit(batch_sizes: list[int], steps: list[int | None], n_bootstrap: int, seed: int) -> Any:
-    reached = sum(s is not None for s in steps)
-    if reached < 3:
-        return None, f"only {reached} batch size(s) reached the target; the fit needs 3"
-    try:
-        return fit_scaling(batch_sizes, steps, n_bootstrap=n_bootstrap, seed=seed), None
-    except AnalysisError as error:
-        return None, str(error)
-
-
-def _analyse(
-    workload: Workload,
-    point: Checkpoint,
-    value: float,
-    target: Any,
-    rungs: list[RungMeasurement],
-    model: torch.nn.Module,
-    *,
-    noise_batch_size: int | None,
-    noise_micro_batch_size: int | None,
-    noise_batches: int,
-    n_bootstrap: int,
-    seed: int,
-) -> CheckpointMeasurement:
-    """Fit S(B), measure B_simple at the checkpoint and compare them."""
-    sizes = [r.batch_size for r in rungs]
-    notes = []
-    fit, note = _fit(sizes, [r.steps_to_target for r in rungs], n_bootstrap, seed)
-    if note:
-        notes.append(f"measured: {note}")
-    exact_fit = None
-    if all(r.exact_steps is not None for r in rungs):
-        exact_fit, note = _fit(sizes, [r.exact_steps_to_target for r in rungs], n_bootstrap, seed)
-        if note:
-            notes.append(f"exact: {note}")
-    noise = None
-    if noise_batch_size:
-        assert noise_micro_batch_size is not None
-        noise = _noise_at(
-            workload,
-            model,
-            noise_batch_size,
-            noise_micro_batch_size,
-            noise_batches,
-            seed_for(seed, point.step, 1 << 30),
-        )
-    exact_noise: ExactNoiseScale | None = None
-    closed_form = getattr(workload, "noise_scale", None)
-    if callable(closed_form):
-        exact_noise = closed_form(model)
-    prediction: PredictionComparison | None = None
-    if fit is not None and noise is not None:
-        if noise.b_simple > 0 and math.isfinite(noise.b_simple):
-            low, high = noise.b_simple_ci
-            ci = (low if math.isfinite(low) and low > 0 else None,
-                  high if math.isfinite(high) else None)  # fmt: skip
-            try:
-                prediction = compare_prediction(
-                    fit, noise.b_simple, None if ci == (None, None) else ci, seed=seed
-                )
-            except AnalysisError as error:
-                notes.append(f"B_simple vs B_crit: {error}")
-        else:
-            notes.append(
-                f"B_simple = {noise.b_simple:.3g} is not positive: |G|² is lost in the noise at "
-                f"noise_batch_size={noise_batch_size}; use a larger one or more noise_batches"
-            )
-    return CheckpointMeasurement(
-        step=point.step,
-        examples_seen=point.examples_seen,
-        value=value,
-        target=target,
-        rungs=tuple(rungs),
-        fit=fit,
-        exact_fit=exact_fit,
-        noise=noise,
-        exact_noise=exact_noise,
-        prediction=prediction,
-        note="; ".join(notes) or None,
     )

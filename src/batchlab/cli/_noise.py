@@ -16,8 +16,8 @@ from .._seeding import make_generator
 from ..noise import (
     NoiseScaleResult,
     NoiseScaleTracker,
+    check_micro_batch_size,
     measure_noise_scale,
-    resolve_micro_batch_size,
     split_batch,
 )
 from ..optim import check_optimizer_name, optimizer_for
@@ -43,7 +43,7 @@ def _train(
     stream: Iterator[Any],
     *,
     steps: int,
-    micro: int,
+    micro_batch_size: int,
     hparams: dict[str, Any],
     every: int,
     ema_decay: float | None,
@@ -54,9 +54,11 @@ def _train(
     optimizer = optimizer_for(model, opt_name, hparams)
     task = progress.add_task("training", total=steps)
     model.train()
-    with NoiseScaleTracker(model, micro_batch_size=micro, ema_decay=ema_decay) as tracker:
+    with NoiseScaleTracker(
+        model, micro_batch_size=micro_batch_size, ema_decay=ema_decay
+    ) as tracker:
         for step in range(1, steps + 1):
-            parts = split_batch(next(stream), micro)
+            parts = split_batch(next(stream), micro_batch_size)
             for part in parts:
                 (work.loss_fn(model, part) / len(parts)).backward()
             optimizer.step()
@@ -148,8 +150,8 @@ def noise_scale_command(
     with cli_errors():
         work = get_workload(workload, parse_params(param))
         check_batch_size(batch_size, work.train_size, name="--batch-size")
-        micro = resolve_micro_batch_size(
-            batch_size, micro_batch_size, batch_name="--batch-size", micro_name="--micro-batch-size"
+        micro_batch_size = check_micro_batch_size(
+            micro_batch_size, batch_size, name="--micro-batch-size", batch_name="--batch-size"
         )
         if steps <= 0:
             raise ValueError(f"--steps must be positive, got {steps}")
@@ -174,7 +176,7 @@ def noise_scale_command(
         stream = work.train_batches(batch_size, make_generator(seed))
         console.print(
             f"Noise scale of [bold]{work.name}[/] with batches of {batch_size} in micro-batches "
-            f"of {micro}, {'while training with ' + str(hparams) if train else 'at initialisation'}"
+            f"of {micro_batch_size}, {'while training with ' + str(hparams) if train else 'at initialisation'}"
         )
         with Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -189,7 +191,7 @@ def noise_scale_command(
                     model,
                     stream,
                     steps=steps,
-                    micro=micro,
+                    micro_batch_size=micro_batch_size,
                     hparams=dict(hparams),
                     every=every or max(1, steps // 10),
                     ema_decay=ema_decay,
@@ -206,11 +208,11 @@ def noise_scale_command(
                         progress.advance(task)
 
                 result = measure_noise_scale(
-                    model, work.loss_fn, advancing(stream), micro, b_noise=b_noise
+                    model, work.loss_fn, advancing(stream), micro_batch_size, b_noise=b_noise
                 )
         where = "during training" if train else "at initialisation"
         summary, modules = _tables(
-            f"{work.name}, batch {batch_size} / micro {micro}, {where}", result
+            f"{work.name}, batch {batch_size} / micro {micro_batch_size}, {where}", result
         )
         console.print(summary)
         console.print(modules)
@@ -227,7 +229,7 @@ def noise_scale_command(
                 "mode": "train" if train else "measure",
                 "seed": seed,
                 "batch_size": batch_size,
-                "micro_batch_size": micro,
+                "micro_batch_size": micro_batch_size,
                 "steps": steps,
                 "hparams": hparams if train else None,
                 "history": data.pop("history"),

@@ -1,9 +1,9 @@
 """What the Lightning and Hugging Face noise-scale callbacks share.
 
-Option checks at the boundary, the options and results themselves
-(:class:`TrackerCallback`), closing one optimizer step of a
-:class:`~batchlab.noise.NoiseScaleTracker` (or dropping a step that had too few
-micro-batches to measure), and the metric names the callbacks log. The statistics
+:class:`TrackerCallback`: the options (one typed constructor, checked when the
+callback is built), the tracker's life (started at training start, one step closed
+per optimizer step, or dropped when it had too few micro-batches to measure, removed
+at the end) and the results and metric names the callbacks log. The statistics
 themselves stay in :mod:`batchlab.noise`.
 """
 
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
-from .._checks import check_positive_int
-from ..noise import NoiseScaleStatistics, NoiseScaleTracker
+from torch import nn
+
+from ..noise import NoiseScaleStatistics, NoiseScaleTracker, check_micro_batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -29,59 +31,19 @@ def missing_framework(module: str, extra: str, error: ImportError) -> ImportErro
     )
 
 
-def check_options(
-    *,
-    micro_batch_size: int | None,
-    ema_decay: float | None,
-    confidence: float,
-    prefix: str,
-) -> None:
-    """Validate a callback's options when it is built, not at fit start.
+class TrackerCallback:
+    """The options, tracker and results a framework's noise-scale callback shares.
+
+    A mixin ahead of the framework's own callback class, whose constructor is the
+    callbacks' one (the subclasses add no options, so IDEs and type checkers see these
+    typed keywords). The options are checked here, when the callback is built, not at
+    training start. The subclass starts a tracker at training start
+    (:meth:`_start_tracker`), counts backward passes in ``_backwards``, closes each
+    optimizer step with :meth:`_close_step` and stops the tracker at the end.
 
     Raises:
         ValueError: a bad ``micro_batch_size``, ``ema_decay`` or ``confidence``.
         TypeError: ``prefix`` is not a string.
-    """
-    check_positive_int(micro_batch_size, "micro_batch_size", optional=True)
-    # The statistics class owns the rules for these two; build one to apply them now.
-    NoiseScaleStatistics(ema_decay=ema_decay, confidence=confidence)
-    if not isinstance(prefix, str):
-        raise TypeError(
-            f"prefix must be a string (e.g. 'noise_scale/'), got {type(prefix).__name__}"
-        )
-
-
-def close_step(tracker: NoiseScaleTracker, micro_batches: int) -> bool:
-    """``tracker.step()`` for one optimizer step of ``micro_batches`` backward passes.
-
-    A step of fewer than two micro-batches (e.g. the last, partial accumulation window
-    of an epoch) carries no small/big pair; it is dropped instead of stopping training.
-    The tracker's ``step()`` still runs so that it forgets that step's lone backward
-    pass (it clears its state before it raises) and its step count stays equal to the
-    optimizer's.
-
-    Returns:
-        Whether the step was measured.
-    """
-    if micro_batches >= 2:
-        tracker.step()
-        return True
-    try:
-        tracker.step()
-    except ValueError:
-        logger.debug(
-            "NoiseScaleTracker: optimizer step of %d micro-batch(es) not measured", micro_batches
-        )
-        return False
-    return True
-
-
-class TrackerCallback:
-    """The options, tracker and results a framework's noise-scale callback shares.
-
-    A mixin ahead of the framework's own callback class: it validates the options
-    when the callback is built and reads the running estimates of the tracker the
-    subclass creates at training start (``self._tracker``).
     """
 
     def __init__(
@@ -92,18 +54,20 @@ class TrackerCallback:
         confidence: float = 0.95,
         prefix: str = "noise_scale/",
     ) -> None:
-        check_options(
-            micro_batch_size=micro_batch_size,
-            ema_decay=ema_decay,
-            confidence=confidence,
-            prefix=prefix,
-        )
+        check_micro_batch_size(micro_batch_size)
+        # The statistics class owns the rules for these two; build one to apply them now.
+        NoiseScaleStatistics(ema_decay=ema_decay, confidence=confidence)
+        if not isinstance(prefix, str):
+            raise TypeError(
+                f"prefix must be a string (e.g. 'noise_scale/'), got {type(prefix).__name__}"
+            )
         super().__init__()
         self.micro_batch_size = micro_batch_size
         self.ema_decay = ema_decay
         self.confidence = confidence
         self.prefix = prefix
         self._tracker: NoiseScaleTracker | None = None
+        self._backwards = 0  # backward passes counted since the last optimizer step
 
     @property
     def tracker(self) -> NoiseScaleTracker | None:
@@ -132,3 +96,57 @@ class TrackerCallback:
             f"{self.prefix}{name}": float(value)
             for name, value in zip(METRIC_NAMES, values, strict=True)
         }
+
+    # ----- the tracker's life ------------------------------------------------------------
+
+    def _start_tracker(self, model: nn.Module, scaler: Any) -> NoiseScaleTracker:
+        """A new tracker on ``model`` for a new training run (the last one's is removed).
+
+        Args:
+            model: the model being trained (after the framework moved it to its device:
+                the tracker keeps its norms on the parameters' device).
+            scaler: the framework's ``GradScaler`` under fp16 mixed precision, else ``None``.
+        """
+        self._stop_tracker()
+        self._tracker = NoiseScaleTracker(
+            model,
+            micro_batch_size=self.micro_batch_size,
+            scaler=scaler,
+            ema_decay=self.ema_decay,
+            confidence=self.confidence,
+        )
+        self._backwards = 0
+        return self._tracker
+
+    def _close_step(self, micro_batches: int) -> bool:
+        """``tracker.step()`` for one optimizer step of ``micro_batches`` backward passes.
+
+        A step of fewer than two micro-batches (e.g. the last, partial accumulation window
+        of an epoch) carries no small/big pair; it is dropped instead of stopping training.
+        The tracker's ``step()`` still runs so that it forgets that step's lone backward
+        pass (it clears its state before it raises) and its step count stays equal to the
+        optimizer's. The backward count starts again from 0.
+
+        Returns:
+            Whether the step was measured (``False`` too without a tracker).
+        """
+        self._backwards = 0
+        if self._tracker is None:
+            return False
+        if micro_batches >= 2:
+            self._tracker.step()
+            return True
+        try:
+            self._tracker.step()
+        except ValueError:
+            logger.debug(
+                "NoiseScaleTracker: optimizer step of %d micro-batch(es) not measured",
+                micro_batches,
+            )
+            return False
+        return True
+
+    def _stop_tracker(self) -> None:
+        """Remove the tracker's hooks; its statistics stay readable."""
+        if self._tracker is not None:
+            self._tracker.remove()

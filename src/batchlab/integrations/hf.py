@@ -38,8 +38,7 @@ except ImportError as _transformers_error:
 
 from torch import nn
 
-from ..noise import NoiseScaleTracker
-from ._callbacks import TrackerCallback, close_step
+from ._callbacks import TrackerCallback
 
 if TYPE_CHECKING:  # importing Trainer itself loads most of transformers
     from transformers import Trainer
@@ -104,23 +103,7 @@ class NoiseScaleCallback(TrackerCallback, TrainerCallback):
         prefix: prepended to every logged metric name.
     """
 
-    def __init__(
-        self,
-        *,
-        micro_batch_size: int | None = None,
-        ema_decay: float | None = None,
-        confidence: float = 0.95,
-        prefix: str = "noise_scale/",
-    ) -> None:
-        super().__init__(
-            micro_batch_size=micro_batch_size,
-            ema_decay=ema_decay,
-            confidence=confidence,
-            prefix=prefix,
-        )
-        self._substeps = 0  # backward passes since the last optimizer step, less the last
-
-    # ----- set-up (tracker, b_simple and metrics() come from TrackerCallback) ---------------
+    # ----- set-up (constructor, tracker, b_simple, metrics(): from TrackerCallback) ------
 
     def attach(self, trainer: Trainer) -> NoiseScaleCallback:
         """Add this callback to ``trainer`` ahead of its ``report_to`` integrations.
@@ -166,32 +149,19 @@ class NoiseScaleCallback(TrackerCallback, TrainerCallback):
                 f"NoiseScaleCallback.on_train_begin: the Trainer passed model="
                 f"{type(model).__name__}, expected a torch.nn.Module"
             )
-        if self._tracker is not None:
-            self._tracker.remove()
         # accelerate wraps the optimizer; with fp16 its GradScaler scales the losses.
-        scaler = getattr(optimizer, "scaler", None)
-        self._tracker = NoiseScaleTracker(
-            model,
-            micro_batch_size=self.micro_batch_size,
-            scaler=scaler,
-            ema_decay=self.ema_decay,
-            confidence=self.confidence,
-        )
-        self._substeps = 0
+        self._start_tracker(model, getattr(optimizer, "scaler", None))
 
     def on_substep_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self._substeps += 1
+        self._backwards += 1
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if self._tracker is None:
-            return
         # The Trainer calls on_substep_end after every micro-batch but a step's last.
-        micro_batches, self._substeps = self._substeps + 1, 0
-        if close_step(self._tracker, micro_batches):
+        if self._close_step(self._backwards + 1):
             self.on_measured_step(args, state, control)
 
     def on_log(
@@ -216,8 +186,7 @@ class NoiseScaleCallback(TrackerCallback, TrainerCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if self._tracker is not None:
-            self._tracker.remove()
+        self._stop_tracker()
 
     # ----- plumbing --------------------------------------------------------------------------
 

@@ -39,8 +39,7 @@ except ImportError as _lightning_error:  # the standalone package has the same A
 
 from torch.optim import Optimizer
 
-from ..noise import NoiseScaleTracker
-from ._callbacks import TrackerCallback, close_step
+from ._callbacks import TrackerCallback
 
 __all__ = ["NoiseScaleCallback"]
 
@@ -99,24 +98,9 @@ class NoiseScaleCallback(TrackerCallback, pl.Callback):
         prefix: prepended to every logged metric name.
     """
 
-    def __init__(
-        self,
-        *,
-        micro_batch_size: int | None = None,
-        ema_decay: float | None = None,
-        confidence: float = 0.95,
-        prefix: str = "noise_scale/",
-    ) -> None:
-        super().__init__(
-            micro_batch_size=micro_batch_size,
-            ema_decay=ema_decay,
-            confidence=confidence,
-            prefix=prefix,
-        )
-        self._backwards = 0  # backward passes since the last optimizer step
-        self._batch_sizes = False  # read each batch's examples (automatic optimization)
+    # ----- results (constructor, tracker, b_simple, metrics(): from TrackerCallback) -----
 
-    # ----- results: tracker, b_simple and metrics() come from TrackerCallback -------------
+    _batch_sizes = False  # read each batch's examples (automatic optimization)
 
     def on_measured_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Called after every measured optimizer step; a no-op, for subclasses."""
@@ -125,18 +109,8 @@ class NoiseScaleCallback(TrackerCallback, pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_trainer(trainer, pl_module)
-        self._detach()
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
-        # Created here, after the strategy moved the model: the tracker keeps its norms
-        # on the parameters' device.
-        self._tracker = NoiseScaleTracker(
-            pl_module,
-            micro_batch_size=self.micro_batch_size,
-            scaler=scaler,
-            ema_decay=self.ema_decay,
-            confidence=self.confidence,
-        )
-        self._backwards = 0
+        # Here, after the strategy moved the model to its device.
+        self._start_tracker(pl_module, getattr(trainer.precision_plugin, "scaler", None))
         self._batch_sizes = self.micro_batch_size is None and pl_module.automatic_optimization
 
     def on_train_batch_start(
@@ -153,10 +127,7 @@ class NoiseScaleCallback(TrackerCallback, pl.Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
     ) -> None:
-        if self._tracker is None:
-            return
-        micro_batches, self._backwards = self._backwards, 0
-        if not close_step(self._tracker, micro_batches):
+        if not self._close_step(self._backwards):
             return
         self.on_measured_step(trainer, pl_module)
         # Lightning writes step metrics when (optimizer steps before this one + 1) is a
@@ -166,18 +137,14 @@ class NoiseScaleCallback(TrackerCallback, pl.Callback):
                 pl_module.log(name, value, on_step=True, on_epoch=False)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._detach()
+        self._stop_tracker()
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        self._detach()
+        self._stop_tracker()
 
     # ----- plumbing --------------------------------------------------------------------------
-
-    def _detach(self) -> None:
-        if self._tracker is not None:
-            self._tracker.remove()
 
     @staticmethod
     def _check_trainer(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

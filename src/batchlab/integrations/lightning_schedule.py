@@ -98,7 +98,6 @@ class BatchSizeScheduleCallback(NoiseScaleCallback):
                           **{**self.options, "max_batch_size": None})  # fmt: skip
         self._schedule: BatchSizeSchedule | None = None
         self._stepped = False
-        self._micro = micro_batch_size
         self._lr_scheduler: Any = None
 
     @property
@@ -124,7 +123,7 @@ class BatchSizeScheduleCallback(NoiseScaleCallback):
     ) -> None:
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
         if self._schedule is None and self.tracker is not None:
-            micro = self._micro or _examples(batch)
+            micro = self.micro_batch_size or _examples(batch)
             if not micro:
                 raise ValueError(
                     "BatchSizeScheduleCallback could not tell the examples per batch; pass "

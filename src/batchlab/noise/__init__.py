@@ -21,8 +21,8 @@ from ._measure import measure_noise_scale
 from ._plumbing import (
     DEFAULT_MICRO_BATCHES,
     ShardedModelError,
+    check_micro_batch_size,
     check_not_sharded,
-    resolve_micro_batch_size,
     split_batch,
 )
 from ._results import NoiseScaleEstimate, NoiseScaleRecord, NoiseScaleResult
@@ -53,13 +53,13 @@ __all__ = [
     "NoiseScaleStatistics",
     "NoiseScaleTracker",
     "ShardedModelError",
+    "check_micro_batch_size",
     "check_not_sharded",
     "fieller_interval",
     "grad_sq_norm_estimate",
     "measure_noise_scale",
     "noise_scale_from_norms",
     "register_noise_scale_hook",
-    "resolve_micro_batch_size",
     "split_batch",
     "trace_cov_estimate",
 ]

@@ -14,17 +14,13 @@ Plumbing only: the statistics are :class:`~batchlab.noise.NoiseScaleStatistics`.
 FSDP (sharded gradients) is refused with a clear error, see
 :func:`batchlab.noise.check_not_sharded`.
 
-Why one module of ~490 lines: the hook is one state machine per iteration (bucket
-layout learnt on the first step, norms taken as buckets arrive, fused into the last
-bucket's all-reduce, flushed in batches); its parts share that state and read best
-together. The statistics it feeds live apart (:mod:`._statistics`, :mod:`._running`).
+The bucket-level pieces (layouts, one backward's norms, their reduction to one step)
+are in :mod:`._ddp_buckets`; the running statistics it feeds in :mod:`._running`.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,43 +30,16 @@ from torch import Tensor, nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel
 
+from ._ddp_buckets import FUSABLE, BucketLayout, Iteration, bucket_sq_norms
 from ._plumbing import (
-    ROOT_GROUP,
     check_micro_batch_size,
     check_not_sharded,
+    group_assignment,
+    group_by_module,
     leading_size,
 )
 from ._results import NoiseScaleResult
 from ._running import RunningNoiseScale, Step
-
-#: Steps whose norms wait on the device before one batched copy to the host.
-_FLUSH_EVERY = 32
-
-#: Bucket dtypes whose all-reduce can carry the small-batch norms too (exactly enough:
-#: a squared norm in half precision overflows at 65504).
-_FUSABLE = (torch.float32, torch.float64)
-
-
-@dataclass
-class _BucketLayout:
-    """Which parameters a DDP bucket holds, in the order of its flat buffer."""
-
-    ids: tuple[int, ...]
-    positions: np.ndarray  # index of each parameter in NoiseScaleHook's parameter list
-    numels: list[int]
-
-
-@dataclass
-class _Iteration:
-    """One synchronised backward pass: its buckets' norms, filled in as they finish."""
-
-    # Per bucket: squared norms of the whole bucket (1 value) or of each parameter in it.
-    local: dict[int, Tensor] = field(default_factory=dict)  # the rank's own gradient
-    big: dict[int, Tensor] = field(default_factory=dict)  # the all-reduced mean gradient
-    layouts: dict[int, _BucketLayout] = field(default_factory=dict)  # with per_module only
-    reduced: Tensor | None = None  # mean over ranks of [the local norms..., 1/b_r]
-    work: Any = None  # the separate all-reduce of ``reduced`` when it was not fused
-    size_error: str | None = None
 
 
 class NoiseScaleHook(RunningNoiseScale):
@@ -87,6 +56,8 @@ class NoiseScaleHook(RunningNoiseScale):
         Training", Appendix A, https://arxiv.org/abs/1812.06162 (per-rank gradients
         of data-parallel training as the small batch).
     """
+
+    _skip_reason = "a NaN/inf gradient or batch size"
 
     def __init__(
         self,
@@ -129,25 +100,15 @@ class NoiseScaleHook(RunningNoiseScale):
             if p.requires_grad and name not in ignored
         ]
         self._position = {id(p): i for i, (_, p) in enumerate(named)}
-        group_names: list[str] = []
-        group_of: list[int] = []
-        for name, _ in named:
-            group = name.rpartition(".")[0] or ROOT_GROUP
-            if group not in group_names:
-                group_names.append(group)
-            group_of.append(group_names.index(group))
+        group_names, group_of = group_by_module([name for name, _ in named])
         super().__init__(
             group_names if per_module else (), ema_decay=ema_decay, confidence=confidence
         )
-        # (P, 1 + G): the whole model, then each module.
-        self._assign = np.zeros((len(named), 1 + len(group_names)))
-        self._assign[:, 0] = 1.0
-        self._assign[np.arange(len(named)), 1 + np.array(group_of, dtype=np.int64)] = 1.0
-        self._layouts: dict[int, _BucketLayout] = {}
+        self._assign = group_assignment(group_of, len(group_names)) if per_module else None
+        self._layouts: dict[int, BucketLayout] = {}
         self._inv_sizes: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
-        self._iteration: _Iteration | None = None
-        self._done: list[_Iteration] = []
-        self._pending: list[tuple[int, _Iteration]] = []
+        self._iteration: Iteration | None = None
+        self._done: list[Iteration] = []
         self._forward_examples = 0
         self._active = True
         model.register_comm_hook(process_group, self._hook)
@@ -169,9 +130,7 @@ class NoiseScaleHook(RunningNoiseScale):
 
     @local_batch_size.setter
     def local_batch_size(self, value: int | None) -> None:
-        if value is not None:
-            check_micro_batch_size(value, name="local_batch_size")
-        self._local_batch_size = value
+        self._local_batch_size = check_micro_batch_size(value, name="local_batch_size")
 
     # ----- plumbing: hooks (run inside backward) ---------------------------------------
 
@@ -179,42 +138,20 @@ class NoiseScaleHook(RunningNoiseScale):
         if torch.is_grad_enabled():
             self._forward_examples += leading_size(args, kwargs) or 0
 
-    def _layout(self, bucket: dist.GradBucket) -> _BucketLayout:
+    def _layout(self, bucket: dist.GradBucket) -> BucketLayout:
         params = bucket.parameters()
         ids = tuple(map(id, params))
         layout = self._layouts.get(bucket.index())
         # DDP rebuilds its buckets after the first iteration: check, don't assume.
         if layout is None or layout.ids != ids:
-            layout = self._layouts[bucket.index()] = _BucketLayout(
+            layout = self._layouts[bucket.index()] = BucketLayout(
                 ids=ids,
                 positions=np.array([self._position[i] for i in ids], dtype=np.int64),
                 numels=[p.numel() for p in params],
             )
         return layout
 
-    @staticmethod
-    def _sq_norms(buffer: Tensor, layout: _BucketLayout | None) -> Tensor:
-        """Squared norms of a flat bucket: the whole of it, or each parameter's part.
-
-        Computed in the bucket's dtype, or in float32 for half precision. The whole
-        bucket is one dot product; per parameter is one fused call, which on a CPU
-        still costs a few microseconds per tensor (so it is opt-in).
-        """
-        if buffer.layout is not torch.strided:
-            raise TypeError(
-                "register_noise_scale_hook: a DDP bucket holds sparse gradients, which are "
-                "not supported; use dense gradients (e.g. nn.Embedding(sparse=False))"
-            )
-        flat = buffer.detach()
-        if layout is None:
-            if flat.dtype in _FUSABLE:
-                return torch.dot(flat, flat).reshape(1)
-            return torch.linalg.vector_norm(flat, dtype=torch.float32).square().reshape(1)
-        dtype = flat.dtype if flat.dtype in _FUSABLE else torch.float32
-        norms = torch.stack(torch._foreach_norm(list(flat.split(layout.numels)), 2, dtype=dtype))
-        return norms * norms
-
-    def _batch_size(self, iteration: _Iteration) -> float:
+    def _batch_size(self, iteration: Iteration) -> float:
         size = self._local_batch_size or self._forward_examples
         self._forward_examples = 0
         if size <= 0:
@@ -244,17 +181,17 @@ class NoiseScaleHook(RunningNoiseScale):
             return allreduce_hook(process_group, bucket)
         iteration = self._iteration
         if iteration is None:
-            iteration = self._iteration = _Iteration()
+            iteration = self._iteration = Iteration()
         index, buffer = bucket.index(), bucket.buffer()
         layout = None
         if self._by_module:
             layout = iteration.layouts[index] = self._layout(bucket)
         # The rank's own (accumulated) gradient, before the all-reduce overwrites it.
-        iteration.local[index] = self._sq_norms(buffer, layout)
+        iteration.local[index] = bucket_sq_norms(buffer, layout)
 
         def big_norms(fut: torch.futures.Future) -> Tensor:
             averaged = fut.value()
-            iteration.big[index] = self._sq_norms(averaged, layout)
+            iteration.big[index] = bucket_sq_norms(averaged, layout)
             return averaged
 
         if not bucket.is_last():
@@ -265,7 +202,7 @@ class NoiseScaleHook(RunningNoiseScale):
         self._done.append(iteration)
         locals_ = [iteration.local[i] for i in sorted(iteration.local)]
         size = self._batch_size(iteration)
-        if buffer.dtype in _FUSABLE:
+        if buffer.dtype in FUSABLE:
             extra = [t if t.dtype == buffer.dtype else t.to(buffer.dtype) for t in locals_]
             extra.append(self._inverse_size(size, buffer.dtype, buffer.device))
             # Divide before summing, as DDP does: the sum of ranks is then their mean.
@@ -279,7 +216,7 @@ class NoiseScaleHook(RunningNoiseScale):
                 # result's storage: so the gradients come first in ``flat``, norms after.
                 averaged = reduced[:count]
                 iteration.reduced = reduced[count:].clone()  # not a view: frees ``flat``
-                iteration.big[index] = self._sq_norms(averaged, layout)
+                iteration.big[index] = bucket_sq_norms(averaged, layout)
                 return averaged
 
             work = dist.all_reduce(flat, group=process_group, async_op=True)
@@ -308,8 +245,7 @@ class NoiseScaleHook(RunningNoiseScale):
                 after every micro-batch and the local gradient is no longer one
                 rank's own batch), or examples per step that cannot be told.
         """
-        index = self._steps
-        self._steps += 1
+        index = self._start_step()
         done, self._done = self._done, []
         if not done:
             raise ValueError(
@@ -327,49 +263,20 @@ class NoiseScaleHook(RunningNoiseScale):
             )
         if done[0].size_error is not None:
             raise ValueError(f"NoiseScaleHook.step(): {done[0].size_error}")
-        self._pending.append((index, done[0]))
-        if len(self._pending) >= _FLUSH_EVERY:
-            self._flush()
+        self._queue((index, done[0]))
 
-    def _flush(self) -> None:
-        """Move pending steps' norms to the host (one copy) and into the statistics."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        parts: list[Tensor] = []
-        for _, iteration in pending:
-            if iteration.work is not None:
-                iteration.work.wait()
-                iteration.work = None
-            buckets = sorted(iteration.big)
-            parts.append(iteration.reduced.to(torch.float64))  # type: ignore[union-attr]
-            parts.extend(iteration.big[i].to(torch.float64) for i in buckets)
-        flat = torch.cat(parts).cpu().numpy()  # one device-to-host copy
+    def _to_host(self, pending: list[Any]) -> list[Step]:
+        """The pending steps' norms in one device-to-host copy, summed per module."""
+        parts = [iteration.host_parts() for _, iteration in pending]
+        flat = torch.cat([t for part in parts for t in part]).cpu().numpy()
+        steps: list[Step] = []
         offset = 0
-        kept: list[Step] = []
-        for index, iteration in pending:
-            buckets = sorted(iteration.big)
-            count = sum(iteration.big[i].numel() for i in buckets)
-            reduced, offset = flat[offset : offset + count + 1], offset + count + 1
-            norms, offset = flat[offset : offset + count], offset + count
-            if self._by_module:  # parameters (in bucket order) -> the model, then modules
-                order = np.concatenate([iteration.layouts[i].positions for i in buckets])
-                assign = self._assign[order]
-            else:  # buckets -> the model
-                assign = np.ones((count, 1))
-            small, big = reduced[:count] @ assign, norms @ assign
-            b_small = _snap(1.0 / reduced[count])
-            b_big = self.world_size * b_small
-            if not (np.isfinite(small).all() and np.isfinite(big).all() and b_small > 0):
-                self._skipped += 1
-                warnings.warn(
-                    f"NoiseScaleHook: step {index} has a NaN/inf gradient or batch size; skipped",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                continue
-            kept.append((index, small, big, b_small, b_big))
-        self._add_steps(kept)
+        for (index, iteration), part in zip(pending, parts, strict=True):
+            size = sum(t.numel() for t in part)
+            view = flat[offset : offset + size]
+            steps.append(iteration.step(index, view, self._assign, self.world_size))
+            offset += size
+        return steps
 
     # ----- results -----------------------------------------------------------------------
 
@@ -391,13 +298,6 @@ class NoiseScaleHook(RunningNoiseScale):
         self._active = False
         self._handle.remove()
         self._flush()
-
-
-def _snap(size: float) -> float:
-    """A harmonic-mean batch size, rounded to the integer it equals up to float32 error."""
-    if math.isfinite(size) and size > 0 and abs(size - round(size)) <= 1e-5 * size:
-        return float(round(size))
-    return size
 
 
 def register_noise_scale_hook(

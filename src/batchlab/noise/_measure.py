@@ -7,7 +7,6 @@ Plumbing only: it computes each micro-batch's gradient with ``torch.autograd.gra
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -22,15 +21,12 @@ from ._plumbing import (
     ParameterGroups,
     batch_size_of,
     check_micro_batch_size,
-    resolve_micro_batch_size,
     split_batch,
     sq_norms,
     trainable_parameters,
 )
-from ._results import NoiseScaleEstimate, NoiseScaleRecord, NoiseScaleResult
+from ._results import NoiseScaleRecord, NoiseScaleResult, make_record, make_result
 from ._statistics import NoiseScaleStatistics
-
-logger = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Any], Tensor]
 
@@ -115,73 +111,6 @@ def _hessian_forms(
     return small / k, big / k
 
 
-def make_record(
-    step: int,
-    estimate: NoiseScaleEstimate,
-    sq_norm_small: float,
-    sq_norm_big: float,
-    b_small: float,
-    b_big: float,
-) -> NoiseScaleRecord:
-    """The history entry of a step: its own norms and the running estimate after it."""
-    return NoiseScaleRecord(
-        step=step,
-        b_simple=estimate.b_simple,
-        b_simple_ci=estimate.b_simple_ci,
-        grad_sq_norm=estimate.grad_sq_norm,
-        trace_cov=estimate.trace_cov,
-        sq_norm_small=sq_norm_small,
-        sq_norm_big=sq_norm_big,
-        b_small=b_small,
-        b_big=b_big,
-    )
-
-
-def make_result(
-    total: NoiseScaleStatistics,
-    modules: NoiseScaleStatistics,
-    group_names: Sequence[str],
-    history: Sequence[NoiseScaleRecord],
-    *,
-    skipped: int = 0,
-    b_noise_stats: NoiseScaleStatistics | None = None,
-) -> NoiseScaleResult:
-    """Assemble the frozen result: the whole model's statistics and those of each group."""
-    whole = total.estimate()
-    per_module = {name: modules.estimate(i) for i, name in enumerate(group_names)}
-    smalls = {r.b_small for r in history}
-    bigs = {r.b_big for r in history}
-    b_noise = b_noise_ci = None
-    if b_noise_stats is not None:
-        noise = b_noise_stats.estimate()
-        b_noise, b_noise_ci = noise.b_simple, noise.b_simple_ci
-    if total.n and not whole.grad_sq_norm > 0:
-        logger.warning(
-            "the |G|^2 average is %.3g <= 0 after %d steps: B_simple = %.3g is not meaningful; "
-            "measure more steps or use a larger batch",
-            whole.grad_sq_norm,
-            total.n,
-            whole.b_simple,
-        )
-    return NoiseScaleResult(
-        b_simple=whole.b_simple,
-        b_simple_ci=whole.b_simple_ci,
-        grad_sq_norm=whole.grad_sq_norm,
-        trace_cov=whole.trace_cov,
-        n=whole.n,
-        grad_sq_norm_se=whole.grad_sq_norm_se,
-        trace_cov_se=whole.trace_cov_se,
-        per_module=per_module,
-        history=tuple(history),
-        micro_batch_size=smalls.pop() if len(smalls) == 1 else None,
-        batch_size=bigs.pop() if len(bigs) == 1 else None,
-        confidence=total.confidence,
-        skipped=skipped,
-        b_noise=b_noise,
-        b_noise_ci=b_noise_ci,
-    )
-
-
 def _snapshot(model: nn.Module) -> tuple[list[tuple[nn.Module, bool]], dict[str, Tensor]]:
     modes = [(module, module.training) for module in model.modules()]
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
@@ -260,8 +189,6 @@ def measure_noise_scale(
             not a scalar depending on the parameters.
     """
     groups = trainable_parameters(model, where="measure_noise_scale")
-    if micro_batch_size is not None:
-        check_micro_batch_size(micro_batch_size)
     total = NoiseScaleStatistics(confidence=confidence)
     modules = NoiseScaleStatistics(confidence=confidence, shape=(groups.num_groups,))
     noise_stats = NoiseScaleStatistics(confidence=confidence) if b_noise else None
@@ -275,7 +202,7 @@ def measure_noise_scale(
                 seen += 1
                 where = f"batch {index}"
                 size = batch_size_of(batch, where=where)
-                micro = resolve_micro_batch_size(size, micro_batch_size, where=where)
+                micro = check_micro_batch_size(micro_batch_size, size, where=where)
                 small, big, kept = _batch_norms(model, loss_fn, groups, batch, micro, keep=b_noise)
                 values = groups.sum_by_group(torch.stack([small, big]))
                 small_np, big_np = values.detach().double().cpu().numpy()

@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_positive_int
 from .._errors import BatchlabError
 
 #: Micro-batches per batch when ``micro_batch_size`` is not given.
@@ -51,29 +53,43 @@ def batch_size_of(batch: Any, *, where: str = "batch") -> int:
     return sizes.pop()
 
 
-def resolve_micro_batch_size(
-    batch_size: int,
-    micro_batch_size: int | None,
+def check_micro_batch_size(
+    micro_batch_size: Any,
+    batch_size: int | None = None,
     *,
-    where: str = "batch",
+    name: str = "micro_batch_size",
     batch_name: str | None = None,
-    micro_name: str = "micro_batch_size",
-) -> int:
-    """The micro-batch size for a batch of ``batch_size``; errors name both sizes.
+    where: str = "batch",
+) -> Any:
+    """The one check of a micro-batch size (B_small); given its batch, also resolves it.
 
-    The one check of a micro-batch size (Python arguments, CLI options, CBS options):
-    a positive integer that divides the batch into at least two micro-batches, as the
-    two-batch-size estimators need (McCandlish et al. 2018, Appendix A). Default:
+    Every boundary that takes a micro-batch size calls this — ``measure_noise_scale``,
+    ``NoiseScaleTracker``, the DDP hook (its per-rank batch is the small batch), the
+    framework callbacks, the CLI and CBS options — and passes the value on under the
+    name ``micro_batch_size``, unchecked. The value must be a positive integer or
+    ``None``. With ``batch_size`` (the big batch, B_big) it must also divide the batch
+    into at least two micro-batches, as the two-batch-size estimators need
+    (McCandlish et al. 2018, Appendix A); ``None`` then means
     :data:`DEFAULT_MICRO_BATCHES` equal micro-batches (so B_small = B/4).
 
     Args:
-        batch_size: examples in the batch.
-        micro_batch_size: examples per micro-batch, or ``None`` for the default.
-        where: which batch, for messages about one of many (``"batch 3"``).
+        micro_batch_size: examples per micro-batch, or ``None``.
+        batch_size: examples in the batch it splits, when known.
+        name: the micro-batch size's argument or option name (``"--micro-batch-size"``).
         batch_name: the batch size's argument or option name (``"--batch-size"``) when
             the user gave it by name; messages then quote it.
-        micro_name: the micro-batch size's argument or option name.
+        where: which batch, for messages about one of many (``"batch 3"``).
+
+    Returns:
+        ``micro_batch_size`` (``None`` stays ``None``) without ``batch_size``; the
+        micro-batch size to use (an ``int``) with it.
+
+    Raises:
+        ValueError: naming the sizes and what would be valid.
     """
+    check_positive_int(micro_batch_size, name, optional=True)
+    if batch_size is None:
+        return micro_batch_size
     if micro_batch_size is None:
         if batch_size % DEFAULT_MICRO_BATCHES:
             subject = (
@@ -83,16 +99,15 @@ def resolve_micro_batch_size(
             )
             raise ValueError(
                 f"{subject} does not split into {DEFAULT_MICRO_BATCHES} equal micro-batches; "
-                f"pass {micro_name} (a divisor of {batch_size}, at most {batch_size // 2})"
+                f"pass {name} (a divisor of {batch_size}, at most {batch_size // 2})"
             )
         return batch_size // DEFAULT_MICRO_BATCHES
-    check_micro_batch_size(micro_batch_size, name=micro_name)
     batch = (
         _named(batch_name, batch_size) if batch_name else f"the {batch_size} examples of {where}"
     )
     if batch_size % micro_batch_size:
         raise ValueError(
-            f"{_named(micro_name, micro_batch_size)} does not divide {batch}; "
+            f"{_named(name, micro_batch_size)} does not divide {batch}; "
             f"use a divisor of {batch_size}"
         )
     if batch_size // micro_batch_size < 2:
@@ -100,9 +115,9 @@ def resolve_micro_batch_size(
             f"per batch of {batch_size}" if batch_name else f"in {where} of {batch_size} examples"
         )
         raise ValueError(
-            f"{_named(micro_name, micro_batch_size)} leaves {batch_size // micro_batch_size} "
+            f"{_named(name, micro_batch_size)} leaves {batch_size // micro_batch_size} "
             f"micro-batch {place}; the noise scale needs at least two micro-batches per batch "
-            f"({micro_name} {batch_size // 2} or less)"
+            f"({name} {batch_size // 2} or less)"
         )
     return micro_batch_size
 
@@ -110,16 +125,6 @@ def resolve_micro_batch_size(
 def _named(name: str, value: Any) -> str:
     """``--micro-batch-size 48`` for a CLI option, ``micro_batch_size=48`` for an argument."""
     return f"{name} {value}" if name.startswith("--") else f"{name}={value}"
-
-
-def check_micro_batch_size(micro_batch_size: Any, *, name: str = "micro_batch_size") -> None:
-    """A positive integer (``None``, the default, is resolved by the caller)."""
-    if (
-        isinstance(micro_batch_size, bool)
-        or not isinstance(micro_batch_size, int)
-        or micro_batch_size <= 0
-    ):
-        raise ValueError(f"{name} must be a positive integer or None, got {micro_batch_size!r}")
 
 
 def split_batch(batch: Any, micro_batch_size: int) -> list[Any]:
@@ -179,10 +184,9 @@ class ParameterGroups:
         key = (values.dtype, values.device)
         matrix = self._matrices.get(key)
         if matrix is None:
-            matrix = torch.zeros(len(self.params), 1 + self.num_groups, dtype=values.dtype)
-            matrix[:, 0] = 1
-            matrix[torch.arange(len(self.params)), 1 + self.group_index] = 1
-            matrix = self._matrices[key] = matrix.to(values.device)
+            assign = group_assignment(self.group_index.tolist(), self.num_groups)
+            matrix = torch.from_numpy(assign).to(dtype=values.dtype, device=values.device)
+            self._matrices[key] = matrix
         return values @ matrix
 
 
@@ -247,19 +251,36 @@ def trainable_parameters(model: nn.Module, *, where: str) -> ParameterGroups:
             f"{where}: the model has no trainable parameters (0 of {len(everything)} parameter "
             "tensors have requires_grad=True); there is no gradient to measure"
         )
+    group_names, index = group_by_module([name for name, _ in named])
+    return ParameterGroups(
+        names=tuple(n for n, _ in named),
+        params=tuple(p for _, p in named),
+        group_names=group_names,
+        group_index=torch.tensor(index, dtype=torch.long),
+    )
+
+
+def group_by_module(names: Sequence[str]) -> tuple[tuple[str, ...], list[int]]:
+    """Parameter names -> the modules that own them (in first-seen order) and each one's.
+
+    A parameter of the model itself (no dotted prefix) belongs to :data:`ROOT_GROUP`.
+    """
     group_names: list[str] = []
     index: list[int] = []
-    for name, _ in named:
+    for name in names:
         module = name.rpartition(".")[0] or ROOT_GROUP
         if module not in group_names:
             group_names.append(module)
         index.append(group_names.index(module))
-    return ParameterGroups(
-        names=tuple(n for n, _ in named),
-        params=tuple(p for _, p in named),
-        group_names=tuple(group_names),
-        group_index=torch.tensor(index, dtype=torch.long),
-    )
+    return tuple(group_names), index
+
+
+def group_assignment(group_index: Sequence[int], num_groups: int) -> np.ndarray:
+    """(P, 1 + G) 0/1 matrix: per-parameter values @ it = the whole model, then each group."""
+    matrix = np.zeros((len(group_index), 1 + num_groups))
+    matrix[:, 0] = 1.0
+    matrix[np.arange(len(group_index)), 1 + np.asarray(group_index, dtype=np.int64)] = 1.0
+    return matrix
 
 
 def sq_norm(tensor: Tensor) -> Tensor:

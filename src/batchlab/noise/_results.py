@@ -1,10 +1,26 @@
-"""Frozen records of noise-scale measurements, with JSON-safe ``to_dict()``."""
+"""Frozen records of noise-scale measurements, with JSON-safe ``to_dict()``.
+
+Also where a measurement becomes a record: :func:`make_record` (one step of a
+history) and :func:`make_result` (the whole measurement), shared by
+``measure_noise_scale``, the tracker and the DDP hook.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field
-from typing import Any
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._statistics import NoiseScaleStatistics
+
+logger = logging.getLogger(__name__)
+
+#: Fields that hold a batch size: whole sizes are written as ints.
+_SIZE_FIELDS = frozenset({"b_small", "b_big", "micro_batch_size", "batch_size"})
 
 
 def _json_float(value: float | None) -> float | None:
@@ -23,14 +39,33 @@ def _json_size(value: float | None) -> int | float | None:
     return value
 
 
-def _json_interval(interval: tuple[float, float] | None) -> list[float | None] | None:
-    if interval is None:
-        return None
-    return [_json_float(interval[0]), _json_float(interval[1])]
+def _json_value(name: str, value: Any) -> Any:
+    """One field of a record, JSON-safe: sizes, intervals, floats, nested records."""
+    if name in _SIZE_FIELDS:
+        return _json_size(value)
+    if isinstance(value, _JsonRecord):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {key: _json_value(key, item) for key, item in value.items()}
+    if isinstance(value, tuple) and name.endswith("_ci"):
+        return [_json_float(bound) for bound in value]
+    if isinstance(value, tuple):
+        return [_json_value(name, item) for item in value]
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return _json_float(value)  # type: ignore[arg-type]
+    return value
+
+
+class _JsonRecord:
+    """``to_dict()`` for the frozen dataclasses below: one JSON-safe value per field."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: non-finite numbers become ``None``, whole batch sizes ``int``."""
+        return {f.name: _json_value(f.name, getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
-class NoiseScaleEstimate:
+class NoiseScaleEstimate(_JsonRecord):
     """B_simple with its interval and the two averages it is the ratio of.
 
     References:
@@ -60,21 +95,9 @@ class NoiseScaleEstimate:
     grad_sq_norm_se: float
     trace_cov_se: float
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict; non-finite numbers become ``None``."""
-        return {
-            "b_simple": _json_float(self.b_simple),
-            "b_simple_ci": _json_interval(self.b_simple_ci),
-            "grad_sq_norm": _json_float(self.grad_sq_norm),
-            "trace_cov": _json_float(self.trace_cov),
-            "n": self.n,
-            "grad_sq_norm_se": _json_float(self.grad_sq_norm_se),
-            "trace_cov_se": _json_float(self.trace_cov_se),
-        }
-
 
 @dataclass(frozen=True)
-class NoiseScaleRecord:
+class NoiseScaleRecord(_JsonRecord):
     """One step of a noise-scale history: this step's norms and the running estimate.
 
     Attributes:
@@ -97,20 +120,6 @@ class NoiseScaleRecord:
     sq_norm_big: float
     b_small: float
     b_big: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (the shape :func:`batchlab.report` reads for its plot)."""
-        return {
-            "step": self.step,
-            "b_simple": _json_float(self.b_simple),
-            "b_simple_ci": _json_interval(self.b_simple_ci),
-            "grad_sq_norm": _json_float(self.grad_sq_norm),
-            "trace_cov": _json_float(self.trace_cov),
-            "sq_norm_small": _json_float(self.sq_norm_small),
-            "sq_norm_big": _json_float(self.sq_norm_big),
-            "b_small": _json_size(self.b_small),
-            "b_big": _json_size(self.b_big),
-        }
 
 
 @dataclass(frozen=True)
@@ -142,19 +151,69 @@ class NoiseScaleResult(NoiseScaleEstimate):
     b_noise: float | None = None
     b_noise_ci: tuple[float, float] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict: the estimate, ``per_module``, ``history`` and sizes."""
-        out = super().to_dict()
-        out.update(
-            {
-                "confidence": self.confidence,
-                "micro_batch_size": _json_size(self.micro_batch_size),
-                "batch_size": _json_size(self.batch_size),
-                "skipped": self.skipped,
-                "b_noise": _json_float(self.b_noise),
-                "b_noise_ci": _json_interval(self.b_noise_ci),
-                "per_module": {name: est.to_dict() for name, est in self.per_module.items()},
-                "history": [record.to_dict() for record in self.history],
-            }
+
+def make_record(
+    step: int,
+    estimate: NoiseScaleEstimate,
+    sq_norm_small: float,
+    sq_norm_big: float,
+    b_small: float,
+    b_big: float,
+) -> NoiseScaleRecord:
+    """The history entry of a step: its own norms and the running estimate after it."""
+    return NoiseScaleRecord(
+        step=step,
+        b_simple=estimate.b_simple,
+        b_simple_ci=estimate.b_simple_ci,
+        grad_sq_norm=estimate.grad_sq_norm,
+        trace_cov=estimate.trace_cov,
+        sq_norm_small=sq_norm_small,
+        sq_norm_big=sq_norm_big,
+        b_small=b_small,
+        b_big=b_big,
+    )
+
+
+def make_result(
+    total: NoiseScaleStatistics,
+    modules: NoiseScaleStatistics,
+    group_names: Sequence[str],
+    history: Sequence[NoiseScaleRecord],
+    *,
+    skipped: int = 0,
+    b_noise_stats: NoiseScaleStatistics | None = None,
+) -> NoiseScaleResult:
+    """Assemble the frozen result: the whole model's statistics and those of each group."""
+    whole = total.estimate()
+    per_module = {name: modules.estimate(i) for i, name in enumerate(group_names)}
+    smalls = {r.b_small for r in history}
+    bigs = {r.b_big for r in history}
+    b_noise = b_noise_ci = None
+    if b_noise_stats is not None:
+        noise = b_noise_stats.estimate()
+        b_noise, b_noise_ci = noise.b_simple, noise.b_simple_ci
+    if total.n and not whole.grad_sq_norm > 0:
+        logger.warning(
+            "the |G|^2 average is %.3g <= 0 after %d steps: B_simple = %.3g is not meaningful; "
+            "measure more steps or use a larger batch",
+            whole.grad_sq_norm,
+            total.n,
+            whole.b_simple,
         )
-        return out
+    return NoiseScaleResult(
+        b_simple=whole.b_simple,
+        b_simple_ci=whole.b_simple_ci,
+        grad_sq_norm=whole.grad_sq_norm,
+        trace_cov=whole.trace_cov,
+        n=whole.n,
+        grad_sq_norm_se=whole.grad_sq_norm_se,
+        trace_cov_se=whole.trace_cov_se,
+        per_module=per_module,
+        history=tuple(history),
+        micro_batch_size=smalls.pop() if len(smalls) == 1 else None,
+        batch_size=bigs.pop() if len(bigs) == 1 else None,
+        confidence=total.confidence,
+        skipped=skipped,
+        b_noise=b_noise,
+        b_noise_ci=b_noise_ci,
+    )

@@ -3,13 +3,17 @@
 Both collect, per optimizer step, the squared norms of a small-batch and a big-batch
 gradient (the whole model, then each module); they differ only in where the norms
 come from (parameter hooks vs DDP buckets). This base class holds what follows: the
-running statistics, the history, and the public results. Subclasses implement
-:meth:`_flush`, which moves their pending norms into :meth:`_add_steps`.
+running statistics, the history, the public results and the checkpoint state, and
+the life of a step: :meth:`_start_step` numbers it, :meth:`_queue` keeps its norms on
+the device until :meth:`_flush` copies a batch of steps to the host at once. Subclasses
+implement :meth:`_to_host` (their pending norms as host :data:`Step` tuples).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,9 +21,15 @@ from typing import Any
 import numpy as np
 
 from ._estimators import grad_sq_norm_estimate, trace_cov_estimate
-from ._measure import make_record, make_result
-from ._results import NoiseScaleRecord, NoiseScaleResult
-from ._statistics import STATE_VERSION, NoiseScaleStatistics
+from ._results import NoiseScaleRecord, NoiseScaleResult, make_record, make_result
+from ._statistics import STATE_VERSION, NoiseScaleStatistics, check_state, state_int
+
+#: The keys of :meth:`RunningNoiseScale.state_dict`.
+_STATE_KEYS = ("version", "group_names", "total", "modules", "history", "skipped", "steps")
+
+#: Steps whose norms wait on the device before one batched copy to the host: a copy
+#: per step would synchronise with the device at every step.
+FLUSH_EVERY = 32
 
 #: One flushed step: its index, the small- and big-batch squared norms (column 0 the
 #: whole model, then one column per module) and the two batch sizes.
@@ -52,11 +62,50 @@ class RunningNoiseScale(ABC):
         self._history: list[NoiseScaleRecord | tuple[Any, ...]] = []
         self._history_done = 0  # entries before this one are records already
         self._skipped = 0
-        self._steps = 0  # step() calls so far: the index of the next step
+        self._steps = 0  # steps started so far: the index of the next step
+        self._pending: list[Any] = []  # steps whose norms are still on the device
+
+    # ----- the life of a step --------------------------------------------------------------
+
+    def _start_step(self) -> int:
+        """Number a new optimizer step (counted even if it is refused or skipped later)."""
+        index, self._steps = self._steps, self._steps + 1
+        return index
+
+    def _queue(self, pending: Any) -> None:
+        """Keep a step's norms (on the device) until :data:`FLUSH_EVERY` steps wait."""
+        self._pending.append(pending)
+        if len(self._pending) >= FLUSH_EVERY:
+            self._flush()
 
     @abstractmethod
+    def _to_host(self, pending: list[Any]) -> list[Step]:
+        """The pending steps' norms, copied to the host (in one copy where possible)."""
+
     def _flush(self) -> None:
-        """Move pending steps' norms to the host and into :meth:`_add_steps`."""
+        """Move pending steps into the statistics; steps with a NaN/inf are skipped."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        kept = []
+        for step in self._to_host(pending):
+            index, small, big, b_small, _ = step
+            if np.isfinite(small).all() and np.isfinite(big).all() and 0 < b_small < math.inf:
+                kept.append(step)
+            else:
+                self._skipped += 1
+                self._report_skip(index)
+        self._add_steps(kept)
+
+    #: What makes a step unusable, for the warning when one is skipped.
+    _skip_reason = "a NaN/inf gradient"
+
+    def _report_skip(self, index: int) -> None:
+        warnings.warn(
+            f"{type(self).__name__}: step {index} has {self._skip_reason}; skipped",
+            RuntimeWarning,
+            stacklevel=5,
+        )
 
     def _add_steps(self, steps: Sequence[Step]) -> None:
         """Fold finite steps into the running statistics (skipped steps never come here)."""
@@ -149,33 +198,35 @@ class RunningNoiseScale(ABC):
         """Restore :meth:`state_dict`'s output (of a tracker on the same modules).
 
         Raises:
-            ValueError: a missing key, another version, or other measured modules.
+            ValueError: a missing key, another version, other measured modules, or a
+                value of the wrong kind (each message names the key).
         """
-        missing = [
-            k
-            for k in ("version", "group_names", "total", "modules", "history", "skipped", "steps")
-            if k not in state
-        ]
-        if missing:
-            raise ValueError(f"noise-scale tracker state is missing {', '.join(missing)}")
-        if state["version"] != STATE_VERSION:
-            raise ValueError(
-                f"noise-scale tracker state version {state['version']!r} is not {STATE_VERSION}"
-            )
+        what = "noise-scale tracker state"
+        check_state(state, _STATE_KEYS, what=what)
         if tuple(state["group_names"]) != self._group_names:
             raise ValueError(
-                "noise-scale tracker state measures other modules: "
+                f"{what} measures other modules: "
                 f"{list(state['group_names'])} vs {list(self._group_names)}"
             )
+        history = []
+        for position, entry in enumerate(state["history"]):
+            try:
+                history.append(
+                    NoiseScaleRecord(**{**entry, "b_simple_ci": tuple(entry["b_simple_ci"])})
+                )
+            except (TypeError, KeyError) as error:
+                raise ValueError(
+                    f"{what}['history'][{position}] is not a history record ({error})"
+                ) from None
+        skipped, steps = (state_int(state, key, what=what) for key in ("skipped", "steps"))
+        # Loaded into new statistics first: a bad state leaves this one as it was.
+        total, modules = NoiseScaleStatistics(), NoiseScaleStatistics(shape=self._modules.shape)
+        total.load_state_dict(state["total"])
+        modules.load_state_dict(state["modules"])
         self._flush()
-        self._total.load_state_dict(state["total"])
-        self._modules.load_state_dict(state["modules"])
-        self._history = [
-            NoiseScaleRecord(**{**entry, "b_simple_ci": tuple(entry["b_simple_ci"])})
-            for entry in state["history"]
-        ]
-        self._history_done = len(self._history)
-        self._skipped, self._steps = int(state["skipped"]), int(state["steps"])
+        self._total, self._modules = total, modules
+        self._history, self._history_done = history, len(history)  # type: ignore[assignment]
+        self._skipped, self._steps = skipped, steps
 
     def result(self) -> NoiseScaleResult:
         """Everything so far as a frozen :class:`~batchlab.noise.NoiseScaleResult`."""

@@ -9,7 +9,7 @@ plainly or by an EMA, and keeps its state for checkpoints.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -238,28 +238,23 @@ class NoiseScaleStatistics:
         """Restore :meth:`state_dict`'s output (its ``ema_decay`` and ``confidence`` too).
 
         Raises:
-            ValueError: a missing key, another version, or another ``shape``.
+            ValueError: a missing key, another version, another ``shape``, or a value
+                of the wrong kind (each message names the key).
         """
-        missing = [k for k in _STATE_KEYS if k not in state]
-        if missing:
-            raise ValueError(f"noise-scale state is missing {', '.join(missing)}")
-        if state["version"] != STATE_VERSION:
-            raise ValueError(
-                f"noise-scale state version {state['version']!r} is not {STATE_VERSION}"
-            )
+        what = "noise-scale state"
+        check_state(state, _STATE_KEYS, what=what)
         if tuple(state["shape"]) != self.shape:
             raise ValueError(
-                f"noise-scale state has shape {tuple(state['shape'])}, these statistics "
-                f"{self.shape}"
+                f"{what} has shape {tuple(state['shape'])}, these statistics {self.shape}"
             )
+        # Everything is checked before anything is set: a bad state changes nothing.
         restored = NoiseScaleStatistics(state["ema_decay"], state["confidence"], self.shape)
-        self.ema_decay, self.confidence = restored.ema_decay, restored.confidence
-        as_value = float if not self.shape else (lambda v: np.asarray(v, dtype=np.float64))
-        self.n = int(state["n"])
-        self._weight, self._weight_sq = float(state["weight"]), float(state["weight_sq"])
-        self._mean_g, self._mean_t, self._m_gg, self._m_tt, self._m_tg = (
-            as_value(state[key]) for key in _MOMENT_KEYS
-        )
+        n = state_int(state, "n", what=what)
+        weights = [_state_array(state, key, (), what=what) for key in ("weight", "weight_sq")]
+        moments = [_state_array(state, key, self.shape, what=what) for key in _MOMENT_KEYS]
+        self.ema_decay, self.confidence, self.n = restored.ema_decay, restored.confidence, n
+        self._weight, self._weight_sq = weights
+        self._mean_g, self._mean_t, self._m_gg, self._m_tt, self._m_tg = moments
 
     def estimate(self, index: int | tuple[int, ...] = ()) -> NoiseScaleEstimate:
         """The current estimate as a frozen record (for one entry if ``shape`` is not ())."""
@@ -316,6 +311,42 @@ class NoiseScaleStatistics:
         if self.shape:
             raise ValueError("b_simple_ci is per entry here: use estimate(index).b_simple_ci")
         return self.estimate().b_simple_ci
+
+
+def check_state(state: Any, keys: Sequence[str], *, what: str) -> None:
+    """A ``state_dict()`` to load: a mapping with every key of ``keys`` and our version.
+
+    Raises:
+        TypeError: ``state`` is not a mapping.
+        ValueError: naming the missing keys, or the version found.
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"{what} must be a dict from state_dict(), got {type(state).__name__}")
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise ValueError(f"{what} is missing {', '.join(missing)}")
+    if state["version"] != STATE_VERSION:
+        raise ValueError(f"{what} version {state['version']!r} is not {STATE_VERSION}")
+
+
+def state_int(state: Mapping[str, Any], key: str, *, what: str) -> int:
+    """``state[key]`` as a count (an integer >= 0), or a ValueError naming the key."""
+    value = state[key]
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"{what}[{key!r}] must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def _state_array(state: Mapping[str, Any], key: str, shape: tuple[int, ...], *, what: str) -> Any:
+    """``state[key]`` as a float (``shape == ()``) or a float array of ``shape``."""
+    try:
+        value = np.asarray(state[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value.shape != shape:
+        expected = "a number" if not shape else f"a list of {shape[0]} numbers"
+        raise ValueError(f"{what}[{key!r}] must be {expected}, got {state[key]!r}")
+    return float(value) if not shape else value
 
 
 def noise_scale_from_norms(

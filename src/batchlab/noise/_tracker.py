@@ -7,7 +7,6 @@ Plumbing only: parameter hooks collect squared norms during backward, and
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -26,9 +25,6 @@ from ._plumbing import (
 from ._running import RunningNoiseScale, Step
 
 logger = logging.getLogger(__name__)
-
-#: Steps whose norms wait on the device before one batched copy to the host.
-_FLUSH_EVERY = 32
 
 
 class LossScaler(Protocol):
@@ -105,8 +101,7 @@ class NoiseScaleTracker(RunningNoiseScale):
         confidence: float = 0.95,
     ) -> None:
         self._groups = trainable_parameters(model, where="NoiseScaleTracker")
-        if micro_batch_size is not None:
-            check_micro_batch_size(micro_batch_size)
+        check_micro_batch_size(micro_batch_size)
         if scaler is not None and not callable(getattr(scaler, "get_scale", None)):
             raise TypeError(
                 f"scaler must have a get_scale() method (torch.amp.GradScaler), "
@@ -124,7 +119,6 @@ class NoiseScaleTracker(RunningNoiseScale):
         self._zero = torch.zeros(
             (), dtype=params[0].dtype if self._fast else torch.float64, device=self._device
         )
-        self._pending: list[tuple[int, Tensor, np.ndarray, float, float]] = []
         self._paused = False
         self._reset_step()
         self._handles: list[Any] = [
@@ -219,8 +213,7 @@ class NoiseScaleTracker(RunningNoiseScale):
             ValueError: fewer than two micro-batches (backward passes) since the last
                 step, or micro-batch sizes that cannot be told.
         """
-        index = self._steps
-        self._steps += 1
+        index = self._start_step()
         micro, big, scale = self._micro, self._big, self._scale
         self._reset_step()
         sizes = [size for size, _ in micro]
@@ -247,33 +240,31 @@ class NoiseScaleTracker(RunningNoiseScale):
         rows = self._groups.sum_by_group(torch.stack([norm for _, norm in micro] + [big]).square())
         if scale is not None:
             rows = rows / scale**2
-        self._pending.append((index, rows, weights, b_small, b_big))
-        if len(self._pending) >= _FLUSH_EVERY:
-            self._flush()
+        self._queue((index, rows, weights, b_small, b_big))
 
-    def _flush(self) -> None:
-        """Move pending steps' norms to the host (one copy) and into the statistics."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        flat = torch.cat([item[1].reshape(-1) for item in pending])
+    def _to_host(self, pending: list[Any]) -> list[Step]:
+        """The pending steps' norms in one device-to-host copy; |G_small|² weighted here."""
+        flat = torch.cat([rows.reshape(-1) for _, rows, *_ in pending])
         flat = flat.to(torch.float64).cpu().numpy()
         width = 1 + self._groups.num_groups
-        kept: list[Step] = []
+        steps: list[Step] = []
         offset = 0
         for index, rows, weights, b_small, b_big in pending:
             values = flat[offset : offset + rows.numel()].reshape(-1, width)
             offset += rows.numel()
-            if not np.isfinite(values).all():
-                self._skipped += 1
-                message = f"NoiseScaleTracker: step {index} has a NaN/inf gradient; skipped"
-                if self.scaler is not None:
-                    logger.info("%s (the loss scaler skips it too)", message)
-                else:
-                    warnings.warn(message, RuntimeWarning, stacklevel=3)
-                continue
-            kept.append((index, weights @ values[:-1], values[-1], b_small, b_big))
-        self._add_steps(kept)
+            with np.errstate(invalid="ignore", over="ignore"):  # a NaN/inf step is skipped
+                steps.append((index, weights @ values[:-1], values[-1], b_small, b_big))
+        return steps
+
+    def _report_skip(self, index: int) -> None:
+        if self.scaler is None:
+            super()._report_skip(index)
+        else:  # dynamic loss scaling skips such steps by design: no warning
+            logger.info(
+                "NoiseScaleTracker: step %d has a NaN/inf gradient; skipped (the loss scaler "
+                "skips it too)",
+                index,
+            )
 
     # ----- lifetime ----------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -133,45 +132,33 @@ class LAMB(LayerwiseOptimizer):
         check_dense(grads, "LAMB")
         return params, grads, exp_avgs, exp_avg_sqs, steps
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """One LAMB step over every parameter that has a gradient.
-
-        Args:
-            closure: re-evaluates the model and returns the loss (optional).
-
-        Returns:
-            The closure's loss, or ``None`` without a closure.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            params, grads, exp_avgs, exp_avg_sqs, steps = self._init_group(group)
-            if not params:
-                continue
-            update = (
-                _multi_tensor_lamb if use_foreach(group["foreach"], params) else _single_tensor_lamb
-            )
-            beta1, beta2 = group["betas"]
-            update(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                steps,
-                lr=float(group["lr"]),
-                beta1=beta1,
-                beta2=beta2,
-                eps=group["eps"],
-                weight_decay=0.0 if group["lars_exclude"] else group["weight_decay"],
-                exclude=group["lars_exclude"],
-            )
-        return loss
+    def _step_group(self, group: dict[str, Any]) -> None:
+        """One LAMB step of ``group``'s parameters that have a gradient."""
+        params, grads, exp_avgs, exp_avg_sqs, steps = self._init_group(group)
+        if not params:
+            return
+        update = (
+            _multi_tensor_lamb if use_foreach(group["foreach"], params) else _single_tensor_lamb
+        )
+        beta1, beta2 = group["betas"]
+        update(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            steps,
+            lr=float(group["lr"]),
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=0.0 if group["lars_exclude"] else group["weight_decay"],
+            exclude=group["lars_exclude"],
+        )
 
 
+# The update twice, on purpose, as in _lars.py and torch.optim (_single_tensor_adam /
+# _multi_tensor_adam): a per-tensor loop and a torch._foreach_* version with the same
+# signature and numbered steps; tests/optim/test_contract.py holds them to one update.
 # Step 4 in Kingma & Ba's cheaper order (Adam, Sec. 2): with ε̂ = eps·√(1 − β2^t),
 #     m̂ / (√v̂ + eps) = (√(1 − β2^t) / (1 − β1^t)) · m / (√v + ε̂)
 # exactly, which saves a pass over v̂. Large temporaries are few on purpose: on a CPU a

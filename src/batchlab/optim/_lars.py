@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -150,54 +149,44 @@ class LARS(LayerwiseOptimizer):
         check_dense(grads, "LARS")
         return params, grads, buffers
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """One LARS step over every parameter that has a gradient.
-
-        Args:
-            closure: re-evaluates the model and returns the loss (optional).
-
-        Returns:
-            The closure's loss, or ``None`` without a closure.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            params, grads, buffers = self._init_group(group)
-            if not params:
-                continue
-            exclude = group["lars_exclude"]
-            hparams: dict[str, Any] = {
-                "lr": float(group["lr"]),
-                "momentum": group["momentum"],
-                "weight_decay": 0.0 if exclude else group["weight_decay"],
-                "trust_coefficient": group["trust_coefficient"],
-                "eps": group["eps"],
-                "nesterov": group["nesterov"],
-                "exclude": exclude,
-            }
-            if use_foreach(group["foreach"], params):
-                # Stacking norms needs one device and dtype per call.
-                grouped = Optimizer._group_tensors_by_device_and_dtype(
-                    [params, grads, buffers],  # type: ignore[list-item]
-                    with_indices=True,
-                )
-                for (ws, gs, bufs), indices in grouped.values():
-                    _multi_tensor_lars(ws, gs, bufs, **hparams)  # type: ignore[arg-type]
-                    for buf, index in zip(bufs, indices, strict=True):
-                        buffers[index] = buf
-            else:
-                _single_tensor_lars(params, grads, buffers, **hparams)
-            if group["momentum"] != 0:
-                for p, buf in zip(params, buffers, strict=True):
-                    self.state[p]["momentum_buffer"] = buf
-        return loss
+    def _step_group(self, group: dict[str, Any]) -> None:
+        """One LARS step of ``group``'s parameters that have a gradient."""
+        params, grads, buffers = self._init_group(group)
+        if not params:
+            return
+        exclude = group["lars_exclude"]
+        hparams: dict[str, Any] = {
+            "lr": float(group["lr"]),
+            "momentum": group["momentum"],
+            "weight_decay": 0.0 if exclude else group["weight_decay"],
+            "trust_coefficient": group["trust_coefficient"],
+            "eps": group["eps"],
+            "nesterov": group["nesterov"],
+            "exclude": exclude,
+        }
+        if use_foreach(group["foreach"], params):
+            # Stacking norms needs one device and dtype per call.
+            grouped = Optimizer._group_tensors_by_device_and_dtype(
+                [params, grads, buffers],  # type: ignore[list-item]
+                with_indices=True,
+            )
+            for (ws, gs, bufs), indices in grouped.values():
+                _multi_tensor_lars(ws, gs, bufs, **hparams)  # type: ignore[arg-type]
+                for buf, index in zip(bufs, indices, strict=True):
+                    buffers[index] = buf
+        else:
+            _single_tensor_lars(params, grads, buffers, **hparams)
+        if group["momentum"] != 0:
+            for p, buf in zip(params, buffers, strict=True):
+                self.state[p]["momentum_buffer"] = buf
 
 
-# Steps 3-4 below never materialise the decayed gradient d = g + βw where it can be
+# The update twice, on purpose, as torch.optim writes its own optimizers
+# (_single_tensor_sgd / _multi_tensor_sgd): a per-tensor loop and a multi-tensor
+# (torch._foreach_*) version, with the same keyword signature and the same numbered
+# steps. Folding them into one would cost either the foreach path's speed or the
+# per-tensor path's readability; tests/optim/test_contract.py holds them to the same
+# update. Steps 3-4 never materialise the decayed gradient d = g + βw where it can be
 # avoided: λd = λg + (λβ)w is added term by term, one pass and one allocation fewer.
 
 

@@ -1,10 +1,13 @@
-"""What LARS and LAMB share as ``torch.optim.Optimizer`` subclasses: validated groups."""
+"""What LARS and LAMB share as ``torch.optim.Optimizer`` subclasses: validated groups
+and ``step()`` (the closure, then each group's update)."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import torch
 from torch.optim import Optimizer
 from torch.optim.optimizer import ParamsT
 
@@ -15,7 +18,8 @@ class LayerwiseOptimizer(Optimizer):
     Every group's hyperparameters are checked by the subclass's ``check_group``: the
     constructor's defaults, and each group added later (``add_param_group``), as
     torch's own optimizers check theirs. Groups from an older ``state_dict`` get the
-    current defaults of the optional keys.
+    current defaults of the optional keys. ``step()`` runs the closure and then the
+    subclass's ``_step_group`` on every group.
     """
 
     #: Raises ``ValueError`` naming a hyperparameter of a group that is invalid.
@@ -37,3 +41,25 @@ class LayerwiseOptimizer(Optimizer):
         for group in self.param_groups:
             for key, value in self.optional_keys.items():
                 group.setdefault(key, value)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One step over every parameter that has a gradient.
+
+        Args:
+            closure: re-evaluates the model and returns the loss (optional).
+
+        Returns:
+            The closure's loss, or ``None`` without a closure.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    @abstractmethod
+    def _step_group(self, group: dict[str, Any]) -> None:
+        """Update the parameters of ``group`` that have a gradient (under no_grad)."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from ._validation import check_choice, check_fraction, check_int, check_real
 
@@ -55,16 +59,25 @@ class _WarmupDecay:
         return floor + (1 - floor) * shape
 
 
+class DecayOptions(TypedDict, total=False):
+    """The decay's own settings, keywords of :func:`warmup_schedule` (documented there).
+
+    Named once here so that :func:`warmup_schedule`, which only wraps
+    :func:`lr_multiplier` in a ``LambdaLR``, passes them on with their types intact.
+    """
+
+    power: float | None
+    milestones: Sequence[int] | None
+    gamma: float | None
+    final_lr_fraction: float | None
+
+
 def warmup_schedule(
     optimizer: torch.optim.Optimizer,
     warmup_steps: int,
     total_steps: int,
     decay: str = "cosine",
-    *,
-    power: float | None = None,
-    milestones: Sequence[int] | None = None,
-    gamma: float | None = None,
-    final_lr_fraction: float | None = None,
+    **options: Unpack[DecayOptions],
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup to each group's LR, then a decay over the remaining steps.
 
@@ -97,6 +110,7 @@ def warmup_schedule(
         total_steps: training length in optimizer steps, >= 1; the decay ends there
             and the multiplier stays at its final value afterwards.
         decay: ``"cosine"``, ``"linear"``, ``"poly"``, ``"step"`` or ``"constant"``.
+        **options: the decay's own settings (:class:`DecayOptions`), each optional:
         power: exponent of ``poly`` (> 0, default 2); only for ``poly``.
         milestones: increasing step counts in [warmup_steps, total_steps]; only for ``step``.
         gamma: factor per milestone, in (0, 1] (default 0.1); only for ``step``.
@@ -106,15 +120,7 @@ def warmup_schedule(
     Returns:
         A ``torch.optim.lr_scheduler.LambdaLR`` (its ``state_dict`` round-trips).
     """
-    multiplier = lr_multiplier(
-        warmup_steps,
-        total_steps,
-        decay,
-        power=power,
-        milestones=milestones,
-        gamma=gamma,
-        final_lr_fraction=final_lr_fraction,
-    )
+    multiplier = lr_multiplier(warmup_steps, total_steps, decay, **options)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
 
 

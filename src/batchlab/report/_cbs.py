@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results import RESULTS_JSON, Fields, ResultsError
+from ..results import RESULTS_JSON, Fields, ResultsError, check_schema_version, read_json
 from ._axes import figure_uri, label_text, new_figure
 
 CBS_JSON = "cbs.json"
@@ -119,11 +119,7 @@ def load_cbs(path: str | Path) -> CbsData:
         path = path / CBS_JSON
     if not path.is_file():
         raise FileNotFoundError(errno.ENOENT, "no such file or directory", str(path))
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ResultsError(f"{path}: not valid JSON ({error})") from None
-    return parse_cbs(data, str(path), path.parent)
+    return parse_cbs(read_json(path), str(path), path.parent)
 
 
 def parse_cbs(data: Any, where: str = "cbs", source: Path | None = None) -> CbsData:
@@ -131,12 +127,7 @@ def parse_cbs(data: Any, where: str = "cbs", source: Path | None = None) -> CbsD
     f = Fields(where)
     if not isinstance(data, dict) or data.get("kind") != "batchlab-cbs":
         raise ResultsError(f"{where}: not a `batchlab cbs` result (expected kind 'batchlab-cbs')")
-    schema = data.get("schema_version", SUPPORTED_CBS_SCHEMA)
-    if isinstance(schema, int) and schema > SUPPORTED_CBS_SCHEMA:
-        raise ResultsError(
-            f"{where}: schema_version {schema} is newer than this batchlab reads "
-            f"({SUPPORTED_CBS_SCHEMA}); upgrade batchlab"
-        )
+    check_schema_version(data, where, SUPPORTED_CBS_SCHEMA)
     workload = f.get(data, "workload", "workload", "dict")
     raw_points = f.get(data, "checkpoints", "checkpoints", "list")
     points = tuple(_parse_point(f, raw, f"checkpoints[{i}]") for i, raw in enumerate(raw_points))

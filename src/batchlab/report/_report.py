@@ -1,7 +1,8 @@
 """``write_report``: one self-contained HTML file from one or more studies.
 
-Data flows one way: results files → :mod:`._load` → :mod:`._summary` (analysis)
-→ :mod:`._plots` (PNG data URIs) and :mod:`._view` (page content) → :mod:`._html`.
+Data flows one way: results files → :func:`batchlab.results.load_study` →
+:mod:`._summary` (analysis) → :mod:`._plots` (PNG data URIs) and :mod:`._view` (page
+content) → :mod:`._html`.
 """
 
 from __future__ import annotations
@@ -223,7 +224,9 @@ def _with_default_space(study: StudyData) -> StudyData:
 
 
 def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.StudyView:
-    rung_figures = {r.batch_size: _trial_plots.trials_figure(r, study.search_space) for r in study.rungs}
+    rung_figures = {
+        r.batch_size: _trial_plots.trials_figure(r, study.search_space) for r in study.rungs
+    }
     scaling = _plots.scaling_figure(study, summary)
     hyper = _plots.hyperparameter_figure(study, summary)
     noise = _plots.noise_figure(study, summary)

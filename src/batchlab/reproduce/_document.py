@@ -20,8 +20,9 @@ import jinja2
 from .._io import atomic_write_text
 from ..analysis import LR_RULES
 from ..study import StudyConfig
-from ._evaluate import Findings, LargeBatchFinding
+from ._evaluate import Findings
 from ._figures import write_figures
+from ._finding_large_batch import LargeBatchFinding
 from ._fits import fmt, fmt_ci, fmt_signed
 from ._template import TEMPLATE
 
@@ -29,7 +30,7 @@ from ._template import TEMPLATE
 TOL = 0.25
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunInfo:
     """How and where the measurements were made.
 
@@ -59,7 +60,7 @@ class RunInfo:
         return sum(self.stage_seconds.values()) / 60.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudyFacts:
     """A study config in words and numbers, for the document's tables."""
 
@@ -146,14 +147,10 @@ def large_batch_table(finding: LargeBatchFinding) -> list[list[str]]:
     """Finding 7's table: one column per optimizer, one row per compared rung."""
     names = list(finding.optimizers)
     header = ["B", "evaluation interval"] + [f"{finding.optimizers[n]} ({n})" for n in names]
-    rows = [header]
-    for row in finding.rows:
-        cells = [fmt(row.batch_size), fmt(row.resolution)]
-        for name in names:
-            steps = row.reference if name == finding.reference else row.others.get(name)
-            cells.append(_steps(steps))
-        rows.append(cells)
-    return rows
+    return [header] + [
+        [fmt(row.batch_size), fmt(row.resolution)] + [_steps(finding.steps(row, n)) for n in names]
+        for row in finding.rows
+    ]
 
 
 def _environment() -> jinja2.Environment:

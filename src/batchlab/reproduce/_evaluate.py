@@ -1,8 +1,7 @@
-"""The seven findings as pure functions of measured results: numbers and a verdict each.
+"""The seven findings together: :class:`Findings` and :func:`evaluate_all` from a plan.
 
-One module per finding (``_finding_*.py``); this one gathers them.
-
-Every function takes curves (:class:`~batchlab.findings.Curve`) and run records and
+Each finding lives in a module of its own (``_finding_regimes`` ... ``_finding_large_batch``):
+a pure function of curves (:class:`~batchlab.reproduce.Curve`) and run records that
 returns a frozen record with the measured numbers, the verdict (``"held"``, ``"did not
 hold"`` or ``"inconclusive"``), the criterion that decided it, and one sentence saying
 why. Nothing here trains, reads files or draws.
@@ -24,41 +23,15 @@ from typing import Any
 
 from ._curves import Curve
 from ._finding_dataset_size import DatasetSizeFinding, evaluate_dataset_size
-from ._finding_fixed_epochs import BudgetRow, FixedEpochsFinding, evaluate_fixed_epochs
-from ._finding_large_batch import LargeBatchFinding, LargeBatchRow, evaluate_large_batch
-from ._finding_lr_rules import LRFinding, LRRow, evaluate_lr_rules
+from ._finding_fixed_epochs import FixedEpochsFinding, evaluate_fixed_epochs
+from ._finding_large_batch import LargeBatchFinding, evaluate_large_batch
+from ._finding_lr_rules import LRFinding, evaluate_lr_rules
 from ._finding_momentum import MomentumFinding, evaluate_momentum
-from ._finding_noise_scale import NoiseCheckpoint, NoiseFinding, NoiseRow, evaluate_noise_scale
+from ._finding_noise_scale import NoiseFinding, evaluate_noise_scale
 from ._finding_regimes import RegimesFinding, evaluate_regimes
-from ._fits import HELD, INCONCLUSIVE, NOT_HELD
-
-__all__ = [
-    "BudgetRow",
-    "DatasetSizeFinding",
-    "Findings",
-    "FixedEpochsFinding",
-    "LRFinding",
-    "LRRow",
-    "LargeBatchFinding",
-    "LargeBatchRow",
-    "MomentumFinding",
-    "NoiseCheckpoint",
-    "NoiseFinding",
-    "NoiseRow",
-    "RegimesFinding",
-    "evaluate_all",
-    "evaluate_dataset_size",
-    "evaluate_fixed_epochs",
-    "evaluate_large_batch",
-    "evaluate_lr_rules",
-    "evaluate_momentum",
-    "evaluate_noise_scale",
-    "evaluate_regimes",
-    "verdict_counts",
-]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Findings:
     """The seven findings, in order."""
 
@@ -117,11 +90,3 @@ def evaluate_all(
             [curves[name] for name in settings.large_batch.others],
         ),
     )
-
-
-def verdict_counts(findings: Findings) -> dict[str, int]:
-    """How many findings held, did not hold, were inconclusive."""
-    counts = {HELD: 0, NOT_HELD: 0, INCONCLUSIVE: 0}
-    for section in findings.sections:
-        counts[section.verdict] += 1
-    return counts

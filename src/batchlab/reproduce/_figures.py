@@ -17,16 +17,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..analysis import LR_RULES
-from ._evaluate import (
-    DatasetSizeFinding,
-    Findings,
-    FixedEpochsFinding,
-    LargeBatchFinding,
-    LRFinding,
-    MomentumFinding,
-    NoiseFinding,
-    RegimesFinding,
-)
+from ._evaluate import Findings
+from ._finding_dataset_size import DatasetSizeFinding
+from ._finding_fixed_epochs import FixedEpochsFinding
+from ._finding_large_batch import LargeBatchFinding
+from ._finding_lr_rules import LRFinding
+from ._finding_momentum import MomentumFinding
+from ._finding_noise_scale import NoiseFinding
+from ._finding_regimes import RegimesFinding
 from ._fits import FitSummary
 
 DPI = 80
@@ -40,7 +38,10 @@ def _figure() -> tuple[Figure, Axes]:
     return figure, figure.add_subplot()
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def _finish(figure: Figure, axes: Axes, title: str, path: Path, legend_size: int = 7) -> Path:
+    """Title and legend, then save to ``path`` (no software tag, so reruns are identical)."""
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=legend_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI, metadata={"Software": None})
     return path
@@ -54,15 +55,15 @@ def _log_axes(axes: Axes, xlabel: str, ylabel: str) -> None:
     axes.grid(True, which="major", alpha=0.3)
 
 
-def _curve(axes: Axes, fit: FitSummary, color: str, label: str) -> None:
-    """Measured steps-to-target (dots) and the fitted S(B) (line), B_crit marked."""
+def _curve(axes: Axes, fit: FitSummary, color: str, label: str, scale: float = 1.0) -> None:
+    """Measured steps-to-target (dots) and the fitted S(B) (line), both divided by ``scale``."""
     reached = [(b, s) for b, s in zip(fit.batch_sizes, fit.steps, strict=True) if s is not None]
     xs, ys = zip(*reached, strict=True)
-    axes.plot(xs, ys, "o", color=color, label=f"{label} (B_crit {fit.b_crit:.3g})")
+    axes.plot(
+        xs, np.array(ys) / scale, "o", color=color, label=f"{label} (B_crit {fit.b_crit:.3g})"
+    )
     grid = np.geomspace(min(fit.batch_sizes), max(fit.batch_sizes), 100)
-    axes.plot(grid, fit.s_min * (1 + fit.b_crit / grid), "-", color=color, alpha=0.7)
-    if min(fit.batch_sizes) <= fit.b_crit <= max(fit.batch_sizes):
-        axes.axvline(fit.b_crit, color=color, linestyle=":", alpha=0.8)
+    axes.plot(grid, (1 + fit.b_crit / grid) * (fit.s_min / scale), "-", color=color, alpha=0.7)
 
 
 def _curves_figure(
@@ -73,11 +74,12 @@ def _curves_figure(
         return None
     figure, axes = _figure()
     for i, (fit, label) in enumerate(drawn):
-        _curve(axes, fit, COLORS[i % len(COLORS)], label)
+        color = COLORS[i % len(COLORS)]
+        _curve(axes, fit, color, label)
+        if min(fit.batch_sizes) <= fit.b_crit <= max(fit.batch_sizes):
+            axes.axvline(fit.b_crit, color=color, linestyle=":", alpha=0.8)
     _log_axes(axes, "batch size B", "steps to target S(B)")
-    axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=7)
-    return _save(figure, path)
+    return _finish(figure, axes, title, path)
 
 
 def regimes_figure(finding: RegimesFinding, path: Path) -> Path | None:
@@ -87,22 +89,10 @@ def regimes_figure(finding: RegimesFinding, path: Path) -> Path | None:
     figure, axes = _figure()
     for i, fit in enumerate(finding.fits):
         color = COLORS[i % len(COLORS)]
-        reached = [(b, s) for b, s in zip(fit.batch_sizes, fit.steps, strict=True) if s is not None]
-        xs, ys = zip(*reached, strict=True)
-        axes.plot(
-            xs,
-            np.array(ys) / fit.s_min,
-            "o",
-            color=color,
-            label=f"{fit.study} (B_crit {fit.b_crit:.3g})",
-        )
-        grid = np.geomspace(min(fit.batch_sizes), max(fit.batch_sizes), 100)
-        axes.plot(grid, 1 + fit.b_crit / grid, "-", color=color, alpha=0.7)
+        _curve(axes, fit, color, fit.study, scale=fit.s_min)
         axes.axvline(fit.b_crit, color=color, linestyle=":", alpha=0.8)
     _log_axes(axes, "batch size B", "S(B) / S_min")
-    axes.set_title("Steps to target, relative to each model's S_min", fontsize=10)
-    axes.legend(fontsize=7)
-    return _save(figure, path)
+    return _finish(figure, axes, "Steps to target, relative to each model's S_min", path)
 
 
 def momentum_figure(finding: MomentumFinding, path: Path) -> Path | None:
@@ -129,9 +119,7 @@ def lr_figure(finding: LRFinding, path: Path) -> Path | None:
     for name, style in (("linear", "--"), ("square-root", ":")):
         axes.plot(grid, grid ** LR_RULES[name], style, color="gray", label=f"{name} rule")
     _log_axes(axes, "B / first rung", "tuned LR / LR at first rung")
-    axes.set_title("Tuned learning rate against the scaling rules", fontsize=10)
-    axes.legend(fontsize=7)
-    return _save(figure, path)
+    return _finish(figure, axes, "Tuned learning rate against the scaling rules", path)
 
 
 def dataset_figure(finding: DatasetSizeFinding, path: Path) -> Path | None:
@@ -156,9 +144,7 @@ def fixed_epochs_figure(finding: FixedEpochsFinding, path: Path) -> Path | None:
         ("tuned", "tuned step budget", COLORS[0]),
     ):
         points = [
-            (r.batch_size, getattr(r, f"{which}_final"))
-            for r in finding.rows
-            if getattr(r, f"{which}_final") is not None
+            (r.batch_size, r.final(which)) for r in finding.rows if r.final(which) is not None
         ]
         if points:
             xs, ys = zip(*points, strict=True)
@@ -170,9 +156,7 @@ def fixed_epochs_figure(finding: FixedEpochsFinding, path: Path) -> Path | None:
     axes.set_xlabel("batch size B")
     axes.set_ylabel(f"final validation {finding.metric}")
     axes.grid(True, alpha=0.3)
-    axes.set_title("Final validation metric at two budgets", fontsize=10)
-    axes.legend(fontsize=7)
-    return _save(figure, path)
+    return _finish(figure, axes, "Final validation metric at two budgets", path)
 
 
 def noise_figure(finding: NoiseFinding, path: Path) -> Path | None:
@@ -206,9 +190,8 @@ def noise_figure(finding: NoiseFinding, path: Path) -> Path | None:
     axes.set_xlabel("fraction of the run to the target")
     axes.set_ylabel("batch size")
     axes.grid(True, alpha=0.3)
-    axes.set_title("Noise scale during training against measured B_crit", fontsize=10)
-    axes.legend(fontsize=6)
-    return _save(figure, path)
+    title = "Noise scale during training against measured B_crit"
+    return _finish(figure, axes, title, path, legend_size=6)
 
 
 def large_batch_figure(finding: LargeBatchFinding, path: Path) -> Path | None:
@@ -218,10 +201,7 @@ def large_batch_figure(finding: LargeBatchFinding, path: Path) -> Path | None:
     figure, axes = _figure()
     names = list(finding.optimizers)
     for i, name in enumerate(names):
-        points = [
-            (r.batch_size, r.reference if name == finding.reference else r.others.get(name))
-            for r in finding.rows
-        ]
+        points = [(r.batch_size, finding.steps(r, name)) for r in finding.rows]
         points = [(b, s) for b, s in points if s is not None]
         if points:
             xs, ys = zip(*points, strict=True)
@@ -233,9 +213,7 @@ def large_batch_figure(finding: LargeBatchFinding, path: Path) -> Path | None:
                 label=f"{finding.optimizers[name]} ({name})",
             )
     _log_axes(axes, "batch size B", "steps to target")
-    axes.set_title("Large-batch optimizers at the largest rungs", fontsize=10)
-    axes.legend(fontsize=7)
-    return _save(figure, path)
+    return _finish(figure, axes, "Large-batch optimizers at the largest rungs", path)
 
 
 def write_figures(findings: Findings, directory: Path) -> dict[int, Path]:

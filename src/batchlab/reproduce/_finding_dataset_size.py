@@ -12,19 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._compare import fit_pair, fmt_band
 from ._curves import Curve
-from ._fits import (
-    HELD,
-    INCONCLUSIVE,
-    NOT_HELD,
-    FitSummary,
-    Ratio,
-    Verdict,
-    fit_ratio,
-    fmt,
-    fmt_ci,
-    summarize_fit,
-)
+from ._fits import HELD, INCONCLUSIVE, NOT_HELD, FitSummary, Ratio, Verdict, fmt, fmt_ci
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,57 +38,47 @@ class DatasetSizeFinding:
 
     @property
     def criterion(self) -> str:
-        f = fmt(self.factor)
+        band = fmt_band(self.factor)
         return (
-            f"held if the interval of B_crit(large) / B_crit(small) lies within [1/{f}, {f}] "
-            f"(one ladder rung); did not hold if it misses [1/{f}, {f}] entirely; "
+            f"held if the interval of B_crit(large) / B_crit(small) lies within {band} "
+            f"(one ladder rung); did not hold if it misses {band} entirely; "
             "inconclusive otherwise"
         )
 
 
 def evaluate_dataset_size(small: Curve, large: Curve, factor: float = 2.0) -> DatasetSizeFinding:
     """B_crit and S_min of the same study on a small and a large training set."""
-    small_fit, large_fit = summarize_fit(small), summarize_fit(large)
-    sizes = (small.train_size, large.train_size)
-    if small_fit is None or large_fit is None:
-        missing = small.name if small_fit is None else large.name
-        return DatasetSizeFinding(
-            small_study=small.name,
-            large_study=large.name,
-            small_size=sizes[0],
-            large_size=sizes[1],
-            small=small_fit,
-            large=large_fit,
-            b_crit_ratio=None,
-            s_min_ratio=None,
-            factor=factor,
-            verdict=INCONCLUSIVE,
-            reason=f"{missing} reached the target on fewer than three rungs.",
-        )
-    ratio, s_ratio = fit_ratio(small_fit, large_fit), fit_ratio(small_fit, large_fit, "s_min")
-    text = (
-        f"with {fmt(large.train_size)} training examples B_crit is {fmt(large_fit.b_crit)}, with "
-        f"{fmt(small.train_size)} it is {fmt(small_fit.b_crit)}: ratio {fmt(ratio.value)}, "
-        f"95% interval {fmt_ci(ratio.ci)}"
-    )
-    if ratio.within(factor):
-        verdict, reason = HELD, text + f", within [1/{fmt(factor)}, {fmt(factor)}]."
-    elif ratio.outside(factor):
-        verdict, reason = NOT_HELD, text + f", outside [1/{fmt(factor)}, {fmt(factor)}]."
-    else:
+    pair = fit_pair(small, large)
+    ratio, band = pair.b_crit_ratio, fmt_band(factor)
+    if pair.reference is None or pair.other is None or ratio is None:
         verdict, reason = (
             INCONCLUSIVE,
-            text + (f", which reaches past [1/{fmt(factor)}, {fmt(factor)}] without leaving it."),
+            f"{pair.missing} reached the target on fewer than three rungs.",
         )
+    else:
+        text = (
+            f"with {fmt(large.train_size)} training examples B_crit is {fmt(pair.other.b_crit)}, "
+            f"with {fmt(small.train_size)} it is {fmt(pair.reference.b_crit)}: ratio "
+            f"{fmt(ratio.value)}, 95% interval {fmt_ci(ratio.ci)}"
+        )
+        if ratio.within(factor):
+            verdict, reason = HELD, text + f", within {band}."
+        elif ratio.outside(factor):
+            verdict, reason = NOT_HELD, text + f", outside {band}."
+        else:
+            verdict, reason = (
+                INCONCLUSIVE,
+                text + f", which reaches past {band} without leaving it.",
+            )
     return DatasetSizeFinding(
         small_study=small.name,
         large_study=large.name,
-        small_size=sizes[0],
-        large_size=sizes[1],
-        small=small_fit,
-        large=large_fit,
+        small_size=small.train_size,
+        large_size=large.train_size,
+        small=pair.reference,
+        large=pair.other,
         b_crit_ratio=ratio,
-        s_min_ratio=s_ratio,
+        s_min_ratio=pair.s_min_ratio,
         factor=factor,
         verdict=verdict,
         reason=reason,

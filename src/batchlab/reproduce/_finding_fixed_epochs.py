@@ -15,14 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._fits import (
-    HELD,
-    INCONCLUSIVE,
-    NOT_HELD,
-    Verdict,
-    fmt,
-    fmt_signed,
-)
+from ._fits import HELD, INCONCLUSIVE, NOT_HELD, Verdict, fmt, fmt_signed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +34,10 @@ class BudgetRow:
     tuned_final: float | None
     fixed_status: str = "missing"
     tuned_status: str = "missing"
+
+    def final(self, budget: str) -> float | None:
+        """The final metric at ``budget`` (``"fixed"`` or ``"tuned"``)."""
+        return self.fixed_final if budget == "fixed" else self.tuned_final
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,9 +82,9 @@ class FixedEpochsFinding:
 
 
 def _gap(
-    rows: Sequence[BudgetRow], which: str, small_max: int, sign: float
+    rows: Sequence[BudgetRow], budget: str, small_max: int, sign: float
 ) -> tuple[float | None, tuple[int, float] | None]:
-    values = [(r.batch_size, getattr(r, f"{which}_final")) for r in rows]
+    values = [(r.batch_size, r.final(budget)) for r in rows]
     values = [(b, v) for b, v in values if v is not None]
     small = [sign * v for b, v in values if b <= small_max]
     large = [sign * v for b, v in values if b > small_max]
@@ -95,6 +92,16 @@ def _gap(
     if not small or not large:
         return None, best
     return max(small) - max(large), best
+
+
+def _run(
+    record: Mapping[str, Any] | None,
+) -> tuple[int | None, float | None, float | None, str]:
+    """Steps, epochs, final metric and status of one budget's run (``"missing"`` without one)."""
+    if record is None:
+        return None, None, None, "missing"
+    steps, epochs = int(record["max_steps"]), float(record["epochs"])
+    return steps, epochs, record.get("final"), str(record.get("status", "finished"))
 
 
 def evaluate_fixed_epochs(
@@ -110,7 +117,7 @@ def evaluate_fixed_epochs(
 
     Args:
         study: the study whose tuned rungs were run.
-        records: :func:`~batchlab.findings.run_budget_job` records (``batch_size``,
+        records: :func:`~batchlab.reproduce.run_budget_job` records (``batch_size``,
             ``budget``, ``max_steps``, ``epochs``, ``final``).
         target: the study's target (its metric and direction).
         epochs, small_batch_max, tolerance: the finding's settings.
@@ -121,21 +128,23 @@ def evaluate_fixed_epochs(
         by_rung.setdefault(int(record["batch_size"]), {})[str(record["budget"])] = record
     rows = []
     for batch_size in sorted(by_rung):
-        fixed, tuned = (
-            by_rung[batch_size].get("fixed_epochs"),
-            by_rung[batch_size].get("tuned_steps"),
+        fixed_steps, fixed_epochs, fixed_final, fixed_status = _run(
+            by_rung[batch_size].get("fixed_epochs")
+        )
+        tuned_steps, tuned_epochs, tuned_final, tuned_status = _run(
+            by_rung[batch_size].get("tuned_steps")
         )
         rows.append(
             BudgetRow(
                 batch_size=batch_size,
-                fixed_steps=None if fixed is None else int(fixed["max_steps"]),
-                fixed_epochs=None if fixed is None else float(fixed["epochs"]),
-                fixed_final=None if fixed is None else fixed.get("final"),
-                tuned_steps=None if tuned is None else int(tuned["max_steps"]),
-                tuned_epochs=None if tuned is None else float(tuned["epochs"]),
-                tuned_final=None if tuned is None else tuned.get("final"),
-                fixed_status="missing" if fixed is None else str(fixed.get("status", "finished")),
-                tuned_status="missing" if tuned is None else str(tuned.get("status", "finished")),
+                fixed_steps=fixed_steps,
+                fixed_epochs=fixed_epochs,
+                fixed_final=fixed_final,
+                tuned_steps=tuned_steps,
+                tuned_epochs=tuned_epochs,
+                tuned_final=tuned_final,
+                fixed_status=fixed_status,
+                tuned_status=tuned_status,
             )
         )
     gap_fixed, best_fixed = _gap(rows, "fixed", small_batch_max, sign)

@@ -16,13 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._curves import Curve
-from ._fits import (
-    HELD,
-    INCONCLUSIVE,
-    NOT_HELD,
-    Verdict,
-    fmt,
-)
+from ._fits import HELD, INCONCLUSIVE, NOT_HELD, Verdict, fmt
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +58,10 @@ class LargeBatchFinding:
             "otherwise; inconclusive if nothing reached the target"
         )
 
+    def steps(self, row: LargeBatchRow, study: str) -> int | None:
+        """Steps-to-target of ``study`` (the reference or another) at ``row``'s rung."""
+        return row.reference if study == self.reference else row.others.get(study)
+
 
 def evaluate_large_batch(reference: Curve, others: Sequence[Curve]) -> LargeBatchFinding:
     """Steps-to-target of large-batch optimizers against the reference on shared rungs."""
@@ -81,7 +79,7 @@ def evaluate_large_batch(reference: Curve, others: Sequence[Curve]) -> LargeBatc
             )
         )
     optimizers = {reference.name: reference.optimizer, **{c.name: c.optimizer for c in others}}
-    decisive_row = next(
+    decisive = next(
         (
             r
             for r in reversed(rows)
@@ -89,44 +87,37 @@ def evaluate_large_batch(reference: Curve, others: Sequence[Curve]) -> LargeBatc
         ),
         None,
     )
-    if decisive_row is None:
-        return LargeBatchFinding(
-            reference=reference.name,
-            optimizers=optimizers,
-            rows=tuple(rows),
-            decisive=None,
-            verdict=INCONCLUSIVE,
-            reason="no optimizer reached the target on the compared rungs.",
-        )
-    reached = {k: v for k, v in decisive_row.others.items() if v is not None}
-    best_name = min(reached, key=lambda k: reached[k]) if reached else None
-    ref = decisive_row.reference
-    b, res = decisive_row.batch_size, decisive_row.resolution
-    steps_text = ", ".join(
-        f"{optimizers[k]} {fmt(v) if v is not None else 'not reached'}"
-        for k, v in [(reference.name, ref), *decisive_row.others.items()]
-    )
-    text = f"at B = {fmt(b)} steps to target: {steps_text} (evaluation interval {fmt(res)})"
-    if best_name is None:
-        verdict, reason = NOT_HELD, text + ": only the reference reached the target."
-    elif ref is None:
-        verdict, reason = HELD, text + f": only {optimizers[best_name]} reached the target."
-    elif reached[best_name] < ref - res:
-        verdict, reason = HELD, text + f": {optimizers[best_name]} needs fewer steps."
+    if decisive is None:
+        verdict, reason = INCONCLUSIVE, "no optimizer reached the target on the compared rungs."
     else:
-        verdict, reason = (
-            NOT_HELD,
-            text
-            + (
-                f": no large-batch optimizer beats {optimizers[reference.name]} by more than one "
-                "evaluation interval."
-            ),
-        )
+        verdict, reason = _decide(decisive, reference.name, optimizers)
     return LargeBatchFinding(
         reference=reference.name,
         optimizers=optimizers,
         rows=tuple(rows),
-        decisive=b,
+        decisive=None if decisive is None else decisive.batch_size,
         verdict=verdict,
         reason=reason,
+    )
+
+
+def _decide(row: LargeBatchRow, reference: str, optimizers: dict[str, str]) -> tuple[Verdict, str]:
+    """The verdict at the decisive rung: does the best other optimizer beat the reference?"""
+    reached = {k: v for k, v in row.others.items() if v is not None}
+    best_name = min(reached, key=lambda k: reached[k]) if reached else None
+    ref, res = row.reference, row.resolution
+    steps_text = ", ".join(
+        f"{optimizers[k]} {fmt(v) if v is not None else 'not reached'}"
+        for k, v in [(reference, ref), *row.others.items()]
+    )
+    text = f"at B = {fmt(row.batch_size)} steps to target: {steps_text} (evaluation interval {fmt(res)})"
+    if best_name is None:
+        return NOT_HELD, text + ": only the reference reached the target."
+    if ref is None:
+        return HELD, text + f": only {optimizers[best_name]} reached the target."
+    if reached[best_name] < ref - res:
+        return HELD, text + f": {optimizers[best_name]} needs fewer steps."
+    return NOT_HELD, text + (
+        f": no large-batch optimizer beats {optimizers[reference]} by more than one "
+        "evaluation interval."
     )

@@ -85,55 +85,47 @@ class LRFinding:
         )
 
 
+def _beyond(
+    sizes: Sequence[int], lrs: Sequence[float], fit: FitSummary | None
+) -> tuple[tuple[int, ...], float | None, tuple[float, float] | None, str]:
+    """The rungs beyond perfect scaling, the LR slope over them with its t-interval, the reading."""
+    beyond = tuple(b for b in sizes if fit is not None and b not in fit.perfect)
+    if len(beyond) < 3:
+        return beyond, None, None, "too few rungs"
+    sub = lr_trend(beyond, [lrs[sizes.index(b)] for b in beyond])
+    half = student_t.ppf(0.5 + CONFIDENCE / 2, len(beyond) - 2) * (sub.exponent_se or 0.0)
+    ci = (sub.exponent - half, sub.exponent + half)
+    inside = [name for name, k in LR_RULES.items() if ci[0] <= k <= ci[1]]
+    status = (
+        "neither rule" if not inside else f"{inside[0]} rule" if len(inside) == 1 else "either rule"
+    )
+    return beyond, sub.exponent, ci, status
+
+
 def _row(curve: Curve, fit: FitSummary | None) -> LRRow:
     pairs = [(b, curve.lr(b)) for b in curve.reached if curve.lr(b) is not None]
     sizes = tuple(b for b, _ in pairs)
     lrs = tuple(float(lr) for _, lr in pairs if lr is not None)
-    empty = LRRow(
-        study=curve.name,
-        workload=curve.workload,
-        optimizer=curve.optimizer,
-        batch_sizes=sizes,
-        lrs=lrs,
-        exponent=None,
-        exponent_se=None,
-        per_regime={},
-        beyond=(),
-        beyond_exponent=None,
-        beyond_ci=None,
-        status="too few rungs",
-    )
-    if len(sizes) < 2:
-        return empty
-    regimes = None
-    if fit is not None:
-        regimes = {"perfect": fit.perfect, "diminishing": fit.diminishing, "maximal": fit.maximal}
-    trend = lr_trend(sizes, lrs, regimes=regimes)
-    beyond = tuple(b for b in sizes if fit is not None and b not in fit.perfect)
-    beyond_exponent = beyond_ci = None
-    status = "too few rungs"
-    if len(beyond) >= 3:
-        sub = lr_trend(beyond, [lrs[sizes.index(b)] for b in beyond])
-        beyond_exponent = sub.exponent
-        half = student_t.ppf(0.5 + CONFIDENCE / 2, len(beyond) - 2) * (sub.exponent_se or 0.0)
-        beyond_ci = (sub.exponent - half, sub.exponent + half)
-        inside = [name for name, k in LR_RULES.items() if beyond_ci[0] <= k <= beyond_ci[1]]
-        status = (
-            "neither rule"
-            if not inside
-            else f"{inside[0]} rule"
-            if len(inside) == 1
-            else "either rule"
-        )
+    trend, beyond, beyond_exponent, beyond_ci, status = None, (), None, None, "too few rungs"
+    if len(sizes) >= 2:
+        regimes = None
+        if fit is not None:
+            regimes = {
+                "perfect": fit.perfect,
+                "diminishing": fit.diminishing,
+                "maximal": fit.maximal,
+            }
+        trend = lr_trend(sizes, lrs, regimes=regimes)
+        beyond, beyond_exponent, beyond_ci, status = _beyond(sizes, lrs, fit)
     return LRRow(
         study=curve.name,
         workload=curve.workload,
         optimizer=curve.optimizer,
         batch_sizes=sizes,
         lrs=lrs,
-        exponent=trend.exponent,
-        exponent_se=trend.exponent_se,
-        per_regime=dict(trend.per_regime),
+        exponent=None if trend is None else trend.exponent,
+        exponent_se=None if trend is None else trend.exponent_se,
+        per_regime={} if trend is None else dict(trend.per_regime),
         beyond=beyond,
         beyond_exponent=beyond_exponent,
         beyond_ci=beyond_ci,

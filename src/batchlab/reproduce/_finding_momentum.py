@@ -12,19 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._compare import fit_pair
 from ._curves import Curve
-from ._fits import (
-    HELD,
-    INCONCLUSIVE,
-    NOT_HELD,
-    FitSummary,
-    Ratio,
-    Verdict,
-    fit_ratio,
-    fmt,
-    fmt_ci,
-    summarize_fit,
-)
+from ._fits import HELD, INCONCLUSIVE, NOT_HELD, FitSummary, Ratio, Verdict, fmt, fmt_ci
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,41 +51,34 @@ class MomentumFinding:
 
 def evaluate_momentum(sgd: Curve, momentum: Curve) -> MomentumFinding:
     """B_crit of momentum against plain SGD on the same workload and ladder."""
-    sgd_fit, mom_fit = summarize_fit(sgd), summarize_fit(momentum)
+    pair = fit_pair(sgd, momentum)
     shared = sorted(set(sgd.batch_sizes) & set(momentum.batch_sizes))
-    rungs = tuple((b, sgd.steps_at(b), momentum.steps_at(b)) for b in shared)
-    if sgd_fit is None or mom_fit is None:
-        missing = sgd.name if sgd_fit is None else momentum.name
-        return MomentumFinding(
-            sgd_study=sgd.name,
-            momentum_study=momentum.name,
-            sgd=sgd_fit,
-            momentum=mom_fit,
-            b_crit_ratio=None,
-            s_min_ratio=None,
-            rungs=rungs,
-            verdict=INCONCLUSIVE,
-            reason=f"{missing} reached the target on fewer than three rungs: no B_crit to compare.",
+    ratio = pair.b_crit_ratio
+    if pair.reference is None or pair.other is None or ratio is None:
+        verdict, reason = (
+            INCONCLUSIVE,
+            f"{pair.missing} reached the target on fewer than three rungs: no B_crit to compare.",
         )
-    ratio, s_ratio = fit_ratio(sgd_fit, mom_fit), fit_ratio(sgd_fit, mom_fit, "s_min")
-    text = (
-        f"B_crit is {fmt(mom_fit.b_crit)} with {momentum.optimizer} and {fmt(sgd_fit.b_crit)} "
-        f"with SGD: ratio {fmt(ratio.value)}, 95% interval {fmt_ci(ratio.ci)}"
-    )
-    if ratio.above_one:
-        verdict, reason = HELD, text + ", above 1."
-    elif ratio.below_one:
-        verdict, reason = NOT_HELD, text + ", below 1: momentum shrank the critical batch here."
     else:
-        verdict, reason = INCONCLUSIVE, text + ", which contains 1."
+        text = (
+            f"B_crit is {fmt(pair.other.b_crit)} with {momentum.optimizer} and "
+            f"{fmt(pair.reference.b_crit)} with SGD: ratio {fmt(ratio.value)}, "
+            f"95% interval {fmt_ci(ratio.ci)}"
+        )
+        if ratio.above_one:
+            verdict, reason = HELD, text + ", above 1."
+        elif ratio.below_one:
+            verdict, reason = NOT_HELD, text + ", below 1: momentum shrank the critical batch here."
+        else:
+            verdict, reason = INCONCLUSIVE, text + ", which contains 1."
     return MomentumFinding(
         sgd_study=sgd.name,
         momentum_study=momentum.name,
-        sgd=sgd_fit,
-        momentum=mom_fit,
+        sgd=pair.reference,
+        momentum=pair.other,
         b_crit_ratio=ratio,
-        s_min_ratio=s_ratio,
-        rungs=rungs,
+        s_min_ratio=pair.s_min_ratio,
+        rungs=tuple((b, sgd.steps_at(b), momentum.steps_at(b)) for b in shared),
         verdict=verdict,
         reason=reason,
     )

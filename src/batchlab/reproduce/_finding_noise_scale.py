@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..analysis import AnalysisError, compare_prediction
+from ._compare import fmt_band
 from ._curves import Curve
 from ._fits import (
     HELD,
@@ -84,22 +85,25 @@ class NoiseFinding:
 
     @property
     def criterion(self) -> str:
-        f = fmt(self.factor)
         return (
             "per model, B_simple measured when the run reaches the target, divided by the "
-            f"fitted B_crit, with a 95% interval: it agrees if the interval overlaps [1/{f}, "
-            f"{f}] and is narrower than a factor of {fmt(WIDE_RATIO)}. Held if every model "
-            "agrees; did not hold if any model's interval misses the band; inconclusive otherwise"
+            "fitted B_crit, with a 95% interval: it agrees if the interval overlaps "
+            f"{fmt_band(self.factor)} and is narrower than a factor of {fmt(WIDE_RATIO)}. "
+            "Held if every model agrees; did not hold if any model's interval misses the band; "
+            "inconclusive otherwise"
         )
 
 
-def _noise_row(record: Mapping[str, Any], fit: FitSummary | None, factor: float) -> NoiseRow:
+def _noise_row(
+    record: Mapping[str, Any], metric: str, fit: FitSummary | None, factor: float
+) -> NoiseRow:
+    """One record's row; each checkpoint's metric is ``metric`` from its ``metrics`` dict."""
     job = record["job"]
     checkpoints = tuple(
         NoiseCheckpoint(
             step=int(c["step"]),
             fraction=float(c["fraction"]),
-            metric=c.get("metric"),
+            metric=(c.get("metrics") or {}).get(metric, c.get("metric")),
             b_simple=c.get("b_simple"),
             b_simple_ci=tuple(c.get("b_simple_ci") or (None, None)),  # type: ignore[arg-type]
         )
@@ -143,7 +147,7 @@ def evaluate_noise_scale(
     """B_simple at checkpoints of a run to the target against each model's fitted B_crit.
 
     Args:
-        records: :func:`~batchlab.findings.run_noise_job` records whose checkpoints hold
+        records: :func:`~batchlab.reproduce.run_noise_job` records whose checkpoints hold
             ``metrics`` dicts; each checkpoint's ``metric`` becomes the study target's.
         curves: study name -> curve (for the fits and targets).
         factor: the agreement band.
@@ -151,14 +155,8 @@ def evaluate_noise_scale(
     rows, metrics = [], {}
     for record in records:
         curve = curves[str(record["job"]["study"])]
-        name = str(curve.target.get("metric", ""))
-        metrics[curve.name] = name
-        flat = dict(record)
-        flat["checkpoints"] = [
-            {**c, "metric": (c.get("metrics") or {}).get(name, c.get("metric"))}
-            for c in record["checkpoints"]
-        ]
-        rows.append(_noise_row(flat, summarize_fit(curve), factor))
+        metrics[curve.name] = str(curve.target.get("metric", ""))
+        rows.append(_noise_row(record, metrics[curve.name], summarize_fit(curve), factor))
     judged = [r for r in rows if r.status in ("agrees", "disagrees")]
 
     def describe(row: NoiseRow) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
+from ._compare import fmt_band
 from ._curves import Curve
 from ._fits import (
     HELD,
@@ -55,8 +56,8 @@ class RegimesFinding:
     def criterion(self) -> str:
         return (
             "held if the B_crit ratio interval of at least one pair of models excludes 1; "
-            f"did not hold if every pair's interval lies within [1/{fmt(self.factor)}, "
-            f"{fmt(self.factor)}]; inconclusive otherwise (or with fewer than two fitted models)"
+            f"did not hold if every pair's interval lies within {fmt_band(self.factor)}; "
+            "inconclusive otherwise (or with fewer than two fitted models)"
         )
 
 
@@ -94,7 +95,7 @@ def evaluate_regimes(curves: Sequence[Curve], factor: float = 2.0) -> RegimesFin
         verdict, reason = (
             NOT_HELD,
             (
-                f"every pair's B_crit ratio interval lies within [1/{fmt(factor)}, {fmt(factor)}]: "
+                f"every pair's B_crit ratio interval lies within {fmt_band(factor)}: "
                 f"the models' bends sit at the same batch size here.{seen}"
             ),
         )

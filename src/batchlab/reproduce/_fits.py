@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..analysis import ScalingFit, compare_fits, summarize_ladder
+from ..analysis import ScalingFit, ScalingRegimes, compare_fits, summarize_ladder
 from ._curves import Curve
 
 logger = logging.getLogger(__name__)
@@ -65,14 +65,19 @@ def fmt_signed(value: float | None, digits: int = 3) -> str:
 class FitSummary:
     """One study's fitted S(B) = S_min (1 + B_crit / B) and its regimes.
 
+    The numbers are read from ``fit`` and ``regimes`` (what
+    :func:`batchlab.analysis.summarize_ladder` computed), not copied.
+
     Attributes:
         study, workload, optimizer: what was fitted.
         batch_sizes, steps: the whole ladder (``None``: rung never reached the target).
+        tol: the regime tolerance.
+        fit: the analysis' fit (for ratios with other fits).
+        regimes: the analysis' regimes.
         b_crit, b_crit_ci, s_min, s_min_ci, e_min: the fit (95% bootstrap intervals).
         at_bound: B_crit is not identified (no bend in the data).
-        perfect, diminishing, maximal, unreached: rungs by regime (tol 0.25).
+        perfect, diminishing, maximal, unreached: rungs by regime.
         ideal_batch_size: largest rung in perfect scaling.
-        fit: the analysis object (for ratios with other fits).
     """
 
     study: str
@@ -80,19 +85,55 @@ class FitSummary:
     optimizer: str
     batch_sizes: tuple[int, ...]
     steps: tuple[int | None, ...]
-    b_crit: float
-    b_crit_ci: tuple[float, float]
-    s_min: float
-    s_min_ci: tuple[float, float]
-    e_min: float
-    at_bound: bool
-    perfect: tuple[int, ...]
-    diminishing: tuple[int, ...]
-    maximal: tuple[int, ...]
-    unreached: tuple[int, ...]
-    ideal_batch_size: int | None
     tol: float
+    # The fit follows from the ladder and tol (fixed seed): comparing those compares it.
     fit: ScalingFit = field(repr=False, compare=False)
+    regimes: ScalingRegimes = field(repr=False, compare=False)
+
+    @property
+    def b_crit(self) -> float:
+        return self.fit.b_crit
+
+    @property
+    def b_crit_ci(self) -> tuple[float, float]:
+        return self.fit.b_crit_ci
+
+    @property
+    def s_min(self) -> float:
+        return self.fit.s_min
+
+    @property
+    def s_min_ci(self) -> tuple[float, float]:
+        return self.fit.s_min_ci
+
+    @property
+    def e_min(self) -> float:
+        return self.fit.e_min
+
+    @property
+    def at_bound(self) -> bool:
+        return self.fit.at_bound
+
+    @property
+    def perfect(self) -> tuple[int, ...]:
+        return tuple(int(b) for b in self.regimes.perfect)
+
+    @property
+    def diminishing(self) -> tuple[int, ...]:
+        return tuple(int(b) for b in self.regimes.diminishing)
+
+    @property
+    def maximal(self) -> tuple[int, ...]:
+        return tuple(int(b) for b in self.regimes.maximal)
+
+    @property
+    def unreached(self) -> tuple[int, ...]:
+        return tuple(int(b) for b in self.regimes.unreached)
+
+    @property
+    def ideal_batch_size(self) -> int | None:
+        ideal = self.regimes.ideal_batch_size
+        return None if ideal is None else int(ideal)
 
     @property
     def regimes_seen(self) -> tuple[str, ...]:
@@ -111,8 +152,7 @@ class FitSummary:
 def summarize_fit(curve: Curve, tol: float = 0.25) -> FitSummary | None:
     """Fit ``curve`` (``None`` with fewer than three reached rungs or a failed fit)."""
     ladder = summarize_ladder(curve.batch_sizes, curve.steps, tol=tol, seed=FIT_SEED)
-    fit, regimes = ladder.fit, ladder.regimes
-    if fit is None or regimes is None:
+    if ladder.fit is None or ladder.regimes is None:
         if ladder.error is not None:
             logger.warning("%s: no fit: %s", curve.name, ladder.error)
         return None
@@ -122,21 +162,9 @@ def summarize_fit(curve: Curve, tol: float = 0.25) -> FitSummary | None:
         optimizer=curve.optimizer,
         batch_sizes=curve.batch_sizes,
         steps=curve.steps,
-        b_crit=fit.b_crit,
-        b_crit_ci=fit.b_crit_ci,
-        s_min=fit.s_min,
-        s_min_ci=fit.s_min_ci,
-        e_min=fit.e_min,
-        at_bound=fit.at_bound,
-        perfect=tuple(int(b) for b in regimes.perfect),
-        diminishing=tuple(int(b) for b in regimes.diminishing),
-        maximal=tuple(int(b) for b in regimes.maximal),
-        unreached=tuple(int(b) for b in regimes.unreached),
-        ideal_batch_size=None
-        if regimes.ideal_batch_size is None
-        else int(regimes.ideal_batch_size),
         tol=tol,
-        fit=fit,
+        fit=ladder.fit,
+        regimes=ladder.regimes,
     )
 
 

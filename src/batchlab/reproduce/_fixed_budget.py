@@ -16,12 +16,13 @@ from typing import Any, Literal
 from ..training import RunSpec, run_training
 from ..workloads import Target, get_workload
 from ._curves import Curve
+from ._retrace import best_trial_spec, finite, retraceable
 
 Budget = Literal["fixed_epochs", "tuned_steps"]
 BUDGETS: tuple[Budget, ...] = ("fixed_epochs", "tuned_steps")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BudgetJob:
     """One run to make: a rung's tuned hyperparameters at one budget.
 
@@ -76,23 +77,18 @@ def budget_jobs(curve: Curve, *, epochs: float, evaluations: int, decay: str) ->
             f"(workload {curve.workload!r} streams fresh examples)"
         )
     jobs = []
-    for i, batch_size in enumerate(curve.batch_sizes):
-        hparams, seed = curve.hparams[i], curve.seeds[i]
-        if curve.steps[i] is None or hparams is None or seed is None:
-            continue
+    for batch_size in retraceable(curve):
         for budget in BUDGETS:
             steps = (
                 fixed_epoch_steps(epochs, curve.train_size, batch_size)
                 if budget == "fixed_epochs"
-                else curve.budget_steps[i]
+                else curve.budget_steps[curve.batch_sizes.index(batch_size)]
             )
-            spec = RunSpec(
-                batch_size=batch_size,
-                optimizer=curve.optimizer,
-                hparams=dict(hparams),
+            spec = best_trial_spec(
+                curve,
+                batch_size,
                 max_steps=steps,
                 eval_every=max(1, steps // evaluations),
-                seed=seed,
                 decay=decay,
             )
             jobs.append(
@@ -109,17 +105,13 @@ def budget_jobs(curve: Curve, *, epochs: float, evaluations: int, decay: str) ->
     return jobs
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def run_budget_job(job: BudgetJob) -> dict[str, Any]:
     """Train the job's run to the end of its budget; its curve and final metric, as JSON."""
     workload = get_workload(job.workload, job.workload_params)
     target = Target(job.target["metric"], job.target["value"], job.target["direction"])
     result = run_training(workload, job.spec, target, stop_at_target=False)
     values = result.metrics.get(target.metric, [])
-    finite = [v for v in values if math.isfinite(v)]
+    usable = [v for v in values if math.isfinite(v)]
     pick = max if target.direction == "max" else min
     final = values[-1] if values and result.status != "diverged" else math.nan
     return {
@@ -132,8 +124,8 @@ def run_budget_job(job: BudgetJob) -> dict[str, Any]:
         "status": result.status,
         "reason": result.reason,
         "metric": target.metric,
-        "final": _finite(final),
-        "best": pick(finite) if finite else None,
+        "final": finite(final),
+        "best": pick(usable) if usable else None,
         "steps": list(result.steps),
-        "values": [_finite(v) for v in values],
+        "values": [finite(v) for v in values],
     }

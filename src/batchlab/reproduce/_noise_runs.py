@@ -20,15 +20,16 @@ from typing import Any
 from .._seeding import make_generator, seed_for
 from ..analysis import fit_scaling
 from ..noise import measure_noise_scale
-from ..training import RunSpec, optimizer_and_schedule
+from ..training import RunSpec, optimizer_and_schedule, train_step
 from ..workloads import check_batch_size, get_workload
 from ._curves import Curve
+from ._retrace import best_trial_spec, finite, retraceable
 
 #: Seed key of the measurement batches, apart from every trial's training batches.
 _MEASURE_STREAM = 0x6E6F697365
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NoiseJob:
     """One run to retrace, with where and how B_simple is measured.
 
@@ -104,38 +105,23 @@ def noise_job(
 ) -> NoiseJob | None:
     """The job for ``curve`` (``None`` when no rung reached the target)."""
     rung = training_rung(curve)
-    if rung is None:
-        return None
-    i = curve.batch_sizes.index(rung)
-    steps, hparams, seed = curve.steps[i], curve.hparams[i], curve.seeds[i]
-    if steps is None or hparams is None or seed is None:
+    steps = None if rung is None else curve.steps_at(rung)
+    if rung is None or steps is None or rung not in retraceable(curve):
         return None
     check_batch_size(batch_size, curve.train_size, name=f"noise_scale batch_size of {curve.name}")
-    spec = RunSpec(
-        batch_size=rung,
-        optimizer=curve.optimizer,
-        hparams=dict(hparams),
-        max_steps=steps,
-        eval_every=steps,
-        seed=seed,
-        decay=decay,
-    )
+    spec = best_trial_spec(curve, rung, max_steps=steps, eval_every=steps, decay=decay)
     return NoiseJob(
         key=curve.name,
         study=curve.name,
         workload=curve.workload,
         workload_params=dict(curve.workload_params),
         spec=spec,
-        budget_steps=curve.budget_steps[i],
+        budget_steps=curve.budget_steps[curve.batch_sizes.index(rung)],
         checkpoints=checkpoint_steps(steps, checkpoints),
         batch_size=batch_size,
         micro_batch_size=micro_batch_size,
         batches=batches,
     )
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def run_noise_job(job: NoiseJob) -> dict[str, Any]:
@@ -157,10 +143,8 @@ def run_noise_job(job: NoiseJob) -> dict[str, Any]:
     wanted = set(job.checkpoints)
     for step in range(0, spec.max_steps + 1):
         if step > 0:
-            loss = workload.loss_fn(model, next(train))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            # The study's trial reached the target, so its loss stayed finite: every step steps.
+            train_step(workload, model, optimizer, train)
             if schedule is not None:
                 schedule.step()
         if step not in wanted:
@@ -173,11 +157,11 @@ def run_noise_job(job: NoiseJob) -> dict[str, Any]:
             {
                 "step": step,
                 "fraction": step / spec.max_steps if spec.max_steps else 1.0,
-                "metrics": {k: _finite(v) for k, v in metrics.items()},
-                "b_simple": _finite(result.b_simple),
-                "b_simple_ci": [_finite(result.b_simple_ci[0]), _finite(result.b_simple_ci[1])],
-                "grad_sq_norm": _finite(result.grad_sq_norm),
-                "trace_cov": _finite(result.trace_cov),
+                "metrics": {k: finite(v) for k, v in metrics.items()},
+                "b_simple": finite(result.b_simple),
+                "b_simple_ci": [finite(result.b_simple_ci[0]), finite(result.b_simple_ci[1])],
+                "grad_sq_norm": finite(result.grad_sq_norm),
+                "trace_cov": finite(result.trace_cov),
                 "n": result.n,
             }
         )

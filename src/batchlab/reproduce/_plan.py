@@ -238,7 +238,7 @@ def default_plan_dir(variant: Variant, start: str | Path | None = None) -> Path:
         ConfigError: neither exists (an installed batchlab without its examples).
     """
     candidates = [Path(start or Path.cwd()) / PLANS_DIR / variant]
-    # An editable install or a checkout: src/batchlab/findings/_plan.py -> repository root.
+    # An editable install or a checkout: src/batchlab/reproduce/_plan.py -> repository root.
     candidates.append(Path(__file__).resolve().parents[3] / PLANS_DIR / variant)
     for candidate in candidates:
         if (candidate / PLAN_FILE).is_file():

@@ -1,27 +1,25 @@
 """``reproduce``: run a plan, evaluate the seven findings, write the document and reports.
 
 Data flow, one way: plan -> studies and runs (``_run``) -> curves and records ->
-findings (``_evaluate``, pure) -> figures and ``findings.md`` (``_document``) and the
-combined HTML report (``_reports``).
+findings (``_finding_*``, pure, gathered by ``_evaluate``) -> figures and ``findings.md``
+(``_document``) and the combined HTML report (``_reports``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from .._io import atomic_write_json
 from ._document import RunInfo, describe_environment, write_document
 from ._evaluate import Findings, evaluate_all
 from ._plan import Plan
 from ._reports import comparison_sets, write_index, write_reports
-from ._run import Measurements, ProgressCallback, run_plan
+from ._run import Measurements, ProgressCallback, read_json, run_plan
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +28,7 @@ VERDICTS_JSON = "findings.json"
 REPORT_STAGE = "evaluation and reports"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Reproduction:
     """What a reproduction wrote.
 
@@ -56,12 +54,9 @@ class Reproduction:
 def _timings(out: Path, new: dict[str, float]) -> dict[str, float]:
     """Stage wall times, kept across resumed runs (a stage's time is its latest full run)."""
     path = out / TIMINGS_JSON
-    old: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            old = {}
+    old = read_json(path)
+    if not isinstance(old, dict):
+        old = {}
     merged = {str(k): float(v) for k, v in old.items() if isinstance(v, int | float)}
     merged.update(new)
     atomic_write_json(path, merged)
@@ -90,12 +85,12 @@ def reproduce(
     Resumable: finished studies and runs in ``out`` are reused, unfinished ones continue.
 
     Args:
-        plan: the validated plan (:func:`~batchlab.findings.load_plan`).
+        plan: the validated plan (:func:`~batchlab.reproduce.load_plan`).
         out: output directory (one sub-directory per study, ``index.html``, ...).
         doc: the findings document to write (its figures go to ``<doc stem>/``).
         workers: worker processes for studies and runs.
         command: the command line recorded in the document.
-        on_progress: progress callback (see :class:`~batchlab.findings.StageProgress`).
+        on_progress: progress callback (see :class:`~batchlab.reproduce.StageProgress`).
     """
     out, doc = Path(out), Path(doc)
     measurements = run_plan(plan, out, workers=workers, on_progress=on_progress)
@@ -138,4 +133,12 @@ def reproduce(
         },
     )
     logger.info("findings written to %s, reports indexed in %s", doc_path, index)
-    return Reproduction(findings, doc_path, figures, index, reports, measurements, run)
+    return Reproduction(
+        findings=findings,
+        doc=doc_path,
+        figures=figures,
+        index=index,
+        reports=reports,
+        measurements=measurements,
+        run=run,
+    )

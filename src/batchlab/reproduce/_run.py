@@ -28,6 +28,7 @@ from ._curves import RESULTS_JSON, Curve, load_curve
 from ._fixed_budget import BudgetJob, budget_jobs, run_budget_job
 from ._noise_runs import NoiseJob, noise_job, run_noise_job
 from ._plan import Plan
+from ._retrace import Job
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ NOISE_STAGE = "noise-scale"
 NOISE_SCALE_JSON = "noise_scale.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StageProgress:
     """Where a reproduction stands, for a progress display.
 
@@ -61,7 +62,7 @@ class StageProgress:
 ProgressCallback = Callable[[StageProgress], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Measurements:
     """Everything a reproduction measured, read back from its output directory.
 
@@ -78,18 +79,26 @@ class Measurements:
     stage_seconds: dict[str, float]
 
 
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``; ``None`` if it is missing or unreadable (e.g. cut short)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def study_is_finished(directory: Path, config: StudyConfig) -> bool:
     """Whether ``directory`` holds complete results of exactly this config."""
-    path = directory / RESULTS_JSON
-    if not path.is_file():
-        return False
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    if data.get("config") != config.to_json_dict():
+    data = read_json(directory / RESULTS_JSON)
+    if not isinstance(data, dict) or data.get("config") != config.to_json_dict():
         return False
     return all(r["trials_done"] >= r["trials_planned"] > 0 for r in data.get("rungs", []))
+
+
+def _trials(config: StudyConfig) -> int:
+    return len(config.batch_sizes()) * config.search.trials_per_rung
 
 
 def _run_study(
@@ -99,7 +108,7 @@ def _run_study(
     report: Callable[[int, int], None],
 ) -> None:
     study = Study(config, directory)
-    total = len(config.batch_sizes()) * config.search.trials_per_rung
+    total = _trials(config)
     done = 0
 
     def on_event(event: TrialEvent) -> None:
@@ -127,17 +136,13 @@ def _job_file(out: Path, stage: str, key: str) -> Path:
     return out / MEASUREMENTS_DIR / stage / f"{key}.json"
 
 
-def _job_done(path: Path, job: BudgetJob | NoiseJob) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        return json.loads(path.read_text()).get("job") == job.describe()
-    except (OSError, json.JSONDecodeError):
-        return False
+def _job_done(path: Path, job: Job) -> bool:
+    data = read_json(path)
+    return isinstance(data, dict) and data.get("job") == job.describe()
 
 
 def run_jobs(
-    jobs: Sequence[BudgetJob | NoiseJob],
+    jobs: Sequence[Job],
     function: Callable[[Any], dict[str, Any]],
     out: Path,
     stage: str,
@@ -167,7 +172,7 @@ def run_jobs(
         initializer=_init_worker,
         initargs=(threads,),
     ) as pool:
-        pending: dict[Future[dict[str, Any]], BudgetJob | NoiseJob] = {
+        pending: dict[Future[dict[str, Any]], Job] = {
             pool.submit(function, job): job for job in todo
         }
         try:
@@ -274,10 +279,13 @@ def run_plan(
     stages = len(names) + 2
     seconds: dict[str, float] = {}
 
-    def reporter(stage: str, index: int) -> Callable[[int, int], None]:
+    def reporter(stage: str, index: int, skipped: bool = False) -> Callable[[int, int], None]:
         def report(done: int, total: int) -> None:
             if on_progress is not None:
-                on_progress(StageProgress(stage, index, stages, done, total))
+                progress = StageProgress(
+                    stage=stage, index=index, stages=stages, done=done, total=total, skipped=skipped
+                )
+                on_progress(progress)
 
         return report
 
@@ -286,9 +294,7 @@ def run_plan(
         directory = out / name
         stage = f"study {name}"
         if study_is_finished(directory, config):
-            total = len(config.batch_sizes()) * config.search.trials_per_rung
-            if on_progress is not None:
-                on_progress(StageProgress(stage, index, stages, total, total, skipped=True))
+            reporter(stage, index, skipped=True)(_trials(config), _trials(config))
             continue
         started = time.perf_counter()
         _run_study(config, directory, workers, reporter(stage, index))
@@ -296,34 +302,28 @@ def run_plan(
         logger.info("%s finished in %.0f s", stage, seconds[stage])
 
     curves = {name: load_curve(out / name) for name in names}
-
-    started = time.perf_counter()
-    budget = plan_budget_jobs(plan, curves)
-    run_jobs(
-        budget,
-        run_budget_job,
-        out,
-        FIXED_BUDGET_STAGE,
-        workers=workers,
-        report=reporter("fixed-epoch and tuned-step runs", len(names) + 1),
-    )
-    seconds["fixed-epoch and tuned-step runs"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    noise = plan_noise_jobs(plan, curves)
-    run_jobs(
-        noise,
-        run_noise_job,
-        out,
-        NOISE_STAGE,
-        workers=workers,
-        report=reporter("noise scale during training", len(names) + 2),
-    )
-    seconds["noise scale during training"] = time.perf_counter() - started
+    records = {}
+    for index, (stage, title, plan_jobs, function) in enumerate(
+        (
+            (
+                FIXED_BUDGET_STAGE,
+                "fixed-epoch and tuned-step runs",
+                plan_budget_jobs,
+                run_budget_job,
+            ),
+            (NOISE_STAGE, "noise scale during training", plan_noise_jobs, run_noise_job),
+        ),
+        start=len(names) + 1,
+    ):
+        started = time.perf_counter()
+        jobs = plan_jobs(plan, curves)
+        run_jobs(jobs, function, out, stage, workers=workers, report=reporter(title, index))
+        seconds[title] = time.perf_counter() - started
+        records[stage] = _read_jobs(out, stage, [job.key for job in jobs])
     measurements = Measurements(
         curves=curves,
-        fixed_budget=_read_jobs(out, FIXED_BUDGET_STAGE, [j.key for j in budget]),
-        noise=_read_jobs(out, NOISE_STAGE, [j.key for j in noise]),
+        fixed_budget=records[FIXED_BUDGET_STAGE],
+        noise=records[NOISE_STAGE],
         stage_seconds=seconds,
     )
     for name, record in measurements.noise.items():

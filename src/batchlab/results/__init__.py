@@ -4,14 +4,15 @@
   study writes (``StudyResult.save``: ``results.json`` and ``results.csv``);
 * :func:`load_study` — read them back (a directory, a file, a dict), validated, as
   :class:`StudyData` holding the same records; every reader (report, findings) uses it;
-* :data:`STATUSES` — the trial outcomes, the one vocabulary of every layer.
+* :data:`STATUSES` — the trial outcomes, the one vocabulary of every layer;
+* :class:`Fields`, :func:`read_json`, :func:`check_schema_version`,
+  :class:`ResultsError` — checked reading of any batchlab JSON file (``cbs.json`` too).
 """
 
+from ._fields import Fields, ResultsError, check_schema_version, read_json
 from ._read import (
     NOISE_SCALE_JSON,
-    Fields,
     NoiseScale,
-    ResultsError,
     SearchRange,
     StudyData,
     load_study,
@@ -44,9 +45,11 @@ __all__ = [
     "StudyData",
     "StudyResult",
     "TrialRecord",
+    "check_schema_version",
     "environment",
     "load_study",
     "now_iso",
     "parse_noise_scale",
+    "read_json",
     "search_space",
 ]

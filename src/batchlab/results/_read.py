@@ -10,21 +10,16 @@ deep inside a plot. Files of every schema version so far are read.
 from __future__ import annotations
 
 import errno
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._errors import BatchlabError
+from ._fields import Fields, ResultsError, check_schema_version, read_json
 from ._schema import RESULTS_JSON, SCHEMA_VERSION, RungResult, TrialRecord
 
 NOISE_SCALE_JSON = "noise_scale.json"
-
-
-class ResultsError(BatchlabError, ValueError):
-    """A results file is missing, unreadable or lacks a field a reader needs."""
 
 
 @dataclass(frozen=True)
@@ -101,11 +96,11 @@ def load_study(source: str | Path | Mapping[str, Any] | Any) -> StudyData:
     """
     if isinstance(source, str | Path):
         path = _results_path(Path(source))
-        data = _read_json(path)
+        data = read_json(path)
         noise_path = path.parent / NOISE_SCALE_JSON
         noise = data.get("noise_scale") if isinstance(data, dict) else None
         if noise is None and noise_path.is_file():
-            noise = _read_json(noise_path)
+            noise = read_json(noise_path)
             return _parse(data, str(path), path.parent, noise, str(noise_path))
         return _parse(data, str(path), path.parent, noise, str(path))
     if isinstance(source, Mapping):
@@ -139,65 +134,6 @@ def _results_path(path: Path) -> Path:
     )
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ResultsError(f"{path}: not valid JSON ({error})") from None
-    except IsADirectoryError:
-        raise ResultsError(f"{path} is a directory, expected a JSON file") from None
-
-
-class Fields:
-    """Typed field access with errors that name the file and the field path."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def fail(self, location: str, expected: str, value: Any) -> ResultsError:
-        shown = repr(value)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        return ResultsError(f"{self.where}: field {location!r} must be {expected}, got {shown}")
-
-    def get(
-        self, obj: Mapping[str, Any], key: str, location: str, kind: str, *, optional: bool = False
-    ) -> Any:
-        if key not in obj or obj[key] is None:
-            if optional:
-                return None
-            raise ResultsError(f"{self.where}: missing field {location!r}")
-        return self.check(obj[key], location, kind)
-
-    def check(self, value: Any, location: str, kind: str) -> Any:
-        if kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise self.fail(location, "an integer", value)
-        elif kind == "number":
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise self.fail(location, "a number", value)
-            return float(value)
-        elif kind == "str":
-            if not isinstance(value, str):
-                raise self.fail(location, "a string", value)
-        elif kind == "dict":
-            if not isinstance(value, dict):
-                raise self.fail(location, "an object", value)
-        elif kind == "list":
-            if not isinstance(value, list):
-                raise self.fail(location, "a list", value)
-        return value
-
-    def numbers(self, obj: Any, location: str) -> dict[str, float]:
-        """A ``{name: number}`` dict (non-numbers, e.g. strings, are kept out)."""
-        self.check(obj, location, "dict")
-        return {
-            str(k): float(v)
-            for k, v in obj.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-
-
 def _parse(
     data: Any,
     where: str,
@@ -208,12 +144,7 @@ def _parse(
     f = Fields(where)
     if not isinstance(data, dict):
         raise ResultsError(f"{where}: expected a JSON object of study results")
-    schema = data.get("schema_version", SCHEMA_VERSION)
-    if isinstance(schema, int) and schema > SCHEMA_VERSION:
-        raise ResultsError(
-            f"{where}: schema_version {schema} is newer than this batchlab reads "
-            f"({SCHEMA_VERSION}); upgrade batchlab"
-        )
+    check_schema_version(data, where, SCHEMA_VERSION)
     name = f.get(data, "name", "name", "str")
     rungs_raw = f.get(data, "rungs", "rungs", "list")
     rungs = tuple(
@@ -246,40 +177,41 @@ def _parse(
 
 def _parse_rung(f: Fields, raw: Any, at: str) -> RungResult:
     f.check(raw, at, "dict")
+    batch_size = f.get(raw, "batch_size", f"{at}.batch_size", "int")
+    if batch_size <= 0:
+        raise f.fail(f"{at}.batch_size", "a positive integer", batch_size)
     trials_raw = f.get(raw, "trials", f"{at}.trials", "list", optional=True) or []
-    trials = tuple(_parse_trial(f, t, f"{at}.trials[{i}]") for i, t in enumerate(trials_raw))
+    trials = [_parse_trial(f, t, f"{at}.trials[{i}]") for i, t in enumerate(trials_raw)]
     steps = f.get(raw, "steps_to_target", f"{at}.steps_to_target", "int", optional=True)
     best_trial = f.get(raw, "best_trial", f"{at}.best_trial", "int", optional=True)
     if steps is None and "steps_to_target" not in raw:
-        # Older or hand-made files: steps-to-result is the minimum over the trials.
-        reached = [t for t in trials if t.steps_to_target is not None]
-        if reached:
-            best = min(reached, key=lambda t: t.steps_to_target)
-            steps, best_trial = best.steps_to_target, best.number
+        # A hand-made file: the rung's best as the study chooses it. (analysis pulls in
+        # SciPy, which the study's workers, importing this package, never need.)
+        from ..analysis import best_run_per_batch_size
+
+        index = best_run_per_batch_size(
+            {"batch_size": batch_size, "steps_to_target": t.steps_to_target} for t in trials
+        ).get(batch_size)
+        if index is not None:
+            steps, best_trial = trials[index].steps_to_target, trials[index].number
     best_hparams = raw.get("best_hparams")
     done = f.get(raw, "trials_done", f"{at}.trials_done", "int", optional=True)
     planned = f.get(raw, "trials_planned", f"{at}.trials_planned", "int", optional=True)
+    running = f.get(raw, "trials_running", f"{at}.trials_running", "int", optional=True)
     return RungResult(
-        batch_size=_positive(f, f.get(raw, "batch_size", f"{at}.batch_size", "int"), at),
+        batch_size=batch_size,
         budget_steps=f.get(raw, "budget_steps", f"{at}.budget_steps", "int", optional=True),
         eval_every=f.get(raw, "eval_every", f"{at}.eval_every", "int", optional=True),
-        trials_planned=planned if planned is not None else len(trials),
-        trials_done=done if done is not None else len(trials),
-        trials_running=f.get(raw, "trials_running", f"{at}.trials_running", "int", optional=True)
-        or 0,
+        trials_planned=_or(planned, len(trials)),
+        trials_done=_or(done, len(trials)),
+        trials_running=_or(running, 0),
         steps_to_target=steps,
         best_trial=best_trial,
         best_hparams=None
         if best_hparams is None
         else f.numbers(best_hparams, f"{at}.best_hparams"),
-        trials=list(trials),
+        trials=trials,
     )
-
-
-def _positive(f: Fields, value: int, at: str) -> int:
-    if value <= 0:
-        raise f.fail(f"{at}.batch_size", "a positive integer", value)
-    return value
 
 
 def _parse_trial(f: Fields, raw: Any, at: str) -> TrialRecord:

@@ -33,7 +33,23 @@ STATUSES: tuple[str, ...] = (*get_args(Status), "error")
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """One finished (or failed) trial of a rung."""
+    """One finished (or failed) trial of a rung: a point of the search, trained once.
+
+    Attributes:
+        number: the trial's number in its rung's Optuna study (unique in the rung).
+        slot: its place in the rung's quasi-random sequence (a re-run keeps the slot).
+        seed: the seed the run was trained with (a finding can retrace it).
+        params: the sampled search point, e.g. ``{"lr": 0.1}``.
+        hparams: every hyperparameter of the run (searched and fixed).
+        status: one of :data:`STATUSES` (``"unknown"`` in files that do not say).
+        steps_to_target: first evaluated step at which the metric reached the target
+            (``None``: never within the budget).
+        reason: why the run stopped, in words.
+        wall_time_s: the run's wall time.
+        curve: the evaluation curve, ``{"step": [...], metric: [...]}`` (``None``: not kept).
+        traceback: the error of a trial with status ``"error"``.
+        retry_of: the number of the trial this one re-ran (its worker had died).
+    """
 
     number: int
     slot: int
@@ -57,7 +73,19 @@ class TrialRecord:
 
 @dataclass(frozen=True)
 class RungResult:
-    """A batch size, its budget and trials, and the best steps-to-target found."""
+    """One rung of the ladder: a batch size, its budget, its trials and their best.
+
+    Attributes:
+        batch_size: the rung's batch size.
+        budget_steps: the step budget of each of its trials.
+        eval_every: steps between evaluations (the resolution of steps-to-target).
+        trials_planned, trials_done, trials_running: how far its search has got.
+        steps_to_target: steps-to-result, the fewest steps-to-target over its trials
+            (``None``: no trial reached the target).
+        best_hparams, best_trial: the hyperparameters and number of the trial that
+            set it (of several with as few steps, the lowest slot).
+        trials: its final trials, in slot order.
+    """
 
     batch_size: int
     budget_steps: int
@@ -83,11 +111,24 @@ class RungResult:
 
 @dataclass
 class StudyResult:
-    """Everything a report needs, JSON-serialisable via :meth:`to_dict`.
+    """A whole study as ``results.json`` holds it; :meth:`save` is the one writer.
 
     Attributes:
-        steps_to_target: batch size -> best steps-to-target (``None``: never reached).
-        analysis: fit/regimes/LR trend (``None`` until three rungs reached the target).
+        name: the study's name.
+        config: the validated study config, as a dict.
+        workload: the workload's name, parameters and description.
+        target: ``{"metric", "value", "direction"}``.
+        rungs: one :class:`RungResult` per batch size, ascending.
+        analysis: :meth:`batchlab.analysis.LadderSummary.to_dict` of the rungs: fit,
+            regimes, answer, LR trend (``None`` until three rungs reached the target,
+            ``{"error": ...}`` when the fit failed).
+        environment: :func:`environment` of the machine that wrote it.
+        wall_time_s: summed wall time of the trials.
+        created: when it was written (ISO 8601, UTC).
+        noise_scale: a noise scale tracked alongside the study, if any.
+        search_space: the searched hyperparameters, resolved (the optimizer's defaults
+            included): name -> ``{"low", "high", "scale"}``.
+        steps_to_target: (property) batch size -> steps-to-result (``None``: never reached).
     """
 
     name: str
@@ -100,7 +141,6 @@ class StudyResult:
     wall_time_s: float
     created: str
     noise_scale: dict[str, Any] | None = None
-    #: The searched hyperparameters, resolved: name -> {"low", "high", "scale"}.
     search_space: dict[str, Any] | None = None
 
     @property

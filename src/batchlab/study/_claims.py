@@ -25,7 +25,7 @@ from ._config import StudyConfig
 from ._liveness import mark_claimed, requeue
 from ._order import WarmStart
 from ._plan import Rung, to_hparams
-from ._space import warm_start_point
+from ._space import ParamRange, warm_start_point
 
 logger = logging.getLogger(__name__)
 
@@ -80,29 +80,50 @@ def claim(
         trial = claim_waiting_trial(study, order)
         if trial is None:
             break
-        params = {
-            name: trial.suggest_float(name, r.low, r.high, log=r.scale == "log")
-            for name, r in space.items()
-        }
-        if warm is not None:
-            if warm.center is not None:
-                params = warm_start_point(params, warm.center, space, warm.width)
-            trial.set_user_attr("warm_start", warm.to_dict())
-        trial.set_user_attr("params", params)
-        hparams = to_hparams(config, params, rung.budget_steps)
-        trial.set_user_attr("hparams", hparams)
-        trial.set_user_attr("budget_steps", rung.budget_steps)
-        spec = RunSpec(
-            batch_size=rung.batch_size,
-            optimizer=config.optimizer,
-            hparams=hparams,
-            max_steps=rung.budget_steps,
-            eval_every=rung.eval_every,
-            seed=int(trial.user_attrs["seed"]),
-            decay=config.schedule.decay,
-        )
+        try:
+            spec = _resolve(trial, config, rung, space, warm)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Declared dead by a peer before its first heartbeat (an overloaded machine):
+            # its slot was re-enqueued and runs again, so this claim is dropped.
+            logger.warning(
+                "trial %d was declared dead by another worker while being claimed; skipping it",
+                trial.number,
+            )
+            continue
         claimed.append(Claimed(trial, int(trial.user_attrs["slot"]), spec))
     return claimed
+
+
+def _resolve(
+    trial: optuna.Trial,
+    config: StudyConfig,
+    rung: Rung,
+    space: dict[str, ParamRange],
+    warm: WarmStart | None,
+) -> RunSpec:
+    """A claimed trial's searched values and hyperparameters, recorded; the spec it trains."""
+    params = {
+        name: trial.suggest_float(name, r.low, r.high, log=r.scale == "log")
+        for name, r in space.items()
+    }
+    if warm is not None:
+        if warm.center is not None:
+            params = warm_start_point(params, warm.center, space, warm.width)
+        trial.set_user_attr("warm_start", warm.to_dict())
+    trial.set_user_attr("params", params)
+    hparams = to_hparams(config, params, rung.budget_steps)
+    trial.set_user_attr("hparams", hparams)
+    trial.set_user_attr("budget_steps", rung.budget_steps)
+    return RunSpec(
+        batch_size=rung.batch_size,
+        optimizer=config.optimizer,
+        hparams=hparams,
+        max_steps=rung.budget_steps,
+        eval_every=rung.eval_every,
+        seed=int(trial.user_attrs["seed"]),
+        decay=config.schedule.decay,
+        resolution=config.evaluation.resolution,
+    )
 
 
 def release_interrupted(study: optuna.Study, claimed: list[Claimed]) -> None:
@@ -134,6 +155,7 @@ def record(
         for key, value in {
             "status": result.status,
             "steps_to_target": result.steps_to_target,
+            "resolution_steps": result.resolution_steps,
             "reason": result.reason,
             "wall_time_s": wall_time,
             "ensemble": ensemble,

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 def _record(trial: FrozenTrial) -> TrialRecord:
+    """The schema's record of one final trial, from what the worker stored on it."""
     attrs = trial.user_attrs
     status = attrs.get("status") or ("error" if trial.state == TrialState.FAIL else "unknown")
     return TrialRecord(
@@ -65,19 +66,22 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
 
     A trial is final once completed, or failed by its own error (a trial failed because
     its worker died is re-run, not counted). Each planned slot counts once; a slot
-    finished twice is logged as an error and its later trial ignored. The rung's
-    steps-to-target is :func:`batchlab.analysis.best_steps_per_batch_size` over its
-    trials; of several trials with those steps, the lowest slot is the best.
+    finished twice is logged as an error and its later trial ignored. The rung's best
+    trial, and so its steps-to-target, is chosen by
+    :func:`batchlab.analysis.best_run_per_batch_size` over the trials in slot order:
+    the fewest steps-to-target, the lowest slot of several with as few, ``None`` when
+    no trial reached the target.
 
     Args:
         rung: the planned rung (batch size, budget, evaluation interval).
         study: its Optuna study.
 
     Returns:
-        The :class:`RungResult`, with trials ordered by slot.
+        The :class:`~batchlab.results.RungResult`, with trials ordered by slot; a
+        trial still running is counted in ``trials_running``, not listed.
     """
     # analysis pulls in SciPy's fits, which worker processes never need: import on use.
-    from ..analysis import best_steps_per_batch_size
+    from ..analysis import best_run_per_batch_size
 
     trials = study.get_trials(deepcopy=False)
     final = sorted((t for t in trials if _is_final(t)), key=lambda t: t.number)
@@ -94,17 +98,11 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
             )
             continue
         by_slot[slot] = trial
-    records = [
-        _record(t) for t in sorted(by_slot.values(), key=lambda t: t.user_attrs.get("slot", -1))
-    ]
-    steps = best_steps_per_batch_size(
+    records = [_record(by_slot[slot]) for slot in sorted(by_slot)]
+    index = best_run_per_batch_size(
         {"batch_size": rung.batch_size, "steps_to_target": r.steps_to_target} for r in records
     ).get(rung.batch_size)
-    best = (
-        min((r for r in records if r.steps_to_target == steps), key=lambda r: r.slot)
-        if steps is not None
-        else None
-    )
+    best = None if index is None else records[index]
     return RungResult(
         batch_size=rung.batch_size,
         budget_steps=rung.budget_steps,
@@ -112,9 +110,9 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
         trials_planned=planned_count(study),
         trials_done=len(records),
         trials_running=sum(1 for t in trials if t.state == TrialState.RUNNING),
-        steps_to_target=best.steps_to_target if best else None,
-        best_hparams=best.hparams if best else None,
-        best_trial=best.number if best else None,
+        steps_to_target=None if best is None else best.steps_to_target,
+        best_hparams=None if best is None else best.hparams,
+        best_trial=None if best is None else best.number,
         trials=records,
     )
 

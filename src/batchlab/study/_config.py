@@ -162,14 +162,25 @@ class BudgetConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    """How often to evaluate: every ``every`` steps, or ``per_run`` times per budget.
+    """When to evaluate: every ``every`` steps, or ``per_run`` times per budget; denser near the target.
 
-    ``per_run`` keeps the steps-to-target resolution relative to each rung's budget,
-    so the large rungs (few steps) are measured as finely as the small ones.
+    ``per_run`` keeps the coarse grid relative to each rung's budget, so the large
+    rungs (few steps) are measured as finely as the small ones. On that grid alone,
+    steps-to-target is rounded up to the next evaluation; ``resolution`` resolves it
+    to that fraction of itself: where a trial is predicted to reach the target within
+    two coarse intervals it is evaluated every ``max(1, floor(resolution * step))``
+    steps (:mod:`batchlab.training._evaluation`). 0 turns dense evaluation off.
     """
 
     every: int | None = Field(default=None, gt=0)
     per_run: int | None = Field(default=None, gt=0)
+    resolution: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="Relative resolution of steps-to-target near the target (0: coarse grid).",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> EvaluationConfig:

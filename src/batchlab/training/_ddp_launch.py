@@ -7,9 +7,9 @@ model from the trial's seed and draws the same global batches from the same
 generator, then trains on its 1/P slice of each batch inside
 ``DistributedDataParallel``: the all-reduced gradient is the mean over the global
 batch, so the trial's curve is the single-process curve at the same global batch
-size up to float rounding (``tests/study/test_ddp_trials.py``). Parameters stay
-identical on every rank, so every rank evaluates and stops at the same step without
-further communication. Rank 0 streams its evaluations to the worker and writes the
+size up to float rounding (``tests/study/test_ddp_trials.py``). Every rank uses rank
+0's evaluated metrics, so all of them evaluate (coarse or dense) and stop at the same
+steps. Rank 0 streams its evaluations to the worker and writes the
 result, which the worker (holding the trial's claim and heartbeat) records in the
 storage.
 
@@ -155,6 +155,7 @@ def run_ddp_trial(
     return RunResult(
         status=data["status"],
         steps_to_target=data["steps_to_target"],
+        resolution_steps=data["resolution_steps"],
         steps=data["steps"],
         metrics={k: [nan if v is None else v for v in vs] for k, vs in data["metrics"].items()},
         train_loss=[nan if v is None else v for v in data["train_loss"]],
@@ -165,7 +166,6 @@ def run_ddp_trial(
 def _rank_main(job_path: str, out_path: str) -> None:
     """One rank of a DDP trial (run by torchrun): train, and on rank 0 write the result."""
     import torch.distributed as dist
-
 
     job = json.loads(Path(job_path).read_text())
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")

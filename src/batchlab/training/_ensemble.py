@@ -10,8 +10,12 @@ trial run alone up to float rounding (``tests/study/test_ensemble.py``).
 Members leave the ensemble as soon as their outcome is known (target reached,
 diverged, or beaten: once one member reaches the target at step s, every member that
 has not reached it by s can no longer give the rung's best), so the batch shrinks
-as the run goes on. Workloads or optimizers that cannot be batched raise
-:class:`EnsembleUnsupported`; the caller falls back to sequential trials.
+as the run goes on. Each member is evaluated on its own schedule (:mod:`._evaluation`:
+the coarse grid, dense while it is predicted near the target), exactly as if it ran
+alone, so its curve and its steps-to-target do not depend on its co-members (a trial
+re-run after a crash in another ensemble measures the same); one batched evaluation
+serves every member due at a step. Workloads or optimizers that cannot be batched
+raise :class:`EnsembleUnsupported`; the caller falls back to sequential trials.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from .._seeding import make_generator
 from ..optim import lr_multiplier
 from ..workloads import Batch, Target, Workload
+from ._evaluation import EvaluationSchedule, near_target, resolution_steps
 from ._run import (
     SCHEDULE_HPARAMS,
     PruneRule,
@@ -38,6 +43,7 @@ from ._run import (
 )
 
 ENSEMBLE_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+_BATCHED_HPARAMS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", *SCHEDULE_HPARAMS)
 
 
 class EnsembleUnsupported(Exception):
@@ -101,8 +107,7 @@ class _StackedOptimizer:
         self.weight_decay = column("weight_decay", 0.0)
         # The sequential trainer's warmup_schedule, one multiplier per member.
         self.schedule = [
-            lr_multiplier(int(round(w)), total_steps, decay)
-            for w in column("warmup_steps", 0.0)
+            lr_multiplier(int(round(w)), total_steps, decay) for w in column("warmup_steps", 0.0)
         ]
         if name in ("momentum", "nesterov"):
             self.momentum = column("momentum", 0.9)
@@ -179,26 +184,13 @@ def check_ensemble_support(workload: Workload, specs: list[RunSpec]) -> None:
             f"optimizer {first.optimizer!r} has no batched update (batched: {', '.join(ENSEMBLE_OPTIMIZERS)})"
         )
     for spec in specs:
-        if (spec.batch_size, spec.optimizer, spec.max_steps, spec.eval_every, spec.decay) != (
-            first.batch_size,
-            first.optimizer,
-            first.max_steps,
-            first.eval_every,
-            first.decay,
-        ):
+        shared = ("batch_size", "optimizer", "max_steps", "eval_every", "resolution", "decay")
+        if any(getattr(spec, name) != getattr(first, name) for name in shared):
             raise ValueError(
                 "an ensemble's trials must share batch size, optimizer, budget, evaluation "
-                "and decay"
+                "(interval and resolution) and decay"
             )
-        unknown = set(spec.hparams) - {
-            "lr",
-            "momentum",
-            "weight_decay",
-            "beta1",
-            "beta2",
-            "eps",
-            *SCHEDULE_HPARAMS,
-        }
+        unknown = set(spec.hparams) - set(_BATCHED_HPARAMS)
         if unknown:
             raise EnsembleUnsupported(f"hyperparameters {sorted(unknown)} have no batched update")
 
@@ -220,7 +212,8 @@ def run_ensemble(
 
     Args:
         workload: the model and data (its model must work under ``torch.func.vmap``).
-        specs: the trials; same batch size, optimizer, budget and eval interval.
+        specs: the trials; same batch size, optimizer, budget, evaluation interval and
+            resolution.
         target: defines steps-to-target.
         stop_at_target: members leave once they reach the target.
         stop_after: the rung's best steps-to-target known so far (stop-once-beaten),
@@ -271,22 +264,22 @@ def run_ensemble(
     ]
     results = [RunResult(status="not_reached", steps_to_target=None) for _ in specs]
     active = list(range(len(specs)))  # member index of each row of the stacked tensors
-    eval_steps = set(first.eval_steps())
+    # Each member keeps its own schedule, as if it ran alone: its curve and its
+    # steps-to-target do not depend on which trials share its ensemble.
+    schedules = [EvaluationSchedule(spec.eval_steps(), spec.resolution) for spec in specs]
     best: int | None = None  # best steps-to-target reached inside this ensemble
 
-    def evaluate() -> list[dict[str, float]]:
+    def evaluate(rows: list[int]) -> dict[int, dict[str, float]]:
         base.eval()
         try:
             with torch.inference_mode():
-                if batched_metrics is not None:
+                if batched_metrics is not None:  # one batched pass serves every row
                     values = batched_metrics(params, buffers)
-                    return [
-                        {k: float(v[row]) for k, v in values.items()} for row in range(len(active))
-                    ]
-            return [
-                _evaluate_member(workload, models[m], params, buffers, row)
-                for row, m in enumerate(active)
-            ]
+                    return {row: {k: float(v[row]) for k, v in values.items()} for row in rows}
+            return {
+                row: _evaluate_member(workload, models[active[row]], params, buffers, row)
+                for row in rows
+            }
         finally:
             base.train()
 
@@ -307,12 +300,15 @@ def run_ensemble(
                 results[member].status = "diverged"
                 results[member].reason = f"training loss became {train_losses[row]} at step {step}"
                 leaving.append(row)
-        if step in eval_steps:
-            metrics = evaluate()
-            for row, member in enumerate(active):
-                if row in leaving:
-                    continue
-                result = results[member]
+        due = [
+            row
+            for row, member in enumerate(active)
+            if row not in leaving and schedules[member].due(step)
+        ]
+        if due:
+            metrics = evaluate(due)
+            for row in due:
+                member, result = active[row], results[active[row]]
                 value = metrics[row].get(target.metric, math.nan)
                 result.steps.append(step)
                 result.train_loss.append(train_losses[row])
@@ -338,8 +334,8 @@ def run_ensemble(
             if stop_after is not None:
                 known = stop_after() if callable(stop_after) else stop_after
                 bound = min((b for b in (best, known) if b is not None), default=None)
-            for row, member in enumerate(active):
-                result = results[member]
+            for row in due:
+                result = results[active[row]]
                 if (
                     row not in leaving
                     and result.steps_to_target is None
@@ -353,7 +349,8 @@ def run_ensemble(
                     leaving.append(row)
             if prune is not None:
                 bests = [best_so_far(r, target) for r in results]
-                for row, member in enumerate(active):
+                for row in due:
+                    member = active[row]
                     own = bests[member]
                     if row in leaving or results[member].steps_to_target is not None or own is None:
                         continue
@@ -362,6 +359,12 @@ def run_ensemble(
                     if why is not None:
                         results[member].status, results[member].reason = "pruned", why
                         leaving.append(row)
+            for row in due:
+                result = results[active[row]]
+                near = result.steps_to_target is None and near_target(
+                    result.steps, result.metrics[target.metric], target, first.eval_every
+                )
+                schedules[active[row]].advance(step, near)
         if leaving:
             keep = [row for row in range(len(active)) if row not in leaving]
             if not keep:
@@ -374,6 +377,7 @@ def run_ensemble(
             optimizer.keep(keep)
             active = [active[row] for row in keep]
     for result in results:
+        result.resolution_steps = resolution_steps(result.steps, result.steps_to_target)
         if result.status == "not_reached":
             result.reason = f"{target.describe()} not reached within {first.max_steps} steps"
     return results

@@ -4,6 +4,11 @@ Every rank draws the same global batches from the same generator and trains on i
 1/P slice inside ``DistributedDataParallel``: the all-reduced gradient is the mean over
 the global batch (Goyal et al. 2017, Sec. 3), so a trial's curve is the
 single-process curve at the same global batch size up to float rounding.
+
+Every rank evaluates its (identical) model, and all of them use rank 0's metrics
+(:meth:`DataParallel.from_rank0`): when to stop and when to evaluate next are decided
+from those values, so the ranks agree by construction, even where evaluation kernels
+are not bitwise reproducible across devices.
 """
 
 from __future__ import annotations
@@ -53,3 +58,12 @@ class DataParallel:
         total = loss.detach().clone()
         dist.all_reduce(total)
         return float(total) / self.world_size
+
+    def from_rank0(self, metrics: dict[str, float], device: torch.device) -> dict[str, float]:
+        """Rank 0's ``metrics`` on every rank (sent as float64 on ``device``: exact)."""
+        import torch.distributed as dist
+
+        names = list(metrics)  # the same workload on every rank: the same names, in order
+        values = torch.tensor([metrics[n] for n in names], dtype=torch.float64, device=device)
+        dist.broadcast(values, src=0)
+        return dict(zip(names, values.tolist(), strict=True))

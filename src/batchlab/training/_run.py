@@ -2,10 +2,11 @@
 
 Steps-to-result after Shallue et al. 2018 (Sec. 3.3) and their data release
 (``measurement_utils.py``): the first evaluated step at which the validation metric
-reaches the target. A run may stop right there (later steps cannot change it), or
-once it passes a step count that another run already beat (it can no longer win).
-Workloads with exact expected curves (``iter_exact_metrics``, e.g. ``nqm``) go
-through the same loop without training.
+reaches the target. Evaluations follow a coarse grid and turn dense near the target
+(:mod:`._evaluation`), so the count is resolved to ``spec.resolution`` of itself. A run
+may stop right there (later steps cannot change it), or once it passes a step count
+that another run already beat (it can no longer win). Workloads with exact expected
+curves (``iter_exact_metrics``, e.g. ``nqm``) go through the same loop without training.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 from .._seeding import make_generator
 from ..optim import optimizer_for, warmup_schedule
 from ..workloads import Target, Workload, check_batch_size
+from ._evaluation import EvaluationSchedule, near_target, refinement, resolution_steps
 
 if TYPE_CHECKING:
     from ._parallel import DataParallel
@@ -45,10 +47,14 @@ class RunSpec:
         hparams: optimizer hyperparameters (``lr``, ``momentum``, ...), plus the
             schedule's ``warmup_steps`` (linear warmup, then ``decay``) if tuned.
         max_steps: step budget.
-        eval_every: evaluate every this many steps (and at ``max_steps``).
+        eval_every: evaluate every this many steps (and at ``max_steps``): the coarse
+            grid, always evaluated.
         seed: model-initialisation and data-order seed.
         decay: the LR decay after warmup, over the budget (``"constant"``: none; see
             :func:`batchlab.optim.warmup_schedule`).
+        resolution: near the target, evaluate every ``max(1, floor(resolution * step))``
+            steps, resolving steps-to-target to this fraction of itself
+            (:mod:`batchlab.training._evaluation`); 0: the coarse grid only.
     """
 
     batch_size: int
@@ -58,9 +64,10 @@ class RunSpec:
     eval_every: int
     seed: int
     decay: str = "constant"
+    resolution: float = 0.0
 
     def eval_steps(self) -> list[int]:
-        """The evaluated steps: every ``eval_every`` steps, and the last step."""
+        """The coarse grid: every ``eval_every`` steps, and the last step."""
         steps = list(range(self.eval_every, self.max_steps + 1, self.eval_every))
         if not steps or steps[-1] != self.max_steps:
             steps.append(self.max_steps)
@@ -77,7 +84,9 @@ class RunResult:
             longer beat the best steps-to-target known at its batch size), or
             ``pruned`` (stopped as hopeless from its partial curve; opt-in).
         steps_to_target: first evaluated step meeting the target, else ``None``.
-        steps: evaluated steps, in order.
+        resolution_steps: steps-to-target minus the evaluated step before it: the
+            target was crossed within that many steps (``None``: not reached).
+        steps: evaluated steps, in order (the coarse grid, denser near the target).
         metrics: metric name -> one value per evaluated step.
         train_loss: training loss at the evaluated steps (NaN for exact workloads).
         reason: why a run did not reach the target, in words.
@@ -85,6 +94,7 @@ class RunResult:
 
     status: Status
     steps_to_target: int | None
+    resolution_steps: int | None = None
     steps: list[int] = field(default_factory=list)
     metrics: dict[str, list[float]] = field(default_factory=dict)
     train_loss: list[float] = field(default_factory=list)
@@ -94,6 +104,7 @@ class RunResult:
         return {
             "status": self.status,
             "steps_to_target": self.steps_to_target,
+            "resolution_steps": self.resolution_steps,
             "steps": self.steps,
             "metrics": {k: [_finite_or_none(v) for v in vs] for k, vs in self.metrics.items()},
             "train_loss": [_finite_or_none(v) for v in self.train_loss],
@@ -145,10 +156,14 @@ def optimizer_and_schedule(
 
 
 def _training_curve(
-    workload: Workload, spec: RunSpec, parallel: DataParallel | None = None
+    workload: Workload,
+    spec: RunSpec,
+    schedule: EvaluationSchedule,
+    parallel: DataParallel | None = None,
 ) -> Iterator[tuple[int, dict[str, float], float]]:
-    """Train and yield (step, metrics, train loss) at every evaluated step.
+    """Train and yield (step, metrics, train loss) at every step ``schedule`` makes due.
 
+    The consumer advances ``schedule`` after each evaluation, before the next step.
     A non-finite training loss ends the run with empty metrics at that step. With
     ``parallel``, this process is one rank of a DDP trial: it trains its slice of
     every global batch and reports the global batch's mean loss.
@@ -156,34 +171,56 @@ def _training_curve(
     model = workload.build_model(spec.seed)
     model.train()
     train_model = model if parallel is None else parallel.wrap(model)
-    optimizer, schedule = optimizer_and_schedule(model, spec)
+    optimizer, schedule_lr = optimizer_and_schedule(model, spec)
     batches = workload.train_batches(spec.batch_size, make_generator(spec.seed))
     if parallel is not None:
         batches = parallel.shard(batches)
-    eval_steps = set(spec.eval_steps())
     for step in range(1, spec.max_steps + 1):
         loss = workload.loss_fn(train_model, next(batches))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if schedule is not None:
-            schedule.step()
+        if schedule_lr is not None:
+            schedule_lr.step()
         train_loss = float(loss.detach()) if parallel is None else parallel.mean(loss)
         if not math.isfinite(train_loss):
             yield step, {}, train_loss
             return
-        if step in eval_steps:
-            yield step, workload.evaluate(model), train_loss
+        if schedule.due(step):
+            metrics = workload.evaluate(model)
+            if parallel is not None:
+                metrics = parallel.from_rank0(metrics, loss.device)
+            yield step, metrics, train_loss
 
 
-def _exact_curve(workload: Any, spec: RunSpec) -> Iterator[tuple[int, dict[str, float], float]]:
+def _exact_curve(
+    workload: Any, spec: RunSpec, target: Target
+) -> Iterator[tuple[int, dict[str, float], float]]:
+    """The expected curve on the coarse grid; the interval where ``target`` is first met, dense.
+
+    Exact metrics at any steps are one more call away, so no prediction is needed: the
+    refined interval's steps (:func:`._evaluation.refinement`) are computed by a second
+    pass that jumps straight to the interval's start, and yielded before its end.
+    """
     optimizer_hparams, _ = split_hparams(spec)
     hparams = {"optimizer": spec.optimizer, **optimizer_hparams}
-    steps = spec.eval_steps()
+    coarse = spec.eval_steps()
+    previous, refined = 0, False
     for step, metrics in zip(
-        steps, workload.iter_exact_metrics(hparams, spec.batch_size, steps), strict=True
+        coarse, workload.iter_exact_metrics(hparams, spec.batch_size, coarse), strict=True
     ):
+        if not refined and target.reached(metrics.get(target.metric, math.nan)):
+            refined = True
+            fine = refinement(previous, step, spec.resolution)
+            if fine:
+                exact = workload.iter_exact_metrics(hparams, spec.batch_size, [previous, *fine])
+                next(exact)  # the start of the interval, evaluated already
+                for fine_step, fine_metrics in zip(fine, exact, strict=True):
+                    yield fine_step, fine_metrics, math.nan
+                    if target.reached(fine_metrics.get(target.metric, math.nan)):
+                        break
         yield step, metrics, math.nan
+        previous = step
 
 
 def has_exact_curves(workload: Workload) -> bool:
@@ -230,14 +267,16 @@ def run_training(
 
     Args:
         workload: the model and data.
-        spec: batch size, optimizer, hyperparameters, budget, evaluation interval, seed.
+        spec: batch size, optimizer, hyperparameters, budget, evaluation interval and
+            resolution, seed.
         target: the metric goal that defines steps-to-target.
         stop_at_target: stop at the first evaluation that meets the target.
         stop_after: stop (status ``beaten``) once the step count reaches this value
             without meeting the target, because a run at this batch size already
             reached it in fewer steps. A callable is asked at every evaluation (so
             a best found meanwhile by another worker counts too).
-        on_eval: called with (step, metrics) at every evaluation (progress display).
+        on_eval: called with (step, metrics) at every evaluation, coarse or dense
+            (progress display).
         parallel: this process's rank in a DDP trial (set by
             :func:`~batchlab.training.run_ddp_trial`'s ranks, not by callers).
         prune: asked at every evaluation before the target is met, with the step
@@ -249,10 +288,12 @@ def run_training(
             not report, or a schedule (or DDP) its exact curves cannot follow.
     """
     _check_run(workload, spec, target, parallel)
+    exact = has_exact_curves(workload)
+    schedule = EvaluationSchedule(spec.eval_steps(), spec.resolution)
     curve = (
-        _exact_curve(workload, spec)
-        if has_exact_curves(workload)
-        else _training_curve(workload, spec, parallel)
+        _exact_curve(workload, spec, target)
+        if exact
+        else _training_curve(workload, spec, schedule, parallel)
     )
     result = RunResult(status="not_reached", steps_to_target=None)
     for step, metrics, train_loss in curve:
@@ -292,6 +333,12 @@ def run_training(
                 if why is not None:
                     result.status, result.reason = "pruned", why
                     break
+        if not exact:  # exact curves refine their crossing themselves
+            near = result.steps_to_target is None and near_target(
+                result.steps, result.metrics[target.metric], target, spec.eval_every
+            )
+            schedule.advance(step, near)
+    result.resolution_steps = resolution_steps(result.steps, result.steps_to_target)
     if result.status == "not_reached":
         result.reason = f"{target.describe()} not reached within {spec.max_steps} steps"
     return result

@@ -7,15 +7,14 @@ a ``torch.Generator`` and one gather per batch; evaluation is one batched pass u
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
-from typing import Any
+from abc import abstractmethod
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._protocol import Batch, Target, check_batch_size
+from ._protocol import Batch, Workload, check_batch_size
 
 
 def shuffled_index_batches(
@@ -41,21 +40,15 @@ def shuffled_index_batches(
             yield torch.cat([rest, perm[:pos]])
 
 
-class InMemoryWorkload(ABC):
+class InMemoryWorkload(Workload):
     """Base class: training examples addressed by index, metrics from one batched pass.
 
-    Subclasses set the class attributes of the :class:`~batchlab.workloads.Workload`
-    protocol and implement :meth:`build_model`, :meth:`take_train`, :meth:`loss_fn`
-    and :meth:`val_metrics`.
+    A :class:`~batchlab.workloads.Workload` by inheritance (so the protocol's
+    attributes are declared once, there): subclasses set its class attributes and
+    ``num_train``, and implement :meth:`build_model`, :meth:`take_train`,
+    :meth:`loss_fn` and :meth:`val_metrics`.
     """
 
-    name: str
-    description: str
-    target: Target
-    metrics: tuple[str, ...]
-    default_steps: int
-    default_hparams: Mapping[str, Any]
-    params: Mapping[str, Any]
     num_train: int
 
     @property

@@ -146,31 +146,13 @@ def iter_nqm_expected_loss(
             yield np.inf if diverged else loss
 
 
-def nqm_expected_loss(
-    curvature: np.ndarray,
-    noise: np.ndarray,
-    w0: np.ndarray,
-    *,
-    lr: float,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-    batch_size: int,
-    eval_steps: Sequence[int],
-) -> np.ndarray:
-    """All of :func:`iter_nqm_expected_loss` as an array (one value per eval step)."""
-    return np.fromiter(
-        iter_nqm_expected_loss(
-            curvature,
-            noise,
-            w0,
-            lr=lr,
-            momentum=momentum,
-            nesterov=nesterov,
-            batch_size=batch_size,
-            eval_steps=eval_steps,
-        ),
-        dtype=np.float64,
-    )
+def nqm_expected_loss(*args: Any, **kwargs: Any) -> np.ndarray:
+    """All of :func:`iter_nqm_expected_loss` as an array (one value per eval step).
+
+    It takes the same arguments (passed on unchanged, so they are documented and
+    checked in one place).
+    """
+    return np.fromiter(iter_nqm_expected_loss(*args, **kwargs), dtype=np.float64)
 
 
 class NQMModel(nn.Module):

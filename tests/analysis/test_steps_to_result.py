@@ -1,0 +1,55 @@
+"""Steps-to-result from a table of runs, on hand-built tables (Shallue et al. 2018, Sec. 3.3).
+
+As in google-research ``batch_science/measurement_utils.py``: the fewest steps-to-target
+over a batch size's runs; a batch size none of whose runs reached the target is
+infeasible (``None``).
+"""
+
+from __future__ import annotations
+
+from batchlab.analysis import best_run_per_batch_size, best_steps_per_batch_size
+
+TABLE = [
+    {"batch_size": 64, "steps_to_target": 900},
+    {"batch_size": 16, "steps_to_target": None},
+    {"batch_size": 16, "steps_to_target": 2400},
+    {"batch_size": 64, "steps_to_target": 700},
+    {"batch_size": 16, "steps_to_target": 2000},
+    {"batch_size": 256, "steps_to_target": None},
+    {"batch_size": 256},  # no steps_to_target at all: never reached
+]
+
+
+def test_steps_to_result_is_the_minimum_over_a_batch_sizes_runs():
+    assert best_steps_per_batch_size(TABLE) == {16: 2000, 64: 700, 256: None}
+
+
+def test_a_batch_size_no_run_reached_maps_to_none():
+    runs = [{"batch_size": 32, "steps_to_target": None}, {"batch_size": 32}]
+    assert best_steps_per_batch_size(runs) == {32: None}
+    assert best_run_per_batch_size(runs) == {32: None}
+
+
+def test_the_best_run_is_the_one_with_the_fewest_steps():
+    assert best_run_per_batch_size(TABLE) == {16: 4, 64: 3, 256: None}
+
+
+def test_of_tied_runs_the_first_in_order_wins():
+    runs = [
+        {"batch_size": 8, "slot": 0, "steps_to_target": 500},
+        {"batch_size": 8, "slot": 1, "steps_to_target": 300},
+        {"batch_size": 8, "slot": 2, "steps_to_target": 300},
+        {"batch_size": 8, "slot": 3, "steps_to_target": 300},
+    ]
+    assert best_run_per_batch_size(runs) == {8: 1}
+    assert best_run_per_batch_size(list(reversed(runs))) == {8: 0}  # slot 3, first now
+    assert best_steps_per_batch_size(runs) == {8: 300}
+
+
+def test_batch_sizes_come_out_ascending_from_any_iterable():
+    steps = best_steps_per_batch_size(iter(TABLE))  # a generator is read once
+    assert list(steps) == [16, 64, 256]
+
+
+def test_an_empty_table_has_no_batch_sizes():
+    assert best_steps_per_batch_size([]) == {}
