@@ -85,13 +85,17 @@ def rung_figures(study: Study, config: StudyConfig) -> dict[int, dict[str, Any]]
     return figures
 
 
-def run(config: StudyConfig, workers: int) -> tuple[float, float, dict[int, dict[str, Any]]]:
+def run(
+    config: StudyConfig, workers: int
+) -> tuple[float, float, dict[int, dict[str, Any]], dict[str, Any] | None]:
+    """Wall and CPU seconds, the per-rung figures, and the analysis's fit block."""
     with tempfile.TemporaryDirectory(prefix="batchlab-resolution-") as tmp:
         study = Study(config, Path(tmp) / config.name)
         started, cpu = time.perf_counter(), cpu_seconds()
-        study.run(workers=workers)
+        result = study.run(workers=workers)
         wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
-        return wall, cpu, rung_figures(study, config)
+        fit = (result.analysis or {}).get("fit")
+        return wall, cpu, rung_figures(study, config), fit
 
 
 def fraction(figure: dict[str, Any]) -> str:
@@ -118,9 +122,16 @@ def main() -> None:
     base = StudyConfig.from_toml(args.config)
     runs = {}
     for resolution in (0.0, args.resolution):
-        wall, cpu, figures = run(with_resolution(base, resolution), args.workers)
+        wall, cpu, figures, fit = run(with_resolution(base, resolution), args.workers)
         runs[resolution] = (wall, cpu, figures)
         print(f"resolution {resolution:g}: {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+        if fit is not None:
+            low, high = fit["b_crit_ci"]
+            print(
+                f"  B_crit {fit['b_crit']:.1f} [{low:.1f}, {high:.1f}] "
+                f"(upper/lower {high / low:.2f})",
+                flush=True,
+            )
 
     coarse, dense = runs[0.0][2], runs[args.resolution][2]
     print()

@@ -23,6 +23,7 @@ from scipy.optimize import least_squares
 
 from ._checks import (
     AnalysisError,
+    Ladder,
     check_confidence,
     check_count,
     check_ladder,
@@ -31,7 +32,7 @@ from ._checks import (
     plain_pair,
     rung,
 )
-from ._fit_many import fit_many, standard_errors
+from ._fit_many import fit_many, rows_residuals, standard_errors
 from ._model import log_model, sigmoid, soft_l1
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,10 @@ class ScalingFit:
         batch_sizes: the rungs used (those that reached the target).
         steps: their steps-to-target.
         residuals: log S_measured − log S_fitted per rung used (0.05 ≈ 5% above the fit).
-        unreached: rungs that never reached the target (left out of the fit).
+        unreached: rungs that never reached the target.
+        lower_bounds: per unreached rung, its step budget where one was given
+            (``budgets``): the rung enters the fit as the bound S(B) > budget (censored);
+            ``nan`` where none was given (the rung is left out).
         at_bound: True when B_crit ended at an edge of its search range
             [B_first / 10⁴, B_last · 10⁴]: the data show no bend, so B_crit is not
             identified. At the upper edge (S ∝ 1/B throughout: all perfect scaling)
@@ -88,6 +92,7 @@ class ScalingFit:
     steps: tuple[float, ...]
     residuals: tuple[float, ...]
     unreached: tuple[int | float, ...] = ()
+    lower_bounds: tuple[float, ...] = ()
     at_bound: bool = False
     confidence: float = 0.95
     n_bootstrap: int = 0
@@ -146,6 +151,7 @@ class ScalingFit:
             "steps": [plain(s) for s in self.steps],
             "residuals": [plain(r) for r in self.residuals],
             "unreached": list(self.unreached),
+            "lower_bounds": [plain(b) for b in self.lower_bounds],
             "at_bound": bool(self.at_bound),
             "confidence": float(self.confidence),
             "n_bootstrap": int(self.n_bootstrap),
@@ -164,6 +170,7 @@ def fit_scaling(
     batch_sizes: Sequence[float],
     steps: Sequence[float | None],
     *,
+    budgets: Sequence[float | None] | None = None,
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     robust_scale: float = 0.1,
@@ -175,7 +182,14 @@ def fit_scaling(
     residuals r = log S − log S_fit (scipy's ``least_squares``, ``loss="soft_l1"``,
     ``f_scale=δ``): residuals well below δ count as in least squares, larger ones
     only linearly, so a single bad rung moves the fit little. Rungs with ``None``,
-    ``nan`` or ``inf`` steps (target never reached) are left out.
+    ``nan`` or ``inf`` steps (target never reached) are left out, unless their step
+    budget is given (``budgets``): then they enter *censored*, as the lower bound
+    S(B) > budget, with the one-sided residual max(0, log budget − log S_fit) (Tobit
+    regression's least-squares limit, Tobin 1958): no pull while the curve lies above
+    the bound, the same loss as a measurement where it would pass below it. A rung
+    that ran out of budget is evidence that S(B) is large there; dropping it biases
+    S_min and B_crit towards the rungs that happened to make it. Bounds are fixed
+    in every bootstrap replicate; they do not count as degrees of freedom.
 
     Intervals come from a *residual* bootstrap in log space (Davison & Hinkley 1997,
     Alg. 6.1): each replicate keeps the fitted curve and adds log residuals drawn
@@ -210,6 +224,8 @@ def fit_scaling(
         batch_sizes: batch size per rung, positive and strictly increasing.
         steps: steps-to-target per rung; ``None``/``nan``/``inf`` for a rung that
             never reached the target. At least 3 rungs must have reached it.
+        budgets: step budget per rung (``None`` entries allowed); used only for the
+            rungs that never reached the target, as censored lower bounds.
         n_bootstrap: number of bootstrap replicates (0 disables the intervals,
             which are then the point estimates).
         confidence: level of the intervals.
@@ -221,10 +237,11 @@ def fit_scaling(
 
     Raises:
         AnalysisError (a ValueError): mismatched lengths, non-positive or
-            non-increasing batch sizes, non-positive steps, fewer than 3 usable rungs,
-            or bad keyword values.
+            non-increasing batch sizes, non-positive steps or budgets, fewer than 3
+            rungs that reached the target, or bad keyword values.
     """
     ladder = check_ladder(batch_sizes, steps)
+    bounds = check_budgets(budgets, ladder)
     n_bootstrap = check_count(n_bootstrap, "n_bootstrap", 0)
     confidence = check_confidence(confidence)
     robust_scale = check_positive(robust_scale, "robust_scale")
@@ -234,8 +251,14 @@ def fit_scaling(
     counts = ladder.steps[ladder.reached]
     log_b, log_s = np.log(sizes), np.log(counts)
     c_bounds = (log_b[0] - math.log(_BCRIT_RANGE), log_b[-1] + math.log(_BCRIT_RANGE))
+    bounded = ~ladder.reached & np.isfinite(bounds)
+    data = Data(
+        log_b=np.concatenate([log_b, np.log(ladder.batch_sizes[bounded])]),
+        log_s=np.concatenate([log_s, np.log(bounds[bounded])]),
+        censored=np.arange(log_b.size + int(bounded.sum())) >= log_b.size,
+    )
 
-    a_hat, c_hat = _fit_point(log_b, log_s, c_bounds, robust_scale)
+    a_hat, c_hat = _fit_point(data, c_bounds, robust_scale)
     fitted = log_model(log_b, a_hat, c_hat)
     residuals = log_s - fitted
     # B_crit on an edge of its range: the rungs show no bend (S ∝ 1/B throughout, or
@@ -253,7 +276,7 @@ def fit_scaling(
 
     if n_bootstrap:
         boot_a, boot_c, boot_e = _bootstrap(
-            log_b, log_s, a_hat, c_hat, c_bounds, robust_scale, n_bootstrap, rng, edge is None
+            data, a_hat, c_hat, c_bounds, robust_scale, n_bootstrap, rng, edge is None
         )
     else:
         boot_a, boot_c, boot_e = np.array([a_hat]), np.array([c_hat]), np.array([a_hat + c_hat])
@@ -286,6 +309,7 @@ def fit_scaling(
         steps=tuple(float(s) for s in counts),
         residuals=tuple(float(r) for r in residuals),
         unreached=tuple(rung(b) for b in ladder.batch_sizes[~ladder.reached]),
+        lower_bounds=tuple(float(b) for b in bounds[~ladder.reached]),
         at_bound=edge is not None,
         confidence=confidence,
         n_bootstrap=n_bootstrap,
@@ -304,25 +328,50 @@ def percentile_interval(
     return float(min(low, estimate)), float(max(high, estimate))
 
 
-def _fit_point(
-    log_b: np.ndarray, log_s: np.ndarray, c_bounds: tuple[float, float], scale: float
-) -> tuple[float, float]:
+@dataclass(frozen=True)
+class Data:
+    """What the fit sees: log B, log S, and which entries are lower bounds (censored)."""
+
+    log_b: np.ndarray
+    log_s: np.ndarray
+    censored: np.ndarray
+
+
+def check_budgets(budgets: Sequence[float | None] | None, ladder: Ladder) -> np.ndarray:
+    """Step budgets per rung as floats (``nan`` where none is given), checked."""
+    n = ladder.batch_sizes.size
+    if budgets is None:
+        return np.full(n, np.nan)
+    if isinstance(budgets, str | bytes) or not hasattr(budgets, "__len__") or len(budgets) != n:
+        raise AnalysisError(f"budgets must have one entry (a step count or None) per rung ({n})")
+    values = np.full(n, np.nan)
+    for i, budget in enumerate(budgets):
+        if budget is not None:
+            values[i] = check_positive(budget, f"budgets[{i}]")
+    return values
+
+
+def _fit_point(data: Data, c_bounds: tuple[float, float], scale: float) -> tuple[float, float]:
     """Robust fit of (a, c): a profile grid over c for the start, then ``least_squares``."""
-    # For fixed c the least-squares a is the mean offset, so the profile over a grid
-    # of c finds the basin of the global minimum; the robust fit then starts there.
+    # For fixed c the least-squares a is the mean offset of the measured rungs, so the
+    # profile over a grid of c finds the basin of the global minimum; the robust fit
+    # then starts there.
+    log_b, log_s, censored = data.log_b, data.log_s, data.censored
     grid = np.linspace(c_bounds[0], c_bounds[1], 400)
     shape = np.logaddexp(0.0, grid[:, None] - log_b[None, :])
-    offsets = (log_s[None, :] - shape).mean(axis=1)
-    cost = soft_l1(log_s[None, :] - shape - offsets[:, None], scale).sum(axis=1)
+    offsets = (log_s[None, ~censored] - shape[:, ~censored]).mean(axis=1)
+    cost = soft_l1(rows_residuals(log_b, log_s, offsets, grid, censored), scale).sum(axis=1)
     best = int(np.argmin(cost))
     margin = 1e-6 * (c_bounds[1] - c_bounds[0])
     c0 = float(np.clip(grid[best], c_bounds[0] + margin, c_bounds[1] - margin))
 
     def residuals(theta: np.ndarray) -> np.ndarray:
-        return log_model(log_b, theta[0], theta[1]) - log_s
+        r = log_model(log_b, theta[0], theta[1]) - log_s
+        return np.where(censored, np.minimum(r, 0.0), r)
 
     def jacobian(theta: np.ndarray) -> np.ndarray:
-        return np.column_stack([np.ones_like(log_b), sigmoid(theta[1] - log_b)])
+        active = ~censored | (log_model(log_b, theta[0], theta[1]) < log_s)
+        return np.column_stack([np.ones_like(log_b), sigmoid(theta[1] - log_b)]) * active[:, None]
 
     solution = least_squares(
         residuals,
@@ -340,8 +389,7 @@ def _fit_point(
 
 
 def _bootstrap(
-    log_b: np.ndarray,
-    log_s: np.ndarray,
+    data: Data,
     a_hat: float,
     c_hat: float,
     c_bounds: tuple[float, float],
@@ -358,7 +406,10 @@ def _bootstrap(
     their percentile interval is the studentized interval, and they can be combined
     into ratios like ordinary draws. Without it (a fit on the edge of the B_crit
     range, where the standard errors are meaningless), the draws are the refits θ*.
+    Censored entries (bounds) are the same in every replicate.
     """
+    censored = data.censored
+    log_b, log_s = data.log_b[~censored], data.log_s[~censored]
     n = log_b.size
     fitted = log_model(log_b, a_hat, c_hat)
     residuals = log_s - fitted
@@ -369,14 +420,21 @@ def _bootstrap(
     leverage = weights * np.einsum("ij,jk,ik->i", jac, np.linalg.pinv(info), jac)
     modified = residuals / np.sqrt(np.maximum(1.0 - leverage, _MIN_ONE_MINUS_LEVERAGE))
     modified -= modified.mean()
-    data = fitted[None, :] + modified[rng.integers(0, n, size=(n_bootstrap, n))]
-    a, c = fit_many(
-        log_b, data, np.full(n_bootstrap, a_hat), np.full(n_bootstrap, c_hat), c_bounds, scale
+    replicates = np.concatenate(
+        [
+            fitted[None, :] + modified[rng.integers(0, n, size=(n_bootstrap, n))],
+            np.broadcast_to(data.log_s[censored], (n_bootstrap, int(censored.sum()))),
+        ],
+        axis=1,
     )
+    start_a, start_c = np.full(n_bootstrap, a_hat), np.full(n_bootstrap, c_hat)
+    a, c = fit_many(data.log_b, replicates, start_a, start_c, c_bounds, scale, censored=censored)
     if not studentize:
         return a, c, a + c
-    se_star = standard_errors(log_b, data, a, c, scale)
-    se_hat = standard_errors(log_b, log_s[None, :], np.array([a_hat]), np.array([c_hat]), scale)
+    se_star = standard_errors(data.log_b, replicates, a, c, scale, censored)
+    se_hat = standard_errors(
+        data.log_b, data.log_s[None, :], np.array([a_hat]), np.array([c_hat]), scale, censored
+    )
     draws = []
     for star, estimate, s_star, s_hat in zip(
         (a, c, a + c), (a_hat, c_hat, a_hat + c_hat), se_star, se_hat, strict=True

@@ -70,6 +70,7 @@ def summarize_ladder(
     steps: Sequence[float | None],
     lrs: Sequence[float | None] | None = None,
     *,
+    budgets: Sequence[float | None] | None = None,
     tol: float = 0.25,
     seed: int = 0,
 ) -> LadderSummary:
@@ -79,6 +80,9 @@ def summarize_ladder(
         batch_sizes: the rungs, strictly increasing.
         steps: steps-to-target per rung (``None``: never reached).
         lrs: the tuned learning rate per rung (``None`` where a rung has none).
+        budgets: step budget per rung (``None`` where unknown, or where the rung is
+            still running): a finished rung that never reached the target enters the
+            fit as the lower bound S(B) > budget (:func:`fit_scaling`).
         tol: the regime tolerance (bends at tol·B_crit and B_crit/tol; DESIGN.md).
         seed: bootstrap seed of the fit (a fixed seed makes documents reproducible).
 
@@ -107,7 +111,7 @@ def summarize_ladder(
         )
     else:
         try:
-            fit = fit_scaling(batch_sizes, steps, seed=seed)
+            fit = fit_scaling(batch_sizes, steps, budgets=budgets, seed=seed)
             regimes = scaling_regimes(batch_sizes, steps, tol=tol, fit=fit)
         except ValueError as failure:
             fit = regimes = None

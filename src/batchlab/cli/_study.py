@@ -131,6 +131,10 @@ def print_summary(result: StudyResult) -> None:
         )
     elif "error" in analysis:
         console.print(f"[yellow]analysis skipped: {analysis['error']}[/]")
+    for edge in result.edges:
+        console.print(
+            f"[yellow]search space too narrow?[/] {escape(edge.message)}", highlight=False
+        )
     console.print(f"[bold]Answer:[/] {answer['headline']}", highlight=False)
 
 

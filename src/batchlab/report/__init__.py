@@ -13,8 +13,7 @@ Example:
     >>> bl.report.write_report(["runs/sgd", "runs/momentum"], "compare.html")  # doctest: +SKIP
 """
 
-from ..results import ResultsError, StudyData, load_study
-from ._edges import EdgeWarning, edge_warnings
+from ..results import EdgeWarning, ResultsError, StudyData, edge_warnings, load_study
 from ._report import Report, build_report, write_report
 
 #: The report's old name for :class:`batchlab.results.ResultsError`.

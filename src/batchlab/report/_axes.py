@@ -39,6 +39,15 @@ REGIME_LABELS = {
     "maximal": "maximal data parallelism",
 }
 #: How each trial outcome is drawn in the per-rung search plots.
+#: The best trial of a rung, in every per-trial plot: a large gold star.
+BEST_STYLE: dict[str, Any] = {
+    "marker": "*",
+    "s": 220,
+    "c": "#ffbf00",
+    "edgecolors": "black",
+    "linewidths": 0.8,
+    "zorder": 4,
+}
 STATUS_STYLE: dict[str, dict[str, Any]] = {
     "reached": {"marker": "o", "color": "#1f77b4", "label": "reached target"},
     "not_reached": {"marker": "x", "color": "#7f7f7f", "label": "not reached (budget)"},

@@ -22,8 +22,7 @@ from ..analysis import (
     compare_prediction,
     summarize_ladder,
 )
-from ..results import STATUSES, StudyData
-from ._edges import EdgeWarning, edge_warnings
+from ..results import STATUSES, EdgeWarning, StudyData, edge_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +124,7 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
         [r.batch_size for r in study.rungs],
         [r.steps_to_target for r in study.rungs],
         rung_lrs(study),
+        budgets=[r.budget_steps if r.complete else None for r in study.rungs],
         tol=tol,
     )
     fit, regimes, trend, note = ladder.fit, ladder.regimes, ladder.lr_trend, ladder.note

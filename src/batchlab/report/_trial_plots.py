@@ -8,8 +8,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
-from ..results import RungResult, SearchRange
+from ..results import EDGE_MARGIN, RungResult, SearchRange
 from ._axes import (
+    BEST_STYLE,
     STATUS_STYLE,
     figure_uri,
     new_figure,
@@ -71,15 +72,7 @@ def trials_figure(rung: RungResult, space: dict[str, SearchRange]) -> str | None
         best = rung.best
         if best is not None and name in best.params:
             ax.scatter(
-                [best.params[name]],
-                [best.steps_to_target],
-                marker="*",
-                s=220,
-                c="#ffbf00",
-                edgecolors="black",
-                linewidths=0.8,
-                zorder=4,
-                label="best trial",
+                [best.params[name]], [best.steps_to_target], label="best trial", **BEST_STYLE
             )
         ax.axhline(budget, color="#7f7f7f", lw=0.8, ls="--")
         ax.set_yscale("log")
@@ -105,7 +98,6 @@ def _status_key(status: str) -> str:
 
 def _mark_range(ax: Axes, rng: SearchRange, *, vertical: bool) -> None:
     """Search bounds as lines, their 5% edge zones shaded (log units for log scales)."""
-    from ._edges import EDGE_MARGIN
 
     if rng.scale == "log":
         span = math.log(rng.high / rng.low) * EDGE_MARGIN
@@ -161,16 +153,7 @@ def _pair_panel(
         colorbar.set_label("log₁₀ steps to target", fontsize=8)
     best = rung.best
     if best is not None and x_name in best.params and y_name in best.params:
-        ax.scatter(
-            [best.params[x_name]],
-            [best.params[y_name]],
-            marker="*",
-            s=220,
-            c="#ffbf00",
-            edgecolors="black",
-            linewidths=0.8,
-            zorder=4,
-        )
+        ax.scatter([best.params[x_name]], [best.params[y_name]], **BEST_STYLE)
     for name, set_scale, vertical in (
         (x_name, ax.set_xscale, True),
         (y_name, ax.set_yscale, False),

@@ -5,6 +5,7 @@
 * :func:`load_study` — read them back (a directory, a file, a dict), validated, as
   :class:`StudyData` holding the same records; every reader (report, findings) uses it;
 * :data:`STATUSES` — the trial outcomes, the one vocabulary of every layer;
+* :func:`edge_warnings` — rungs whose best trial sits on the edge of a searched range;
 * :class:`Fields`, :func:`read_json`, :func:`check_schema_version`,
   :class:`ResultsError` — checked reading of any batchlab JSON file (``cbs.json`` too).
 """
@@ -13,7 +14,6 @@ from ._fields import Fields, ResultsError, check_schema_version, read_json
 from ._read import (
     NOISE_SCALE_JSON,
     NoiseScale,
-    SearchRange,
     StudyData,
     load_study,
     parse_noise_scale,
@@ -30,13 +30,16 @@ from ._schema import (
     environment,
     now_iso,
 )
+from ._space import EDGE_MARGIN, EdgeWarning, SearchRange, edge_warnings, range_position
 
 __all__ = [
+    "EDGE_MARGIN",
     "NOISE_SCALE_JSON",
     "RESULTS_CSV",
     "RESULTS_JSON",
     "SCHEMA_VERSION",
     "STATUSES",
+    "EdgeWarning",
     "Fields",
     "NoiseScale",
     "ResultsError",
@@ -46,10 +49,12 @@ __all__ = [
     "StudyResult",
     "TrialRecord",
     "check_schema_version",
+    "edge_warnings",
     "environment",
     "load_study",
     "now_iso",
     "parse_noise_scale",
+    "range_position",
     "read_json",
     "search_space",
 ]

@@ -18,17 +18,9 @@ from typing import Any
 
 from ._fields import Fields, ResultsError, check_schema_version, read_json
 from ._schema import RESULTS_JSON, SCHEMA_VERSION, RungResult, TrialRecord
+from ._space import SearchRange
 
 NOISE_SCALE_JSON = "noise_scale.json"
-
-
-@dataclass(frozen=True)
-class SearchRange:
-    """The searched interval of one hyperparameter (``scale``: ``"log"`` or ``"linear"``)."""
-
-    low: float
-    high: float
-    scale: str = "log"
 
 
 @dataclass(frozen=True)

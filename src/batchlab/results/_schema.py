@@ -21,6 +21,7 @@ from typing import Any, get_args
 
 from .._io import atomic_write_json, atomic_write_text
 from ..training import Status
+from ._space import EdgeWarning, SearchRange, edge_warnings
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -129,6 +130,9 @@ class StudyResult:
         search_space: the searched hyperparameters, resolved (the optimizer's defaults
             included): name -> ``{"low", "high", "scale"}``.
         steps_to_target: (property) batch size -> steps-to-result (``None``: never reached).
+        edges: (property) the rungs whose best trial sits on the edge of a searched
+            range (:func:`~batchlab.results.edge_warnings`); written to ``results.json``
+            as ``edges``, each with its message.
     """
 
     name: str
@@ -151,10 +155,19 @@ class StudyResult:
     def complete(self) -> bool:
         return all(r.trials_done >= r.trials_planned for r in self.rungs)
 
+    @property
+    def edges(self) -> list[EdgeWarning]:
+        space = {
+            name: SearchRange(float(r["low"]), float(r["high"]), str(r.get("scale", "log")))
+            for name, r in (self.search_space or {}).items()
+        }
+        return edge_warnings(self.rungs, space)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["schema_version"] = SCHEMA_VERSION
         data["steps_to_target"] = {str(b): s for b, s in self.steps_to_target.items()}
+        data["edges"] = [edge.to_dict() for edge in self.edges]
         return _json_safe(data)
 
     def save(self, directory: str | Path) -> None:

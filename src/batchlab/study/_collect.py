@@ -125,5 +125,6 @@ def analyse(rungs: list[RungResult]) -> dict[str, Any] | None:
         [r.batch_size for r in rungs],
         [r.steps_to_target for r in rungs],
         [(r.best_hparams or {}).get("lr") for r in rungs],
+        budgets=[r.budget_steps if r.complete else None for r in rungs],
     )
     return summary.to_dict()

@@ -1,18 +1,32 @@
-"""Was the search space wide enough? Flag best trials on its edge.
+"""The searched ranges, and whether they were wide enough: best trials on their edge.
 
 Shallue et al. 2018 (Sec. 4.7, Fig. 9) check that the best trial of every batch
 size lies inside the searched region: a best learning rate pinned to the top of
 the range means the true optimum may lie outside, and the measured
-steps-to-target at that batch size is then only an upper bound.
+steps-to-target at that batch size is then only an upper bound. Studies write
+these flags into ``results.json`` (``edges``), print them at the end of a run,
+and the report shows them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
-from ..results import RungResult, SearchRange
+if TYPE_CHECKING:
+    from ._schema import RungResult
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """The searched interval of one hyperparameter (``scale``: ``"log"`` or ``"linear"``)."""
+
+    low: float
+    high: float
+    scale: str = "log"
+
 
 #: Fraction of the range (in the scale's own units) that counts as "on the edge".
 EDGE_MARGIN = 0.05
@@ -20,7 +34,7 @@ EDGE_MARGIN = 0.05
 
 @dataclass(frozen=True)
 class EdgeWarning:
-    """A rung whose best trial sits within ``margin`` of one end of a searched range."""
+    """A rung whose best trial sits on one end of a searched range (:func:`edge_warnings`)."""
 
     batch_size: int
     param: str
@@ -29,12 +43,19 @@ class EdgeWarning:
     high: float
     side: str  # "low" or "high"
 
+    def to_dict(self) -> dict[str, Any]:
+        """For ``results.json``: the fields and the message."""
+        return {**asdict(self), "message": self.message}
+
     @property
     def message(self) -> str:
         bound = self.low if self.side == "low" else self.high
+        extreme = "smallest" if self.side == "low" else "largest"
         return (
-            f"batch size {self.batch_size}: best {self.param} = {self.value:.4g} is at the "
-            f"{self.side} edge of the search space ({bound:.4g}); widen the range"
+            f"batch size {self.batch_size}: best {self.param} = {self.value:.4g} is the "
+            f"{extreme} tried, at the {self.side} edge of the search space ({bound:.4g}): the "
+            "optimum may lie outside it and the steps-to-target is then only an upper bound; "
+            "widen the range"
         )
 
 
@@ -54,7 +75,11 @@ def edge_warnings(
     space: Mapping[str, SearchRange],
     margin: float = EDGE_MARGIN,
 ) -> list[EdgeWarning]:
-    """Every (rung, parameter) whose best trial lies within ``margin`` of a range end.
+    """Every (rung, parameter) whose best trial is on the edge of the searched range.
+
+    On the edge at the high (low) end: within ``margin`` of it, or the largest
+    (smallest) value of that parameter among the rung's trials, so that no trial
+    beyond it brackets the optimum on that side.
 
     Args:
         rungs: the study's rungs; those without a best trial are skipped.
@@ -75,7 +100,14 @@ def edge_warnings(
             if name not in best.params:
                 continue
             position = range_position(best.params[name], space[name])
-            side = "low" if position <= margin else "high" if position >= 1 - margin else None
+            others = [
+                range_position(t.params[name], space[name])
+                for t in rung.trials
+                if t.number != best.number and name in t.params
+            ]
+            lowest = position <= margin or all(position < p for p in others)
+            highest = position >= 1 - margin or all(position > p for p in others)
+            side = "low" if lowest and not highest else "high" if highest and not lowest else None
             if side is not None:
                 found.append(
                     EdgeWarning(
