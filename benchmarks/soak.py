@@ -33,6 +33,7 @@ import torch
 
 import batchlab
 from batchlab.study import Study, StudyConfig, open_storage, slot_counts
+from batchlab.study._plan import planned_count
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,17 +116,17 @@ def soak(
     last = start_worker(url)
     if last.wait() != 0:
         raise RuntimeError("the final worker failed")
-    counts, retried = [], 0
+    counts, retried, planned = [], 0, 0
     storage = open_storage(study.storage_url)
     for summary in optuna.get_all_study_summaries(storage):
         rung_study = optuna.load_study(study_name=summary.study_name, storage=storage)
         counts.append(slot_counts(rung_study))
+        planned += planned_count(rung_study)  # every stage: search, refine, confirm
         retried += sum(
             1
             for t in rung_study.get_trials(deepcopy=False)
             if t.user_attrs.get("status") == "worker_died"
         )
-    planned = trials_per_rung * rungs
     finished = sum(1 for c in counts for n in c.values() if n >= 1)
     duplicated = sum(n - 1 for c in counts for n in c.values() if n > 1)
     lost = planned - finished

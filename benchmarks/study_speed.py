@@ -196,6 +196,13 @@ def relative(a: int | None, b: int | None) -> str:
     return "" if a is None or b is None else f"{(b - a) / a:+.0%}"
 
 
+def search_only(config: StudyConfig) -> StudyConfig:
+    """``config`` with its search stage alone (``refine = 0``, ``confirm_top = 0``)."""
+    data = config.to_json_dict()
+    data["search"] = {**data["search"], "refine": 0, "confirm_top": 0}
+    return StudyConfig.model_validate(data)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -209,7 +216,9 @@ def main() -> None:
         f"batchlab {batchlab.__version__}, torch {torch.__version__}, python {sys.version.split()[0]}, "
         f"{platform.platform()}, {os.cpu_count()} cores"
     )
-    config = StudyConfig.from_toml(ROOT / "examples" / "mnist1d-cnn.toml")
+    # The search alone, as the naive way runs it: no refinement window, no confirmation
+    # seeds (their cost and effect: benchmarks/answer_interval.py).
+    config = search_only(StudyConfig.from_toml(ROOT / "examples" / "mnist1d-cnn.toml"))
 
     nqm_time, _, _ = run_batchlab(
         StudyConfig.from_toml(ROOT / "examples" / "nqm.toml"), args.out / "nqm", 1

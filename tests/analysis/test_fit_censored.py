@@ -100,8 +100,8 @@ def test_unreached_rung_without_a_budget_is_recorded_as_having_no_bound():
 @pytest.mark.parametrize(
     ("budgets", "message"),
     [
-        ([100.0], "budgets must have one entry"),
-        ("100", "budgets must have one entry"),
+        ([100.0], "batch_sizes and budgets must have the same length"),
+        ("100", "budgets must be a sequence"),
         ([-1.0] + [None] * 7, r"budgets\[0\]"),
         ([math.inf] + [None] * 7, r"budgets\[0\]"),
     ],

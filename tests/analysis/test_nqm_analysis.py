@@ -29,6 +29,7 @@ import pytest
 
 from batchlab import get_workload
 from batchlab.analysis import fit_scaling, scaling_regimes
+from batchlab.workloads.nqm import sgd_steps_to_target
 
 # dim 1000 rather than the default 10⁴: the same curve shape, ten times faster.
 WORKLOAD_PARAMS = {"dim": 1000}
@@ -38,24 +39,14 @@ TOL = 0.25
 
 def steps_to_target(workload, lrs, batch_size, target):
     """First step with expected loss <= target, for each LR (inf if never), SGD closed form."""
-    h, noise, p0 = workload.curvature, workload.noise, workload.w0**2
-    lrs = np.asarray(lrs, dtype=float)[:, None]
-    p_star = lrs * noise / (batch_size * h * (2.0 - lrs * h))
-    log_q = 2.0 * np.log(np.abs(1.0 - lrs * h))
-
-    def loss(t):
-        return 0.5 * (h * (np.exp(t[:, None] * log_q) * (p0 - p_star) + p_star)).sum(axis=1)
-
-    # The loss starts ~7x above the target and crosses it once: the only coordinates
-    # whose term rises (p* > p₀, near the stability limit) settle within a few steps.
-    # So bisection finds the first crossing (the fixture checks it step by step).
-    lo, hi = np.zeros(lrs.shape[0]), np.full(lrs.shape[0], 1e12)
-    reached = loss(hi) <= target
-    while np.any(hi - lo > 1):
-        mid = np.floor((lo + hi) / 2)
-        below = loss(mid) <= target
-        hi, lo = np.where(below, mid, hi), np.where(below, lo, mid)
-    return np.where(reached, hi, np.inf)
+    return sgd_steps_to_target(
+        workload.curvature,
+        workload.noise,
+        workload.w0,
+        lrs=lrs,
+        batch_size=batch_size,
+        target=target,
+    )
 
 
 def optimal_steps(workload, batch_size, target):

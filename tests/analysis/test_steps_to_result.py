@@ -53,3 +53,23 @@ def test_batch_sizes_come_out_ascending_from_any_iterable():
 
 def test_an_empty_table_has_no_batch_sizes():
     assert best_steps_per_batch_size([]) == {}
+
+
+def test_median_steps_counts_an_unreached_seed_as_more_than_any_reached():
+    from batchlab.analysis import median_steps
+
+    assert median_steps([300, 200, 250]) == 250
+    assert median_steps([300, None, 250]) == 300  # None sorts last
+    assert median_steps([None, None, 250]) is None
+    assert median_steps([400, 200]) == 200  # the lower median of an even count
+    assert median_steps([None]) is None
+
+
+def test_confirmed_candidate_is_the_fewest_median_not_the_luckiest_seed():
+    from batchlab.analysis import confirmed_candidate
+
+    # Candidate 0 won the search by one lucky seed (100); over three seeds its median
+    # is 400, above candidate 1's 300.
+    assert confirmed_candidate([[100, 400, 500], [150, 300, 310]]) == 1
+    assert confirmed_candidate([[100, 300, 500], [150, 300, 310]]) == 0  # a tie: rank wins
+    assert confirmed_candidate([[100, None, None], [None, None, 200]]) is None

@@ -14,6 +14,8 @@ NQM_STUDY: dict[str, Any] = {
     "ladder": {"batch_sizes": [4, 16, 64, 256, 1024]},
     "search": {
         "trials_per_rung": 8,
+        "refine": 0,  # the search alone; tests/study/test_stages.py refines and confirms
+        "confirm_top": 0,
         "space": {
             "lr": {"low": 1e-2, "high": 2.0},
             "one_minus_momentum": {"low": 0.01, "high": 1.0},
@@ -29,7 +31,12 @@ LINREG_STUDY: dict[str, Any] = {
     "optimizer": "sgd",
     "workload": {"name": "linreg", "params": {"dim": 8}},
     "ladder": {"batch_sizes": [4, 16, 64]},
-    "search": {"trials_per_rung": 6, "space": {"lr": {"low": 1e-2, "high": 1.0}}},
+    "search": {
+        "trials_per_rung": 6,
+        "refine": 0,  # the search alone; tests/study/test_stages.py refines and confirms
+        "confirm_top": 0,
+        "space": {"lr": {"low": 1e-2, "high": 1.0}},
+    },
     "budget": {"steps": 400},
     "evaluation": {"every": 10},
     "stopping": {"at_target": False, "once_beaten": False},

@@ -26,6 +26,8 @@ def test_soak_with_random_kills_runs_every_trial_exactly_once(tmp_path):
         mean_kill_interval_s=2.0,
     )
     assert figures["kills"] >= 3
-    assert figures["planned"] == figures["finished"] == 3 * 48
+    # Per rung: the search, then the refinement window and the confirmation seeds
+    # (the defaults: 8 and 2 x 2), each stage waiting for the one before.
+    assert figures["planned"] == figures["finished"] == 3 * (48 + 8 + 2 * 2)
     assert figures["duplicated"] == 0 and figures["lost"] == 0
     assert figures["same best steps as a clean run"]

@@ -13,7 +13,8 @@ rates), so it works on any study's results and on published tables typed in by h
 * :func:`summarize_ladder` — all of the above for one ladder, plus the answer
   (:func:`batch_size_answer`, :func:`lr_at`): what every consumer calls;
 * :func:`best_steps_per_batch_size`, :func:`best_run_per_batch_size` — steps-to-result
-  from a table of runs, and which run set it.
+  from a table of runs, and which run set it; :func:`median_steps`,
+  :func:`confirmed_candidate` — the same after the best candidates ran on fresh seeds.
 
 Every result is a frozen dataclass with a JSON-safe ``to_dict()``.
 """
@@ -24,7 +25,12 @@ from ._compare import FitComparison, PredictionComparison, compare_fits, compare
 from ._fit import ScalingFit, fit_scaling
 from ._lr_trend import LR_RULES, LRTrend, lr_trend
 from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
-from ._steps_to_result import best_run_per_batch_size, best_steps_per_batch_size
+from ._steps_to_result import (
+    best_run_per_batch_size,
+    best_steps_per_batch_size,
+    confirmed_candidate,
+    median_steps,
+)
 from ._summary import MIN_RUNGS_FOR_FIT, LadderSummary, summarize_ladder
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "LadderSummary",
     "MIN_RUNGS_FOR_FIT",
     "best_run_per_batch_size",
+    "confirmed_candidate",
     "best_steps_per_batch_size",
     "summarize_ladder",
     "FitComparison",
@@ -50,6 +57,7 @@ __all__ = [
     "compare_fits",
     "compare_prediction",
     "fit_scaling",
+    "median_steps",
     "lr_trend",
     "scaling_regimes",
 ]

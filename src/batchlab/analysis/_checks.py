@@ -59,6 +59,16 @@ def check_batch_sizes(batch_sizes: Sequence[float], name: str = "batch_sizes") -
     return values
 
 
+def check_per_rung(values: Any, name: str, sizes: np.ndarray, what: str) -> None:
+    """``values`` is a sequence with one entry per rung (``what`` names its entries)."""
+    if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+        raise AnalysisError(f"{name} must be a sequence of {what}, got {values!r}")
+    if len(values) != len(sizes):
+        raise AnalysisError(
+            f"batch_sizes and {name} must have the same length, got {len(sizes)} and {len(values)}"
+        )
+
+
 def check_ladder(
     batch_sizes: Sequence[float],
     steps: Sequence[float | None],
@@ -75,12 +85,7 @@ def check_ladder(
             fewer than ``min_reached`` rungs that reached the target.
     """
     sizes = check_batch_sizes(batch_sizes)
-    if isinstance(steps, str | bytes) or not hasattr(steps, "__len__"):
-        raise AnalysisError(f"steps must be a sequence of numbers or None, got {steps!r}")
-    if len(steps) != len(sizes):
-        raise AnalysisError(
-            f"batch_sizes and steps must have the same length, got {len(sizes)} and {len(steps)}"
-        )
+    check_per_rung(steps, "steps", sizes, "numbers or None")
     values = np.full(len(sizes), np.nan)
     for i, s in enumerate(steps):
         if s is None:

@@ -27,6 +27,7 @@ from ._checks import (
     check_confidence,
     check_count,
     check_ladder,
+    check_per_rung,
     check_positive,
     plain,
     plain_pair,
@@ -342,8 +343,7 @@ def check_budgets(budgets: Sequence[float | None] | None, ladder: Ladder) -> np.
     n = ladder.batch_sizes.size
     if budgets is None:
         return np.full(n, np.nan)
-    if isinstance(budgets, str | bytes) or not hasattr(budgets, "__len__") or len(budgets) != n:
-        raise AnalysisError(f"budgets must have one entry (a step count or None) per rung ({n})")
+    check_per_rung(budgets, "budgets", ladder.batch_sizes, "step counts or None")
     values = np.full(n, np.nan)
     for i, budget in enumerate(budgets):
         if budget is not None:

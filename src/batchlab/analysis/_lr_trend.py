@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import AnalysisError, check_batch_sizes, plain, rung
+from ._checks import AnalysisError, check_batch_sizes, check_per_rung, plain, rung
 from ._regimes import REGIMES
 
 #: Exponent k of LR ∝ B^k for each named rule.
@@ -113,13 +113,7 @@ def lr_trend(
             non-positive or non-increasing batch sizes, non-positive learning rates.
     """
     sizes = check_batch_sizes(batch_sizes)
-    if isinstance(best_lrs, str | bytes) or not hasattr(best_lrs, "__len__"):
-        raise AnalysisError(f"best_lrs must be a sequence of numbers, got {best_lrs!r}")
-    if len(best_lrs) != len(sizes):
-        raise AnalysisError(
-            f"batch_sizes and best_lrs must have the same length, got {len(sizes)} "
-            f"and {len(best_lrs)}"
-        )
+    check_per_rung(best_lrs, "best_lrs", sizes, "numbers")
     if len(sizes) < 2:
         raise AnalysisError(f"batch_sizes: the LR trend needs at least 2 rungs, got {len(sizes)}")
     lrs = []

@@ -8,7 +8,8 @@ and a results file that lacks them, choose each rung's best trial here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -58,3 +59,40 @@ def best_steps_per_batch_size(records: Iterable[Mapping[str, Any]]) -> dict[int,
         size: None if index is None else int(table[index]["steps_to_target"])
         for size, index in best_run_per_batch_size(table).items()
     }
+
+
+def median_steps(steps: Sequence[int | None]) -> int | None:
+    """The lower median of a candidate's steps-to-target over seeds (``None``: not reached).
+
+    A run that never reached the target counts as more steps than any that did, so a
+    candidate that reaches the target with fewer than half of its seeds has ``None``.
+    The lower median of an even count keeps the result one of the measured counts.
+    """
+    if not steps:
+        raise ValueError("median_steps needs at least one run")
+    ordered = sorted(steps, key=lambda s: math.inf if s is None else s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def confirmed_candidate(candidates: Sequence[Sequence[int | None]]) -> int | None:
+    """Which candidate sets a rung's confirmed steps-to-result: the fewest median steps.
+
+    After the search, a study re-runs its best candidates with fresh seeds
+    (``[search] confirm_top``, ``confirm_seeds``): the best of N single-seed trials is
+    the luckiest one (a minimum over seeds is biased low and noisy), while the median
+    of one hyperparameter point over several seeds estimates what that point gives.
+
+    Args:
+        candidates: per candidate (in rank order: the search's best first), its
+            steps-to-target on every seed it ran (the search trial included).
+
+    Returns:
+        The index of the candidate with the fewest :func:`median_steps` (of several,
+        the better-ranked), or ``None`` when no candidate's median reached the target.
+    """
+    best, fewest = None, math.inf
+    for index, steps in enumerate(candidates):
+        median = median_steps(steps)
+        if median is not None and median < fewest:
+            best, fewest = index, median
+    return best

@@ -116,7 +116,8 @@ def print_summary(result: StudyResult) -> None:
         table.add_row(
             str(rung.batch_size),
             f"{rung.trials_done}/{rung.trials_planned}",
-            "—" if steps is None else str(steps),
+            ("—" if steps is None else str(steps))
+            + (f" (median of {len(rung.seed_steps)})" if rung.seed_steps else ""),
             "—" if steps is None else f"{steps * rung.batch_size:,}",
             _ratio(cost.get("steps_ratio")),
             _ratio(cost.get("examples_ratio")),

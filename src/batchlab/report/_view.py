@@ -58,6 +58,8 @@ class RungView:
     rows: list[TrialRow]
     param_names: list[str]
     edges: list[str]
+    #: How the steps were confirmed: "median of 3 seeds (240, 250, 300); search best 200".
+    seeds: str | None = None
 
 
 @dataclass(frozen=True)
@@ -291,9 +293,21 @@ def rung_views(
                 ],
                 param_names=names,
                 edges=[e.message for e in edges],
+                seeds=confirmation_text(rung),
             )
         )
     return views
+
+
+def confirmation_text(rung: RungResult) -> str | None:
+    """How a rung's steps were confirmed on fresh seeds, in words (``None``: they were not)."""
+    if not rung.seed_steps:
+        return None
+    runs = ", ".join("not reached" if s is None else str(s) for s in rung.seed_steps)
+    return (
+        f"median of {len(rung.seed_steps)} seeds ({runs}); "
+        f"search best {'not reached' if rung.search_steps is None else rung.search_steps}"
+    )
 
 
 def best_hparam_names(study: StudyData) -> list[str]:

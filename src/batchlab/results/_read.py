@@ -203,6 +203,13 @@ def _parse_rung(f: Fields, raw: Any, at: str) -> RungResult:
         if best_hparams is None
         else f.numbers(best_hparams, f"{at}.best_hparams"),
         trials=trials,
+        search_steps=f.get(raw, "search_steps", f"{at}.search_steps", "int", optional=True),
+        seed_steps=[
+            None if s is None else f.check(s, f"{at}.seed_steps[{i}]", "int")
+            for i, s in enumerate(
+                f.get(raw, "seed_steps", f"{at}.seed_steps", "list", optional=True) or []
+            )
+        ],
     )
 
 
@@ -228,6 +235,7 @@ def _parse_trial(f: Fields, raw: Any, at: str) -> TrialRecord:
         retry_of=f.get(raw, "retry_of", f"{at}.retry_of", "int", optional=True),
         warm_start=raw.get("warm_start") if isinstance(raw.get("warm_start"), dict) else None,
         threads=f.get(raw, "threads", f"{at}.threads", "int", optional=True),
+        confirm_of=f.get(raw, "confirm_of", f"{at}.confirm_of", "int", optional=True),
     )
 
 

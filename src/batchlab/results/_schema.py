@@ -64,12 +64,16 @@ class TrialRecord:
     curve: dict[str, list[float | None]] | None
     traceback: str | None = None
     retry_of: int | None = None
-    #: Under ``search.warm_start``: the neighbour rung and window this trial searched.
+    #: Under ``search.warm_start``, or for a refinement trial (``search.refine``): the
+    #: rung whose best point centred the window this trial searched, and the window.
     warm_start: dict[str, Any] | None = None
     #: torch threads of the worker that trained it (a DDP trial's ranks share them):
     #: float rounding depends on them, and near the edge of stability that can move
     #: steps-to-target (benchmarks/study_speed.py).
     threads: int | None = None
+    #: A confirmation trial: the slot of the search trial whose point it re-ran on a
+    #: fresh seed (``[search] confirm_top``); ``None`` for a search trial.
+    confirm_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,18 @@ class RungResult:
         budget_steps: the step budget of each of its trials.
         eval_every: steps between evaluations (the resolution of steps-to-target).
         trials_planned, trials_done, trials_running: how far its search has got.
-        steps_to_target: steps-to-result, the fewest steps-to-target over its trials
-            (``None``: no trial reached the target).
-        best_hparams, best_trial: the hyperparameters and number of the trial that
-            set it (of several with as few steps, the lowest slot).
-        trials: its final trials, in slot order.
+        steps_to_target: steps-to-result. Without confirmation trials: the fewest
+            steps-to-target over its trials (Shallue et al. 2018). With them: the
+            fewest median steps over seeds of a confirmed candidate
+            (:func:`batchlab.analysis.confirmed_candidate`). ``None``: not reached.
+        best_hparams, best_trial: the hyperparameters and number of the (search) trial
+            that set it (of several with as few steps, the lowest slot).
+        trials: its final trials, in slot order (confirmation trials last).
+        search_steps: the fewest steps-to-target of a single search trial (the
+            unconfirmed steps-to-result); ``None`` when none reached the target.
+        seed_steps: the chosen candidate's steps-to-target on each seed it ran (search
+            trial first; ``None``: that seed never reached the target); empty without
+            confirmation.
     """
 
     batch_size: int
@@ -98,6 +109,8 @@ class RungResult:
     best_hparams: dict[str, float] | None
     best_trial: int | None
     trials: list[TrialRecord] = field(default_factory=list)
+    search_steps: int | None = None
+    seed_steps: list[int | None] = field(default_factory=list)
 
     @property
     def best(self) -> TrialRecord | None:

@@ -20,27 +20,33 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from ..training import RunResult, RunSpec
+from ..workloads import Target
 from . import _optuna
 from ._config import StudyConfig
 from ._liveness import mark_claimed, requeue
 from ._order import WarmStart
-from ._plan import Rung, to_hparams
+from ._plan import Rung, stage, to_hparams
 from ._space import ParamRange, warm_start_point
 
 logger = logging.getLogger(__name__)
 
 
 def claim_waiting_trial(
-    study: optuna.Study, order: Callable[[FrozenTrial], float] | None = None
+    study: optuna.Study,
+    order: Callable[[FrozenTrial], float] | None = None,
+    eligible: Callable[[FrozenTrial], bool] | None = None,
 ) -> optuna.Trial | None:
     """Claim the next ``WAITING`` trial, or ``None`` if there is none.
 
     Unlike ``Study.ask`` this never creates a new trial when the queue is empty: a
     study's trials are exactly the planned ones. The storage arbitrates a race for
     the same trial (only one ``RUNNING`` transition succeeds). ``order`` ranks the
-    waiting trials (lowest first; ties keep the queue's order).
+    waiting trials (lowest first; ties keep the queue's order); ``eligible`` leaves
+    out those that may not run yet.
     """
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if eligible is not None:
+        waiting = [t for t in waiting if eligible(t)]
     if order is not None:
         waiting = sorted(waiting, key=order)
     for frozen in waiting:
@@ -53,11 +59,58 @@ def claim_waiting_trial(
 
 @dataclass
 class Claimed:
-    """A trial this worker holds: the Optuna trial, its slot, and what it trains."""
+    """A trial this worker holds: the Optuna trial, its slot, and what it trains.
+
+    ``confirm_of``: for a confirmation trial, the slot of the search trial whose
+    point it re-runs on a fresh seed (it runs to the target or the budget: neither
+    stop-once-beaten nor pruning applies to it).
+    """
 
     trial: optuna.Trial
     slot: int
     spec: RunSpec
+    confirm_of: int | None = None
+
+
+#: The stages whose best trials a refinement or confirmation trial starts from.
+STAGES_BEFORE = {"refine": ("search",), "confirm": ("search", "refine")}
+
+
+def open_stages(study: optuna.Study) -> set[str]:
+    """The stages (:func:`~batchlab.study._plan.stage`) with trials still waiting or running."""
+    active = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    return {stage(t) for t in active}
+
+
+def candidates(
+    study: optuna.Study, target: Target, stages: tuple[str, ...] = ("search", "refine")
+) -> list[FrozenTrial]:
+    """A finished search's trials, best first: the points refinement centres on (the
+    best of stage ``search``) and confirmation trials re-run (of ``search`` and ``refine``).
+
+    First those that reached the target, by fewest steps-to-target (then lowest slot);
+    then the others (stopped once beaten, or out of budget) by the best target-metric
+    value of their curve: with stop-once-beaten on, the runner-up of a rung has often
+    not reached the target because it was stopped at the winner's count, and the one
+    that got closest is the next candidate (in a rung where none got there: are its
+    best points unlucky, or is the target out of reach?).
+    """
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if stage(t) in stages and t.user_attrs.get("params") is not None
+    ]
+    sign = -1.0 if target.direction == "max" else 1.0
+
+    def rank(t: FrozenTrial) -> tuple[int, float, int]:
+        steps = t.user_attrs.get("steps_to_target")
+        if steps is not None:
+            return (0, float(steps), int(t.user_attrs["slot"]))
+        values = (t.user_attrs.get("curve") or {}).get(target.metric) or []
+        finite = [sign * v for v in values if v is not None and math.isfinite(v)]
+        return (1, min(finite) if finite else math.inf, int(t.user_attrs["slot"]))
+
+    return sorted(done, key=rank)
 
 
 def claim(
@@ -67,21 +120,53 @@ def claim(
     count: int,
     warm: WarmStart | None = None,
     order: Callable[[FrozenTrial], float] | None = None,
+    target: Target | None = None,
 ) -> list[Claimed]:
     """Claim up to ``count`` waiting trials of a rung and resolve their hyperparameters.
 
     The trial's Optuna params are its planned point; the searched values it runs
     with (different under warm start) are its ``params`` user attribute. ``order``
     ranks the waiting trials (see :func:`~batchlab.study._order.nearest_first`).
+    Refinement trials wait until the rung's search is over, then search a window of
+    ``refine_width`` around its best point; confirmation trials wait for both, then
+    each takes the point of its candidate (:func:`candidates`, ranked by ``target``).
+    A claim therefore holds the trials of one stage.
     """
-    claimed = []
+    claimed: list[Claimed] = []
     space = config.search_space()
+    # A rung runs in stages: search, then refine (a window around the search's best),
+    # then confirm (the best candidates on fresh seeds); a stage waits for the ones
+    # before it. Without a target (tests that claim by hand) only the search runs.
+    busy = open_stages(study) if target is not None else {"search", "refine"}
+    ready = {
+        "search": True,
+        "refine": "search" not in busy,
+        "confirm": not busy & {"search", "refine"},
+    }
     while len(claimed) < count:
-        trial = claim_waiting_trial(study, order)
+        trial = claim_waiting_trial(study, order, eligible=lambda t: ready[stage(t)])
         if trial is None:
             break
+        confirm_of = None
         try:
-            spec = _resolve(trial, config, rung, space, warm)
+            kind = stage(trial)
+            assert target is not None or kind == "search"  # (see ``ready`` above)
+            best = candidates(study, target, STAGES_BEFORE[kind]) if kind != "search" else []
+            if kind != "search" and not best:
+                trial.set_user_attr("status", "error")
+                trial.set_user_attr("reason", f"nothing to {kind}: no search trial finished")
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            if kind == "confirm":
+                candidate = best[int(trial.user_attrs["confirm_rank"]) % len(best)]
+                confirm_of = int(candidate.user_attrs["slot"])
+                spec = _confirm(trial, config, rung, candidate)
+            elif kind == "refine":
+                center = dict(best[0].user_attrs["params"])
+                window = WarmStart(rung.batch_size, center, config.search.refine_width)
+                spec = _resolve(trial, config, rung, space, window)
+            else:
+                spec = _resolve(trial, config, rung, space, warm)
         except optuna.exceptions.UpdateFinishedTrialError:
             # Declared dead by a peer before its first heartbeat (an overloaded machine):
             # its slot was re-enqueued and runs again, so this claim is dropped.
@@ -90,8 +175,33 @@ def claim(
                 trial.number,
             )
             continue
-        claimed.append(Claimed(trial, int(trial.user_attrs["slot"]), spec))
+        claimed.append(Claimed(trial, int(trial.user_attrs["slot"]), spec, confirm_of))
     return claimed
+
+
+def _confirm(
+    trial: optuna.Trial, config: StudyConfig, rung: Rung, candidate: FrozenTrial
+) -> RunSpec:
+    """A confirmation trial: its candidate's point and hyperparameters, its own seed."""
+    params, hparams = candidate.user_attrs["params"], candidate.user_attrs["hparams"]
+    trial.set_user_attr("params", params)
+    trial.set_user_attr("hparams", hparams)
+    trial.set_user_attr("confirm_of", int(candidate.user_attrs["slot"]))
+    trial.set_user_attr("budget_steps", rung.budget_steps)
+    return _spec(config, rung, hparams, int(trial.user_attrs["seed"]))
+
+
+def _spec(config: StudyConfig, rung: Rung, hparams: dict[str, float], seed: int) -> RunSpec:
+    return RunSpec(
+        batch_size=rung.batch_size,
+        optimizer=config.optimizer,
+        hparams=hparams,
+        max_steps=rung.budget_steps,
+        eval_every=rung.eval_every,
+        seed=seed,
+        decay=config.schedule.decay,
+        resolution=config.evaluation.resolution,
+    )
 
 
 def _resolve(
@@ -114,16 +224,7 @@ def _resolve(
     hparams = to_hparams(config, params, rung.budget_steps)
     trial.set_user_attr("hparams", hparams)
     trial.set_user_attr("budget_steps", rung.budget_steps)
-    return RunSpec(
-        batch_size=rung.batch_size,
-        optimizer=config.optimizer,
-        hparams=hparams,
-        max_steps=rung.budget_steps,
-        eval_every=rung.eval_every,
-        seed=int(trial.user_attrs["seed"]),
-        decay=config.schedule.decay,
-        resolution=config.evaluation.resolution,
-    )
+    return _spec(config, rung, hparams, int(trial.user_attrs["seed"]))
 
 
 def release_interrupted(study: optuna.Study, claimed: list[Claimed]) -> None:

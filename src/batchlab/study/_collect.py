@@ -37,6 +37,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         retry_of=trial.system_attrs.get("batchlab:retry_of"),
         warm_start=attrs.get("warm_start"),
         threads=attrs.get("threads"),
+        confirm_of=attrs.get("confirm_of"),
     )
 
 
@@ -67,10 +68,14 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
     A trial is final once completed, or failed by its own error (a trial failed because
     its worker died is re-run, not counted). Each planned slot counts once; a slot
     finished twice is logged as an error and its later trial ignored. The rung's best
-    trial, and so its steps-to-target, is chosen by
-    :func:`batchlab.analysis.best_run_per_batch_size` over the trials in slot order:
-    the fewest steps-to-target, the lowest slot of several with as few, ``None`` when
-    no trial reached the target.
+    search trial, and so its steps-to-target, is chosen by
+    :func:`batchlab.analysis.best_run_per_batch_size` over the search trials in slot
+    order: the fewest steps-to-target, the lowest slot of several with as few, ``None``
+    when no trial reached the target. When the rung's best candidates were re-run on
+    fresh seeds (confirmation trials), the rung's steps-to-target is instead the
+    fewest *median* over seeds of a candidate
+    (:func:`batchlab.analysis.confirmed_candidate`), and its best trial is that
+    candidate's search trial.
 
     Args:
         rung: the planned rung (batch size, budget, evaluation interval).
@@ -81,7 +86,7 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
         trial still running is counted in ``trials_running``, not listed.
     """
     # analysis pulls in SciPy's fits, which worker processes never need: import on use.
-    from ..analysis import best_run_per_batch_size
+    from ..analysis import best_run_per_batch_size, confirmed_candidate, median_steps
 
     trials = study.get_trials(deepcopy=False)
     final = sorted((t for t in trials if _is_final(t)), key=lambda t: t.number)
@@ -99,10 +104,29 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
             continue
         by_slot[slot] = trial
     records = [_record(by_slot[slot]) for slot in sorted(by_slot)]
+    search = [r for r in records if r.confirm_of is None]
     index = best_run_per_batch_size(
-        {"batch_size": rung.batch_size, "steps_to_target": r.steps_to_target} for r in records
+        {"batch_size": rung.batch_size, "steps_to_target": r.steps_to_target} for r in search
     ).get(rung.batch_size)
-    best = None if index is None else records[index]
+    best = None if index is None else search[index]
+    search_steps = None if best is None else best.steps_to_target
+    steps, seed_steps = search_steps, []
+    confirmed = [r for r in records if r.confirm_of is not None]
+    if confirmed:
+        # Candidates in the order they were confirmed in (rank: the search's best first).
+        originals = {r.slot: r for r in search}
+        order = list(dict.fromkeys(r.confirm_of for r in confirmed if r.confirm_of in originals))
+        seeds = [
+            [originals[slot].steps_to_target]
+            + [r.steps_to_target for r in confirmed if r.confirm_of == slot]
+            for slot in order
+        ]
+        chosen = confirmed_candidate(seeds)
+        if chosen is None:
+            best, steps = None, None
+        else:
+            best, seed_steps = originals[order[chosen]], seeds[chosen]
+            steps = median_steps(seed_steps)
     return RungResult(
         batch_size=rung.batch_size,
         budget_steps=rung.budget_steps,
@@ -110,10 +134,12 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
         trials_planned=planned_count(study),
         trials_done=len(records),
         trials_running=sum(1 for t in trials if t.state == TrialState.RUNNING),
-        steps_to_target=None if best is None else best.steps_to_target,
+        steps_to_target=steps,
         best_hparams=None if best is None else best.hparams,
         best_trial=None if best is None else best.number,
         trials=records,
+        search_steps=search_steps,
+        seed_steps=seed_steps,
     )
 
 

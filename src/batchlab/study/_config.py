@@ -113,6 +113,37 @@ class SearchConfig(_Strict):
         le=1,
         description="Window width per searched dimension, as a fraction of its (log) range.",
     )
+    refine: int = Field(
+        default=8,
+        ge=0,
+        le=4096,
+        description=(
+            "After a rung's search, this many more quasi-random trials in a window around "
+            "its best point (sobol and random samplers; 0: off)."
+        ),
+    )
+    refine_width: float = Field(
+        default=0.125,
+        gt=0,
+        le=1,
+        description="The refinement window per searched dimension, a fraction of its (log) range.",
+    )
+    confirm_top: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description=(
+            "After a rung's search, re-run its best this-many candidates with fresh seeds; "
+            "the rung's steps-to-result is then the fewest median steps over seeds of a "
+            "candidate instead of the luckiest single trial (0: off)."
+        ),
+    )
+    confirm_seeds: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Fresh seeds per confirmed candidate (the search trial makes one more).",
+    )
 
     @model_validator(mode="after")
     def _warm_start_sampler(self) -> SearchConfig:

@@ -20,7 +20,22 @@ CONFIG_FILE = "config.json"
 
 #: Fields that may change between runs of one study (with ``force``): they cannot
 #: change what a finished trial measured.
-SAFE_CHANGES = ("workers.heartbeat_interval", "workers.grace_period", "search.trials_per_rung")
+SAFE_CHANGES = (
+    "workers.heartbeat_interval",
+    "workers.grace_period",
+    "search.trials_per_rung",
+    "search.confirm_top",
+    "search.confirm_seeds",
+    "search.refine",
+)
+#: Of the safe changes, those that may only grow: planned trials are never taken back
+#: (a field missing from an older config counts as 0: confirmations came later).
+GROW_ONLY = (
+    "search.trials_per_rung",
+    "search.refine",
+    "search.confirm_top",
+    "search.confirm_seeds",
+)
 
 
 def resolve_storage_url(storage: str | None, directory: Path) -> str:
@@ -65,8 +80,8 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any
 def save_config(directory: Path, new: dict[str, Any], *, force: bool) -> None:
     """Write ``config.json``, refusing a change to the config the study started with.
 
-    With ``force``, the :data:`SAFE_CHANGES` are accepted (more trials per rung, but
-    never fewer); any other change would invalidate finished trials.
+    With ``force``, the :data:`SAFE_CHANGES` are accepted (more trials per rung or
+    confirmations, but never fewer); any other change would invalidate finished trials.
     """
     path = directory / CONFIG_FILE
     if path.exists():
@@ -75,11 +90,7 @@ def save_config(directory: Path, new: dict[str, Any], *, force: bool) -> None:
         if changes:
             lines = [f"  {key}: {a!r} -> {b!r}" for key, a, b in changes]
             unsafe = [key for key, _, _ in changes if key not in SAFE_CHANGES]
-            shrink = (
-                new["search"]["trials_per_rung"] < old["search"]["trials_per_rung"]
-                if "search.trials_per_rung" in {k for k, _, _ in changes}
-                else False
-            )
+            shrink = any(key in GROW_ONLY and (b or 0) < (a or 0) for key, a, b in changes)
             if not force or unsafe or shrink:
                 why = (
                     "pass --force to apply it"

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.trial import FrozenTrial
 from scipy.stats import qmc
 
 from .._seeding import seed_for
@@ -25,6 +26,13 @@ from ._config import StudyConfig
 from ._space import ONE_MINUS, from_unit
 
 PLANNED_ATTR = "batchlab:planned"
+CONFIRMS_ATTR = "batchlab:confirms_planned"
+REFINES_ATTR = "batchlab:refines_planned"
+#: Confirmation trials (the best candidates re-run on fresh seeds) and refinement trials
+#: (a window around the search's best) take slots from here on, so that raising
+#: ``trials_per_rung`` on resume never collides with them.
+CONFIRM_SLOT_BASE = 1_000_000
+REFINE_SLOT_BASE = 2_000_000
 CONFIG_ATTR = "batchlab:config"
 RUNG_ATTR = "batchlab:rung"
 
@@ -67,23 +75,26 @@ def plan_rungs(config: StudyConfig) -> list[Rung]:
     return rungs
 
 
-def sample_points(config: StudyConfig, count: int) -> list[dict[str, float]]:
+def sample_points(config: StudyConfig, count: int, stream: int = 0) -> list[dict[str, float]]:
     """The first ``count`` search points (Sobol or uniform random), seeded by the study seed.
 
     Taking more points later extends the same sequence (its first ``count`` points do
-    not change), so a study's trials per rung can be raised on resume.
+    not change), so a study's trials per rung can be raised on resume. ``stream`` 1
+    is an independent sequence: the refinement stage's points (before they are mapped
+    into their window).
     """
     space = config.search_space()
     names = sorted(space)
+    seed = config.seed if stream == 0 else [config.seed, stream]
     if config.search.sampler == "sobol":
-        sampler = qmc.Sobol(d=len(names), scramble=True, seed=np.random.default_rng(config.seed))
+        sampler = qmc.Sobol(d=len(names), scramble=True, seed=np.random.default_rng(seed))
         with warnings.catch_warnings():
             # SciPy warns that non-power-of-two counts lose Sobol's balance properties;
             # Shallue et al. used arbitrary trial counts too.
             warnings.simplefilter("ignore", UserWarning)
             units = sampler.random(count)
     else:
-        units = np.random.default_rng(config.seed).random((count, len(names)))
+        units = np.random.default_rng(seed).random((count, len(names)))
     return [
         {name: from_unit(float(u), space[name]) for name, u in zip(names, row, strict=True)}
         for row in units
@@ -123,9 +134,74 @@ def enqueue_slots(
         )
 
 
+def enqueue_confirmations(
+    study: optuna.Study, config: StudyConfig, rung: Rung, start: int, stop: int
+) -> None:
+    """Enqueue the confirmation trials ``start`` ... ``stop - 1`` of a rung.
+
+    Confirmation ``i`` re-runs the rung's candidate of rank ``i // confirm_seeds``
+    (0: the search's best) on a fresh seed; which point that is is known only once the
+    search is over, so it is resolved when a worker claims the trial
+    (:func:`batchlab.study._claims.claim`).
+    """
+    for index in range(start, stop):
+        slot = CONFIRM_SLOT_BASE + index
+        study.enqueue_trial(
+            {},
+            user_attrs={
+                "slot": slot,
+                "seed": slot_seed(config, rung, slot),
+                "confirm_rank": index // config.search.confirm_seeds,
+            },
+            skip_if_exists=False,
+        )
+
+
+def enqueue_refinements(
+    study: optuna.Study, config: StudyConfig, rung: Rung, start: int, stop: int
+) -> None:
+    """Enqueue the refinement trials ``start`` ... ``stop - 1`` of a rung.
+
+    Each carries a quasi-random point of the whole space (:func:`sample_points`,
+    stream 1); a worker maps it into the window around the rung's best search point
+    when it claims the trial, once the search is over.
+    """
+    points = sample_points(config, stop, stream=1)
+    for index in range(start, stop):
+        slot = REFINE_SLOT_BASE + index
+        study.enqueue_trial(
+            points[index],
+            user_attrs={"slot": slot, "seed": slot_seed(config, rung, slot), "refine": True},
+            skip_if_exists=False,
+        )
+
+
+def refinements_wanted(config: StudyConfig) -> int:
+    """Refinement trials per rung: ``refine`` (none for TPE, which proposes its own points)."""
+    return 0 if config.search.sampler == "tpe" else config.search.refine
+
+
+def confirmations_wanted(config: StudyConfig) -> int:
+    """Confirmation trials per rung: ``confirm_top`` candidates x ``confirm_seeds`` seeds."""
+    return config.search.confirm_top * config.search.confirm_seeds
+
+
+def is_confirmation(trial: FrozenTrial) -> bool:
+    """Whether a trial re-runs a candidate on a fresh seed (rather than searching)."""
+    return "confirm_rank" in trial.user_attrs
+
+
+def stage(trial: FrozenTrial) -> str:
+    """A trial's stage: ``"search"``, then ``"refine"`` (around the best), then ``"confirm"``."""
+    if is_confirmation(trial):
+        return "confirm"
+    return "refine" if trial.user_attrs.get("refine") else "search"
+
+
 def planned_count(study: optuna.Study) -> int:
-    """How many trials of a rung have been planned (enqueued) so far."""
-    return int(study.user_attrs.get(PLANNED_ATTR, 0))
+    """How many trials of a rung have been planned (enqueued) so far, every stage included."""
+    attrs = (PLANNED_ATTR, REFINES_ATTR, CONFIRMS_ATTR)
+    return sum(int(study.user_attrs.get(attr, 0)) for attr in attrs)
 
 
 def rung_attrs(rung: Rung) -> dict[str, Any]:

@@ -103,7 +103,10 @@ class TrialRunner:
         """Train and record ``claimed`` (trials of ``rung``), as an ensemble if they can be."""
         for c in claimed:
             self.emit(TrialEvent("start", rung, c.trial.number, c.slot))
-        stop_after = self._stop_after(study)
+        # Confirmation trials measure their point on a fresh seed: to the target (or the
+        # budget), never stopped because another trial was faster.
+        confirming = any(c.confirm_of is not None for c in claimed)
+        stop_after = None if confirming else self._stop_after(study)
         trials = [c.trial for c in claimed]
         with heartbeat(study, trials, self.config.workers.heartbeat_interval):
             try:
@@ -116,7 +119,7 @@ class TrialRunner:
                         logger.warning("trial ensembles off, running trials one by one: %s", why)
                 for c in claimed:
                     self._run_alone(rung, study, c, stop_after)
-                    stop_after = self._stop_after(study)
+                    stop_after = None if confirming else self._stop_after(study)
             except KeyboardInterrupt:
                 release_interrupted(study, claimed)
                 raise
@@ -129,7 +132,12 @@ class TrialRunner:
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             self.emit(TrialEvent("eval", rung, c.trial.number, c.slot, step=step, metrics=metrics))
 
-        best = BestSteps(study, stop_after) if self.config.stopping.once_beaten else None
+        confirming = c.confirm_of is not None
+        best = (
+            BestSteps(study, stop_after)
+            if self.config.stopping.once_beaten and not confirming
+            else None
+        )
         processes = self.config.performance.processes_per_trial
         started = time.perf_counter()
         try:
@@ -151,7 +159,7 @@ class TrialRunner:
                     stop_at_target=self.config.stopping.at_target,
                     stop_after=best,
                     on_eval=on_eval,
-                    prune=self._pruner(rung, study),
+                    prune=None if confirming else self._pruner(rung, study),
                 )
         except Exception as error:
             self._failed(rung, study, c, error, time.perf_counter() - started)
@@ -169,6 +177,7 @@ class TrialRunner:
             self.emit(TrialEvent("eval", rung, c.trial.number, c.slot, step=step, metrics=metrics))
 
         started = time.perf_counter()
+        searching = all(c.confirm_of is None for c in claimed)
         try:
             results = run_ensemble(
                 self.workload,
@@ -176,10 +185,10 @@ class TrialRunner:
                 self.target,
                 stop_at_target=self.config.stopping.at_target,
                 stop_after=BestSteps(study, stop_after)
-                if self.config.stopping.once_beaten
+                if self.config.stopping.once_beaten and searching
                 else None,
                 on_eval=on_eval,
-                prune=self._pruner(rung, study),
+                prune=self._pruner(rung, study) if searching else None,
             )
         except EnsembleUnsupported:
             raise

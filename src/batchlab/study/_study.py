@@ -31,12 +31,17 @@ from ._directory import CONFIG_FILE, resolve_storage_url, save_config
 from ._journal import locked
 from ._plan import (
     CONFIG_ATTR,
+    CONFIRMS_ATTR,
     PLANNED_ATTR,
+    REFINES_ATTR,
     RUNG_ATTR,
+    confirmations_wanted,
+    enqueue_confirmations,
+    enqueue_refinements,
     enqueue_slots,
     load_rung_studies,
     plan_rungs,
-    planned_count,
+    refinements_wanted,
     rung_attrs,
 )
 from ._processes import run_worker_processes
@@ -142,13 +147,23 @@ class Study:
                     direction="minimize",
                     load_if_exists=True,
                 )
-                have = planned_count(study)
+                have = int(study.user_attrs.get(PLANNED_ATTR, 0))
                 want = self.config.search.trials_per_rung
                 if have < want:
                     study.set_user_attr(CONFIG_ATTR, config_json)
                     study.set_user_attr(RUNG_ATTR, rung_attrs(rung))
                     enqueue_slots(study, self.config, rung, have, want)
                     study.set_user_attr(PLANNED_ATTR, want)
+                have = int(study.user_attrs.get(REFINES_ATTR, 0))
+                want = refinements_wanted(self.config)
+                if have < want:
+                    enqueue_refinements(study, self.config, rung, have, want)
+                    study.set_user_attr(REFINES_ATTR, want)
+                have = int(study.user_attrs.get(CONFIRMS_ATTR, 0))
+                want = confirmations_wanted(self.config)
+                if have < want:
+                    enqueue_confirmations(study, self.config, rung, have, want)
+                    study.set_user_attr(CONFIRMS_ATTR, want)
 
     def _storage(self) -> Any:
         """The study's Optuna storage, opened once."""

@@ -78,7 +78,7 @@ def work(
             order = None
             if config.stopping.once_beaten:
                 order = nearest_first(config, rung, rung_studies, warm)
-            trials = claim(study, config, rung, want, warm, order)
+            trials = claim(study, config, rung, want, warm, order, runner.target)
             if trials:
                 claimed = (rung, study, trials)
                 break

@@ -146,6 +146,50 @@ def iter_nqm_expected_loss(
             yield np.inf if diverged else loss
 
 
+def sgd_steps_to_target(
+    curvature: np.ndarray,
+    noise: np.ndarray,
+    w0: np.ndarray,
+    *,
+    lrs: Sequence[float] | np.ndarray,
+    batch_size: float,
+    target: float,
+) -> np.ndarray:
+    """First step at which plain SGD's expected loss is <= ``target``, for many LRs at once.
+
+    Plain SGD (no momentum) on the NQM has a closed form: per coordinate the second
+    moment p = E w² obeys p' = (1 − ηh)² p + η² c h / B, so
+    p_t = (1 − ηh)^(2t) (p₀ − p*) + p* with p* = η c / (B h (2 − ηh)) (Zhang et al.
+    2019, Sec. 3; here with c h the per-coordinate noise). The loss starts above the
+    target and, for a stable LR (ηh < 2 everywhere), crosses it once: bisection on t
+    finds the first step. ``inf`` where the LR is unstable or the loss settles above
+    the target.
+
+    Args:
+        curvature, noise, w0: the workload's hᵢ, noise variance per coordinate, w₀.
+        lrs: constant learning rates to evaluate.
+        batch_size: examples per step.
+        target: the loss to reach.
+    """
+    h, p0 = curvature, w0**2
+    rates = np.asarray(lrs, dtype=float)[:, None]
+    stable = np.all(rates * h < 2.0, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        p_star = rates * noise / (batch_size * h * (2.0 - rates * h))
+        log_q = 2.0 * np.log(np.abs(1.0 - rates * h))
+
+        def loss(t: np.ndarray) -> np.ndarray:
+            return 0.5 * (h * (np.exp(t[:, None] * log_q) * (p0 - p_star) + p_star)).sum(axis=1)
+
+        lo, hi = np.zeros(rates.shape[0]), np.full(rates.shape[0], 1e12)
+        reached = stable & (loss(hi) <= target)
+        while np.any(hi - lo > 1):
+            mid = np.floor((lo + hi) / 2)
+            below = loss(mid) <= target
+            hi, lo = np.where(below, mid, hi), np.where(below, lo, mid)
+    return np.where(reached, hi, np.inf)
+
+
 def nqm_expected_loss(*args: Any, **kwargs: Any) -> np.ndarray:
     """All of :func:`iter_nqm_expected_loss` as an array (one value per eval step).
 

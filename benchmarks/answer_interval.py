@@ -1,0 +1,128 @@
+"""Claim: the default study's B_crit interval, before and after [answer]'s changes, at what cost.
+
+Result: see the note of the run that added this script (the figures are printed, not
+asserted). [answer] asks for an interval upper/lower <= 1.6 at <= 2x the wall time,
+and for seeds 0 and 1 to give B_crit values inside each other's interval.
+
+It runs the default study (examples/mnist1d-cnn.toml) as
+
+* ``before``: the coarse evaluation grid, the whole space searched once, and the
+  luckiest single trial per rung (``[evaluation] resolution = 0``, ``[search]
+  refine = 0``, ``confirm_top = 0``), seed 0;
+* ``after``: the defaults (dense evaluation near the target; 8 more trials in a
+  window around each rung's best; the best two candidates re-run on two fresh
+  seeds, the median deciding; unreached rungs as censored bounds in the fit), at
+  seeds 0 and 1;
+
+each into its own temporary directory with ``--workers`` processes, and prints per
+run: wall and CPU time, per rung the steps-to-result (and, after, the search's
+luckiest count beside the confirmed median), and the fit's B_crit with its 95%
+interval and the interval's upper/lower ratio; then the wall-time ratio against
+``before`` and whether the two seeds' B_crit lie inside each other's interval.
+
+Run:  python benchmarks/answer_interval.py [--workers 2] [--config examples/mnist1d-cnn.toml]
+      (about 10 minutes on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import batchlab
+from batchlab.results import StudyResult
+from batchlab.study import Study, StudyConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def variant(base: StudyConfig, *, seed: int, before: bool) -> StudyConfig:
+    data = base.to_json_dict()
+    data["seed"] = seed
+    if before:
+        data["evaluation"] = {**data["evaluation"], "resolution": 0.0}
+        data["search"] = {**data["search"], "refine": 0, "confirm_top": 0}
+    return StudyConfig.model_validate(data)
+
+
+def run(config: StudyConfig, workers: int) -> tuple[float, float, StudyResult]:
+    with tempfile.TemporaryDirectory(prefix="batchlab-answer-") as tmp:
+        study = Study(config, Path(tmp) / config.name)
+        started, cpu = time.perf_counter(), cpu_seconds()
+        result = study.run(workers=workers)
+        return time.perf_counter() - started, cpu_seconds() - cpu, result
+
+
+def interval(result: StudyResult) -> tuple[float, float, float] | None:
+    fit = (result.analysis or {}).get("fit")
+    if fit is None:
+        return None
+    low, high = fit["b_crit_ci"]
+    return fit["b_crit"], low, high
+
+
+def describe(name: str, wall: float, cpu: float, result: StudyResult) -> None:
+    print(f"\n{name}: {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+    for rung in result.rungs:
+        seeds = ""
+        if rung.seed_steps:
+            counts = ", ".join("-" if s is None else str(s) for s in rung.seed_steps)
+            seeds = f"  (search best {rung.search_steps}; seeds {counts})"
+        print(f"  B={rung.batch_size:5d}: {rung.steps_to_target}{seeds}")
+    fit = interval(result)
+    if fit is None:
+        print("  no fit")
+    else:
+        b, low, high = fit
+        print(f"  B_crit {b:.1f} [{low:.1f}, {high:.1f}]  upper/lower {high / low:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--config", type=Path, default=ROOT / "examples" / "mnist1d-cnn.toml")
+    args = parser.parse_args()
+    print(
+        f"batchlab {batchlab.__version__}, torch {torch.__version__}, Python "
+        f"{sys.version.split()[0]}, {platform.machine()}, {torch.get_num_threads()} threads, "
+        f"{args.workers} workers; config {args.config.name}",
+        flush=True,
+    )
+    base = StudyConfig.from_toml(args.config)
+    runs: dict[str, tuple[float, float, Any]] = {}
+    for name, seed, before in (
+        ("before", 0, True),
+        ("after", 0, False),
+        ("after seed 1", 1, False),
+    ):
+        runs[name] = run(variant(base, seed=seed, before=before), args.workers)
+        describe(name, *runs[name])
+    print()
+    wall0 = runs["before"][0]
+    for name in ("after", "after seed 1"):
+        print(f"wall time {name} / before: {runs[name][0] / wall0:.2f}x")
+    a, b = interval(runs["after"][2]), interval(runs["after seed 1"][2])
+    if a is not None and b is not None:
+        inside = a[1] <= b[0] <= a[2] and b[1] <= a[0] <= b[2]
+        print(
+            f"seeds 0 and 1: B_crit {a[0]:.1f} and {b[0]:.1f}, each inside the other's interval: {inside}"
+        )
+
+
+if __name__ == "__main__":
+    main()
