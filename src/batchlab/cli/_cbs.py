@@ -15,7 +15,7 @@ from .._io import atomic_write_json
 from ..cbs import OPTIMIZER_STATES, CriticalBatchResult, load_checkpoints, measure_critical_batch
 from ..optim import check_optimizer_name
 from ..workloads import get_workload
-from ._common import cli_errors, console, parse_params
+from ._common import WorkloadPathOption, cli_errors, console, parse_params
 
 CBS_JSON = "cbs.json"
 
@@ -163,6 +163,7 @@ def cbs_command(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Workload parameter KEY=VALUE.")
     ] = None,
+    workload_path: WorkloadPathOption = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Directory for cbs.json (and the report).")
     ] = Path("runs/cbs"),
@@ -187,7 +188,7 @@ def cbs_command(
       batchlab cbs --workload mnist1d-cnn --optimizer adam --lr 0.003 --checkpoints 0,300,1500 --batch-sizes 16,32,64,128,256,512 --out runs/cbs-adam
     """
     with cli_errors():
-        work = get_workload(workload, parse_params(param))
+        work = get_workload(workload, parse_params(param), workload_path or ())
         sizes = _number_list(batch_sizes, "--batch-sizes", int)
         multipliers = _number_list(lr_multipliers, "--lr-multipliers", float)
         if optimizer is not None:

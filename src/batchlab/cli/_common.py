@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import pydantic
 import tomllib
@@ -86,3 +87,14 @@ def parse_params(items: list[str] | None, *, option: str = "--param") -> dict[st
             raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
         params[key.strip()] = parse_value(value.strip())
     return params
+
+
+#: ``--workload-path DIR`` (repeatable): where a module:function workload is imported from.
+WorkloadPathOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--workload-path",
+        help="Directory to import a module:function workload from (repeatable; searched "
+        "before the config's directory, the current directory and sys.path).",
+    ),
+]

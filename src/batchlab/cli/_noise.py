@@ -22,7 +22,7 @@ from ..noise import (
 )
 from ..optim import check_optimizer_name, optimizer_for
 from ..workloads import Workload, check_batch_size, get_workload
-from ._common import cli_errors, console, parse_params
+from ._common import WorkloadPathOption, cli_errors, console, parse_params
 
 
 def _number(value: float | None) -> str:
@@ -134,6 +134,7 @@ def noise_scale_command(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Workload parameter KEY=VALUE.")
     ] = None,
+    workload_path: WorkloadPathOption = None,
     out: Annotated[
         Path | None, typer.Option(help="Save the result and its history as JSON here.")
     ] = None,
@@ -148,7 +149,7 @@ def noise_scale_command(
     Example: batchlab noise-scale --workload mnist1d-cnn --batch-size 256 --out gns.json
     """
     with cli_errors():
-        work = get_workload(workload, parse_params(param))
+        work = get_workload(workload, parse_params(param), workload_path or ())
         check_batch_size(batch_size, work.train_size, name="--batch-size")
         micro_batch_size = check_micro_batch_size(
             micro_batch_size, batch_size, name="--micro-batch-size", batch_name="--batch-size"

@@ -21,7 +21,7 @@ from ..study import (
     find_study_config,
     work,
 )
-from ._common import cli_errors, console, err_console
+from ._common import WorkloadPathOption, cli_errors, console, err_console
 
 study_app = typer.Typer(
     help="Run a batch-size scaling study: a ladder of batch sizes, each tuned separately.",
@@ -214,13 +214,16 @@ def run_command(
     threads: ThreadsOption = None,
     force: ForceOption = False,
     fail_fast: FailFastOption = False,
+    workload_path: WorkloadPathOption = None,
 ) -> None:
     """Run a study (or continue it, if OUT already holds the same study).
 
     Example: batchlab study run examples/mnist1d-cnn.toml --out runs/mnist1d --workers 2
     """
     with cli_errors():
-        _run(Study.from_config(config, out), workers, threads, force, fail_fast)
+        study = Study.from_config(config, out)
+        study.config = study.config.with_workload_path(workload_path or [])
+        _run(study, workers, threads, force, fail_fast)
 
 
 @study_app.command("resume")
@@ -288,6 +291,7 @@ def worker_command(
         int | None, typer.Option(min=1, help="torch threads for this worker.")
     ] = None,
     fail_fast: FailFastOption = False,
+    workload_path: WorkloadPathOption = None,
 ) -> None:
     """Join a study from another process or machine and run its trials until none are left.
 
@@ -298,7 +302,7 @@ def worker_command(
     """
     with cli_errors():
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        config = find_study_config(storage, name)
+        config = find_study_config(storage, name).with_workload_path(workload_path or [])
         if threads is not None:
             import torch
 

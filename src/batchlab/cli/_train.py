@@ -12,7 +12,7 @@ from rich.table import Table
 from ..optim import check_optimizer_name
 from ..training import RunSpec, run_training
 from ..workloads import Target, check_batch_size, get_workload, list_workloads
-from ._common import cli_errors, console, parse_params
+from ._common import WorkloadPathOption, cli_errors, console, parse_params
 
 
 def workloads_command() -> None:
@@ -57,6 +57,7 @@ def train_command(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Workload parameter KEY=VALUE.")
     ] = None,
+    workload_path: WorkloadPathOption = None,
     full: Annotated[
         bool, typer.Option(help="Train the whole budget, not just to the target.")
     ] = False,
@@ -66,7 +67,7 @@ def train_command(
     Example: batchlab train --workload mnist1d-cnn --batch-size 128 --lr 0.05
     """
     with cli_errors():
-        work = get_workload(workload, parse_params(param))
+        work = get_workload(workload, parse_params(param), workload_path or ())
         hparams = dict(work.default_hparams)
         opt_name = check_optimizer_name(optimizer or hparams.pop("optimizer"))
         hparams.pop("optimizer", None)

@@ -43,6 +43,14 @@ class WorkloadConfig(_Strict):
 
     name: str = Field(min_length=1, description="Built-in name or module:function.")
     params: dict[str, Any] = Field(default_factory=dict)
+    path: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Directories to import a module:function workload from, before the current "
+            "directory and sys.path; relative to the config file, whose own directory "
+            "is always added last."
+        ),
+    )
 
     @field_validator("name")
     @classmethod
@@ -409,7 +417,21 @@ class StudyConfig(_Strict):
         path = Path(path)
         with path.open("rb") as handle:
             data = tomllib.load(handle)
+        workload = data.get("workload")
+        if isinstance(workload, dict) and isinstance(workload.get("path", []), list):
+            # Relative entries are relative to the config file; its directory comes last.
+            home = path.resolve().parent
+            entries = [str((home / str(p)).resolve()) for p in workload.get("path", [])]
+            workload["path"] = list(dict.fromkeys([*entries, str(home)]))
         return cls.model_validate(data)
+
+    def with_workload_path(self, directories: list[Path]) -> StudyConfig:
+        """This config with ``directories`` (``--workload-path``) searched first."""
+        if not directories:
+            return self
+        path = [str(d.expanduser().resolve()) for d in directories] + self.workload.path
+        workload = self.workload.model_copy(update={"path": list(dict.fromkeys(path))})
+        return self.model_copy(update={"workload": workload})
 
 
 def resolve_target(config: StudyConfig, workload: Workload) -> Target:

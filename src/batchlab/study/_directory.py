@@ -69,11 +69,18 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): data}
 
 
+#: Fields that say where things are, not what is measured: they may differ between
+#: runs of one study (a project moved, another --workload-path) and are not compared.
+LOCATION_FIELDS = ("workload.path",)
+
+
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(field, old value, new value) for every field that differs."""
+    """(field, old value, new value) for every field that differs (locations aside)."""
     a, b = _flatten(old), _flatten(new)
     return [
-        (key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)
+        (key, a.get(key), b.get(key))
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key) and key not in LOCATION_FIELDS
     ]
 
 

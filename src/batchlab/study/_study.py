@@ -178,7 +178,8 @@ class Study:
     def workload(self) -> Workload:
         """The study's workload (built once)."""
         if self._workload is None:
-            self._workload = get_workload(self.config.workload.name, self.config.workload.params)
+            w = self.config.workload
+            self._workload = get_workload(w.name, w.params, w.path)
         return self._workload
 
     # -- running -----------------------------------------------------------------

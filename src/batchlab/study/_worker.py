@@ -55,7 +55,7 @@ def work(
         heartbeat_interval=config.workers.heartbeat_interval,
         grace_period=config.workers.grace_period,
     )
-    workload = get_workload(config.workload.name, config.workload.params)
+    workload = get_workload(config.workload.name, config.workload.params, config.workload.path)
     validate_against_workload(config, workload)
     rung_studies = sorted(load_rung_studies(storage, config), key=lambda rs: rs[0].batch_size)
     runner = TrialRunner(workload, config, fail_fast=fail_fast, on_event=on_event)

@@ -172,7 +172,8 @@ def _rank_main(job_path: str, out_path: str) -> None:
     try:
         rank, world_size = dist.get_rank(), dist.get_world_size()
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        workload = get_workload(job["workload"]["name"], job["workload"].get("params", {}))
+        spec = job["workload"]
+        workload = get_workload(spec["name"], spec.get("params", {}), spec.get("path", ()))
 
         def report(step: int, metrics: dict[str, float]) -> None:
             print(EVAL_LINE + json.dumps({"step": step, "metrics": metrics}), flush=True)

@@ -3,14 +3,24 @@
 A ``module:function`` spec imports ``module`` and calls ``function(**params)``, which
 must return an object satisfying the :class:`~batchlab.workloads.Workload` protocol.
 This runs the user's code by design: only use specs you trust.
+
+Where ``module`` is looked for, in order: the directories of ``path`` (a study
+config's ``[workload] path``, which always ends with the config file's own
+directory, and ``--workload-path`` options), then the current directory, then the
+usual ``sys.path``. The first of those directories that holds ``module`` (a
+``module.py`` or a ``module/`` package) is put in front of ``sys.path``, so the
+file beside your config imports without ``PYTHONPATH``, in every worker process.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .._errors import WorkloadError
@@ -49,16 +59,40 @@ class WorkloadInfo:
     default_steps: int
 
 
-def _load_attribute(spec: str) -> Callable[..., Any]:
+def search_directories(path: Sequence[str | Path] = ()) -> list[Path]:
+    """Where a ``module:function`` workload's module is looked for before ``sys.path``.
+
+    The directories of ``path`` in order, then the current directory; duplicates once.
+    """
+    found: list[Path] = []
+    for entry in [*path, os.getcwd()]:
+        directory = Path(entry).expanduser().resolve()
+        if directory not in found:
+            found.append(directory)
+    return found
+
+
+def _holds_module(directory: Path, top: str) -> bool:
+    return (directory / f"{top}.py").is_file() or (directory / top / "__init__.py").is_file()
+
+
+def _load_attribute(spec: str, path: Sequence[str | Path] = ()) -> Callable[..., Any]:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise WorkloadError(f"workload spec {spec!r} must look like 'module:function'")
+    directories = search_directories(path)
+    top = module_name.split(".")[0]
+    home = next((d for d in directories if _holds_module(d, top)), None)
+    if home is not None and str(home) not in sys.path:
+        sys.path.insert(0, str(home))
     try:
         module = importlib.import_module(module_name)
     except Exception as error:
+        looked = ", ".join(str(d) for d in directories)
         raise WorkloadError(
             f"workload {spec!r}: could not import module {module_name!r} "
-            f"({type(error).__name__}: {error})"
+            f"({type(error).__name__}: {error}); looked in {looked}, then sys.path "
+            "(add a directory with [workload] path or --workload-path)"
         ) from error
     try:
         factory = getattr(module, attribute)
@@ -71,11 +105,11 @@ def _load_attribute(spec: str) -> Callable[..., Any]:
     return factory
 
 
-def _resolve(name: str) -> Callable[..., Any]:
+def _resolve(name: str, path: Sequence[str | Path] = ()) -> Callable[..., Any]:
     if name in BUILTIN_WORKLOADS:
         return _load_attribute(BUILTIN_WORKLOADS[name])
     if ":" in name:
-        return _load_attribute(name)
+        return _load_attribute(name, path)
     raise WorkloadError(
         f"unknown workload {name!r}; built-in workloads are: {', '.join(BUILTIN_WORKLOADS)} "
         "(or give your own as 'module:function')"
@@ -91,8 +125,13 @@ def workload_parameters(factory: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
-def get_workload(name: str, params: Mapping[str, Any] | None = None) -> Workload:
+def get_workload(
+    name: str, params: Mapping[str, Any] | None = None, path: Sequence[str | Path] = ()
+) -> Workload:
     """Build the workload ``name`` (built-in name or ``module:function``) with ``params``.
+
+    ``path``: directories to look for a ``module:function`` workload's module in, before
+    the current directory and ``sys.path`` (module docstring).
 
     Raises:
         WorkloadError: unknown name, a spec that does not import, parameters the
@@ -100,7 +139,7 @@ def get_workload(name: str, params: Mapping[str, Any] | None = None) -> Workload
     """
     if not isinstance(name, str) or not name:
         raise WorkloadError(f"workload must be a non-empty string, got {name!r}")
-    factory = _resolve(name)
+    factory = _resolve(name, path)
     params = dict(params or {})
     signature = inspect.signature(factory)
     takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
