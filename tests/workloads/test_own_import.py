@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from batchlab.study import StudyConfig
 from batchlab import WorkloadError
+from batchlab.study import StudyConfig
 from batchlab.workloads import get_workload
 
 WORKLOAD = '''

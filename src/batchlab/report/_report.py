@@ -256,6 +256,7 @@ def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.St
         workload_params=_view.workload_rows(study),
         environment=_view.environment_rows(study),
         wall_time_s=study.wall_time_s,
+        trial_time_s=study.trial_time_s,
         created=study.created,
         status_counts=summary.status_counts,
         figures=[f for f in figures if f],

@@ -92,6 +92,7 @@ class StudyView:
     wall_time_s: float | None
     created: str | None
     status_counts: dict[str, int]
+    trial_time_s: float | None = None
     figures: list[str] = field(default_factory=list)
 
 

@@ -136,7 +136,7 @@ def _curve(study: StudyData) -> Curve:
         workload_params=dict(study.workload.get("params") or {}),
         train_size=study.workload.get("train_size"),
         search_space={k: (v.low, v.high) for k, v in study.search_space.items()},
-        wall_time_s=float(study.wall_time_s or 0.0),
+        wall_time_s=float(study.trial_time_s or 0.0),
         environment=dict(study.environment),
     )
 

@@ -59,6 +59,7 @@ class StudyData:
     created: str | None
     search_space: dict[str, SearchRange] = field(default_factory=dict)
     noise_scale: NoiseScale | None = None
+    trial_time_s: float | None = None
 
     @property
     def reached(self) -> tuple[RungResult, ...]:
@@ -152,6 +153,9 @@ def _parse(
     target = f.get(data, "target", "target", "dict", optional=True) or {}
     for key, kind in (("metric", "str"), ("direction", "str"), ("value", "number")):
         f.get(target, key, f"target.{key}", kind)
+    elapsed = f.get(data, "wall_time_s", "wall_time_s", "number", optional=True)
+    trial_time = f.get(data, "trial_time_s", "trial_time_s", "number", optional=True)
+    has_trial_time = "trial_time_s" in data
     return StudyData(
         name=name,
         source=directory,
@@ -160,7 +164,10 @@ def _parse(
         target=target,
         rungs=rungs,
         environment=f.get(data, "environment", "environment", "dict", optional=True) or {},
-        wall_time_s=f.get(data, "wall_time_s", "wall_time_s", "number", optional=True),
+        # Files without trial_time_s (before it existed) wrote the summed trial time
+        # as wall_time_s: it is read as what it was, and their elapsed time is unknown.
+        wall_time_s=elapsed if has_trial_time else None,
+        trial_time_s=trial_time if has_trial_time else elapsed,
         created=f.get(data, "created", "created", "str", optional=True),
         search_space=search_space(data),
         noise_scale=None if noise is None else parse_noise_scale(noise, noise_where),

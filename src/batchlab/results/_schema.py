@@ -137,7 +137,10 @@ class StudyResult:
             regimes, answer, LR trend (``None`` until three rungs reached the target,
             ``{"error": ...}`` when the fit failed).
         environment: :func:`environment` of the machine that wrote it.
-        wall_time_s: summed wall time of the trials.
+        wall_time_s: elapsed wall time, from the first trial's start to the last one's
+            end (a study resumed later counts the pause in between).
+        trial_time_s: the trials' wall times summed (larger than ``wall_time_s`` when
+            workers run trials in parallel).
         created: when it was written (ISO 8601, UTC).
         noise_scale: a noise scale tracked alongside the study, if any.
         search_space: the searched hyperparameters, resolved (the optimizer's defaults
@@ -159,6 +162,7 @@ class StudyResult:
     created: str
     noise_scale: dict[str, Any] | None = None
     search_space: dict[str, Any] | None = None
+    trial_time_s: float | None = None
 
     @property
     def steps_to_target(self) -> dict[int, int | None]:

@@ -48,6 +48,17 @@ def _is_final(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error"
 
 
+def elapsed_seconds(studies: list[optuna.Study]) -> float:
+    """Wall time from the first trial's start to the last finished trial's end (0: none)."""
+    starts, ends = [], []
+    for study in studies:
+        for trial in study.get_trials(deepcopy=False):
+            if trial.datetime_start is not None and trial.datetime_complete is not None:
+                starts.append(trial.datetime_start)
+                ends.append(trial.datetime_complete)
+    return (max(ends) - min(starts)).total_seconds() if starts else 0.0
+
+
 def slot_counts(study: optuna.Study) -> dict[int, int]:
     """Slot -> how many final trials it has: 1 each once a rung is done, never 2.
 

@@ -25,7 +25,7 @@ from .._io import remove_stale_temporaries
 from .._threads import torch_threads
 from ..results import StudyResult, environment, now_iso
 from ..workloads import Workload, get_workload
-from ._collect import analyse, collect_rung
+from ._collect import analyse, collect_rung, elapsed_seconds
 from ._config import StudyConfig, resolve_target, validate_against_workload
 from ._directory import CONFIG_FILE, resolve_storage_url, save_config
 from ._journal import locked
@@ -312,9 +312,8 @@ class Study:
             analysis: fit S(B), regimes and the LR trend (see :mod:`batchlab.analysis`).
         """
         storage = self._storage()
-        rungs = [
-            collect_rung(rung, study) for rung, study in load_rung_studies(storage, self.config)
-        ]
+        rung_studies = load_rung_studies(storage, self.config)
+        rungs = [collect_rung(rung, study) for rung, study in rung_studies]
         workload = self.workload()
         target = resolve_target(self.config, workload)
         result = StudyResult(
@@ -330,7 +329,8 @@ class Study:
             rungs=rungs,
             analysis=analyse(rungs) if analysis else None,
             environment=environment(),
-            wall_time_s=sum(t.wall_time_s or 0.0 for r in rungs for t in r.trials),
+            wall_time_s=elapsed_seconds([study for _, study in rung_studies]),
+            trial_time_s=sum(t.wall_time_s or 0.0 for r in rungs for t in r.trials),
             created=now_iso(),
             search_space={
                 name: {"low": r.low, "high": r.high, "scale": r.scale}
