@@ -21,11 +21,28 @@ def test_version():
     assert result.exit_code == 0 and __version__ in result.output
 
 
-def test_workloads_table_names_every_builtin():
-    result = runner.invoke(app, ["workloads"], env={"COLUMNS": "200"})
+BUILTINS = ("mnist1d-cnn", "digits-mlp", "shakespeare-char", "linreg", "nqm")
+
+
+@pytest.mark.parametrize("columns", ["200", "60"])
+def test_workloads_table_names_every_builtin_whole(columns):
+    # A pipe or CI gets a narrow, non-TTY console: the name a user copies is never cut.
+    result = runner.invoke(app, ["workloads"], env={"COLUMNS": columns})
     assert result.exit_code == 0
-    for name in ("mnist1d-cnn", "digits-mlp", "shakespeare-char", "linreg", "nqm"):
+    for name in BUILTINS:
         assert name in result.output
+    names = [line.split("│")[1] for line in result.output.splitlines() if line.startswith("│")]
+    assert names and not any("…" in cell for cell in names)
+
+
+def test_workloads_json_is_parsed():
+    import json
+
+    result = runner.invoke(app, ["workloads", "--json"], env={"COLUMNS": "40"})
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    assert [row["name"] for row in rows] == list(BUILTINS)
+    assert rows[0]["target"] == {"metric": "accuracy", "value": 0.85, "direction": "max"}
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,12 @@ def test_run_status_and_resume(tmp_path):
     assert (out / "results.json").exists() and (out / "results.csv").exists()
     status = runner.invoke(app, ["study", "status", str(out)], env=ENV)
     assert status.exit_code == 0 and "8/8" in status.output
+    scripted = runner.invoke(app, ["study", "status", str(out), "--json"], env=ENV)
+    assert scripted.exit_code == 0
+    rungs = json.loads(scripted.output)["rungs"]
+    assert [(r["batch_size"], r["done"], r["planned"]) for r in rungs] == [
+        (b, 8, 8) for b in NQM_STUDY["ladder"]["batch_sizes"]
+    ]
     again = runner.invoke(app, ["study", "resume", str(out), "--threads", "1"], env=ENV)
     assert again.exit_code == 0, again.output
 

@@ -8,6 +8,7 @@ to see the traceback anyway.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pydantic
 import tomllib
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from .._errors import BatchlabError
 
@@ -98,3 +100,26 @@ WorkloadPathOption = Annotated[
         "before the config's directory, the current directory and sys.path).",
     ),
 ]
+
+
+#: ``--json``: print machine-readable JSON on stdout instead of a table.
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def key_table(title: str, key: str, keys: list[str], columns: list[str]) -> Table:
+    """A table whose first column (``key``, what a user copies) is never cut or wrapped.
+
+    The other columns fold onto more lines when the terminal is narrow (a pipe or CI
+    gets 80 columns).
+    """
+    table = Table(title=title)
+    width = max([len(key), *(len(k) for k in keys)])
+    table.add_column(key, no_wrap=True, min_width=width, overflow="ignore")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def print_json(data: Any) -> None:
+    """``data`` as JSON on stdout (no colour, no wrapping), for scripts."""
+    console.file.write(json.dumps(data, indent=2, allow_nan=False) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +22,15 @@ from ..study import (
     find_study_config,
     work,
 )
-from ._common import WorkloadPathOption, cli_errors, console, err_console
+from ._common import (
+    JsonOption,
+    WorkloadPathOption,
+    cli_errors,
+    console,
+    err_console,
+    key_table,
+    print_json,
+)
 
 study_app = typer.Typer(
     help="Run a batch-size scaling study: a ladder of batch sizes, each tuned separately.",
@@ -244,24 +253,24 @@ def resume_command(
 @study_app.command("status")
 def status_command(
     directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    as_json: JsonOption = False,
 ) -> None:
     """Show each rung's progress: trials done/total, best steps-to-target, ETA.
 
-    Example: batchlab study status runs/mnist1d
+    Example: batchlab study status runs/mnist1d --json
     """
     with cli_errors():
         study = Study.load(directory)
         statuses = study.status()
-        table = Table(title=f"Study {study.config.name} ({directory})")
-        for column in (
+        if as_json:
+            print_json({"study": study.config.name, "rungs": [asdict(s) for s in statuses]})
+            return
+        table = key_table(
+            f"Study {study.config.name} ({directory})",
             "batch size",
-            "done/total",
-            "running",
-            "best steps",
-            "mean trial",
-            "remaining",
-        ):
-            table.add_column(column, justify="right")
+            [str(s.batch_size) for s in statuses],
+            ["done/total", "running", "best steps", "mean trial", "remaining"],
+        )
         remaining_total = 0.0
         for s in statuses:
             left = s.planned - s.done

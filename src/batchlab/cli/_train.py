@@ -12,22 +12,52 @@ from rich.table import Table
 from ..optim import check_optimizer_name
 from ..training import RunSpec, run_training
 from ..workloads import Target, check_batch_size, get_workload, list_workloads
-from ._common import WorkloadPathOption, cli_errors, console, parse_params
+from ._common import (
+    JsonOption,
+    WorkloadPathOption,
+    cli_errors,
+    console,
+    key_table,
+    parse_params,
+    print_json,
+)
 
 
-def workloads_command() -> None:
+def workloads_command(as_json: JsonOption = False) -> None:
     """List the built-in workloads: parameters, default target and step budget.
 
     Your own workload works anywhere a name does, as ``module:function`` (a function
     returning an object with the Workload protocol's methods).
 
-    Example: batchlab workloads
+    Example: batchlab workloads --json
     """
     with cli_errors():
-        table = Table(title="Built-in workloads")
-        for column in ("name", "description", "parameters", "default target", "default steps"):
-            table.add_column(column)
-        for info in list_workloads():
+        infos = list_workloads()
+        if as_json:
+            print_json(
+                [
+                    {
+                        "name": i.name,
+                        "description": i.description,
+                        "parameters": i.parameters,
+                        "target": {
+                            "metric": i.target.metric,
+                            "value": i.target.value,
+                            "direction": i.target.direction,
+                        },
+                        "default_steps": i.default_steps,
+                    }
+                    for i in infos
+                ]
+            )
+            return
+        table = key_table(
+            "Built-in workloads",
+            "name",
+            [i.name for i in infos],
+            ["description", "parameters", "default target", "default steps"],
+        )
+        for info in infos:
             params = ", ".join(f"{k}={v!r}" for k, v in info.parameters.items())
             table.add_row(
                 info.name, info.description, params, info.target.describe(), str(info.default_steps)
