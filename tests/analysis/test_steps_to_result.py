@@ -73,3 +73,20 @@ def test_confirmed_candidate_is_the_fewest_median_not_the_luckiest_seed():
     assert confirmed_candidate([[100, 400, 500], [150, 300, 310]]) == 1
     assert confirmed_candidate([[100, 300, 500], [150, 300, 310]]) == 0  # a tie: rank wins
     assert confirmed_candidate([[100, None, None], [None, None, 200]]) is None
+
+
+def test_median_interval_coverage_is_the_binomial_closed_form():
+    from math import comb
+
+    from batchlab.analysis import median_interval
+
+    # n = 3: only the range, which covers the median unless all three fall on one
+    # side of it: 1 − 2·(½)³ = 75%.
+    assert median_interval([300, 100, 200]) == (100, 300, 0.75)
+    # n = 9: [X(2), X(8)] covers with 1 − 2·P(Bin(9, ½) <= 1) = 1 − 2·10/512 ≈ 96.1%;
+    # [X(3), X(7)] would cover only 1 − 2·46/512 ≈ 82%, below 95%.
+    low, high, coverage = median_interval(list(range(1, 10)))
+    assert (low, high) == (2, 8)
+    assert coverage == 1 - 2 * (comb(9, 0) + comb(9, 1)) / 2**9
+    # A seed that never reached the target bounds the interval from above: unbounded.
+    assert median_interval([120, None, 100]) == (100, None, 0.75)

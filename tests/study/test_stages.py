@@ -76,6 +76,10 @@ def test_rung_steps_are_the_fewest_median_over_seeds(confirmed_linreg):
         assert best.confirm_of is None and medians[best.slot] == rung.steps_to_target
         assert rung.seed_steps[0] == best.steps_to_target
         assert median_steps(rung.seed_steps) == rung.steps_to_target
+        # Three seeds: the whole range is the median's (75%) interval.
+        finite = [s for s in rung.seed_steps if s is not None]
+        high = max(finite) if len(finite) == len(rung.seed_steps) else None
+        assert rung.seed_interval == [min(finite), high] and rung.seed_coverage == 0.75
         assert rung.steps_to_target >= rung.search_steps  # the search's best was the luckiest
 
 
@@ -86,6 +90,8 @@ def test_confirmation_survives_a_round_trip_through_results_json(confirmed_linre
         assert read.steps_to_target == written.steps_to_target
         assert read.search_steps == written.search_steps
         assert read.seed_steps == written.seed_steps
+        assert read.seed_interval == written.seed_interval
+        assert read.seed_coverage == written.seed_coverage
         assert [t.confirm_of for t in read.trials] == [t.confirm_of for t in written.trials]
 
 

@@ -14,7 +14,8 @@ rates), so it works on any study's results and on published tables typed in by h
   (:func:`batch_size_answer`, :func:`lr_at`): what every consumer calls;
 * :func:`best_steps_per_batch_size`, :func:`best_run_per_batch_size` — steps-to-result
   from a table of runs, and which run set it; :func:`median_steps`,
-  :func:`confirmed_candidate` — the same after the best candidates ran on fresh seeds.
+  :func:`confirmed_candidate` — the same after the best candidates ran on fresh seeds,
+  and :func:`median_interval` — how well the seeds pin that median down.
 
 Every result is a frozen dataclass with a JSON-safe ``to_dict()``.
 """
@@ -29,6 +30,7 @@ from ._steps_to_result import (
     best_run_per_batch_size,
     best_steps_per_batch_size,
     confirmed_candidate,
+    median_interval,
     median_steps,
 )
 from ._summary import MIN_RUNGS_FOR_FIT, LadderSummary, summarize_ladder
@@ -57,6 +59,7 @@ __all__ = [
     "compare_fits",
     "compare_prediction",
     "fit_scaling",
+    "median_interval",
     "median_steps",
     "lr_trend",
     "scaling_regimes",

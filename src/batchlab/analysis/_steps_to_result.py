@@ -96,3 +96,34 @@ def confirmed_candidate(candidates: Sequence[Sequence[int | None]]) -> int | Non
         if median is not None and median < fewest:
             best, fewest = index, median
     return best
+
+
+def median_interval(
+    steps: Sequence[int | None], confidence: float = 0.95
+) -> tuple[int | None, int | None, float]:
+    """A distribution-free interval for the median steps over seeds, and its coverage.
+
+    Order statistics (e.g. Conover 1999, "Practical Nonparametric Statistics", Sec.
+    3.2): for n seeds sorted X(1) <= ... <= X(n), the interval [X(k), X(n+1-k)]
+    covers the population median with probability 1 − 2·P(Bin(n, ½) < k), whatever
+    the distribution of a run's steps. The widest k that reaches ``confidence`` is
+    used; with too few seeds for it (n = 3 covers at most 75%) the interval is the
+    whole range [X(1), X(n)] and the coverage returned says how much less it is.
+    A seed that never reached the target sorts last (``None``: unbounded above).
+
+    Returns:
+        (low, high, coverage); ``high`` is ``None`` when it is a seed that never reached.
+    """
+    if not steps:
+        raise ValueError("median_interval needs at least one run")
+    n = len(steps)
+    ordered = sorted(steps, key=lambda s: math.inf if s is None else s)
+
+    def coverage(k: int) -> float:
+        below = sum(math.comb(n, i) for i in range(k)) / 2**n  # P(Bin(n, 1/2) < k)
+        return 1.0 - 2.0 * below
+
+    k = 1
+    while k + 1 <= (n + 1) // 2 and coverage(k + 1) >= confidence:
+        k += 1
+    return ordered[k - 1], ordered[n - k], coverage(k)

@@ -305,9 +305,15 @@ def confirmation_text(rung: RungResult) -> str | None:
     if not rung.seed_steps:
         return None
     runs = ", ".join("not reached" if s is None else str(s) for s in rung.seed_steps)
+    text = f"median of {len(rung.seed_steps)} seeds ({runs})"
+    if rung.seed_interval is not None and rung.seed_coverage is not None:
+        low, high = rung.seed_interval
+        text += (
+            f", {rung.seed_coverage:.0%} interval for it [{low}, "
+            f"{'not reached' if high is None else high}]"
+        )
     return (
-        f"median of {len(rung.seed_steps)} seeds ({runs}); "
-        f"search best {'not reached' if rung.search_steps is None else rung.search_steps}"
+        f"{text}; search best {'not reached' if rung.search_steps is None else rung.search_steps}"
     )
 
 

@@ -211,6 +211,10 @@ def _parse_rung(f: Fields, raw: Any, at: str) -> RungResult:
         else f.numbers(best_hparams, f"{at}.best_hparams"),
         trials=trials,
         search_steps=f.get(raw, "search_steps", f"{at}.search_steps", "int", optional=True),
+        seed_interval=raw.get("seed_interval")
+        if isinstance(raw.get("seed_interval"), list)
+        else None,
+        seed_coverage=f.get(raw, "seed_coverage", f"{at}.seed_coverage", "number", optional=True),
         seed_steps=[
             None if s is None else f.check(s, f"{at}.seed_steps[{i}]", "int")
             for i, s in enumerate(

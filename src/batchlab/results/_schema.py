@@ -97,6 +97,10 @@ class RungResult:
         seed_steps: the chosen candidate's steps-to-target on each seed it ran (search
             trial first; ``None``: that seed never reached the target); empty without
             confirmation.
+        seed_interval: a distribution-free interval ``[low, high]`` for that
+            candidate's median over seeds (``high`` ``None``: a seed that never
+            reached), and ``seed_coverage`` its coverage
+            (:func:`batchlab.analysis.median_interval`: 75% with 3 seeds).
     """
 
     batch_size: int
@@ -111,6 +115,8 @@ class RungResult:
     trials: list[TrialRecord] = field(default_factory=list)
     search_steps: int | None = None
     seed_steps: list[int | None] = field(default_factory=list)
+    seed_interval: list[int | None] | None = None
+    seed_coverage: float | None = None
 
     @property
     def best(self) -> TrialRecord | None:

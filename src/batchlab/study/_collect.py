@@ -97,7 +97,12 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
         trial still running is counted in ``trials_running``, not listed.
     """
     # analysis pulls in SciPy's fits, which worker processes never need: import on use.
-    from ..analysis import best_run_per_batch_size, confirmed_candidate, median_steps
+    from ..analysis import (
+        best_run_per_batch_size,
+        confirmed_candidate,
+        median_interval,
+        median_steps,
+    )
 
     trials = study.get_trials(deepcopy=False)
     final = sorted((t for t in trials if _is_final(t)), key=lambda t: t.number)
@@ -121,7 +126,7 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
     ).get(rung.batch_size)
     best = None if index is None else search[index]
     search_steps = None if best is None else best.steps_to_target
-    steps, seed_steps = search_steps, []
+    steps, seed_steps, interval, coverage = search_steps, [], None, None
     confirmed = [r for r in records if r.confirm_of is not None]
     if confirmed:
         # Candidates in the order they were confirmed in (rank: the search's best first).
@@ -138,6 +143,8 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
         else:
             best, seed_steps = originals[order[chosen]], seeds[chosen]
             steps = median_steps(seed_steps)
+            low, high, coverage = median_interval(seed_steps)
+            interval = [low, high]
     return RungResult(
         batch_size=rung.batch_size,
         budget_steps=rung.budget_steps,
@@ -151,6 +158,8 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
         trials=records,
         search_steps=search_steps,
         seed_steps=seed_steps,
+        seed_interval=interval,
+        seed_coverage=coverage,
     )
 
 
