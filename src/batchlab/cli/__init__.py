@@ -12,6 +12,7 @@ import typer
 from .._version import __version__
 from ._cbs import cbs_command
 from ._common import console
+from ._init import init_command
 from ._noise import noise_scale_command
 from ._report import report_command
 from ._reproduce import reproduce_command
@@ -48,6 +49,7 @@ def _root(
     """batchlab: batch-size scaling, noise scale and large-batch optimizers for PyTorch."""
 
 
+app.command("init")(init_command)
 app.command("workloads")(workloads_command)
 app.command("train")(train_command)
 app.command("noise-scale")(noise_scale_command)
