@@ -239,6 +239,15 @@ def fixed_epochs_finding(fixed, tuned, target=TARGET, tolerance=0.02):
             id="reads-a-loss-target-with-the-sign-flipped",
         ),
         pytest.param(
+            {16: 0.80, 128: 0.85},
+            {16: 0.85, 128: 0.91},
+            TARGET,
+            0.02,
+            {"verdict": "inconclusive", "gap_fixed": pytest.approx(0.80 - 0.85)},
+            "premise is not reproduced",
+            id="inconclusive-when-small-batches-do-not-win-even-at-fixed-epochs",
+        ),
+        pytest.param(
             {128: 0.8},
             {128: 0.9},
             TARGET,

@@ -7,7 +7,9 @@ where multiplicative scatter between seeds is additive and every rung weighs the
 and uses a robust loss, so one rung with an unlucky tuning run does not drag the curve.
 
 Parameters are θ = (a, c) = (log S_min, log B_crit), so that both stay positive and
-log S(B) = a + log(1 + e^(c − log B)) is smooth in both.
+log S(B) = a + log(1 + e^(c − log B)) is smooth in both. (About 450 lines: the point
+fit, its censored bounds and its studentized bootstrap share one data layout and read
+best together; the model and the vectorised refits live in ``_model`` and ``_fit_many``.)
 """
 
 from __future__ import annotations
