@@ -22,6 +22,10 @@ DIGITS_STUDY = {
     "ladder": {"batch_sizes": [32, 128]},
     "search": {
         "trials_per_rung": 2,
+        # The search alone: each trial is a torchrun launch, and DDP equivalence is what
+        # is tested here (the stages are tests/study/test_stages.py's).
+        "refine": 0,
+        "confirm_top": 0,
         "space": {"lr": {"low": 0.05, "high": 0.5}},
         "fixed": {"momentum": 0.9},
     },
