@@ -45,17 +45,20 @@ LR_RANGE = (1e-3, 2.0)
 TARGET = 0.5
 
 
-def study_config(seed: int, trials: int) -> StudyConfig:
+def study_config(seed: int, trials: int, ladder: list[int] = LADDER, **search: Any) -> StudyConfig:
+    """The study of one seed: SGD on the NQM over ``ladder``; ``search`` overrides
+    (e.g. ``refine=0``) go into its ``[search]`` table."""
     return StudyConfig.model_validate(
         {
             "name": f"nqm-sgd-{seed}",
             "optimizer": "sgd",
             "seed": seed,
             "workload": {"name": "nqm", "params": {"dim": 1000}},
-            "ladder": {"batch_sizes": LADDER},
+            "ladder": {"batch_sizes": ladder},
             "search": {
                 "trials_per_rung": trials,
                 "space": {"lr": {"low": LR_RANGE[0], "high": LR_RANGE[1]}},
+                **search,
             },
             "target": {"metric": "loss", "value": TARGET, "direction": "min"},
             "budget": {"steps": 20_000},
@@ -64,7 +67,7 @@ def study_config(seed: int, trials: int) -> StudyConfig:
     )
 
 
-def exact_curve(grid: int) -> list[float]:
+def exact_curve(grid: int, ladder: list[int] = LADDER) -> list[float]:
     """S*(B): the fewest steps over ``grid`` log-spaced LRs of the searched range, per rung."""
     w = get_workload("nqm", {"dim": 1000})
     lrs = np.geomspace(*LR_RANGE, grid)
@@ -74,7 +77,7 @@ def exact_curve(grid: int) -> list[float]:
                 w.curvature, w.noise, w.w0, lrs=lrs, batch_size=b, target=TARGET
             ).min()
         )
-        for b in LADDER
+        for b in ladder
     ]
 
 
