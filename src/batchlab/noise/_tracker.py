@@ -179,13 +179,11 @@ class NoiseScaleTracker(RunningNoiseScale):
         with torch.no_grad():
             small = torch.stack(current)
             grads = [p.grad for p in self._groups.params]
-            big = None
-            if self._fast:
-                try:  # one fused call; it refuses a None or sparse gradient
-                    big = torch.stack(torch._foreach_norm(grads))  # type: ignore[arg-type]
-                except (TypeError, RuntimeError, NotImplementedError):
-                    big = None
-            if big is None:
+            # One fused call where it applies: one device and dtype (``_fast``) and every
+            # gradient present and dense; otherwise one norm per parameter.
+            if self._fast and all(g is not None and g.layout is torch.strided for g in grads):
+                big = torch.stack(torch._foreach_norm(grads))  # type: ignore[arg-type]
+            else:
                 big = torch.stack([self._zero if g is None else self._norm(g) for g in grads])
         self._micro.append((self.micro_batch_size or self._forward_size, small))
         self._big = big
