@@ -143,6 +143,7 @@ def claim(
         "refine": "search" not in busy,
         "confirm": not busy & {"search", "refine"},
     }
+    ranked: dict[str, list[FrozenTrial]] = {}  # per stage, read once: its stages before are over
     while len(claimed) < count:
         trial = claim_waiting_trial(study, order, eligible=lambda t: ready[stage(t)])
         if trial is None:
@@ -150,8 +151,10 @@ def claim(
         confirm_of = None
         try:
             kind = stage(trial)
-            assert target is not None or kind == "search"  # (see ``ready`` above)
-            best = candidates(study, target, STAGES_BEFORE[kind]) if kind != "search" else []
+            if kind != "search" and kind not in ranked:
+                assert target is not None  # (see ``ready`` above)
+                ranked[kind] = candidates(study, target, STAGES_BEFORE[kind])
+            best = ranked.get(kind, [])
             if kind != "search" and not best:
                 trial.set_user_attr("status", "error")
                 trial.set_user_attr("reason", f"nothing to {kind}: no search trial finished")

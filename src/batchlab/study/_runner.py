@@ -99,14 +99,24 @@ class TrialRunner:
         """The rung's best steps-to-target so far, when stop-once-beaten is on."""
         return best_steps(study) if self.config.stopping.once_beaten else None
 
+    def _early_stops(
+        self, rung: Rung, study: optuna.Study, claimed: list[Claimed], known: int | None
+    ) -> tuple[BestSteps | None, Pruner | None]:
+        """Stop-once-beaten and pruning for ``claimed`` (each ``None`` where off).
+
+        Neither applies to confirmation trials: they measure their point on a fresh
+        seed, to the target or the budget, not whether it beats another trial.
+        """
+        if any(c.confirm_of is not None for c in claimed):
+            return None, None
+        best = BestSteps(study, known) if self.config.stopping.once_beaten else None
+        return best, self._pruner(rung, study)
+
     def run(self, rung: Rung, study: optuna.Study, claimed: list[Claimed]) -> None:
         """Train and record ``claimed`` (trials of ``rung``), as an ensemble if they can be."""
         for c in claimed:
             self.emit(TrialEvent("start", rung, c.trial.number, c.slot))
-        # Confirmation trials measure their point on a fresh seed: to the target (or the
-        # budget), never stopped because another trial was faster.
-        confirming = any(c.confirm_of is not None for c in claimed)
-        stop_after = None if confirming else self._stop_after(study)
+        stop_after = self._stop_after(study)
         trials = [c.trial for c in claimed]
         with heartbeat(study, trials, self.config.workers.heartbeat_interval):
             try:
@@ -119,7 +129,7 @@ class TrialRunner:
                         logger.warning("trial ensembles off, running trials one by one: %s", why)
                 for c in claimed:
                     self._run_alone(rung, study, c, stop_after)
-                    stop_after = None if confirming else self._stop_after(study)
+                    stop_after = self._stop_after(study)
             except KeyboardInterrupt:
                 release_interrupted(study, claimed)
                 raise
@@ -132,12 +142,7 @@ class TrialRunner:
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             self.emit(TrialEvent("eval", rung, c.trial.number, c.slot, step=step, metrics=metrics))
 
-        confirming = c.confirm_of is not None
-        best = (
-            BestSteps(study, stop_after)
-            if self.config.stopping.once_beaten and not confirming
-            else None
-        )
+        best, prune = self._early_stops(rung, study, [c], stop_after)
         processes = self.config.performance.processes_per_trial
         started = time.perf_counter()
         try:
@@ -159,7 +164,7 @@ class TrialRunner:
                     stop_at_target=self.config.stopping.at_target,
                     stop_after=best,
                     on_eval=on_eval,
-                    prune=None if confirming else self._pruner(rung, study),
+                    prune=prune,
                 )
         except Exception as error:
             self._failed(rung, study, c, error, time.perf_counter() - started)
@@ -176,19 +181,17 @@ class TrialRunner:
             c = claimed[member]
             self.emit(TrialEvent("eval", rung, c.trial.number, c.slot, step=step, metrics=metrics))
 
+        best, prune = self._early_stops(rung, study, claimed, stop_after)
         started = time.perf_counter()
-        searching = all(c.confirm_of is None for c in claimed)
         try:
             results = run_ensemble(
                 self.workload,
                 [c.spec for c in claimed],
                 self.target,
                 stop_at_target=self.config.stopping.at_target,
-                stop_after=BestSteps(study, stop_after)
-                if self.config.stopping.once_beaten and searching
-                else None,
+                stop_after=best,
                 on_eval=on_eval,
-                prune=self._pruner(rung, study) if searching else None,
+                prune=prune,
             )
         except EnsembleUnsupported:
             raise
