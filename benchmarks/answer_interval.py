@@ -27,36 +27,24 @@ Run:  python benchmarks/answer_interval.py [--workers 2] [--config examples/mnis
 from __future__ import annotations
 
 import argparse
-import platform
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from _common import cpu_seconds, search_only, study_environment
 
-import batchlab
 from batchlab.results import StudyResult
 from batchlab.study import Study, StudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def variant(base: StudyConfig, *, seed: int, before: bool) -> StudyConfig:
-    data = base.to_json_dict()
+    data = (search_only(base) if before else base).to_json_dict()
     data["seed"] = seed
     if before:
         data["evaluation"] = {**data["evaluation"], "resolution": 0.0}
-        data["search"] = {**data["search"], "refine": 0, "confirm_top": 0}
     return StudyConfig.model_validate(data)
 
 
@@ -97,12 +85,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "mnist1d-cnn.toml")
     args = parser.parse_args()
-    print(
-        f"batchlab {batchlab.__version__}, torch {torch.__version__}, Python "
-        f"{sys.version.split()[0]}, {platform.machine()}, {torch.get_num_threads()} threads, "
-        f"{args.workers} workers; config {args.config.name}",
-        flush=True,
-    )
+    print(study_environment(args.workers, args.config.name), flush=True)
     base = StudyConfig.from_toml(args.config)
     runs: dict[str, tuple[float, float, Any]] = {}
     for name, seed, before in (

@@ -24,29 +24,18 @@ Run:  python benchmarks/resolution.py [--workers 2] [--config examples/mnist1d-c
 from __future__ import annotations
 
 import argparse
-import platform
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from _common import cpu_seconds, study_environment
 from optuna.trial import TrialState
 
-import batchlab
 from batchlab.study import Study, StudyConfig, open_storage
 from batchlab.study._plan import load_rung_studies
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def with_resolution(config: StudyConfig, resolution: float) -> StudyConfig:
@@ -113,12 +102,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=float, default=0.02)
     args = parser.parse_args()
 
-    print(
-        f"batchlab {batchlab.__version__}, torch {torch.__version__}, Python "
-        f"{sys.version.split()[0]}, {platform.machine()}, {torch.get_num_threads()} threads, "
-        f"{args.workers} workers; config {args.config.name}",
-        flush=True,
-    )
+    print(study_environment(args.workers, args.config.name), flush=True)
     base = StudyConfig.from_toml(args.config)
     runs = {}
     for resolution in (0.0, args.resolution):

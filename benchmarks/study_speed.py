@@ -51,7 +51,6 @@ import argparse
 import math
 import os
 import platform
-import resource
 import shutil
 import sys
 import time
@@ -59,6 +58,7 @@ from pathlib import Path
 
 import optuna
 import torch
+from _common import cpu_seconds, search_only
 from torch.utils.data import DataLoader, TensorDataset
 
 import batchlab
@@ -72,13 +72,6 @@ from batchlab.training import RunSpec, run_training
 from batchlab.workloads import get_workload
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def naive_trial(workload, config, rung, hparams, seed, target) -> int | None:
@@ -194,13 +187,6 @@ def run_batchlab(
 
 def relative(a: int | None, b: int | None) -> str:
     return "" if a is None or b is None else f"{(b - a) / a:+.0%}"
-
-
-def search_only(config: StudyConfig) -> StudyConfig:
-    """``config`` with its search stage alone (``refine = 0``, ``confirm_top = 0``)."""
-    data = config.to_json_dict()
-    data["search"] = {**data["search"], "refine": 0, "confirm_top": 0}
-    return StudyConfig.model_validate(data)
 
 
 def main() -> None:
