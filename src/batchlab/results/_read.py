@@ -18,7 +18,7 @@ from typing import Any
 
 from ._fields import Fields, ResultsError, check_schema_version, read_json
 from ._schema import RESULTS_JSON, SCHEMA_VERSION, RungResult, TrialRecord
-from ._space import SearchRange
+from ._space import SearchRange, parse_ranges
 
 NOISE_SCALE_JSON = "noise_scale.json"
 
@@ -303,13 +303,4 @@ def search_space(data: Mapping[str, Any]) -> dict[str, SearchRange]:
         config = data.get("config")
         search = config.get("search") if isinstance(config, Mapping) else None
         raw = search.get("space") if isinstance(search, Mapping) else None
-    space = {}
-    for key, value in (raw or {}).items():
-        try:
-            low, high = float(value["low"]), float(value["high"])
-        except (TypeError, KeyError, ValueError):
-            continue
-        scale = value.get("scale", "log")
-        if low < high and scale in ("log", "linear") and (scale == "linear" or low > 0):
-            space[str(key)] = SearchRange(low, high, scale)
-    return space
+    return parse_ranges(raw or {})

@@ -21,7 +21,7 @@ from typing import Any, get_args
 
 from .._io import atomic_write_json, atomic_write_text
 from ..training import Status
-from ._space import EdgeWarning, SearchRange, edge_warnings
+from ._space import EdgeWarning, edge_warnings, parse_ranges
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -180,11 +180,7 @@ class StudyResult:
 
     @property
     def edges(self) -> list[EdgeWarning]:
-        space = {
-            name: SearchRange(float(r["low"]), float(r["high"]), str(r.get("scale", "log")))
-            for name, r in (self.search_space or {}).items()
-        }
-        return edge_warnings(self.rungs, space)
+        return edge_warnings(self.rungs, parse_ranges(self.search_space or {}))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

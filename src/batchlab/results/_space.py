@@ -59,6 +59,24 @@ class EdgeWarning:
         )
 
 
+def parse_ranges(raw: Mapping[str, Any]) -> dict[str, SearchRange]:
+    """Searched ranges from their JSON form (name -> ``{"low", "high", "scale"}``).
+
+    Entries that are not a valid range (missing bounds, low >= high, a log scale
+    reaching 0) are left out: a file that cannot tell gives no range, not an error.
+    """
+    space = {}
+    for key, value in raw.items():
+        try:
+            low, high = float(value["low"]), float(value["high"])
+        except (TypeError, KeyError, ValueError):
+            continue
+        scale = value.get("scale", "log")
+        if low < high and scale in ("log", "linear") and (scale == "linear" or low > 0):
+            space[str(key)] = SearchRange(low, high, scale)
+    return space
+
+
 def range_position(value: float, space: SearchRange) -> float:
     """Where ``value`` lies in ``space``: 0 at ``low``, 1 at ``high`` (log units for log scales)."""
     if space.scale == "log":
