@@ -38,8 +38,14 @@ It prints the wall times, their ratios, the steps-to-target curves and their fit
 S(B) = S_min (1 + B_crit/B) with 95% intervals. The nqm
 study (examples/nqm.toml, 10 rungs) is timed too.
 
+(d) own workloads: the same plan through the same CNN and tensors written as a user
+    would (benchmarks/own_workloads.py): built with ``bl.workloads.from_tensors``, and
+    against the Workload protocol only (a generator over ``torch.randperm``, evaluation
+    with ``.item()``). Their wall and CPU times are printed as ratios to batchlab's
+    built-in run, and as speed-ups over the naive run.
+
 Run:  python benchmarks/study_speed.py [--workers 2] [--repeats 2] [--skip-naive]
-      [--skip-same-trials] [--out runs/bench]   (about an hour on 2 cores)
+      [--skip-same-trials] [--skip-own] [--out runs/bench]   (about an hour on 2 cores)
 Hardware/versions are printed with the figures. Besides wall time it prints CPU time
 (this process and its worker processes, user + system): on a machine that other work
 shares, the CPU-time ratio is the steadier figure, the wall-time ratio the claimed one.
@@ -185,6 +191,17 @@ def run_batchlab(
     return time.perf_counter() - started, cpu_seconds() - cpu, result.steps_to_target
 
 
+def own_config(config: StudyConfig, factory: str) -> StudyConfig:
+    """``config`` with its workload replaced by ``own_workloads:<factory>`` (same params)."""
+    data = config.to_json_dict()
+    data["workload"] = {
+        **data["workload"],
+        "name": f"own_workloads:{factory}",
+        "path": [str(Path(__file__).resolve().parent)],
+    }
+    return StudyConfig.model_validate(data)
+
+
 def relative(a: int | None, b: int | None) -> str:
     return "" if a is None or b is None else f"{(b - a) / a:+.0%}"
 
@@ -195,6 +212,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timings of batchlab's run")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-same-trials", action="store_true")
+    parser.add_argument(
+        "--skip-own",
+        action="store_true",
+        help="skip the user-written workloads (from_tensors, protocol-only)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-study-speed")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -237,6 +259,32 @@ def main() -> None:
             f"{len(walls)}; {naive_time / walls[-1]:.1f}x to {naive_time / walls[0]:.1f}x), "
             f"{naive_cpu / mean_cpu:.1f}x CPU time"
         )
+    # The same plan through the same model and tensors written as a user would: with
+    # from_tensors, and against the protocol only (benchmarks/own_workloads.py).
+    own: dict[str, tuple[float, float, dict[int, int | None]]] = {}
+    if not args.skip_own:
+        for factory in ("tensors", "protocol"):
+            own[factory] = run_batchlab(
+                own_config(config, factory), args.out / f"own-{factory}", args.workers
+            )
+            wall, cpu, _ = own[factory]
+            print(
+                f"own workload '{factory}' ({args.workers} workers): {wall:.1f} s, CPU {cpu:.1f} s"
+            )
+        walls = [t[0] for t in times]
+        cpus = [t[1] for t in times]
+        builtin_wall, builtin_cpu = sum(walls) / len(walls), sum(cpus) / len(cpus)
+        for factory, (wall, cpu, _) in own.items():
+            line = (
+                f"own workload '{factory}': {wall / builtin_wall:.2f}x the built-in's wall time, "
+                f"{cpu / builtin_cpu:.2f}x its CPU time"
+            )
+            if not args.skip_naive:
+                line += (
+                    f"; speed-up over naive {naive_time / wall:.1f}x (built-in "
+                    f"{naive_time / builtin_wall:.1f}x)"
+                )
+            print(line)
     # (c) at the thread count of batchlab's workers (the same float arithmetic where a
     # rung trains its trials one by one), and at all cores (only float rounding differs).
     same: dict[int, dict[int, int | None]] = {}
@@ -245,14 +293,17 @@ def main() -> None:
             wall, same[threads] = run_same_trials(config, threads)
             print(f"same trials one by one, {threads} torch thread(s): {wall:.1f} s")
     header = "".join(f" {f'same, {t} thr':>12}" for t in same)
+    header += "".join(f" {f'own {f}':>12}" for f in own)
     print(f"{'batch':>6} {'naive':>8} {'batchlab':>9} {'rel. diff':>9}{header}")
     for b, c in fast.items():
         a = None if args.skip_naive else naive.get(b)
         cells = [f"{s[b]} ({relative(c, s[b]) or '-'})" for s in same.values()]
+        cells += [f"{o[2].get(b)} ({relative(c, o[2].get(b)) or '-'})" for o in own.values()]
         row = "".join(f" {cell:>12}" for cell in cells)
         print(f"{b:>6} {a!s:>8} {c!s:>9} {relative(a, c):>9}{row}")
     curves = {"batchlab": fast, **({} if args.skip_naive else {"naive": naive})}
     curves.update({f"same, {t} thr": s for t, s in same.items()})
+    curves.update({f"own {f}": o[2] for f, o in own.items()})
     for name, curve in curves.items():
         reached = {b: steps for b, steps in curve.items() if steps is not None}
         if len(reached) >= 3:

@@ -14,6 +14,7 @@ from . import noise, optim
 from ._errors import BatchlabError, ConfigError, WorkloadError
 from ._version import __version__
 from .noise import NoiseScaleResult, NoiseScaleTracker, measure_noise_scale
+from .optim import TransferResult, transfer_hparams
 from .study import Study, StudyConfig, StudyResult
 from .training import BatchSizeSchedule
 from .workloads import Target, Workload, get_workload, list_workloads
@@ -43,6 +44,7 @@ __all__ = [
     "StudyConfig",
     "StudyResult",
     "Target",
+    "TransferResult",
     "Workload",
     "WorkloadError",
     "__version__",
@@ -54,4 +56,5 @@ __all__ = [
     "noise",
     "optim",
     "report",
+    "transfer_hparams",
 ]

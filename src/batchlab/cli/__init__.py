@@ -18,6 +18,7 @@ from ._report import report_command
 from ._reproduce import reproduce_command
 from ._study import study_app
 from ._train import train_command, workloads_command
+from ._transfer import transfer_command
 
 app = typer.Typer(
     name="batchlab",
@@ -57,6 +58,7 @@ app.command("cbs")(cbs_command)
 app.add_typer(study_app, name="study")
 app.command("report")(report_command)
 app.command("reproduce")(reproduce_command)
+app.command("transfer")(transfer_command)
 
 
 def main() -> None:

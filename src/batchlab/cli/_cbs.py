@@ -15,7 +15,14 @@ from .._io import atomic_write_json
 from ..cbs import OPTIMIZER_STATES, CriticalBatchResult, load_checkpoints, measure_critical_batch
 from ..optim import check_optimizer_name
 from ..workloads import get_workload
-from ._common import WorkloadPathOption, cli_errors, console, parse_params
+from ._common import (
+    JsonOption,
+    WorkloadPathOption,
+    cli_errors,
+    human_console,
+    parse_params,
+    print_json,
+)
 
 CBS_JSON = "cbs.json"
 
@@ -171,6 +178,7 @@ def cbs_command(
         bool, typer.Option(help="Save the base run's checkpoints in OUT/checkpoints.")
     ] = False,
     report: Annotated[bool, typer.Option(help="Also write OUT/report.html.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Measure the critical batch size at checkpoints of one run, beside the noise scale.
 
@@ -179,7 +187,8 @@ def cbs_command(
     --improvement; their steps give S(B), fitted by S_min (1 + B_crit / B) per
     checkpoint (Merrill et al. 2025; McCandlish et al. 2018). B_simple is measured at
     the same parameters, so OUT/cbs.json shows how far the noise scale is from the
-    measured B_crit (it misses under Adam). `batchlab report OUT` draws it.
+    measured B_crit (it misses under Adam). `batchlab report OUT` draws it. With
+    --json, stdout gets what OUT/cbs.json holds (no tables); progress goes to stderr.
 
     Examples:
 
@@ -230,7 +239,8 @@ def cbs_command(
                 f"--optimizer {optimizer} needs --lr (the workload's default LR is for "
                 f"{work.default_hparams.get('optimizer')})"
             )
-        console.print(
+        shown = human_console(as_json)
+        shown.print(
             f"Critical batch size of [bold]{escape(work.name)}[/] at checkpoints "
             f"{', '.join(str(p if isinstance(p, int) else p.step) for p in points)}, "
             f"branch batch sizes {', '.join(map(str, sizes))}"
@@ -240,7 +250,7 @@ def cbs_command(
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=console,
+            console=shown,
         ) as progress:
             task = progress.add_task("branches", total=None)
 
@@ -269,16 +279,20 @@ def cbs_command(
                 checkpoint_dir=out / "checkpoints" if save_checkpoints else None,
                 on_progress=on_progress,
             )
-        summary, ladder = _tables(result)
-        console.print(ladder)
-        console.print(summary)
+        if not as_json:
+            summary, ladder = _tables(result)
+            shown.print(ladder)
+            shown.print(summary)
         for c in result.checkpoints:
             if c.note:
-                console.print(f"[yellow]step {c.step}:[/] {escape(c.note)}", highlight=False)
-        path = atomic_write_json(out / CBS_JSON, result.to_dict())
-        console.print(f"Saved {path}")
+                shown.print(f"[yellow]step {c.step}:[/] {escape(c.note)}", highlight=False)
+        payload = result.to_dict()
+        path = atomic_write_json(out / CBS_JSON, payload)
+        shown.print(f"Saved {path}")
         if report:
             from ..report import build_report
 
             written = build_report(out).write()
-            console.print(f"Report: {written}")
+            shown.print(f"Report: {written}")
+        if as_json:
+            print_json(payload)

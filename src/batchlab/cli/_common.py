@@ -1,8 +1,28 @@
-"""Shared pieces of the ``batchlab`` command line: error handling and argument parsing.
+"""Shared pieces of the ``batchlab`` command line: error handling, exit codes, output.
 
 Errors caused by input (bad config, unknown names, invalid values) become one line
 per problem on stderr and exit code 2, never a traceback; set ``BATCHLAB_DEBUG=1``
 to see the traceback anyway.
+
+Exit codes, the same for every command (docs/cli.md lists them for users):
+
+====  ====================  ==========================================================
+code  constant              meaning
+====  ====================  ==========================================================
+0     ``EXIT_OK``           success
+1     ``EXIT_STOPPED``      a study stopped before its end: a trial failed under
+                            ``--fail-fast``, or worker processes died with trials
+                            left (finished trials are kept: ``batchlab study
+                            resume``). Also an unexpected error (a bug), with its
+                            traceback.
+2     ``EXIT_BAD_INPUT``    bad input: config, option, name, file; one line per
+                            problem on stderr, nothing written
+130   ``EXIT_INTERRUPTED``  interrupted (Ctrl-C); typer sets it
+====  ====================  ==========================================================
+
+With ``--json`` (:data:`JsonOption`) a command prints one JSON document on stdout
+(:func:`print_json`) and everything meant for people (progress, notes) on stderr
+(:func:`human_console`), so ``batchlab ... --json | python -m json.tool`` works.
 """
 
 from __future__ import annotations
@@ -25,8 +45,14 @@ from .._errors import BatchlabError
 console = Console()
 err_console = Console(stderr=True)
 
+#: Exit code of success.
+EXIT_OK = 0
+#: Exit code of a study that stopped before its end (``--fail-fast``, dead workers).
+EXIT_STOPPED = 1
 #: Exit code for bad input, as for usage errors in click/typer.
 EXIT_BAD_INPUT = 2
+#: Exit code after Ctrl-C (typer's own; listed so that the table above is complete).
+EXIT_INTERRUPTED = 130
 
 
 def format_validation_error(error: pydantic.ValidationError) -> list[str]:
@@ -118,6 +144,15 @@ def key_table(title: str, key: str, keys: list[str], columns: list[str]) -> Tabl
     for column in columns:
         table.add_column(column, overflow="fold")
     return table
+
+
+def human_console(as_json: bool) -> Console:
+    """Where output meant for people goes: stdout, or stderr under ``--json``.
+
+    Under ``--json`` stdout holds the JSON document alone, so progress bars and
+    notes move to stderr (still visible in a terminal, out of a pipe's way).
+    """
+    return err_console if as_json else console
 
 
 def print_json(data: Any) -> None:

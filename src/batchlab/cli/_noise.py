@@ -22,7 +22,14 @@ from ..noise import (
 )
 from ..optim import check_optimizer_name, optimizer_for
 from ..workloads import Workload, check_batch_size, get_workload
-from ._common import WorkloadPathOption, cli_errors, console, parse_params
+from ._common import (
+    JsonOption,
+    WorkloadPathOption,
+    cli_errors,
+    human_console,
+    parse_params,
+    print_json,
+)
 
 
 def _number(value: float | None) -> str:
@@ -104,6 +111,33 @@ def _tables(title: str, result: NoiseScaleResult) -> tuple[Table, Table]:
     return summary, modules
 
 
+def _payload(
+    work: Workload,
+    result: NoiseScaleResult,
+    *,
+    train: bool,
+    seed: int,
+    batch_size: int,
+    micro_batch_size: int,
+    steps: int,
+    hparams: dict[str, Any],
+) -> dict[str, Any]:
+    """What ``--out`` saves and ``--json`` prints: the settings, the result, its history."""
+    data = result.to_dict()
+    return {
+        "workload": work.name,
+        "params": dict(work.params),
+        "mode": "train" if train else "measure",
+        "seed": seed,
+        "batch_size": batch_size,
+        "micro_batch_size": micro_batch_size,
+        "steps": steps,
+        "hparams": hparams if train else None,
+        "history": data.pop("history"),
+        "result": data,
+    }
+
+
 def noise_scale_command(
     workload: Annotated[
         str, typer.Option(help="Built-in name or module:function.")
@@ -138,13 +172,15 @@ def noise_scale_command(
     out: Annotated[
         Path | None, typer.Option(help="Save the result and its history as JSON here.")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Measure the gradient noise scale B_simple (McCandlish et al. 2018) of a workload.
 
     Each batch is split into micro-batches; their gradients (small batch) and the
     batch's gradient (big batch) give unbiased |G|² and tr(Σ), averaged over --steps
     batches. Without --train it measures at the initial parameters; with --train it
-    measures while training (gradient accumulation over the micro-batches).
+    measures while training (gradient accumulation over the micro-batches). With
+    --json, stdout gets what --out saves (no tables) and the progress goes to stderr.
 
     Example: batchlab noise-scale --workload mnist1d-cnn --batch-size 256 --out gns.json
     """
@@ -175,7 +211,8 @@ def noise_scale_command(
             hparams["lr"] = lr
         model = work.build_model(seed)
         stream = work.train_batches(batch_size, make_generator(seed))
-        console.print(
+        shown = human_console(as_json)
+        shown.print(
             f"Noise scale of [bold]{work.name}[/] with batches of {batch_size} in micro-batches "
             f"of {micro_batch_size}, {'while training with ' + str(hparams) if train else 'at initialisation'}"
         )
@@ -184,7 +221,7 @@ def noise_scale_command(
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(),
-            console=console,
+            console=shown,
         ) as progress:
             if train:
                 result = _train(
@@ -211,30 +248,29 @@ def noise_scale_command(
                 result = measure_noise_scale(
                     model, work.loss_fn, advancing(stream), micro_batch_size, b_noise=b_noise
                 )
-        where = "during training" if train else "at initialisation"
-        summary, modules = _tables(
-            f"{work.name}, batch {batch_size} / micro {micro_batch_size}, {where}", result
-        )
-        console.print(summary)
-        console.print(modules)
+        if not as_json:
+            where = "during training" if train else "at initialisation"
+            for table in _tables(
+                f"{work.name}, batch {batch_size} / micro {micro_batch_size}, {where}", result
+            ):
+                shown.print(table)
         if not result.grad_sq_norm > 0:
-            console.print(
+            shown.print(
                 "[yellow]The |G|² average is not positive: the gradient is lost in the noise "
                 "at this batch size. Use more --steps or a larger --batch-size.[/]"
             )
+        payload = _payload(
+            work,
+            result,
+            train=train,
+            seed=seed,
+            batch_size=batch_size,
+            micro_batch_size=micro_batch_size,
+            steps=steps,
+            hparams=hparams,
+        )
         if out is not None:
-            data = result.to_dict()
-            payload = {
-                "workload": work.name,
-                "params": dict(work.params),
-                "mode": "train" if train else "measure",
-                "seed": seed,
-                "batch_size": batch_size,
-                "micro_batch_size": micro_batch_size,
-                "steps": steps,
-                "hparams": hparams if train else None,
-                "history": data.pop("history"),
-                "result": data,
-            }
             atomic_write_json(out, payload)
-            console.print(f"Saved the history to {out}")
+            shown.print(f"Saved the history to {out}")
+        if as_json:
+            print_json(payload)

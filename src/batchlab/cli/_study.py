@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 import optuna
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..results import RESULTS_JSON
 from ..study import (
     FailFast,
     RungStatus,
@@ -23,11 +25,13 @@ from ..study import (
     work,
 )
 from ._common import (
+    EXIT_STOPPED,
     JsonOption,
     WorkloadPathOption,
     cli_errors,
     console,
     err_console,
+    human_console,
     key_table,
     print_json,
 )
@@ -41,14 +45,14 @@ study_app = typer.Typer(
 class StudyDisplay:
     """Rich progress: one bar per rung (trials done), one for the running trial."""
 
-    def __init__(self, study: Study) -> None:
+    def __init__(self, study: Study, output: Console) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
-            console=console,
+            console=output,
         )
         self.rung_tasks: dict[int, Any] = {}
         for status in study.status():
@@ -102,7 +106,7 @@ def _best_text(steps: int | None) -> str:
 def print_summary(result: StudyResult) -> None:
     """The rungs, the fit and the answer (what to train with), at the end of a study."""
     analysis = result.analysis or {}
-    answer = analysis.get("answer") or _answer_without_fit(result)
+    answer = _answer(result)
     costs = {row["batch_size"]: row for row in answer["rungs"]}
     table = Table(
         title=f"Study {result.name}: steps to {result.target['metric']} "
@@ -152,6 +156,13 @@ def _ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+def _answer(result: StudyResult) -> dict[str, Any]:
+    """The study's answer (what to train with): the analysis's, or, without a fit, one
+    that says why and what to run."""
+    answer = (result.analysis or {}).get("answer")
+    return answer if answer is not None else _answer_without_fit(result)
+
+
 def _answer_without_fit(result: StudyResult) -> dict[str, Any]:
     """The answer's sentence for a study that has no fit (it says why and what to run)."""
     from ..analysis import batch_size_answer
@@ -161,12 +172,38 @@ def _answer_without_fit(result: StudyResult) -> dict[str, Any]:
     return batch_size_answer(sizes, steps, None).to_dict()
 
 
+def summary_json(study: Study, result: StudyResult) -> dict[str, Any]:
+    """What the summary shows, for ``--json``: the study, where its results are, the answer.
+
+    ``result`` is the finished study exactly as ``results.json`` holds it
+    (:meth:`StudyResult.to_dict`: rungs, trials, analysis, ``edges``); ``answer`` is
+    the one the summary prints, present even when the analysis has no fit.
+    """
+    return {
+        "study": result.name,
+        "directory": str(study.directory),
+        "results": str(study.directory / RESULTS_JSON),
+        "answer": _answer(result),
+        "result": result.to_dict(),
+    }
+
+
 def _run(
-    study: Study, workers: int, threads: int | None, force: bool, fail_fast: bool
+    study: Study,
+    workers: int,
+    threads: int | None,
+    force: bool,
+    fail_fast: bool,
+    as_json: bool = False,
 ) -> StudyResult:
+    """Run ``study`` with a progress display, then print its summary (or its JSON).
+
+    A study that stops early (``--fail-fast``, dead workers) exits with
+    :data:`EXIT_STOPPED`; its finished trials are kept for ``study resume``.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.prepare(force=force)
-    display = StudyDisplay(study)
+    display = StudyDisplay(study, human_console(as_json))
     try:
         with display.progress:
             result = study.run(
@@ -184,12 +221,15 @@ def _run(
             f"`batchlab study resume {study.directory}`.",
             highlight=False,
         )
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_STOPPED) from None
     except WorkersDied as error:
         err_console.print(f"[bold red]stopped:[/] {escape(str(error))}", highlight=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_STOPPED) from None
+    if as_json:
+        print_json(summary_json(study, result))
+        return result
     print_summary(result)
-    console.print(f"Results: {study.directory / 'results.json'}")
+    console.print(f"Results: {study.directory / RESULTS_JSON}")
     return result
 
 
@@ -224,15 +264,19 @@ def run_command(
     force: ForceOption = False,
     fail_fast: FailFastOption = False,
     workload_path: WorkloadPathOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Run a study (or continue it, if OUT already holds the same study).
+
+    With --json, stdout gets one JSON document (the study, its directory, the
+    results.json path, the answer and the results) and the progress goes to stderr.
 
     Example: batchlab study run examples/mnist1d-cnn.toml --out runs/mnist1d --workers 2
     """
     with cli_errors():
         study = Study.from_config(config, out)
         study.config = study.config.with_workload_path(workload_path or [])
-        _run(study, workers, threads, force, fail_fast)
+        _run(study, workers, threads, force, fail_fast, as_json)
 
 
 @study_app.command("resume")
@@ -241,13 +285,16 @@ def resume_command(
     workers: WorkersOption = 1,
     threads: ThreadsOption = None,
     fail_fast: FailFastOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Continue a study where it stopped; finished trials are never re-run.
 
-    Example: batchlab study resume runs/mnist1d
+    With --json, stdout gets the same JSON document as `study run --json`.
+
+    Example: batchlab study resume runs/mnist1d --json
     """
     with cli_errors():
-        _run(Study.load(directory), workers, threads, False, fail_fast)
+        _run(Study.load(directory), workers, threads, False, fail_fast, as_json)
 
 
 @study_app.command("status")
