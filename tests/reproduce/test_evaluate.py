@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -138,6 +139,21 @@ def test_lr_rules_inconclusive_without_rungs_beyond_perfect_scaling():
     steps = exact_steps(LADDER, 10, 1e6)  # all perfect scaling
     finding = evaluate_lr_rules([make_curve("a", steps, lrs=[1e-3 * b for b in LADDER])])
     assert finding.rows[0].status == "too few rungs" and finding.verdict == "inconclusive"
+
+
+def test_lr_rules_do_not_rest_on_an_lr_at_the_edge_of_the_searched_range():
+    # The flat LR of the "held" case above, but the search never tried beyond it at
+    # B = 128: that rung's optimum is not measured, so the model is not judged.
+    steps = exact_steps(LADDER, 200, 64)
+    lrs = [0.1, *[0.2 * (1 + 0.05 * (-1) ** i) for i in range(len(LADDER) - 1)]]
+    curve = dataclasses.replace(make_curve("a", steps, lrs=lrs), lr_edges=(16, 128))
+    finding = evaluate_lr_rules([curve])
+    (row,) = finding.rows
+    assert row.status == "LR on the edge" and row.edges == (128,)  # 16 is not beyond
+    assert finding.verdict == "inconclusive"
+    assert "a at B = 128" in finding.reason
+    other = make_curve("b", steps, lrs=lrs)
+    assert evaluate_lr_rules([curve, other]).verdict == "held"
 
 
 # ----- 4. data-set size ---------------------------------------------------------------
@@ -316,7 +332,13 @@ def test_noise_scale_held_when_b_simple_matches_b_crit():
     ("seed", "b_simple", "ci", "status", "verdict"),
     [
         pytest.param(
-            8, 1000.0, (900.0, 1100.0), "disagrees", "did not hold", id="ten-times-b-crit"
+            # Averaged over the run (x0.49, see noise_record): about 15x B_crit.
+            8,
+            3000.0,
+            (2700.0, 3300.0),
+            "disagrees",
+            "did not hold",
+            id="fifteen-times-b-crit",
         ),
         pytest.param(9, 100.0, (5.0, 5000.0), "unclear", "inconclusive", id="interval-too-wide"),
     ],
@@ -327,6 +349,49 @@ def test_noise_scale_fails_or_cannot_tell_when_b_simple_misses_or_is_too_uncerta
     curve = make_curve("a", noisy_steps(LADDER, 200, 100, 0.02, seed=seed))
     finding = evaluate_noise_scale([noise_record("a", b_simple, ci)], {"a": curve})
     assert finding.rows[0].status == status and finding.verdict == verdict
+
+
+def test_the_trajectory_average_is_the_geometric_mean_with_combined_intervals():
+    from batchlab.reproduce._finding_noise_scale import NoiseCheckpoint, trajectory_average
+
+    points = [
+        NoiseCheckpoint(step=s, fraction=f, metric=None, b_simple=b, b_simple_ci=ci)
+        for s, f, b, ci in (
+            (0, 0.0, 10.0, (5.0, 20.0)),
+            (50, 0.5, 40.0, (20.0, 80.0)),
+            (60, 0.6, None, (None, None)),  # no estimate: left out
+        )
+    ]
+    average, (low, high) = trajectory_average(points)
+    assert average == pytest.approx(20.0)
+    # Each log-interval is ±log 2, so s_i = log 2 / z and the mean's half-width is
+    # z·√2·(log 2 / z)/2 = log 2 / √2.
+    half = math.log(2) / math.sqrt(2)
+    assert (low, high) == (
+        pytest.approx(20 * math.exp(-half)),
+        pytest.approx(20 * math.exp(half)),
+    )
+    assert trajectory_average(points[2:]) == (None, None)
+
+
+def test_noise_scale_verdict_reads_the_average_and_leaves_adaptive_optimizers_out():
+    # The endpoint, 1500 against B_crit ≈ 100, misses a band of 10; the run's average
+    # (x0.49, see noise_record: about 740) agrees: the verdict follows the average.
+    sgd = make_curve("sgd", noisy_steps(LADDER, 200, 100, 0.02, seed=7))
+    adam = make_curve("adam", noisy_steps(LADDER, 200, 100, 0.02, seed=8), optimizer="adam")
+    records = [
+        noise_record("sgd", 1500.0, (1400.0, 1600.0)),
+        noise_record("adam", 100_000.0, (90_000.0, 110_000.0)),
+    ]
+    finding = evaluate_noise_scale(records, {"sgd": sgd, "adam": adam})
+    by_study = {r.study: r for r in finding.rows}
+    assert by_study["sgd"].endpoint_status == "disagrees"
+    assert by_study["sgd"].status == "agrees"
+    assert by_study["adam"].status == "disagrees" and not by_study["adam"].judged
+    assert finding.verdict == "held", finding.reason
+    assert "Not judged (adaptive optimizer): adam" in finding.reason
+    only_adam = evaluate_noise_scale(records[1:], {"adam": adam})
+    assert only_adam.verdict == "inconclusive"
 
 
 # ----- 7. large batch -----------------------------------------------------------------

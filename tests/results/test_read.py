@@ -98,14 +98,14 @@ def test_written_results_record_the_resolved_search_space(tmp_path):
 
 def test_the_study_the_report_and_the_findings_share_one_analysis(old_study):
     from batchlab.analysis import summarize_ladder
-    from batchlab.report._summary import rung_lrs, summarize
+    from batchlab.report._summary import rung_hparams, rung_lrs, summarize
     from batchlab.reproduce._fits import FIT_SEED, summarize_fit
     from batchlab.study._collect import analyse
 
     study = load_study(old_study)
     sizes = [r.batch_size for r in study.rungs]
     steps = [r.steps_to_target for r in study.rungs]
-    ladder = summarize_ladder(sizes, steps, rung_lrs(study))
+    ladder = summarize_ladder(sizes, steps, rung_lrs(study), hparams=rung_hparams(study))
     assert ladder.fit is not None
     # results.json's analysis block, the report's numbers and the findings' fit.
     assert analyse(list(study.rungs)) == ladder.to_dict()

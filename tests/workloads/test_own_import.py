@@ -2,7 +2,8 @@
 
 [own-model]: ``[workload] name = "my_wl:make"`` with ``my_wl.py`` next to the TOML
 resolves from the config's directory and from the current directory, in the main
-process, in worker processes and in a ``study worker`` that joins later.
+process, in worker processes and in a ``study worker`` that joins later (with the
+worker's consent, ``--allow-workload``).
 """
 
 from __future__ import annotations
@@ -92,7 +93,12 @@ def test_study_run_imports_the_workload_beside_its_config(tmp_path, where):
     elsewhere = tmp_path / "checkout"
     home.rename(elsewhere)
     storage = f"journal://{out / 'optuna.journal'}"
-    joined = batchlab("study", "worker", storage, cwd=elsewhere)
+    # The storage names the workload; the worker imports it only with local consent.
+    spec = f"my_wl_{where}:make"
+    refused = batchlab("study", "worker", storage, cwd=elsewhere)
+    assert refused.returncode == 2, refused.stderr + refused.stdout
+    assert f"--allow-workload {spec}" in " ".join(refused.stderr.split())
+    joined = batchlab("study", "worker", storage, "--allow-workload", spec, cwd=elsewhere)
     assert joined.returncode == 0, joined.stderr + joined.stdout
     assert "No trials left" in joined.stdout
 

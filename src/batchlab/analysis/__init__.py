@@ -8,6 +8,8 @@ rates), so it works on any study's results and on published tables typed in by h
 * :func:`scaling_regimes` — perfect scaling, diminishing returns, maximal data
   parallelism (Shallue et al. 2018), from the fit and from the data alone;
 * :func:`lr_trend` — the tuned learning rate's exponent against the linear and √ rules;
+* :func:`hparam_trends` — every tuned hyperparameter (η, β2, λ) against B, with the
+  exponent's interval and each transfer rule's prediction error;
 * :func:`compare_prediction` — measured B_crit against the noise scale B_simple;
 * :func:`compare_fits` — two curves (e.g. SGD against momentum) as ratios;
 * :func:`summarize_ladder` — all of the above for one ladder, plus the answer
@@ -24,8 +26,18 @@ from ._answer import BatchSizeAnswer, LearningRateAt, RungCost, batch_size_answe
 from ._checks import AnalysisError
 from ._compare import FitComparison, PredictionComparison, compare_fits, compare_prediction
 from ._fit import ScalingFit, fit_scaling
+from ._hparam_trends import (
+    TREND_HPARAMS,
+    ExponentFit,
+    HparamTrend,
+    HparamTrends,
+    RulePrediction,
+    hparam_trends,
+)
 from ._lr_trend import LR_RULES, LRTrend, lr_trend
 from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
+from ._rule_costs import RuleCost, rule_costs
+from ._seed_bootstrap import SeedBootstrap, seed_bootstrap
 from ._steps_to_result import (
     best_run_per_batch_size,
     best_steps_per_batch_size,
@@ -50,11 +62,21 @@ __all__ = [
     "summarize_ladder",
     "FitComparison",
     "LRTrend",
+    "ExponentFit",
+    "HparamTrend",
+    "HparamTrends",
+    "RulePrediction",
+    "TREND_HPARAMS",
+    "hparam_trends",
     "LR_RULES",
     "PairReading",
     "PredictionComparison",
     "RegimeBoundaries",
     "ScalingFit",
+    "SeedBootstrap",
+    "seed_bootstrap",
+    "RuleCost",
+    "rule_costs",
     "ScalingRegimes",
     "compare_fits",
     "compare_prediction",

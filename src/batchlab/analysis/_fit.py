@@ -78,8 +78,11 @@ class ScalingFit:
         confidence: level of the intervals.
         n_bootstrap: number of bootstrap replicates.
         robust_scale: residual scale (log units) of the soft-L1 loss.
+        interval_sources: what the intervals account for: ``("residuals",)`` from
+            :func:`fit_scaling`; ``("residuals", "seeds")`` once widened to contain
+            the seed bootstrap's too (:func:`summarize_ladder`, :func:`seed_bootstrap`).
         bootstrap_s_min, bootstrap_b_crit: bootstrap-t draws (θ̂ − t*·se, back from
-            log space), whose percentiles are the intervals above; kept so that ratios
+            log space), whose percentiles are the residual intervals; kept so that ratios
             with other fits and predictions get intervals (:func:`compare_fits`,
             :func:`compare_prediction`); left out of ``repr``, equality and
             :meth:`to_dict`.
@@ -100,6 +103,7 @@ class ScalingFit:
     confidence: float = 0.95
     n_bootstrap: int = 0
     robust_scale: float = 0.1
+    interval_sources: tuple[str, ...] = ("residuals",)
     bootstrap_s_min: tuple[float, ...] = field(default=(), repr=False, compare=False)
     bootstrap_b_crit: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
@@ -159,6 +163,7 @@ class ScalingFit:
             "confidence": float(self.confidence),
             "n_bootstrap": int(self.n_bootstrap),
             "robust_scale": float(self.robust_scale),
+            "interval_sources": list(self.interval_sources),
         }
 
 

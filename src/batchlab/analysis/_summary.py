@@ -1,22 +1,25 @@
 """A ladder's whole analysis in one call: fit, regimes, LR trend and the answer.
 
-:func:`summarize_ladder` is the one place where a study's fit, regimes, LR trend and
-answer are computed: the study's ``results.json``, the HTML report and the findings
-document all call it, so they cannot disagree.
+:func:`summarize_ladder` is the one place where a study's fit, regimes, LR trend,
+hyperparameter trends and answer are computed: the study's ``results.json``, the HTML
+report and the findings document all call it, so they cannot disagree.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._answer import BatchSizeAnswer, batch_size_answer
 from ._checks import MIN_FIT_POINTS, AnalysisError, check_ladder
 from ._fit import ScalingFit, fit_scaling
+from ._hparam_trends import HparamTrends, hparam_trends
 from ._lr_trend import LRTrend, lr_trend
 from ._regimes import ScalingRegimes, check_tol, scaling_regimes
+from ._rule_costs import RuleCost, rule_costs
+from ._seed_bootstrap import Candidates, SeedBootstrap, seed_bootstrap, widen
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,11 @@ class LadderSummary:
         fit: S(B) = S_min (1 + B_crit / B) with intervals, or ``None``.
         regimes: the three scaling regimes, or ``None`` (no fit).
         lr_trend: the tuned LR against B, or ``None`` (fewer than two tuned rungs).
+        seeds: the seed bootstrap's intervals (rungs with confirmed candidates), whose
+            union with the residual intervals is the fit's; ``None`` without one.
+        hparam_trends: every searched hyperparameter (lr, β2, weight decay) against B
+            with the transfer rules' errors (:func:`hparam_trends`), or ``None``
+            (no per-rung hyperparameters given, or fewer than two tuned rungs).
         answer: what to train with; always present (its ``reason`` says why when the
             ladder cannot place the knee).
         note: why there is no fit, when there is none.
@@ -44,15 +52,24 @@ class LadderSummary:
     answer: BatchSizeAnswer
     note: str | None = None
     error: str | None = None
+    seeds: SeedBootstrap | None = None
+    hparam_trends: HparamTrends | None = None
+    rule_costs: dict[str, RuleCost] | None = None
 
     def to_dict(self) -> dict[str, Any] | None:
         """The ``analysis`` block of ``results.json``.
 
         ``None`` with too few reached rungs, ``{"error": ...}`` when the fit failed,
-        else ``fit``, ``regimes``, ``answer`` and (two tuned rungs) ``lr_trend``.
+        else ``fit``, ``regimes``, ``answer`` and (two tuned rungs) ``lr_trend``;
+        ``hparam_trends`` in either of the last two whenever there are some.
         """
+        extras: dict[str, Any] = {}
+        if self.hparam_trends is not None:
+            extras["hparam_trends"] = self.hparam_trends.to_dict()
+        if self.rule_costs:
+            extras["rule_costs"] = [cost.to_dict() for cost in self.rule_costs.values()]
         if self.error is not None:
-            return {"error": self.error}
+            return {"error": self.error, **extras}
         if self.fit is None or self.regimes is None:
             return None
         data: dict[str, Any] = {
@@ -62,7 +79,9 @@ class LadderSummary:
         }
         if self.lr_trend is not None:
             data["lr_trend"] = self.lr_trend.to_dict()
-        return data
+        if self.seeds is not None:
+            data["seed_bootstrap"] = self.seeds.to_dict()
+        return {**data, **extras}
 
 
 def summarize_ladder(
@@ -71,6 +90,10 @@ def summarize_ladder(
     lrs: Sequence[float | None] | None = None,
     *,
     budgets: Sequence[float | None] | None = None,
+    candidates: Sequence[Candidates | None] | None = None,
+    hparams: Sequence[Mapping[str, float] | None] | None = None,
+    train_size: int | None = None,
+    rule_runs: Sequence[Mapping[str, Sequence[int | None]]] | None = None,
     tol: float = 0.25,
     seed: int = 0,
 ) -> LadderSummary:
@@ -79,10 +102,25 @@ def summarize_ladder(
     Args:
         batch_sizes: the rungs, strictly increasing.
         steps: steps-to-target per rung (``None``: never reached).
-        lrs: the tuned learning rate per rung (``None`` where a rung has none).
+        lrs: the tuned learning rate per rung (``None`` where a rung has none);
+            default: each rung's ``hparams["lr"]``.
         budgets: step budget per rung (``None`` where unknown, or where the rung is
             still running): a finished rung that never reached the target enters the
             fit as the lower bound S(B) > budget (:func:`fit_scaling`).
+        candidates: per rung, its confirmed candidates' steps-to-target per seed
+            (``RungResult.candidates``; ``None`` or empty without confirmation): the
+            fit's intervals are widened to contain the seed bootstrap's
+            (:func:`seed_bootstrap`), so they include how far each rung's count moves
+            on fresh seeds, not only the scatter around the curve.
+        hparams: the tuned hyperparameters per rung (``RungResult.best_hparams``;
+            ``None`` where a rung has none): the searched ones (lr, beta2,
+            weight_decay) against B and the transfer rules (:func:`hparam_trends`),
+            over the rungs that reached the target.
+        train_size: N, the training examples (the weight-decay timescale in epochs;
+            ``None``: unknown, in examples).
+        rule_runs: per rung, transfer rule -> its runs' steps-to-target
+            (``RungResult.rule_steps``): what each rule costs against tuning
+            (:func:`rule_costs`).
         tol: the regime tolerance (bends at tol·B_crit and B_crit/tol; DESIGN.md).
         seed: bootstrap seed of the fit (a fixed seed makes documents reproducible).
 
@@ -97,12 +135,19 @@ def summarize_ladder(
     """
     ladder = check_ladder(batch_sizes, steps, min_reached=0)
     tol = check_tol(tol)
+    if hparams is not None and len(hparams) != len(ladder.batch_sizes):
+        raise AnalysisError(
+            f"hparams must have one entry per batch size ({len(ladder.batch_sizes)}), "
+            f"got {len(hparams)}"
+        )
+    if lrs is None and hparams is not None:
+        lrs = [None if h is None else h.get("lr") for h in hparams]
     if lrs is not None and len(lrs) != len(ladder.batch_sizes):
         raise AnalysisError(
             f"lrs must have one entry per batch size ({len(ladder.batch_sizes)}), got {len(lrs)}"
         )
     reached = int(ladder.reached.sum())
-    fit = regimes = trend = None
+    fit = regimes = trend = seeds = None
     note = error = None
     if reached < MIN_RUNGS_FOR_FIT:
         note = (
@@ -112,9 +157,19 @@ def summarize_ladder(
     else:
         try:
             fit = fit_scaling(batch_sizes, steps, budgets=budgets, seed=seed)
+            if candidates is not None:
+                seeds = seed_bootstrap(fit, batch_sizes, candidates, budgets, seed=seed)
+            if seeds is not None:
+                fit = replace(
+                    fit,
+                    s_min_ci=widen(fit.s_min_ci, seeds.s_min_ci),
+                    b_crit_ci=widen(fit.b_crit_ci, seeds.b_crit_ci),
+                    e_min_ci=widen(fit.e_min_ci, seeds.e_min_ci),
+                    interval_sources=(*fit.interval_sources, "seeds"),
+                )
             regimes = scaling_regimes(batch_sizes, steps, tol=tol, fit=fit)
         except ValueError as failure:
-            fit = regimes = None
+            fit = regimes = seeds = None
             error = str(failure)
             note = f"Analysis impossible: {error}"
             logger.warning("analysis skipped: %s", error)
@@ -128,7 +183,31 @@ def summarize_ladder(
             trend = lr_trend([b for b, _ in tuned], [lr for _, lr in tuned], regimes=regimes)
         except ValueError as failure:
             logger.warning("LR trend skipped: %s", failure)
+    trends = None
+    if hparams is not None:
+        reached_hparams = [
+            h if hit else None for h, hit in zip(hparams, ladder.reached, strict=True)
+        ]
+        if sum(1 for h in reached_hparams if h) >= 2:
+            try:
+                trends = hparam_trends(
+                    batch_sizes, reached_hparams, regimes=regimes, train_size=train_size
+                )
+            except ValueError as failure:
+                logger.warning("hyperparameter trends skipped: %s", failure)
     answer = batch_size_answer(batch_sizes, steps, fit, lrs=lrs)
     return LadderSummary(
-        fit=fit, regimes=regimes, lr_trend=trend, answer=answer, note=note, error=error
+        fit=fit,
+        regimes=regimes,
+        lr_trend=trend,
+        answer=answer,
+        note=note,
+        error=error,
+        seeds=seeds,
+        hparam_trends=trends,
+        rule_costs=(
+            rule_costs([int(b) for b in batch_sizes], list(steps), rule_runs)
+            if rule_runs is not None and any(rule_runs)
+            else None
+        ),
     )

@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .._errors import BatchlabError
+from .._secrets import redact_url
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,7 +70,7 @@ def format_validation_error(error: pydantic.ValidationError) -> list[str]:
 
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn input errors into a clear message and exit code 2."""
+    """Turn input errors into a clear message and exit code 2 (URL passwords masked)."""
     try:
         yield
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -78,7 +79,9 @@ def cli_errors() -> Iterator[None]:
         if os.environ.get("BATCHLAB_DEBUG"):
             raise
         for line in format_validation_error(error):
-            err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
+            err_console.print(
+                f"[bold red]error:[/] {redact_url(line)}", highlight=False, markup=True
+            )
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except (BatchlabError, ValueError, FileNotFoundError, tomllib.TOMLDecodeError) as error:
         if os.environ.get("BATCHLAB_DEBUG"):
@@ -88,7 +91,8 @@ def cli_errors() -> Iterator[None]:
             message = f"no such file or directory: {error.filename}"
         if isinstance(error, tomllib.TOMLDecodeError):
             message = f"invalid TOML: {error}"
-        err_console.print(f"[bold red]error:[/] {_escape(message)}", highlight=False)
+        # The last line of defence for storage passwords: no error shows one.
+        err_console.print(f"[bold red]error:[/] {_escape(redact_url(message))}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 

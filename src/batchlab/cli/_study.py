@@ -13,11 +13,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .._errors import ConfigError
+from .._secrets import redact_url
 from ..results import RESULTS_JSON
 from ..study import (
     FailFast,
     RungStatus,
     Study,
+    StudyConfig,
     StudyResult,
     TrialEvent,
     WorkersDied,
@@ -145,11 +148,61 @@ def print_summary(result: StudyResult) -> None:
         )
     elif "error" in analysis:
         console.print(f"[yellow]analysis skipped: {analysis['error']}[/]")
+    _print_rule_costs(result)
+    trends = analysis.get("hparam_trends") or {}
+    if trends.get("hparams"):
+        console.print(f"[bold]Hyperparameters:[/] {escape(trends['transfer'])}", highlight=False)
     for edge in result.edges:
         console.print(
             f"[yellow]search space too narrow?[/] {escape(edge.message)}", highlight=False
         )
     console.print(f"[bold]Answer:[/] {answer['headline']}", highlight=False)
+
+
+def _print_rule_costs(result: StudyResult) -> None:
+    """Tuned steps against each transfer rule's (``[transfer]``), with the cost ratio."""
+    from ..analysis import rule_costs
+
+    costs = rule_costs(
+        [r.batch_size for r in result.rungs],
+        [r.steps_to_target for r in result.rungs],
+        [r.rule_steps for r in result.rungs],
+    )
+    if not costs:
+        return
+    base = result.config.get("transfer", {}).get("base_batch_size") or result.rungs[0].batch_size
+    table = Table(title=f"Tuned vs by rule (from the tuned batch size {base}): steps, x cost")
+    table.add_column("batch size", justify="right")
+    table.add_column("tuned", justify="right")
+    for rule in costs:
+        table.add_column(rule, justify="right")
+    for rung in result.rungs:
+        if rung.batch_size == base:
+            continue
+        cells = []
+        for cost in costs.values():
+            if rung.batch_size not in cost.batch_sizes:
+                cells.append("—")
+                continue
+            i = cost.batch_sizes.index(rung.batch_size)
+            steps, ratio = cost.steps[i], cost.ratios[i]
+            cells.append(
+                "not reached"
+                if steps is None
+                else f"{steps}" + ("" if ratio is None else f" (x{ratio:.2f})")
+            )
+        tuned = "—" if rung.steps_to_target is None else str(rung.steps_to_target)
+        table.add_row(str(rung.batch_size), tuned, *cells)
+    console.print(table)
+    summary = "; ".join(
+        f"{rule}: median x{cost.median_ratio:.2f}"
+        if cost.median_ratio is not None
+        else f"{rule}: no rung to compare"
+        for rule, cost in costs.items()
+    )
+    console.print(
+        f"[bold]Cost of following a rule instead of tuning:[/] {summary}", highlight=False
+    )
 
 
 def _ratio(value: float | None) -> str:
@@ -216,14 +269,16 @@ def _run(
             )
     except FailFast as error:
         err_console.print(
-            f"[bold red]stopped (--fail-fast):[/] {escape(str(error))}\n"
+            f"[bold red]stopped (--fail-fast):[/] {escape(redact_url(str(error)))}\n"
             f"The failure and its traceback are in the study; fix it, then "
             f"`batchlab study resume {study.directory}`.",
             highlight=False,
         )
         raise typer.Exit(EXIT_STOPPED) from None
     except WorkersDied as error:
-        err_console.print(f"[bold red]stopped:[/] {escape(str(error))}", highlight=False)
+        err_console.print(
+            f"[bold red]stopped:[/] {escape(redact_url(str(error)))}", highlight=False
+        )
         raise typer.Exit(EXIT_STOPPED) from None
     if as_json:
         print_json(summary_json(study, result))
@@ -343,6 +398,23 @@ def worker_command(
     name: Annotated[
         str | None, typer.Option("--study", help="Study name, if the storage holds several.")
     ] = None,
+    allow_workload: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-workload",
+            metavar="MODULE:FUNCTION",
+            help="Allow this worker to import and run this module:function workload "
+            "(repeatable). The storage names the workload; built-ins need no consent.",
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="The study's config file (TOML, or a study's config.json): allows its "
+            "workload and imports it from the config's directory.",
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch threads for this worker.")
     ] = None,
@@ -352,17 +424,51 @@ def worker_command(
     """Join a study from another process or machine and run its trials until none are left.
 
     Start the study first with `batchlab study run` (it plans the trials), then run
-    this on any machine that can reach the storage.
+    this on any machine that can reach the storage. The storage names the workload: a
+    module:function one runs only if you allow it here (--allow-workload or --config).
+    A password left out of the URL comes from PGPASSWORD or ~/.pgpass.
 
-    Example: batchlab study worker postgresql://batchlab@db-host/studies
+    Examples:
+
+      batchlab study worker postgresql+psycopg://batchlab@db-host/studies
+
+      batchlab study worker postgresql+psycopg://batchlab@db-host/studies --allow-workload my_wl:make
+
+      batchlab study worker journal:///runs/own/optuna.journal --config my_study.toml
     """
     with cli_errors():
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        config = find_study_config(storage, name).with_workload_path(workload_path or [])
+        allowed = list(allow_workload or [])
+        local = _local_config(config_file) if config_file is not None else None
+        config = find_study_config(storage, name or (local.name if local else None))
+        paths = list(workload_path or [])
+        if local is not None:
+            if local.workload.name != config.workload.name:
+                raise ConfigError(
+                    f"--config {config_file}: its workload is {local.workload.name!r}, but "
+                    f"study {config.name!r} in the storage runs {config.workload.name!r}; "
+                    "pass the study's own config"
+                )
+            allowed.append(local.workload.name)
+            paths += [Path(p) for p in local.workload.path]
+        # Import only from directories named here: the storage's are another machine's,
+        # and another writer's choice.
+        workload = config.workload.model_copy(update={"path": []})
+        config = config.model_copy(update={"workload": workload}).with_workload_path(paths)
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
-        console.print(f"Joining study [bold]{config.name}[/] on {storage}")
-        ran = work(config, storage, fail_fast=fail_fast)
+        console.print(
+            f"Joining study [bold]{escape(config.name)}[/] on {escape(redact_url(storage))}",
+            highlight=False,
+        )
+        ran = work(config, storage, fail_fast=fail_fast, allowed_workloads=allowed)
         console.print(f"No trials left: this worker ran {ran}.")
+
+
+def _local_config(path: Path) -> StudyConfig:
+    """A study config from a TOML file or a study directory's ``config.json``."""
+    if path.suffix == ".json":
+        return StudyConfig.model_validate_json(path.read_text())
+    return StudyConfig.from_toml(path)

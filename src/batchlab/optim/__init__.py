@@ -17,6 +17,7 @@ from ._scaling import SCALING_RULES, scale_lr
 from ._schedules import DECAYS, lr_multiplier, warmup_schedule
 from ._transfer import (
     LR_RULES,
+    NOISE_SCALE_LR_RULES,
     HparamTransfer,
     SeesawStep,
     TransferResult,
@@ -36,6 +37,7 @@ __all__ = [
     "LARS",
     "LAYERWISE_OPTIMIZERS",
     "LR_RULES",
+    "NOISE_SCALE_LR_RULES",
     "OPTIMIZERS",
     "OPTIMIZER_HPARAMS",
     "SCALING_RULES",

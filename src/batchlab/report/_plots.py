@@ -276,6 +276,66 @@ def hyperparameter_figure(study: StudyData, summary: StudySummary) -> str | None
     return figure_uri(fig)
 
 
+#: Line style per transfer rule in :func:`hparam_rules_figure`.
+_RULE_STYLE = {
+    "linear": ("--", "#d62728"),
+    "square-root": (":", "#2ca02c"),
+    "half-life": ("--", "#9467bd"),
+    "timescale": ("--", "#ff7f0e"),
+    "unchanged": ("-.", "#7f7f7f"),
+}
+_RULE_PANELS = {"lr": "learning rate η", "beta2": "1 − β₂", "weight_decay": "weight decay λ"}
+
+
+def hparam_rules_figure(study: StudyData, summary: StudySummary) -> str | None:
+    """Each searched hyperparameter's tuned values vs B, with every rule's prediction.
+
+    One log-log panel per hyperparameter of the summary's
+    :class:`~batchlab.analysis.HparamTrends` (β2 drawn as 1 − β2): the tuned values as
+    points, each rule's prediction from the smallest tuned rung as a line through the
+    rungs. ``None`` when nothing searched varies across two tuned rungs.
+    """
+    trends = summary.hparam_trends
+    if trends is None or not trends.trends:
+        return None
+    panels = list(trends.trends.values())
+    fig, axes = new_figure(4.2 * len(panels), 3.8, ncols=len(panels))
+    sizes = [r.batch_size for r in study.rungs]
+    spans = regime_spans(summary, x_limits(sizes))
+    for ax, trend in zip(axes, panels, strict=True):
+        shade_regimes(ax, spans)
+
+        def shown(values: Sequence[float], name: str = trend.name) -> list[float]:
+            return [1.0 - v for v in values] if name == "beta2" else list(values)
+
+        for rule in trend.rules:
+            style, color = _RULE_STYLE.get(rule.rule, ("-", "#555555"))
+            ax.plot(
+                trend.batch_sizes,
+                shown(rule.predicted),
+                style,
+                color=color,
+                lw=1.4,
+                label=f"{rule.rule} rule (off by ×{rule.error_factor:.3g})",
+            )
+        ax.plot(
+            trend.batch_sizes,
+            shown(trend.values),
+            "o",
+            color="#1f77b4",
+            ms=7,
+            zorder=5,
+            label="tuned (best trial)",
+        )
+        ax.set_yscale("log")
+        batch_axis(ax, sizes)
+        ax.set_xlim(*x_limits(sizes))
+        ax.set_ylabel(_RULE_PANELS[trend.name])
+        ax.set_title(f"Tuned {_RULE_PANELS[trend.name]}", fontsize=10)
+        ax.legend(fontsize=7, loc="best")
+    return figure_uri(fig)
+
+
 def noise_figure(study: StudyData, summary: StudySummary) -> str | None:
     """B_simple over training with its 95% interval, beside the measured B_crit.
 

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .._io import atomic_write_text
+from .._secrets import redact_url
 from .._version import __version__
 from ..results import RESULTS_JSON, STATUSES, SearchRange, StudyData, load_study
 from ..study import StudyConfig
@@ -137,6 +138,8 @@ def build_report(
         "comparison": _comparison(studies, summaries) if multi else None,
         "overlay_figure": _plots.overlay_figure(studies, summaries) if multi else None,
         "has_noise": any(v.noise_figure for v in views),
+        "has_hparam_rules": any(v.hparam_rules for v in views),
+        "has_rule_costs": any(v.rule_costs for v in views),
         "cbs": [_cbs.cbs_view(data) for data in cbs],
     }
     return Report(
@@ -230,7 +233,8 @@ def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.St
     scaling = _plots.scaling_figure(study, summary)
     hyper = _plots.hyperparameter_figure(study, summary)
     noise = _plots.noise_figure(study, summary)
-    figures = [scaling, hyper, noise, *rung_figures.values()]
+    rules = _plots.hparam_rules_figure(study, summary)
+    figures = [scaling, hyper, rules, noise, *rung_figures.values()]
     return _view.StudyView(
         index=index,
         name=study.name,
@@ -252,7 +256,8 @@ def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.St
         hyperparameter_figure=hyper,
         noise_figure=noise,
         noise_rows=_view.noise_rows(study),
-        config_json=_view.config_json(study),
+        # A storage password is never written to results.json now; older files may hold one.
+        config_json=redact_url(_view.config_json(study)),
         workload_params=_view.workload_rows(study),
         environment=_view.environment_rows(study),
         wall_time_s=study.wall_time_s,
@@ -260,6 +265,10 @@ def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.St
         created=study.created,
         status_counts=summary.status_counts,
         figures=[f for f in figures if f],
+        hparam_rules=_view.hparam_rules(summary),
+        hparam_rules_figure=rules,
+        transfer_text=_view.transfer_text(summary),
+        rule_costs=_view.rule_costs_view(summary),
     )
 
 

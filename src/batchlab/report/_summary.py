@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from ..analysis import (
     BatchSizeAnswer,
     FitComparison,
+    HparamTrends,
     LRTrend,
     PredictionComparison,
+    RuleCost,
     ScalingFit,
     ScalingRegimes,
     compare_fits,
@@ -35,6 +37,8 @@ class StudySummary:
         fit: the fitted S(B) (``batchlab.analysis`` object), or ``None``.
         regimes: the scaling regimes, or ``None``.
         lr_trend: the tuned-LR trend, or ``None`` (fewer than two tuned LRs).
+        hparam_trends: every searched hyperparameter (lr, β2, weight decay) against B
+            with the transfer rules' predictions, or ``None`` (fewer than two tuned rungs).
         prediction: the noise-scale prediction checked against the fit, or ``None``.
         analysis_note: why there is no fit, when there is none.
         notes: other caveats (study in progress, rungs that never reached the target).
@@ -42,17 +46,21 @@ class StudySummary:
         edges: best trials on the edge of the search space.
         answer: what to train with (B_crit, cost per rung, the two 20% rules), or
             ``None`` for a summary made without a ladder.
+        rule_costs: per transfer rule (``[transfer]``), its steps-to-target against
+            the tuned ones (``None``: no rule ran).
     """
 
     fit: ScalingFit | None = None
     regimes: ScalingRegimes | None = None
     lr_trend: LRTrend | None = None
+    hparam_trends: HparamTrends | None = None
     prediction: PredictionComparison | None = None
     analysis_note: str | None = None
     notes: tuple[str, ...] = ()
     status_counts: dict[str, int] = field(default_factory=dict)
     edges: tuple[EdgeWarning, ...] = ()
     answer: BatchSizeAnswer | None = None
+    rule_costs: dict[str, RuleCost] | None = None
 
 
 def status_counts(study: StudyData) -> dict[str, int]:
@@ -73,6 +81,15 @@ def rung_lrs(study: StudyData) -> list[float | None]:
             lr = rung.best.hparams.get("lr", rung.best.params.get("lr"))
         lrs.append(lr if rung.steps_to_target is not None and lr is not None and lr > 0 else None)
     return lrs
+
+
+def rung_hparams(study: StudyData) -> list[dict[str, float] | None]:
+    """The tuned hyperparameters of each rung (``None`` where it has none)."""
+    tuned: list[dict[str, float] | None] = []
+    for rung in study.rungs:
+        hparams = rung.best_hparams or (rung.best.hparams if rung.best is not None else None)
+        tuned.append(dict(hparams) if rung.steps_to_target is not None and hparams else None)
+    return tuned
 
 
 def _opt_in_notes(study: StudyData) -> list[str]:
@@ -125,6 +142,10 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
         [r.steps_to_target for r in study.rungs],
         rung_lrs(study),
         budgets=[r.budget_steps if r.complete else None for r in study.rungs],
+        candidates=[r.candidates for r in study.rungs],
+        hparams=rung_hparams(study),
+        train_size=study.workload.get("train_size"),
+        rule_runs=[r.rule_steps for r in study.rungs],
         tol=tol,
     )
     fit, regimes, trend, note = ladder.fit, ladder.regimes, ladder.lr_trend, ladder.note
@@ -139,12 +160,14 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
         fit=fit,
         regimes=regimes,
         lr_trend=trend,
+        hparam_trends=ladder.hparam_trends,
         prediction=prediction,
         analysis_note=note,
         notes=tuple(notes),
         status_counts=status_counts(study),
         edges=tuple(edge_warnings(study.rungs, study.search_space)),
         answer=ladder.answer,
+        rule_costs=ladder.rule_costs,
     )
 
 

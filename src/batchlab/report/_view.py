@@ -63,6 +63,43 @@ class RungView:
 
 
 @dataclass(frozen=True)
+class RuleRow:
+    """One rung of a hyperparameter's table: the tuned value and each rule's prediction.
+
+    ``predictions`` holds, per rule of the table, (predicted value, measured/predicted
+    on the hyperparameter's search scale: η, 1 − β2 or λ).
+    """
+
+    batch_size: int | float
+    value: float
+    predictions: list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class RuleSummary:
+    """One rule's line under the table: its error over the rungs and its exponent."""
+
+    rule: str
+    citation: str
+    expected: str
+    error_factor: float
+    consistent: bool
+
+
+@dataclass(frozen=True)
+class HparamRulesView:
+    """One tuned hyperparameter against B with the transfer rules (report section)."""
+
+    name: str
+    title: str
+    error_scale: str
+    rules: list[RuleSummary]
+    rows: list[RuleRow]
+    exponents: list[str]
+    reading: str
+
+
+@dataclass(frozen=True)
 class StudyView:
     """One study's part of every section."""
 
@@ -94,6 +131,52 @@ class StudyView:
     status_counts: dict[str, int]
     trial_time_s: float | None = None
     figures: list[str] = field(default_factory=list)
+    hparam_rules: list[HparamRulesView] = field(default_factory=list)
+    hparam_rules_figure: str | None = None
+    transfer_text: str = ""
+    rule_costs: RuleCostsView | None = None
+
+
+@dataclass(frozen=True)
+class RuleCostsView:
+    """Tuned steps against each transfer rule's, per rung: the cost of not tuning.
+
+    ``rows``: (batch size, tuned steps text, one cell per rule); ``medians``: per
+    rule, the median cost ratio text.
+    """
+
+    rules: list[str]
+    rows: list[tuple[int, str, list[str]]]
+    medians: list[str]
+
+
+def rule_costs_view(summary: StudySummary) -> RuleCostsView | None:
+    """The report's table of :attr:`StudySummary.rule_costs` (``None``: no rule ran)."""
+    costs = summary.rule_costs
+    if not costs:
+        return None
+    sizes = sorted({b for cost in costs.values() for b in cost.batch_sizes})
+    rows = []
+    for b in sizes:
+        tuned = None
+        cells = []
+        for cost in costs.values():
+            if b not in cost.batch_sizes:
+                cells.append("—")
+                continue
+            i = cost.batch_sizes.index(b)
+            tuned = cost.tuned[i] if tuned is None else tuned
+            seeds = ", ".join("—" if s is None else str(s) for s in cost.seeds[i])
+            steps, ratio = cost.steps[i], cost.ratios[i]
+            text = "not reached" if steps is None else f"{steps}"
+            if ratio is not None:
+                text += f" (×{ratio:.2f})"
+            cells.append(f"{text} [seeds: {seeds}]")
+        rows.append((b, "—" if tuned is None else f"{tuned:g}", cells))
+    medians = [
+        "—" if cost.median_ratio is None else f"×{cost.median_ratio:.2f}" for cost in costs.values()
+    ]
+    return RuleCostsView(rules=list(costs), rows=rows, medians=medians)
 
 
 def target_text(target: dict[str, Any]) -> str:
@@ -226,6 +309,73 @@ def trend_text(summary: StudySummary) -> list[str]:
         f"Tuned learning rate grows as B^{trend.exponent:.2f} across the rungs.",
         trend.message,
     ]
+
+
+#: How each hyperparameter is named in the section, and the scale its error is on.
+_HPARAM_TITLES = {
+    "lr": ("learning rate η", "η"),
+    "beta2": ("Adam's β2", "1 − β2"),
+    "weight_decay": ("weight decay λ", "λ"),
+}
+#: What each rule holds fixed, for the line under the table.
+_RULE_MEANING = {
+    "linear": "η ∝ B",
+    "square-root": "η ∝ √B",
+    "half-life": "half-life in examples fixed",
+    "timescale": "timescale B/(ηλN) fixed",
+}
+
+
+def hparam_rules(summary: StudySummary) -> list[HparamRulesView]:
+    """Per searched hyperparameter: tuned value and each rule's prediction per rung,
+    the exponents with their intervals, and which rule the slope reads as."""
+    trends = summary.hparam_trends
+    if trends is None:
+        return []
+    views = []
+    for name, trend in trends.trends.items():
+        title, scale = _HPARAM_TITLES[name]
+        rows = [
+            RuleRow(
+                batch_size=b,
+                value=value,
+                predictions=[(r.predicted[i], math.exp(r.log_errors[i])) for r in trend.rules],
+            )
+            for i, (b, value) in enumerate(zip(trend.batch_sizes, trend.values, strict=True))
+        ]
+        exponents = []
+        for fit in trend.exponents:
+            text = f"{fit.label} ∝ B^{_two(fit.exponent)}"
+            if fit.exponent_ci is not None:
+                low, high = fit.exponent_ci
+                text += f", {trends.confidence:.0%} interval [{_two(low)}, {_two(high)}]"
+            else:
+                text += " (two rungs: no interval)"
+            exponents.append(text)
+        rules = [
+            RuleSummary(
+                rule=r.rule,
+                citation=r.citation,
+                expected=_RULE_MEANING.get(r.rule, f"{name} fixed")
+                + f" (exponent {r.exponent:g} of {trend.exponent(r.quantity).label})",
+                error_factor=r.error_factor,
+                consistent=r.consistent,
+            )
+            for r in trend.rules
+        ]
+        views.append(HparamRulesView(name, title, scale, rules, rows, exponents, trend.message))
+    return views
+
+
+def _two(value: float) -> str:
+    """Two decimals, without a "-0.00" for a rounding error below zero."""
+    return f"{round(value, 2) + 0.0:.2f}"
+
+
+def transfer_text(summary: StudySummary) -> str:
+    """``"to go from B=64 to B=512 on this model: lr x2.8 (closest: ...), ..."``."""
+    trends = summary.hparam_trends
+    return trends.transfer if trends is not None and trends.trends else ""
 
 
 def _best_values(rung: RungResult, names: Sequence[str]) -> dict[str, float]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import BatchlabError
-from ..results import RESULTS_JSON, ResultsError, StudyData, load_study
+from ..results import RESULTS_JSON, ResultsError, StudyData, edge_warnings, load_study
 
 
 class FindingsError(BatchlabError, ValueError):
@@ -34,6 +34,10 @@ class Curve:
         seeds: the best trial's seed per rung (``None``: never reached).
         budget_steps: step budget per rung.
         eval_every: evaluation interval per rung (the resolution of ``steps``).
+        lr_edges: the rungs whose tuned learning rate is on the edge of the searched
+            range (:func:`batchlab.results.edge_warnings`): the optimum may lie outside.
+        candidates: per rung, its confirmed candidates' steps per seed (empty
+            without confirmation; :attr:`batchlab.results.RungResult.candidates`).
         trials_per_rung: trials planned per rung.
         target: the target, e.g. ``{"metric": "accuracy", "value": 0.85, "direction": "max"}``.
         workload_params: the workload's parameters (``num_train``, ...).
@@ -52,6 +56,8 @@ class Curve:
     seeds: tuple[int | None, ...] = ()
     budget_steps: tuple[int, ...] = ()
     eval_every: tuple[int, ...] = ()
+    candidates: tuple[list[list[int | None]], ...] = ()
+    lr_edges: tuple[int, ...] = ()
     trials_per_rung: int = 0
     target: dict[str, Any] = field(default_factory=dict)
     workload_params: dict[str, Any] = field(default_factory=dict)
@@ -131,6 +137,10 @@ def _curve(study: StudyData) -> Curve:
         seeds=tuple(seeds),
         budget_steps=tuple(int(r.budget_steps) for r in study.rungs),
         eval_every=tuple(int(r.eval_every) for r in study.rungs),
+        candidates=tuple(r.candidates for r in study.rungs),
+        lr_edges=tuple(
+            e.batch_size for e in edge_warnings(study.rungs, study.search_space) if e.param == "lr"
+        ),
         trials_per_rung=int(search.get("trials_per_rung", 0)),
         target=dict(study.target),
         workload_params=dict(study.workload.get("params") or {}),

@@ -69,7 +69,9 @@ class StudyFacts:
     params: str
     optimizer: str
     ladder: tuple[int, ...]
-    trials: int
+    trials: str
+    seeds: str
+    resolution: str
     space: str
     fixed_text: str
     budget: str
@@ -93,13 +95,33 @@ def study_facts(config: StudyConfig, trial_seconds: float = 0.0) -> StudyFacts:
         )
     target = config.target
     params = ", ".join(f"{k}={v}" for k, v in sorted(config.workload.params.items()))
+    search = config.search
+    seeds = "1 (best single seed)"
+    if search.confirm_top and search.confirm_seeds:
+        seeds = (
+            f"1; the best {fmt(search.confirm_top)}: {fmt(1 + search.confirm_seeds)} "
+            "(median decides)"
+        )
+    trials = f"{fmt(search.trials_per_rung)}" + (
+        f" + {fmt(search.refine)} refined" if search.refine and search.sampler != "tpe" else ""
+    )
+    resolution = config.evaluation.resolution
+    every = config.evaluation.every
+    grid = f"every {fmt(every)} steps" if every else f"{fmt(config.evaluation.per_run)} per run"
+    resolution_text = (
+        f"≤ {fmt(100 * resolution)}% of the count near the target (grid: {grid})"
+        if resolution
+        else f"the evaluation grid ({grid})"
+    )
     return StudyFacts(
         name=config.name,
         workload=config.workload.name,
         params=f"({params})" if params else "",
         optimizer=config.optimizer,
         ladder=tuple(config.batch_sizes()),
-        trials=config.search.trials_per_rung,
+        trials=trials,
+        seeds=seeds,
+        resolution=resolution_text,
         space=space or "—",
         fixed_text=fixed or "—",
         budget=budget_text,

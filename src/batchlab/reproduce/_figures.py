@@ -182,6 +182,10 @@ def noise_figure(finding: NoiseFinding, path: Path) -> Path | None:
             capsize=2,
             label=f"{row.study}: B_simple",
         )
+        if row.average is not None:
+            axes.axhline(
+                row.average, color=color, linestyle=":", alpha=0.8, label=f"{row.study}: average"
+            )
         if row.b_crit is not None:
             axes.axhline(
                 row.b_crit, color=color, linestyle="--", alpha=0.8, label=f"{row.study}: B_crit"

@@ -31,6 +31,9 @@ from ._fits import (
     summarize_fit,
 )
 
+#: The status of a row whose slope rests on a tuned LR at the edge of the searched range.
+EDGE = "LR on the edge"
+
 
 @dataclass(frozen=True, kw_only=True)
 class LRRow:
@@ -43,9 +46,12 @@ class LRRow:
         beyond: rungs beyond perfect scaling (diminishing returns and maximal).
         beyond_exponent, beyond_ci: slope over ``beyond`` and its t-interval
             (``None`` with fewer than three such rungs).
+        edges: rungs of ``beyond`` whose tuned LR is on the edge of the searched range.
         status: ``"neither rule"`` (the interval excludes both exponents),
             ``"linear rule"`` or ``"square-root rule"`` (it holds that exponent only),
-            ``"either rule"`` (it holds both), or ``"too few rungs"``.
+            ``"either rule"`` (it holds both), ``"too few rungs"``, or ``"LR on the
+            edge"`` (a rung beyond perfect scaling has its tuned LR on the edge of the
+            searched range, so its optimum, and the slope, are not measured: not judged).
     """
 
     study: str
@@ -60,6 +66,7 @@ class LRRow:
     beyond_exponent: float | None
     beyond_ci: tuple[float, float] | None
     status: str
+    edges: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +88,9 @@ class LRFinding:
             f"95% t-interval: the rules are k = {fmt(LR_RULES['linear'])} (linear) and "
             f"k = {fmt(LR_RULES['square-root'])} (square root). Held if the interval excludes both "
             "rules for at least one model and no model's interval singles out a rule; did not "
-            "hold if every evaluated model's interval singles out a rule; inconclusive otherwise"
+            "hold if every evaluated model's interval singles out a rule; inconclusive otherwise. "
+            "A model with a rung beyond perfect scaling whose tuned LR is on the edge of the "
+            "searched range is not evaluated (its optimum lies at or beyond the edge)"
         )
 
 
@@ -117,6 +126,9 @@ def _row(curve: Curve, fit: FitSummary | None) -> LRRow:
             }
         trend = lr_trend(sizes, lrs, regimes=regimes)
         beyond, beyond_exponent, beyond_ci, status = _beyond(sizes, lrs, fit)
+    edges = tuple(b for b in beyond if b in curve.lr_edges)
+    if edges and status != "too few rungs":
+        status = EDGE
     return LRRow(
         study=curve.name,
         workload=curve.workload,
@@ -130,13 +142,15 @@ def _row(curve: Curve, fit: FitSummary | None) -> LRRow:
         beyond_exponent=beyond_exponent,
         beyond_ci=beyond_ci,
         status=status,
+        edges=edges,
     )
 
 
 def evaluate_lr_rules(curves: Sequence[Curve]) -> LRFinding:
     """Tuned LR against B per model, against the linear and square-root rules."""
     rows = tuple(_row(curve, summarize_fit(curve)) for curve in curves)
-    judged = [r for r in rows if r.status != "too few rungs"]
+    judged = [r for r in rows if r.status not in ("too few rungs", EDGE)]
+    on_edge = [r for r in rows if r.status == EDGE]
     breaks = [r for r in judged if r.status == "neither rule"]
     follows = [r for r in judged if r.status in FOLLOWS]
 
@@ -146,7 +160,10 @@ def evaluate_lr_rules(curves: Sequence[Curve]) -> LRFinding:
     if not judged:
         verdict, reason = (
             INCONCLUSIVE,
-            ("no model has three or more rungs beyond perfect scaling with a tuned LR."),
+            (
+                "no model has three or more rungs beyond perfect scaling with a tuned LR "
+                "inside its searched range."
+            ),
         )
     elif breaks and not follows:
         verdict, reason = (
@@ -175,4 +192,9 @@ def evaluate_lr_rules(curves: Sequence[Curve]) -> LRFinding:
                 + ")."
             ),
         )
+    if on_edge:
+        reason += " Not judged, a tuned LR on the edge of the searched range: " + "; ".join(
+            f"{r.study} at B = {', '.join(str(b) for b in r.edges)}" for r in on_edge
+        )
+        reason += " (widen the LR range to measure them)."
     return LRFinding(rows=rows, verdict=verdict, reason=reason)

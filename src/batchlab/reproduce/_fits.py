@@ -152,7 +152,12 @@ class FitSummary:
 def summarize_fit(curve: Curve, tol: float = 0.25) -> FitSummary | None:
     """Fit ``curve`` (``None`` with fewer than three reached rungs or a failed fit)."""
     ladder = summarize_ladder(
-        curve.batch_sizes, curve.steps, budgets=curve.budget_steps or None, tol=tol, seed=FIT_SEED
+        curve.batch_sizes,
+        curve.steps,
+        budgets=curve.budget_steps or None,
+        candidates=curve.candidates or None,
+        tol=tol,
+        seed=FIT_SEED,
     )
     if ladder.fit is None or ladder.regimes is None:
         if ladder.error is not None:

@@ -90,7 +90,7 @@ class NoiseScaleSettings(_Strict):
     """Finding 6: B_simple at ``checkpoints`` evenly spaced points of a run to the target."""
 
     checkpoints: int = Field(default=5, ge=2, le=50)
-    factor: float = Field(default=2.0, gt=1.0)
+    factor: float = Field(default=10.0, gt=1.0)
     runs: list[NoiseRun] = Field(min_length=1)
 
 

@@ -95,7 +95,7 @@ critical batch grows as the loss falls, so models trained to loose targets can b
 similar batch sizes even when their best achievable losses differ. These are small models
 (thousands to a hundred thousand parameters) with targets chosen to be reachable on every
 rung in a CPU budget; each rung's best steps come from few trials
-({% for fit in f.fits %}{{ studies[fit.study].trials | fmt }} for {{ fit.study }}{% if not loop.last %}, {% endif %}{% endfor %}),
+({% for fit in f.fits %}{{ studies[fit.study].trials }} for {{ fit.study }}{% if not loop.last %}, {% endif %}{% endfor %}),
 so a B_crit interval spans the uncertainty of the search as well as of the fit.
 
 {% endif %}
@@ -126,7 +126,7 @@ only the optimizer (and its learning-rate range) differs.
 {% if f.verdict != "held" %}
 *Why it may differ here.* Only the learning rate was searched ({{ studies[f.sgd_study].space }}
 for SGD, {{ studies[f.momentum_study].space }} with momentum, {{ studies[f.momentum_study].fixed_text }}),
-with {{ studies[f.momentum_study].trials | fmt }} trials per rung; Shallue et al. tuned
+with {{ studies[f.momentum_study].trials }} trials per rung; Shallue et al. tuned
 momentum too, and at small scale the largest rungs reach the step budget's floor, which
 compresses the curves' tails. A B_crit ratio interval that contains 1 means the
 difference, if any, is smaller than this search can resolve.
@@ -156,7 +156,7 @@ perfect scaling with its 95% interval.
 
 {% if f.verdict != "held" %}
 *Why it may differ here.* The tuned LR is the best of a few quasi-random points per rung
-({% for r in f.rows %}{{ studies[r.study].trials | fmt }} over {{ studies[r.study].space }} for {{ r.study }}{% if not loop.last %}; {% endif %}{% endfor %}),
+({% for r in f.rows %}{{ studies[r.study].trials }} over {{ studies[r.study].space }} for {{ r.study }}{% if not loop.last %}; {% endif %}{% endfor %}),
 so each rung's LR is uncertain by about one grid step, and a slope over three or four
 rungs has a wide interval. A ladder with few rungs beyond perfect scaling gives no
 slope at all.
@@ -187,7 +187,7 @@ training examples (same validation set, target, search and budget).
 {% if f.verdict != "held" %}
 *Why it may differ here.* With a small training set the largest rungs take many passes
 over the data, and overfitting can slow the last part of the climb to the target;
-a fit's interval with {{ studies[f.small_study].trials | fmt }} trials per rung is wide
+a fit's interval with {{ studies[f.small_study].trials }} trials per rung is wide
 enough that a factor-of-two band may not contain it even when the curves look alike.
 
 {% endif %}
@@ -238,13 +238,18 @@ during training, predicts the critical batch size B_crit. Each model's best tria
 rung nearest its B_crit was retraced (same hyperparameters, seed and batches, trained
 alone rather than in the study's vmapped trial ensemble, so equal up to floating-point
 rounding) up to its steps-to-target, and B_simple was measured at evenly spaced points with
-`measure_noise_scale` on separate batches (no optimizer step). The comparison uses the
-measurement at the target.
+`measure_noise_scale` on separate batches (no optimizer step). B_simple grows along a
+run while B_crit belongs to the whole run, so the verdict compares B_crit with B_simple
+averaged over the run (geometric mean of the checkpoints; its interval combines theirs,
+which are independent measurements); the value at the target is shown beside it. The
+band is McCandlish et al.'s own claim, agreement to within an order of magnitude
+(a factor of {{ f.factor | fmt }}). Their derivation is for SGD: models trained with an
+adaptive optimizer are read the same way but not judged.
 
-| study | trained at B | measured with B / micro-batch | B_simple at the target [95% CI] | B_crit [95% CI] | B_simple / B_crit [95% CI] | reading |
-|---|---|---|---|---|---|---|
+| study | optimizer | trained at B | measured with B / micro-batch | B_simple averaged [95% CI] | B_crit [95% CI] | average / B_crit [95% CI] | reading | B_simple at the target [95% CI] | at target / B_crit [95% CI] | reading |
+|---|---|---|---|---|---|---|---|---|---|---|
 {% for r in f.rows %}
-| {{ r.study }} | {{ r.train_batch_size | fmt }} | {{ r.measure_batch_size | fmt }} / {{ r.micro_batch_size | fmt }} | {{ r.at_target.b_simple | fmt }} {{ r.at_target.b_simple_ci | fmt_ci }} | {{ r.b_crit | fmt }} {{ r.b_crit_ci | fmt_ci }} | {{ r.ratio | fmt }} {{ r.ratio_ci | fmt_ci }} | {{ r.status }} |
+| {{ r.study }} | {{ r.optimizer }}{% if not r.judged %} (not judged){% endif %} | {{ r.train_batch_size | fmt }} | {{ r.measure_batch_size | fmt }} / {{ r.micro_batch_size | fmt }} | {{ r.average | fmt }} {{ r.average_ci | fmt_ci }} | {{ r.b_crit | fmt }} {{ r.b_crit_ci | fmt_ci }} | {{ r.average_ratio | fmt }} {{ r.average_ratio_ci | fmt_ci }} | {{ r.status }} | {{ r.at_target.b_simple | fmt }} {{ r.at_target.b_simple_ci | fmt_ci }} | {{ r.ratio | fmt }} {{ r.ratio_ci | fmt_ci }} | {{ r.endpoint_status }} |
 {% endfor %}
 
 B_simple along each run:
@@ -257,7 +262,7 @@ B_simple along each run:
 {% endfor %}
 {% endfor %}
 
-{{ figure(f.number, "B_simple along each run (error bars: 95% intervals) against each model's B_crit (dashed).") }}
+{{ figure(f.number, "B_simple along each run (error bars: 95% intervals), its average over the run (dotted), and each model's B_crit (dashed).") }}
 
 **Verdict: {{ f.verdict }}.** {{ f.reason | capfirst }}
 
@@ -297,10 +302,10 @@ learning rate was searched ({% for name in f.optimizers %}{{ studies[name].space
 {% endif %}
 ## Studies
 
-| study | workload (parameters) | optimizer | ladder | trials per rung | searched | fixed | budget | target | summed trial time |
-|---|---|---|---|---|---|---|---|---|---|
+| study | workload (parameters) | optimizer | ladder | trials per rung | seeds per point | steps resolution | searched | fixed | budget | target | summed trial time |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 {% for s in studies.values() %}
-| {{ s.name }} | {{ s.workload }}{% if s.params %} {{ s.params }}{% endif %} | {{ s.optimizer }} | {{ s.ladder | rungs }} | {{ s.trials | fmt }} | {{ s.space }} | {{ s.fixed_text }} | {{ s.budget }} | {{ s.target }} | {{ s.trial_minutes | fmt }} min |
+| {{ s.name }} | {{ s.workload }}{% if s.params %} {{ s.params }}{% endif %} | {{ s.optimizer }} | {{ s.ladder | rungs }} | {{ s.trials }} | {{ s.seeds }} | {{ s.resolution }} | {{ s.space }} | {{ s.fixed_text }} | {{ s.budget }} | {{ s.target }} | {{ s.trial_minutes | fmt }} min |
 {% endfor %}
 
 Stage wall times of the run that made this document:

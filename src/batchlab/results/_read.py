@@ -247,6 +247,7 @@ def _parse_trial(f: Fields, raw: Any, at: str) -> TrialRecord:
         warm_start=raw.get("warm_start") if isinstance(raw.get("warm_start"), dict) else None,
         threads=f.get(raw, "threads", f"{at}.threads", "int", optional=True),
         confirm_of=f.get(raw, "confirm_of", f"{at}.confirm_of", "int", optional=True),
+        rule=f.get(raw, "rule", f"{at}.rule", "str", optional=True),
     )
 
 

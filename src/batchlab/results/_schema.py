@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from .._io import atomic_write_json, atomic_write_text
+from .._secrets import redact_url
 from ..training import Status
 from ._space import EdgeWarning, edge_warnings, parse_ranges
 
@@ -74,6 +75,22 @@ class TrialRecord:
     #: A confirmation trial: the slot of the search trial whose point it re-ran on a
     #: fresh seed (``[search] confirm_top``); ``None`` for a search trial.
     confirm_of: int | None = None
+    #: A trial run by a transfer rule (``[transfer]``) instead of tuned: the rule that
+    #: moved the base rung's tuned hyperparameters to this batch size.
+    rule: str | None = None
+
+    @property
+    def tuned(self) -> bool:
+        """Part of the rung's tuning (search, refinement, confirmation), not a rule's run."""
+        return self.rule is None
+
+    @property
+    def stage(self) -> str:
+        """``search`` (refinement included), ``confirm``, or ``rule:<name>`` (a transfer
+        rule's run, not part of the rung's tuning)."""
+        if self.rule is not None:
+            return f"rule:{self.rule}"
+        return "confirm" if self.confirm_of is not None else "search"
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,54 @@ class RungResult:
     def best(self) -> TrialRecord | None:
         """The trial that set the rung's steps-to-target, if any."""
         return next((t for t in self.trials if t.number == self.best_trial), None)
+
+    @property
+    def candidate_slots(self) -> list[int]:
+        """The search slots whose points were confirmed on fresh seeds, in rank order.
+
+        The order they were confirmed in: the search's best first; ``[]`` without
+        confirmation trials.
+        """
+        search = {t.slot for t in self.trials if t.confirm_of is None and t.tuned}
+        return list(
+            dict.fromkeys(
+                t.confirm_of
+                for t in self.trials
+                if t.confirm_of is not None and t.confirm_of in search
+            )
+        )
+
+    @property
+    def candidates(self) -> list[list[int | None]]:
+        """Per :attr:`candidate_slots`, its steps-to-target per seed, search trial first.
+
+        What :func:`batchlab.analysis.confirmed_candidate` chooses from and
+        :func:`batchlab.analysis.seed_bootstrap` resamples.
+        """
+        search = {t.slot: t for t in self.trials if t.confirm_of is None and t.tuned}
+        return [
+            [search[slot].steps_to_target]
+            + [t.steps_to_target for t in self.trials if t.confirm_of == slot]
+            for slot in self.candidate_slots
+        ]
+
+    @property
+    def rule_steps(self) -> dict[str, list[int | None]]:
+        """Per transfer rule, its trials' steps-to-target (``None``: not reached), by seed.
+
+        Compare with :attr:`steps_to_target` (tuned) for what following the rule costs
+        (:func:`batchlab.analysis.rule_costs`); ``{}`` without ``[transfer]`` rules.
+        """
+        runs: dict[str, list[int | None]] = {}
+        for t in self.trials:
+            if t.rule is not None:
+                runs.setdefault(t.rule, []).append(t.steps_to_target)
+        return runs
+
+    @property
+    def rule_hparams(self) -> dict[str, dict[str, float]]:
+        """Per transfer rule, the hyperparameters it gave this rung."""
+        return {t.rule: t.hparams for t in self.trials if t.rule is not None}
 
     @property
     def complete(self) -> bool:
@@ -184,6 +249,9 @@ class StudyResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        storage = data["config"].get("storage")
+        if isinstance(storage, str):  # results files never hold the storage's password
+            data["config"]["storage"] = redact_url(storage, mask=None)
         data["schema_version"] = SCHEMA_VERSION
         data["steps_to_target"] = {str(b): s for b, s in self.steps_to_target.items()}
         data["edges"] = [edge.to_dict() for edge in self.edges]
@@ -210,6 +278,7 @@ class StudyResult:
                 "steps_to_target",
                 "best",
                 "wall_time_s",
+                "stage",
                 *names,
             ]
         )
@@ -225,6 +294,7 @@ class StudyResult:
                         "" if t.steps_to_target is None else t.steps_to_target,
                         int(t.number == rung.best_trial),
                         "" if t.wall_time_s is None else f"{t.wall_time_s:.3f}",
+                        t.stage,
                         *(repr(t.hparams[n]) if n in t.hparams else "" for n in names),
                     ]
                 )

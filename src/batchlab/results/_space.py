@@ -121,7 +121,7 @@ def edge_warnings(
             others = [
                 range_position(t.params[name], space[name])
                 for t in rung.trials
-                if t.number != best.number and name in t.params
+                if t.number != best.number and name in t.params and t.tuned
             ]
             lowest = position <= margin or all(position < p for p in others)
             highest = position >= 1 - margin or all(position > p for p in others)

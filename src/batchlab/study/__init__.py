@@ -15,7 +15,7 @@ from ._plan import CONFIG_ATTR
 from ._runner import FailFast, TrialEvent
 from ._storage import StorageError, find_study_config, open_storage, storage_summary_attrs
 from ._study import RungStatus, Study, WorkersDied
-from ._worker import work
+from ._worker import WorkloadNotAllowed, check_workload_consent, work
 
 __all__ = [
     "CONFIG_ATTR",
@@ -31,6 +31,8 @@ __all__ = [
     "TrialEvent",
     "TrialRecord",
     "WorkersDied",
+    "WorkloadNotAllowed",
+    "check_workload_consent",
     "find_study_config",
     "open_storage",
     "run_training",

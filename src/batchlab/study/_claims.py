@@ -19,12 +19,13 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from ..optim import transfer_hparams
 from ..training import RunResult, RunSpec
 from ..workloads import Target
 from . import _optuna
 from ._config import StudyConfig
 from ._liveness import mark_claimed, requeue
-from ._order import WarmStart
+from ._order import TransferBase, WarmStart
 from ._plan import Rung, stage, to_hparams
 from ._space import ParamRange, warm_start_point
 
@@ -62,14 +63,21 @@ class Claimed:
     """A trial this worker holds: the Optuna trial, its slot, and what it trains.
 
     ``confirm_of``: for a confirmation trial, the slot of the search trial whose
-    point it re-runs on a fresh seed (it runs to the target or the budget: neither
-    stop-once-beaten nor pruning applies to it).
+    point it re-runs on a fresh seed; ``rule``: for a trial run by a transfer rule,
+    the rule. Both run to the target or the budget: neither stop-once-beaten nor
+    pruning applies to them.
     """
 
     trial: optuna.Trial
     slot: int
     spec: RunSpec
     confirm_of: int | None = None
+    rule: str | None = None
+
+    @property
+    def measures_alone(self) -> bool:
+        """Whether the trial measures its point to the end, not whether it beats others."""
+        return self.confirm_of is not None or self.rule is not None
 
 
 #: The stages whose best trials a refinement or confirmation trial starts from.
@@ -121,6 +129,7 @@ def claim(
     warm: WarmStart | None = None,
     order: Callable[[FrozenTrial], float] | None = None,
     target: Target | None = None,
+    base: TransferBase | None = None,
 ) -> list[Claimed]:
     """Claim up to ``count`` waiting trials of a rung and resolve their hyperparameters.
 
@@ -130,7 +139,9 @@ def claim(
     Refinement trials wait until the rung's search is over, then search a window of
     ``refine_width`` around its best point; confirmation trials wait for both, then
     each takes the point of its candidate (:func:`candidates`, ranked by ``target``).
-    A claim therefore holds the trials of one stage.
+    Trials run by a transfer rule wait for all three and for ``base`` (the tuned rung
+    the rule starts from, ``None`` until it is over). A claim therefore holds the
+    trials of one stage.
     """
     claimed: list[Claimed] = []
     space = config.search_space()
@@ -142,6 +153,7 @@ def claim(
         "search": True,
         "refine": "search" not in busy,
         "confirm": not busy & {"search", "refine"},
+        "rule": base is not None and not busy & {"search", "refine", "confirm"},
     }
     ranked: dict[str, list[FrozenTrial]] = {}  # per stage, read once: its stages before are over
     while len(claimed) < count:
@@ -151,6 +163,24 @@ def claim(
         confirm_of = None
         try:
             kind = stage(trial)
+            if kind == "rule":
+                assert base is not None  # (see ``ready`` above)
+                if base.hparams is None or base.params is None:
+                    trial.set_user_attr("status", "error")
+                    trial.set_user_attr(
+                        "reason",
+                        f"nothing to transfer: batch size {base.batch_size} never reached "
+                        "the target",
+                    )
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
+                spec = _by_rule(trial, config, rung, base)
+                claimed.append(
+                    Claimed(
+                        trial, int(trial.user_attrs["slot"]), spec, rule=trial.user_attrs["rule"]
+                    )
+                )
+                continue
             if kind != "search" and kind not in ranked:
                 assert target is not None  # (see ``ready`` above)
                 ranked[kind] = candidates(study, target, STAGES_BEFORE[kind])
@@ -190,6 +220,32 @@ def _confirm(
     trial.set_user_attr("params", params)
     trial.set_user_attr("hparams", hparams)
     trial.set_user_attr("confirm_of", int(candidate.user_attrs["slot"]))
+    trial.set_user_attr("budget_steps", rung.budget_steps)
+    return _spec(config, rung, hparams, int(trial.user_attrs["seed"]))
+
+
+def _by_rule(trial: optuna.Trial, config: StudyConfig, rung: Rung, base: TransferBase) -> RunSpec:
+    """A trial run by a transfer rule: the base rung's tuned point, moved to this rung.
+
+    The searched values are the base's (schedule fractions become steps of this
+    rung's budget); then :func:`batchlab.optim.transfer_hparams` moves the learning
+    rate by the trial's rule, and β2 and weight decay by theirs.
+    """
+    assert base.params is not None
+    rule = str(trial.user_attrs["rule"])
+    hparams = to_hparams(config, dict(base.params), rung.budget_steps)
+    moved = transfer_hparams(
+        hparams,
+        base.batch_size,
+        rung.batch_size,
+        optimizer=config.optimizer,
+        lr_rule=rule,
+        noise_scale=config.transfer.noise_scale,
+    ).hparams
+    hparams = {key: float(value) for key, value in moved.items()}
+    trial.set_user_attr("params", dict(base.params))
+    trial.set_user_attr("hparams", hparams)
+    trial.set_user_attr("rule_from", base.batch_size)
     trial.set_user_attr("budget_steps", rung.budget_steps)
     return _spec(config, rung, hparams, int(trial.user_attrs["seed"]))
 

@@ -7,6 +7,7 @@ whole ladder (:func:`analyse`), and the exactly-once check (:func:`slot_counts`)
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -38,6 +39,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         warm_start=attrs.get("warm_start"),
         threads=attrs.get("threads"),
         confirm_of=attrs.get("confirm_of"),
+        rule=attrs.get("rule"),
     )
 
 
@@ -120,51 +122,49 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
             continue
         by_slot[slot] = trial
     records = [_record(by_slot[slot]) for slot in sorted(by_slot)]
-    search = [r for r in records if r.confirm_of is None]
+    search = [r for r in records if r.confirm_of is None and r.tuned]
     index = best_run_per_batch_size(
         {"batch_size": rung.batch_size, "steps_to_target": r.steps_to_target} for r in search
     ).get(rung.batch_size)
     best = None if index is None else search[index]
     search_steps = None if best is None else best.steps_to_target
-    steps, seed_steps, interval, coverage = search_steps, [], None, None
-    confirmed = [r for r in records if r.confirm_of is not None]
-    if confirmed:
-        # Candidates in the order they were confirmed in (rank: the search's best first).
-        originals = {r.slot: r for r in search}
-        order = list(dict.fromkeys(r.confirm_of for r in confirmed if r.confirm_of in originals))
-        seeds = [
-            [originals[slot].steps_to_target]
-            + [r.steps_to_target for r in confirmed if r.confirm_of == slot]
-            for slot in order
-        ]
-        chosen = confirmed_candidate(seeds)
-        if chosen is None:
-            best, steps = None, None
-        else:
-            best, seed_steps = originals[order[chosen]], seeds[chosen]
-            steps = median_steps(seed_steps)
-            low, high, coverage = median_interval(seed_steps)
-            interval = [low, high]
-    return RungResult(
+    result = RungResult(
         batch_size=rung.batch_size,
         budget_steps=rung.budget_steps,
         eval_every=rung.eval_every,
         trials_planned=planned_count(study),
         trials_done=len(records),
         trials_running=sum(1 for t in trials if t.state == TrialState.RUNNING),
-        steps_to_target=steps,
+        steps_to_target=search_steps,
         best_hparams=None if best is None else best.hparams,
         best_trial=None if best is None else best.number,
         trials=records,
         search_steps=search_steps,
-        seed_steps=seed_steps,
-        seed_interval=interval,
+    )
+    candidates = result.candidates
+    if not candidates:
+        return result
+    chosen = confirmed_candidate(candidates)
+    if chosen is None:
+        return replace(result, steps_to_target=None, best_hparams=None, best_trial=None)
+    best = next(r for r in search if r.slot == result.candidate_slots[chosen])
+    low, high, coverage = median_interval(candidates[chosen])
+    return replace(
+        result,
+        steps_to_target=median_steps(candidates[chosen]),
+        best_hparams=best.hparams,
+        best_trial=best.number,
+        seed_steps=candidates[chosen],
+        seed_interval=[low, high],
         seed_coverage=coverage,
     )
 
 
-def analyse(rungs: list[RungResult]) -> dict[str, Any] | None:
-    """The ``analysis`` block: :func:`batchlab.analysis.summarize_ladder` of the rungs."""
+def analyse(rungs: list[RungResult], train_size: int | None = None) -> dict[str, Any] | None:
+    """The ``analysis`` block: :func:`batchlab.analysis.summarize_ladder` of the rungs.
+
+    ``train_size``: the workload's training examples (weight-decay timescales in epochs).
+    """
     from ..analysis import summarize_ladder
 
     summary = summarize_ladder(
@@ -172,5 +172,9 @@ def analyse(rungs: list[RungResult]) -> dict[str, Any] | None:
         [r.steps_to_target for r in rungs],
         [(r.best_hparams or {}).get("lr") for r in rungs],
         budgets=[r.budget_steps if r.complete else None for r in rungs],
+        candidates=[r.candidates for r in rungs],
+        hparams=[r.best_hparams for r in rungs],
+        train_size=train_size,
+        rule_runs=[r.rule_steps for r in rungs],
     )
     return summary.to_dict()

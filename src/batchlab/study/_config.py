@@ -21,12 +21,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from .._errors import ConfigError
-from ..optim import OPTIMIZER_HPARAMS, OPTIMIZERS
+from .._secrets import redact_url
+from ..optim import LR_RULES, NOISE_SCALE_LR_RULES, OPTIMIZER_HPARAMS, OPTIMIZERS
 from ..training import has_exact_curves
 from ..workloads import BUILTIN_WORKLOADS, Target, Workload
 from ._space import ONE_MINUS, SCHEDULE_PARAMS, ParamRange, default_search_space
@@ -311,6 +313,49 @@ class PerformanceConfig(_Strict):
         return min(int(self.ensemble_size), trials)
 
 
+class TransferConfig(_Strict):
+    """Rungs run "by rule" beside the tuned ones: what each transfer rule costs.
+
+    Every rung except ``base_batch_size`` also trains, on ``seeds`` fresh seeds per
+    rule, the base rung's tuned hyperparameters moved to its batch size by
+    :func:`batchlab.optim.transfer_hparams` with each learning-rate rule of
+    ``rules`` (β2 and weight decay move by their own rules for the optimizers that
+    have them). Their steps-to-target, against the tuned rung's, is what following
+    the rule instead of tuning costs. Off by default (no rules).
+    """
+
+    rules: list[str] = Field(
+        default_factory=list,
+        description="Learning-rate rules to run (linear, sqrt, none, surge, saturating).",
+    )
+    base_batch_size: int | None = Field(
+        default=None, gt=0, description="The tuned rung the rules start from [smallest rung]."
+    )
+    seeds: int = Field(default=2, ge=1, le=64, description="Seeds per rule and rung.")
+    noise_scale: float | None = Field(
+        default=None, gt=0, description="B_noise for the surge and saturating rules."
+    )
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, rules: list[str]) -> list[str]:
+        unknown = [r for r in rules if r not in LR_RULES]
+        if unknown:
+            raise ValueError(
+                f"unknown rule(s) {', '.join(map(repr, unknown))}; choose from {', '.join(LR_RULES)}"
+            )
+        if len(set(rules)) != len(rules):
+            raise ValueError("each rule once")
+        return rules
+
+    @model_validator(mode="after")
+    def _noise_scale_where_needed(self) -> TransferConfig:
+        needs = [r for r in self.rules if r in NOISE_SCALE_LR_RULES]
+        if needs and self.noise_scale is None:
+            raise ValueError(f"rule(s) {', '.join(needs)} need transfer.noise_scale (B_noise)")
+        return self
+
+
 class StudyConfig(_Strict):
     """A batch-size scaling study (Shallue et al. 2018): ladder, tuning, target, budget.
 
@@ -330,10 +375,21 @@ class StudyConfig(_Strict):
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
     seed: int = Field(default=0, ge=0)
     storage: str | None = Field(
-        default=None, description="Optuna storage URL; default: a journal file in the study dir."
+        default=None,
+        description=(
+            "Optuna storage URL; default: a journal file in the study dir. A password in "
+            "it stays in memory: saved configs drop it (PGPASSWORD or ~/.pgpass supply it)."
+        ),
     )
+
+    @field_serializer("storage")
+    def _storage_without_password(self, storage: str | None) -> str | None:
+        # Every saved copy of the config (config.json, results.json, the storage's
+        # own record of it) goes through here: none keeps the password.
+        return None if storage is None else redact_url(storage, mask=None)
 
     @field_validator("optimizer")
     @classmethod
@@ -382,6 +438,12 @@ class StudyConfig(_Strict):
             raise ValueError(
                 f"performance.processes_per_trial = {processes} must divide every batch size "
                 f"(each process trains an equal slice); it does not divide {uneven}"
+            )
+        base = self.transfer.base_batch_size
+        if self.transfer.rules and base is not None and base not in self.ladder.values():
+            raise ValueError(
+                f"transfer.base_batch_size = {base} is not a rung of the ladder "
+                f"({', '.join(map(str, self.ladder.values()))})"
             )
         for batch_size in self.ladder.values():
             budget = self.budget.steps_for(batch_size)

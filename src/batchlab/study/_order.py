@@ -18,8 +18,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from . import _optuna
+from ._collect import collect_rung
 from ._config import StudyConfig
-from ._plan import Rung
+from ._plan import Rung, transfer_base
 from ._space import unit_distance, warm_start_point
 
 
@@ -78,6 +79,40 @@ class WarmStart:
 
     def to_dict(self) -> dict[str, Any]:
         return {"from_batch_size": self.from_batch_size, "center": self.center, "width": self.width}
+
+
+@dataclass(frozen=True)
+class TransferBase:
+    """The tuned rung that transfer rules start from, once all its stages are over.
+
+    ``params``/``hparams`` are its chosen trial's (``None``: it never reached the
+    target, so there is nothing to transfer).
+    """
+
+    batch_size: int
+    params: dict[str, float] | None
+    hparams: dict[str, float] | None
+
+
+def transfer_base_for(
+    config: StudyConfig, rung_studies: list[tuple[Rung, optuna.Study]]
+) -> TransferBase | None:
+    """The base rung of ``[transfer]`` once it is over (``None``: no rules, or not yet).
+
+    Its chosen point is the one the results report (:func:`collect_rung`: after
+    confirmation, the candidate with the fewest median steps over seeds).
+    """
+    base = transfer_base(config)
+    if base is None:
+        return None
+    rung, study = next((r, s) for r, s in rung_studies if r.batch_size == base)
+    if study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
+        return None
+    chosen = collect_rung(rung, study)
+    best = chosen.best
+    if best is None or chosen.steps_to_target is None:
+        return TransferBase(base, None, None)
+    return TransferBase(base, dict(best.params), dict(best.hparams))
 
 
 def warm_start_for(

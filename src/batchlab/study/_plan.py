@@ -28,11 +28,14 @@ from ._space import ONE_MINUS, from_unit
 PLANNED_ATTR = "batchlab:planned"
 CONFIRMS_ATTR = "batchlab:confirms_planned"
 REFINES_ATTR = "batchlab:refines_planned"
+RULES_ATTR = "batchlab:rules_planned"
 #: Confirmation trials (the best candidates re-run on fresh seeds) and refinement trials
 #: (a window around the search's best) take slots from here on, so that raising
 #: ``trials_per_rung`` on resume never collides with them.
 CONFIRM_SLOT_BASE = 1_000_000
 REFINE_SLOT_BASE = 2_000_000
+#: Trials run by a transfer rule (``[transfer]``) instead of tuned.
+RULE_SLOT_BASE = 3_000_000
 CONFIG_ATTR = "batchlab:config"
 RUNG_ATTR = "batchlab:rung"
 
@@ -176,6 +179,42 @@ def enqueue_refinements(
         )
 
 
+def transfer_base(config: StudyConfig) -> int | None:
+    """The tuned rung the transfer rules start from (``None`` without rules)."""
+    if not config.transfer.rules:
+        return None
+    return config.transfer.base_batch_size or config.batch_sizes()[0]
+
+
+def rule_trials_wanted(config: StudyConfig, rung: Rung) -> int:
+    """Trials of a rung run by rule: ``seeds`` per rule; none at the base rung."""
+    if rung.batch_size == transfer_base(config):
+        return 0
+    return len(config.transfer.rules) * config.transfer.seeds
+
+
+def enqueue_rule_trials(
+    study: optuna.Study, config: StudyConfig, rung: Rung, start: int, stop: int
+) -> None:
+    """Enqueue the trials ``start`` ... ``stop - 1`` of a rung run by a transfer rule.
+
+    Trial ``i`` runs rule ``rules[i // seeds]`` on its own seed; its hyperparameters
+    (the base rung's tuned ones, moved to this batch size) are known only once the
+    base rung is over, so they are resolved when a worker claims it.
+    """
+    for index in range(start, stop):
+        slot = RULE_SLOT_BASE + index
+        study.enqueue_trial(
+            {},
+            user_attrs={
+                "slot": slot,
+                "seed": slot_seed(config, rung, slot),
+                "rule": config.transfer.rules[index // config.transfer.seeds],
+            },
+            skip_if_exists=False,
+        )
+
+
 def refinements_wanted(config: StudyConfig) -> int:
     """Refinement trials per rung: ``refine`` (none for TPE, which proposes its own points)."""
     return 0 if config.search.sampler == "tpe" else config.search.refine
@@ -192,7 +231,10 @@ def is_confirmation(trial: FrozenTrial) -> bool:
 
 
 def stage(trial: FrozenTrial) -> str:
-    """A trial's stage: ``"search"``, then ``"refine"`` (around the best), then ``"confirm"``."""
+    """A trial's stage: ``"search"``, then ``"refine"`` (around the best), then
+    ``"confirm"``; ``"rule"`` for a trial run by a transfer rule instead of tuned."""
+    if "rule" in trial.user_attrs:
+        return "rule"
     if is_confirmation(trial):
         return "confirm"
     return "refine" if trial.user_attrs.get("refine") else "search"
@@ -200,7 +242,7 @@ def stage(trial: FrozenTrial) -> str:
 
 def planned_count(study: optuna.Study) -> int:
     """How many trials of a rung have been planned (enqueued) so far, every stage included."""
-    attrs = (PLANNED_ATTR, REFINES_ATTR, CONFIRMS_ATTR)
+    attrs = (PLANNED_ATTR, REFINES_ATTR, CONFIRMS_ATTR, RULES_ATTR)
     return sum(int(study.user_attrs.get(attr, 0)) for attr in attrs)
 
 

@@ -107,7 +107,7 @@ class TrialRunner:
         Neither applies to confirmation trials: they measure their point on a fresh
         seed, to the target or the budget, not whether it beats another trial.
         """
-        if any(c.confirm_of is not None for c in claimed):
+        if any(c.measures_alone for c in claimed):
             return None, None
         best = BestSteps(study, known) if self.config.stopping.once_beaten else None
         return best, self._pruner(rung, study)

@@ -16,6 +16,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from .._errors import BatchlabError, ConfigError
+from .._secrets import redact_url
 from . import _optuna
 from ._config import StudyConfig
 from ._journal import FlockLock, journal_path, recover_journal
@@ -40,6 +41,9 @@ def open_storage(
     missing, truncated last record recovered); anything else is an SQLAlchemy URL
     (``sqlite:///...``, ``postgresql://...``) for Optuna's RDB storage, with Optuna's
     heartbeat and a retry callback that re-enqueues trials of dead workers.
+
+    Errors show the URL with its password masked (:func:`batchlab._secrets.redact_url`);
+    the driver's own message is masked too, in case it quotes the URL.
     """
     path = journal_path(url)
     if path is not None:
@@ -60,8 +64,8 @@ def open_storage(
         )
     except Exception as error:  # SQLAlchemy raises many kinds; all mean "cannot open"
         raise StorageError(
-            f"cannot open storage {url!r}: {type(error).__name__}: {error}"
-        ) from error
+            redact_url(f"cannot open storage {url!r}: {type(error).__name__}: {error}")
+        ) from None  # the chained driver error would carry the URL into a traceback
 
 
 def storage_summary_attrs(storage: BaseStorage) -> list[tuple[str, dict[str, Any]]]:
@@ -87,7 +91,8 @@ def find_study_config(storage_url: str, name: str | None = None) -> StudyConfig:
             configs.setdefault(config["name"], attrs[CONFIG_ATTR])
     if not configs:
         raise ConfigError(
-            f"no batchlab study in storage {storage_url!r}; start one with `batchlab study run`"
+            f"no batchlab study in storage {redact_url(storage_url)!r}; "
+            "start one with `batchlab study run`"
         )
     if name is None:
         if len(configs) > 1:

@@ -21,32 +21,36 @@ import optuna
 
 from .._checks import check_positive_int
 from .._errors import ConfigError
-from .._io import remove_stale_temporaries
+from .._io import atomic_write_json, remove_stale_temporaries
+from .._secrets import redact_url
 from .._threads import torch_threads
 from ..results import StudyResult, environment, now_iso
 from ..workloads import Workload, get_workload
 from ._collect import analyse, collect_rung, elapsed_seconds
 from ._config import StudyConfig, resolve_target, validate_against_workload
 from ._directory import CONFIG_FILE, resolve_storage_url, save_config
-from ._journal import locked
+from ._journal import journal_path, locked
 from ._plan import (
     CONFIG_ATTR,
     CONFIRMS_ATTR,
     PLANNED_ATTR,
     REFINES_ATTR,
+    RULES_ATTR,
     RUNG_ATTR,
     confirmations_wanted,
     enqueue_confirmations,
     enqueue_refinements,
+    enqueue_rule_trials,
     enqueue_slots,
     load_rung_studies,
     plan_rungs,
     refinements_wanted,
+    rule_trials_wanted,
     rung_attrs,
 )
 from ._processes import run_worker_processes
 from ._runner import FailFast, TrialEvent
-from ._storage import open_storage
+from ._storage import StorageError, open_storage
 from ._worker import work
 
 logger = logging.getLogger(__name__)
@@ -101,7 +105,17 @@ class Study:
         path = directory / CONFIG_FILE
         if not path.exists():
             raise ConfigError(f"{directory} is not a study directory (no {CONFIG_FILE})")
-        return cls(StudyConfig.model_validate_json(path.read_text()), directory)
+        config = StudyConfig.model_validate_json(path.read_text())
+        if config.storage is not None and redact_url(config.storage, mask=None) != config.storage:
+            # Saved by an older batchlab, with the storage's password: this process
+            # keeps it (in memory), the file loses it.
+            atomic_write_json(path, config.to_json_dict())
+            logger.warning(
+                "removed the storage password from %s; other processes connect with "
+                "PGPASSWORD or ~/.pgpass (docs/distributed.md)",
+                path,
+            )
+        return cls(config, directory)
 
     @property
     def storage_url(self) -> str:
@@ -119,8 +133,12 @@ class Study:
         """Validate against the workload, save the config, create and plan every rung.
 
         A new study directory is removed again if preparing it fails, so bad input
-        leaves nothing behind.
+        leaves nothing behind. A study started before (its ``config.json`` exists)
+        whose trials are gone from the storage is refused, with nothing written
+        (:meth:`_require_trials`): planning it afresh would silently start over.
         """
+        if (self.directory / CONFIG_FILE).exists():
+            self._require_trials()
         validate_against_workload(self.config, self.workload())
         self.storage_url  # noqa: B018 - validates a configured storage path first
         created = not self.directory.exists()
@@ -164,6 +182,47 @@ class Study:
                 if have < want:
                     enqueue_confirmations(study, self.config, rung, have, want)
                     study.set_user_attr(CONFIRMS_ATTR, want)
+                have = int(study.user_attrs.get(RULES_ATTR, 0))
+                want = rule_trials_wanted(self.config, rung)
+                if have < want:
+                    enqueue_rule_trials(study, self.config, rung, have, want)
+                    study.set_user_attr(RULES_ATTR, want)
+
+    def _require_trials(self) -> None:
+        """Open the storage of a started study, refusing one that no longer holds it.
+
+        Raises:
+            StorageError: the journal (or SQLite) file is missing, or the storage
+                holds none of the study's rungs; it says where it looked. Nothing is
+                created or written.
+        """
+        if self._storage_handle is not None:
+            return
+        url = self.storage_url
+        path = journal_path(url)
+        if path is None and url.startswith("sqlite:///"):
+            path = Path(url[len("sqlite:///") :])
+        if path is not None and not path.exists():
+            raise self._trials_gone(f"its storage file {path} does not exist")
+        names = {rung.study_name for rung in plan_rungs(self.config)}
+        if not names & set(optuna.study.get_all_study_names(self._storage())):
+            self._storage_handle = None
+            where = f"the file {path}" if path is not None else redact_url(url)
+            raise self._trials_gone(
+                f"{where} holds none of its {len(names)} rung studies (e.g. {min(names)!r})"
+            )
+
+    def _trials_gone(self, why: str) -> StorageError:
+        if not (self.directory / CONFIG_FILE).exists():
+            return StorageError(
+                f"study {self.config.name!r} has no trials: {why}; it was never started "
+                f"in {self.directory} (run it first)"
+            )
+        return StorageError(
+            f"the trials of study {self.config.name!r} ({self.directory}) are gone: {why}. "
+            "Nothing was planned or written. Restore the storage to resume, or start "
+            "the study afresh in a new directory (`batchlab study run CONFIG --out NEW_DIR`)"
+        )
 
     def _storage(self) -> Any:
         """The study's Optuna storage, opened once."""
@@ -287,6 +346,7 @@ class Study:
 
     def status(self) -> list[RungStatus]:
         """Per rung: trials planned/done/running, best steps, mean trial time."""
+        self._require_trials()
         storage = self._storage()
         out = []
         for rung, study in load_rung_studies(storage, self.config):
@@ -311,6 +371,7 @@ class Study:
             write: also write ``results.json`` and ``results.csv`` (atomically).
             analysis: fit S(B), regimes and the LR trend (see :mod:`batchlab.analysis`).
         """
+        self._require_trials()
         storage = self._storage()
         rung_studies = load_rung_studies(storage, self.config)
         rungs = [collect_rung(rung, study) for rung, study in rung_studies]
@@ -327,7 +388,7 @@ class Study:
             },
             target={"metric": target.metric, "value": target.value, "direction": target.direction},
             rungs=rungs,
-            analysis=analyse(rungs) if analysis else None,
+            analysis=analyse(rungs, workload.train_size) if analysis else None,
             environment=environment(),
             wall_time_s=elapsed_seconds([study for _, study in rung_studies]),
             trial_time_s=sum(t.wall_time_s or 0.0 for r in rungs for t in r.trials),

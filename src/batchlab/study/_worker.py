@@ -6,26 +6,61 @@ trial that raises is recorded as failed with its traceback (the study goes on
 unless ``fail_fast``); a worker that dies leaves its trial ``RUNNING`` until another
 worker sees it is dead and re-enqueues the slot (:mod:`batchlab.study._liveness`);
 an interrupted worker (Ctrl-C) re-enqueues its slot itself.
+
+A worker that joins through the storage reads the config, workload included, from
+it: whoever can write the storage names the code the worker imports. So a
+``module:function`` workload runs only with the worker's local consent
+(:func:`check_workload_consent`); built-in workloads need none.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from optuna.trial import TrialState
 
-from ..workloads import get_workload
+from .._errors import ConfigError
+from ..workloads import BUILTIN_WORKLOADS, get_workload
 from ._claims import claim
 from ._config import StudyConfig, validate_against_workload
 from ._liveness import requeue_stale_trials
-from ._order import nearest_first, warm_start_for
+from ._order import TransferBase, nearest_first, transfer_base_for, warm_start_for
 from ._plan import load_rung_studies
 from ._runner import TrialEvent, TrialRunner
 from ._storage import open_storage
 
 #: How often an idle worker looks whether its peers' trials have ended, seconds.
 IDLE_CHECK_S = 0.25
+
+
+class WorkloadNotAllowed(ConfigError):
+    """A study's ``module:function`` workload that this worker was not allowed to import."""
+
+
+def check_workload_consent(config: StudyConfig, allowed: Collection[str]) -> None:
+    """Refuse a ``module:function`` workload that is not in ``allowed`` (built-ins pass).
+
+    Raises:
+        WorkloadNotAllowed: names the workload the config asks for and how to allow it.
+        TypeError: ``allowed`` is a string, not a collection of names.
+    """
+    if isinstance(allowed, str):  # "m:f" in "m:fn" would be a substring match
+        raise TypeError(
+            f"allowed_workloads must be a collection of 'module:function' names, got {allowed!r}"
+        )
+    name = config.workload.name
+    if name in BUILTIN_WORKLOADS or name in allowed:
+        return
+    # Quoted: the name comes from the storage, and users copy the option from here.
+    option = f"--allow-workload {shlex.quote(name)}"
+    raise WorkloadNotAllowed(
+        f"study {config.name!r} asks this worker to import and run workload {name!r}, "
+        "code named by whoever wrote the storage; a worker runs a module:function "
+        f"workload only with local consent: pass {option} (or --config with the "
+        f"study's own config file); in Python, work(..., allowed_workloads=[{name!r}])"
+    )
 
 
 def work(
@@ -36,6 +71,7 @@ def work(
     on_event: Callable[[TrialEvent], None] | None = None,
     poll_interval: float | None = None,
     max_trials: int | None = None,
+    allowed_workloads: Collection[str] | None = None,
 ) -> int:
     """Run planned trials until every rung's queue is empty and nothing is running.
 
@@ -47,9 +83,25 @@ def work(
     watches for dead ones (every ``poll_interval``), so a study finishes even if a
     peer is killed; it leaves as soon as nothing is running.
 
+    Args:
+        config: the study's config; its storage URL is ``storage_url``.
+        storage_url: where the planned trials are (with its password, if any).
+        fail_fast: stop at the first trial that raises.
+        on_event: per-trial progress.
+        poll_interval: how often an idle worker looks for dead peers [default: the
+            heartbeat interval].
+        max_trials: leave after this many trials.
+        allowed_workloads: the ``module:function`` workloads this worker may import.
+            Pass it whenever ``config`` was read from the storage
+            (:func:`~batchlab.study.find_study_config`): a workload not in it raises
+            :class:`WorkloadNotAllowed` before anything is imported. ``None``: the
+            config is the caller's own (``Study.run`` passes its own).
+
     Returns:
         The number of trials this worker ran.
     """
+    if allowed_workloads is not None:
+        check_workload_consent(config, allowed_workloads)
     storage = open_storage(
         storage_url,
         heartbeat_interval=config.workers.heartbeat_interval,
@@ -62,12 +114,15 @@ def work(
     poll = poll_interval if poll_interval is not None else config.workers.heartbeat_interval
     ran = 0
     last_reap = 0.0
+    base: TransferBase | None = None
     while max_trials is None or ran < max_trials:
         if time.monotonic() - last_reap > poll:
             for _, study in rung_studies:
                 requeue_stale_trials(study, storage_url, config.workers.grace_period)
             last_reap = time.monotonic()
         claimed = None
+        if base is None:  # once the base rung is over, its chosen point never changes
+            base = transfer_base_for(config, rung_studies)
         for rung, study in rung_studies:
             warm = warm_start_for(config, rung, rung_studies)
             if warm == "wait":
@@ -78,7 +133,7 @@ def work(
             order = None
             if config.stopping.once_beaten:
                 order = nearest_first(config, rung, rung_studies, warm)
-            trials = claim(study, config, rung, want, warm, order, runner.target)
+            trials = claim(study, config, rung, want, warm, order, runner.target, base)
             if trials:
                 claimed = (rung, study, trials)
                 break
