@@ -2,25 +2,12 @@
 
 import json
 
-import pytest
-from typer.testing import CliRunner
-
 from batchlab.cli import app
 from batchlab.cli._common import EXIT_OK
 
-runner = CliRunner()
-ENV = {"COLUMNS": "300"}
+from .test_cli_noise import ENV, _one_torch_thread, runner  # noqa: F401 (autouse fixture)
+
 SMALL = ["noise-scale", "--workload", "linreg", "--batch-size", "64", "--steps", "5"]
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: faster, and immune to oversubscription
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_noise_scale_json_is_the_saved_payload_and_no_table(tmp_path):

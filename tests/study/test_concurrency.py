@@ -4,11 +4,8 @@ exactly once, and the same results as one worker with the same seeds."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,8 +13,7 @@ import pytest
 from batchlab.study import Study, StudyConfig
 
 from .checks import assert_each_slot_once, assert_same_results
-
-REQUIRE_POSTGRES = os.environ.get("BATCHLAB_REQUIRE_POSTGRES") == "1"
+from .postgres import postgres_server
 
 
 def start_workers(url: str, count: int) -> list[subprocess.Popen]:
@@ -66,89 +62,13 @@ def test_four_workers_on_sqlite(tmp_path, linreg_study):
     assert_same_results(study.results(), single)
 
 
-def _postgres_bin() -> Path | None:
-    for version in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (version / "initdb").exists():
-            return version
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def postgres_url():
-    """A throwaway PostgreSQL server on localhost (Debian's postgresql package)."""
-    bin_dir = _postgres_bin()
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        bin_dir = None
-    if bin_dir is None:
-        message = "PostgreSQL server binaries or psycopg missing (apt-get install postgresql; pip install 'batchlab[postgres]')"
-        if REQUIRE_POSTGRES:
-            pytest.fail(message)
-        pytest.skip(message)
-    data = Path(tempfile.mkdtemp(prefix="batchlab-pg-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(data, "postgres", "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    subprocess.run(
-        [
-            *run_as,
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data / "db"),
-            "-U",
-            "batchlab",
-            "--auth=trust",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *run_as,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data / "db"),
-            "-l",
-            str(data / "log"),
-            "-o",
-            f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        subprocess.run(
-            [
-                str(bin_dir / "createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "batchlab",
-                "studies",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql+psycopg://batchlab@127.0.0.1:{port}/studies"
-    finally:
-        subprocess.run(
-            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(data, ignore_errors=True)
+    """A throwaway PostgreSQL server on localhost, with an empty database ``studies``."""
+    with postgres_server() as server:
+        create = [str(server.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(server.port)]
+        subprocess.run([*create, "-U", "batchlab", "studies"], check=True, capture_output=True)
+        yield f"postgresql+psycopg://batchlab@127.0.0.1:{server.port}/studies"
 
 
 @pytest.mark.slow

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import optuna
@@ -19,8 +17,8 @@ import pytest
 
 from .checks import assert_each_slot_once
 from .conftest import LINREG_STUDY
+from .postgres import postgres_server
 from .test_cli_study import write_config
-from .test_concurrency import REQUIRE_POSTGRES, _free_port, _postgres_bin
 
 SENTINEL = "s3ntinel-PW-4711"
 
@@ -32,40 +30,19 @@ def password_postgres():
     Role ``sentinel`` (password :data:`SENTINEL`) owns database ``studies``; the
     superuser ``batchlab`` connects over the Unix socket without one.
     """
-    bin_dir = _postgres_bin()
-    try:
+    with postgres_server(auth_host="scram-sha-256") as server:  # skips without PostgreSQL
         import psycopg
-    except ImportError:
-        bin_dir = None
-    if bin_dir is None:
-        message = "PostgreSQL server binaries or psycopg missing"
-        if REQUIRE_POSTGRES:
-            pytest.fail(message)
-        pytest.skip(message)
-    data = Path(tempfile.mkdtemp(prefix="batchlab-pg-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(data, "postgres", "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    db = str(data / "db")
-    initdb = [str(bin_dir / "initdb"), "-D", db, "-U", "batchlab"]
-    auth = ["--auth-local=trust", "--auth-host=scram-sha-256"]
-    subprocess.run([*run_as, *initdb, *auth], check=True, capture_output=True)
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    start = [str(bin_dir / "pg_ctl"), "-D", db, "-l", str(data / "log"), "-o", options, "-w"]
-    subprocess.run([*run_as, *start, "start"], check=True, capture_output=True)
-    try:
+
         with psycopg.connect(
-            host=str(data), port=port, user="batchlab", dbname="postgres", autocommit=True
+            host=str(server.data),
+            port=server.port,
+            user="batchlab",
+            dbname="postgres",
+            autocommit=True,
         ) as connection:
             connection.execute(f"CREATE ROLE sentinel LOGIN PASSWORD '{SENTINEL}'")
             connection.execute("CREATE DATABASE studies OWNER sentinel")
-        yield bin_dir, data, port
-    finally:
-        stop = [str(bin_dir / "pg_ctl"), "-D", db, "-m", "immediate", "stop"]
-        subprocess.run([*run_as, *stop], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        yield server.bin_dir, server.data, server.port
 
 
 def leaks(text: str) -> bool:

@@ -13,6 +13,7 @@ front keeps the trial set identical for any number of workers.)
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,17 +148,14 @@ def enqueue_confirmations(
     search is over, so it is resolved when a worker claims the trial
     (:func:`batchlab.study._claims.claim`).
     """
-    for index in range(start, stop):
-        slot = CONFIRM_SLOT_BASE + index
-        study.enqueue_trial(
-            {},
-            user_attrs={
-                "slot": slot,
-                "seed": slot_seed(config, rung, slot),
-                "confirm_rank": index // config.search.confirm_seeds,
-            },
-            skip_if_exists=False,
-        )
+    _enqueue_unresolved(
+        study,
+        config,
+        rung,
+        CONFIRM_SLOT_BASE,
+        range(start, stop),
+        lambda index: {"confirm_rank": index // config.search.confirm_seeds},
+    )
 
 
 def enqueue_refinements(
@@ -202,15 +200,30 @@ def enqueue_rule_trials(
     (the base rung's tuned ones, moved to this batch size) are known only once the
     base rung is over, so they are resolved when a worker claims it.
     """
-    for index in range(start, stop):
-        slot = RULE_SLOT_BASE + index
+    _enqueue_unresolved(
+        study,
+        config,
+        rung,
+        RULE_SLOT_BASE,
+        range(start, stop),
+        lambda index: {"rule": config.transfer.rules[index // config.transfer.seeds]},
+    )
+
+
+def _enqueue_unresolved(
+    study: optuna.Study,
+    config: StudyConfig,
+    rung: Rung,
+    slot_base: int,
+    indices: range,
+    attrs: Callable[[int], dict[str, Any]],
+) -> None:
+    """Enqueue trials whose point is resolved at claim time: slot, seed and ``attrs(i)``."""
+    for index in indices:
+        slot = slot_base + index
         study.enqueue_trial(
             {},
-            user_attrs={
-                "slot": slot,
-                "seed": slot_seed(config, rung, slot),
-                "rule": config.transfer.rules[index // config.transfer.seeds],
-            },
+            user_attrs={"slot": slot, "seed": slot_seed(config, rung, slot), **attrs(index)},
             skip_if_exists=False,
         )
 
