@@ -275,6 +275,12 @@ class WorkersConfig(_Strict):
 
     heartbeat_interval: float = Field(default=5.0, gt=0)
     grace_period: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        description="Re-runs of a trial whose worker died (OOM killer, segfault) before it "
+        "is recorded as failed.",
+    )
 
     @model_validator(mode="after")
     def _grace(self) -> WorkersConfig:

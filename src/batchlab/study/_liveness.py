@@ -38,11 +38,43 @@ PID_ATTR = "batchlab:pid"
 RETRY_ATTR = "batchlab:retry_of"
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Enqueue a fresh copy of a failed trial's slot (same params, slot and seed)."""
-    _optuna.enqueue_copy(
-        study, trial, {RETRY_ATTR: trial.system_attrs.get(RETRY_ATTR, trial.number)}
+#: Statuses of failed trials that were not a dead worker (an interrupt, the trial's own error).
+_NOT_DEATHS = ("interrupted", "error")
+
+
+def deaths(study: optuna.Study, root: int) -> int:
+    """How many runs of the slot first run as trial ``root`` lost their worker."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if t.system_attrs.get(RETRY_ATTR, t.number) == root
+        and t.user_attrs.get("status") not in _NOT_DEATHS
     )
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial, max_retries: int | None = None) -> None:
+    """Enqueue a fresh copy of a failed trial's slot (same params, slot and seed).
+
+    With ``max_retries`` (the slot's worker died): a slot whose worker died more than
+    ``max_retries`` times is not run again. A trial that kills its worker (the kernel's
+    out-of-memory killer, a segfault) would otherwise be re-run forever; it is
+    recorded as failed instead (status ``error``, with the reason), and the study
+    goes on.
+    """
+    root = trial.system_attrs.get(RETRY_ATTR, trial.number)
+    died = deaths(study, root) if max_retries is not None else 0
+    if max_retries is not None and died > max_retries:
+        reason = (
+            f"its worker died {died} times running it (killed by the operating system, "
+            f"e.g. out of memory, or crashed); not run again (workers.max_retries = "
+            f"{max_retries})"
+        )
+        _optuna.add_failed_copy(
+            study, trial, {RETRY_ATTR: root}, {"status": "error", "reason": reason}
+        )
+        logger.error("slot %s of %s: %s", trial.user_attrs.get("slot"), study.study_name, reason)
+        return
+    _optuna.enqueue_copy(study, trial, {RETRY_ATTR: root})
 
 
 def mark_claimed(study: optuna.Study, trial: optuna.Trial) -> None:
@@ -99,10 +131,13 @@ def _is_dead(trial: FrozenTrial, grace_period: float, now: float) -> bool:
     return now - float(last) > grace_period
 
 
-def requeue_stale_trials(study: optuna.Study, storage_url: str, grace_period: float) -> int:
+def requeue_stale_trials(
+    study: optuna.Study, storage_url: str, grace_period: float, max_retries: int | None = None
+) -> int:
     """Fail the ``RUNNING`` trials whose worker died and re-enqueue their slots.
 
-    Returns the number of trials re-enqueued.
+    A slot whose worker died more than ``max_retries`` times is recorded as failed
+    instead (:func:`requeue`). Returns the number of trials failed as stale.
     """
     if _optuna.has_optuna_heartbeat(study):
         before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
@@ -118,7 +153,7 @@ def requeue_stale_trials(study: optuna.Study, storage_url: str, grace_period: fl
             if not _is_dead(trial, grace_period, now):
                 continue
             _optuna.fail_trial(study, trial, {"status": "worker_died"})
-            requeue(study, trial)
+            requeue(study, _optuna.reload_trial(study, trial), max_retries)
             requeued += 1
             logger.warning(
                 "trial %d of %s: its worker died; re-enqueued its slot",

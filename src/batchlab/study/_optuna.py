@@ -85,6 +85,22 @@ def enqueue_copy(study: optuna.Study, trial: FrozenTrial, system_attrs: dict[str
     )
 
 
+def add_failed_copy(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    system_attrs: dict[str, Any],
+    user_attrs: dict[str, Any],
+) -> None:
+    """Add a finished ``FAIL`` copy of ``trial`` (its slot, seed, attributes) with ``user_attrs``."""
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.FAIL,
+            user_attrs={**trial.user_attrs, **user_attrs},
+            system_attrs={_FIXED_PARAMS: trial.system_attrs.get(_FIXED_PARAMS, {}), **system_attrs},
+        )
+    )
+
+
 def reload_trial(study: optuna.Study, trial: AnyTrial) -> FrozenTrial:
     """One trial as the storage holds it now (a peer may have finished or failed it)."""
     return storage_of(study).get_trial(trial_id(trial))

@@ -9,6 +9,7 @@ whose worker died is re-run (:mod:`batchlab.study._liveness`).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -33,6 +34,7 @@ def open_storage(
     *,
     heartbeat_interval: float = 5.0,
     grace_period: float = 30.0,
+    max_retries: int | None = None,
     create: bool = True,
 ) -> BaseStorage:
     """Open an Optuna storage from a URL.
@@ -60,7 +62,7 @@ def open_storage(
             url,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
-            on_stale=requeue,
+            on_stale=functools.partial(requeue, max_retries=max_retries),
         )
     except Exception as error:  # SQLAlchemy raises many kinds; all mean "cannot open"
         raise StorageError(

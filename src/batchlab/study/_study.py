@@ -231,6 +231,7 @@ class Study:
                 self.storage_url,
                 heartbeat_interval=self.config.workers.heartbeat_interval,
                 grace_period=self.config.workers.grace_period,
+                max_retries=self.config.workers.max_retries,
             )
         return self._storage_handle
 

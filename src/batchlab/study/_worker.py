@@ -106,6 +106,7 @@ def work(
         storage_url,
         heartbeat_interval=config.workers.heartbeat_interval,
         grace_period=config.workers.grace_period,
+        max_retries=config.workers.max_retries,
     )
     workload = get_workload(config.workload.name, config.workload.params, config.workload.path)
     validate_against_workload(config, workload)
@@ -118,7 +119,9 @@ def work(
     while max_trials is None or ran < max_trials:
         if time.monotonic() - last_reap > poll:
             for _, study in rung_studies:
-                requeue_stale_trials(study, storage_url, config.workers.grace_period)
+                requeue_stale_trials(
+                    study, storage_url, config.workers.grace_period, config.workers.max_retries
+                )
             last_reap = time.monotonic()
         claimed = None
         if base is None:  # once the base rung is over, its chosen point never changes
