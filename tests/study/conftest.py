@@ -40,7 +40,9 @@ LINREG_STUDY: dict[str, Any] = {
     "budget": {"steps": 400},
     "evaluation": {"every": 10},
     "stopping": {"at_target": False, "once_beaten": False},
-    "workers": {"heartbeat_interval": 0.2, "grace_period": 1.0},
+    # A grace period this short makes a loaded machine's late heartbeats look like dead
+    # workers: such trials are re-run, and must not count against max_retries here.
+    "workers": {"heartbeat_interval": 0.2, "grace_period": 1.0, "max_retries": 1000},
     "seed": 0,
 }
 

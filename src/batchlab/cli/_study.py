@@ -21,10 +21,13 @@ from ..study import (
     RungStatus,
     Study,
     StudyConfig,
+    StudyIncomplete,
     StudyResult,
     TrialEvent,
     WorkersDied,
+    describe_unfinished,
     find_study_config,
+    unfinished_trials,
     work,
 )
 from ._common import (
@@ -275,7 +278,7 @@ def _run(
             highlight=False,
         )
         raise typer.Exit(EXIT_STOPPED) from None
-    except WorkersDied as error:
+    except (WorkersDied, StudyIncomplete) as error:
         err_console.print(
             f"[bold red]stopped:[/] {escape(redact_url(str(error)))}", highlight=False
         )
@@ -371,7 +374,8 @@ def status_command(
             f"Study {study.config.name} ({directory})",
             "batch size",
             [str(s.batch_size) for s in statuses],
-            ["done/total", "running", "best steps", "mean trial", "remaining"],
+            ["done/total", "running", "best steps", "mean trial", "remaining"]
+            + (["lost slots"] if any(s.missing for s in statuses) else []),
         )
         remaining_total = 0.0
         for s in statuses:
@@ -385,8 +389,18 @@ def status_command(
                 "—" if s.best_steps is None else str(s.best_steps),
                 "—" if s.mean_trial_s is None else f"{s.mean_trial_s:.1f} s",
                 "—" if eta is None else f"{eta:.0f} s",
+                *(
+                    [", ".join(map(str, s.missing)) or "—"]
+                    if any(x.missing for x in statuses)
+                    else []
+                ),
             )
         console.print(table)
+        if any(s.missing for s in statuses):
+            console.print(
+                "[yellow]Lost slots[/] have no trial left to run: `batchlab study resume "
+                f"{directory}` enqueues them again."
+            )
         console.print(f"Estimated remaining trial time (one worker): {remaining_total:.0f} s")
 
 
@@ -464,6 +478,15 @@ def worker_command(
             highlight=False,
         )
         ran = work(config, storage, fail_fast=fail_fast, allowed_workloads=allowed)
+        unfinished = unfinished_trials(config, storage)
+        if unfinished:
+            err_console.print(
+                f"[bold red]incomplete:[/] this worker ran {ran} trials and none is left to "
+                f"run, but planned trials never finished ({escape(describe_unfinished(unfinished))}); "
+                "`batchlab study resume DIR` on the machine that started the study runs them again",
+                highlight=False,
+            )
+            raise typer.Exit(EXIT_STOPPED)
         console.print(f"No trials left: this worker ran {ran}.")
 
 

@@ -14,8 +14,8 @@ from ._config import StudyConfig
 from ._plan import CONFIG_ATTR
 from ._runner import FailFast, TrialEvent
 from ._storage import StorageError, find_study_config, open_storage, storage_summary_attrs
-from ._study import RungStatus, Study, WorkersDied
-from ._worker import WorkloadNotAllowed, check_workload_consent, work
+from ._study import RungStatus, Study, StudyIncomplete, WorkersDied, describe_unfinished
+from ._worker import WorkloadNotAllowed, check_workload_consent, unfinished_trials, work
 
 __all__ = [
     "CONFIG_ATTR",
@@ -27,17 +27,20 @@ __all__ = [
     "StorageError",
     "Study",
     "StudyConfig",
+    "StudyIncomplete",
     "StudyResult",
     "TrialEvent",
     "TrialRecord",
     "WorkersDied",
     "WorkloadNotAllowed",
     "check_workload_consent",
+    "describe_unfinished",
     "find_study_config",
     "open_storage",
     "run_training",
     "slot_counts",
     "steps_to_target",
     "storage_summary_attrs",
+    "unfinished_trials",
     "work",
 ]

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..results import RungResult, TrialRecord
-from ._plan import Rung, planned_count
+from ._plan import Rung, planned_count, planned_slots
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,40 @@ def _is_final(trial: FrozenTrial) -> bool:
     if trial.state == TrialState.COMPLETE:
         return True
     return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error"
+
+
+def unfinished_slots(study: optuna.Study) -> list[int]:
+    """Planned slots of a rung without a final trial (waiting, running or lost)."""
+    final = {
+        int(t.user_attrs.get("slot", -1)) for t in study.get_trials(deepcopy=False) if _is_final(t)
+    }
+    return [slot for slot in planned_slots(study) if slot not in final]
+
+
+def unfinished_by_rung(rung_studies: list[tuple[Rung, optuna.Study]]) -> dict[int, list[int]]:
+    """Batch size -> its planned slots without a final trial, for the rungs that have some."""
+    found = {}
+    for rung, study in rung_studies:
+        slots = unfinished_slots(study)
+        if slots:
+            found[rung.batch_size] = slots
+    return found
+
+
+def missing_slots(study: optuna.Study) -> list[int]:
+    """Planned slots of a rung that will never finish as things stand: lost.
+
+    A slot is lost when no trial of it is final, waiting or running, e.g. a worker
+    failed it as dead and died itself before re-enqueueing it, or its enqueue never
+    reached the storage. :meth:`Study.prepare` (``study resume``) enqueues them again.
+    """
+    alive = (TrialState.WAITING, TrialState.RUNNING)
+    covered = {
+        int(t.user_attrs.get("slot", -1))
+        for t in study.get_trials(deepcopy=False)
+        if t.state in alive or _is_final(t)
+    }
+    return [slot for slot in planned_slots(study) if slot not in covered]
 
 
 def elapsed_seconds(studies: list[optuna.Study]) -> float:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -131,6 +132,17 @@ def _is_dead(trial: FrozenTrial, grace_period: float, now: float) -> bool:
     return now - float(last) > grace_period
 
 
+def reaping(storage_url: str) -> contextlib.AbstractContextManager[Any]:
+    """The lock under which a journal's trials are failed and re-enqueued (none for RDB).
+
+    Its own lock file: the journal's lock is taken by every append inside. Held while
+    reaping and while :meth:`Study.prepare` re-enqueues lost slots, so that a slot
+    between "failed" and "re-enqueued" is never taken for lost.
+    """
+    path = journal_path(storage_url)
+    return locked(Path(f"{path}.reap.lock")) if path is not None else contextlib.nullcontext()
+
+
 def requeue_stale_trials(
     study: optuna.Study, storage_url: str, grace_period: float, max_retries: int | None = None
 ) -> int:
@@ -143,11 +155,8 @@ def requeue_stale_trials(
         before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         _optuna.fail_stale_trials(study)
         return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
-    path = journal_path(storage_url)
-    # Its own lock file: the journal's lock is taken by every append inside.
-    lock = locked(Path(f"{path}.reap.lock")) if path is not None else contextlib.nullcontext()
     requeued = 0
-    with lock:
+    with reaping(storage_url):
         now = time.time()
         for trial in study.get_trials(states=(TrialState.RUNNING,)):
             if not _is_dead(trial, grace_period, now):

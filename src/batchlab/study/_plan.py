@@ -253,6 +253,32 @@ def stage(trial: FrozenTrial) -> str:
     return "refine" if trial.user_attrs.get("refine") else "search"
 
 
+def planned_slots(study: optuna.Study) -> list[int]:
+    """Every slot planned so far in a rung, from its stages' planned counts."""
+    attrs = (
+        (PLANNED_ATTR, 0),
+        (REFINES_ATTR, REFINE_SLOT_BASE),
+        (CONFIRMS_ATTR, CONFIRM_SLOT_BASE),
+        (RULES_ATTR, RULE_SLOT_BASE),
+    )
+    return [
+        base + index for attr, base in attrs for index in range(int(study.user_attrs.get(attr, 0)))
+    ]
+
+
+def enqueue_slot(study: optuna.Study, config: StudyConfig, rung: Rung, slot: int) -> None:
+    """Enqueue one planned slot afresh, whichever stage it belongs to (a lost slot)."""
+    for base, enqueue in (
+        (RULE_SLOT_BASE, enqueue_rule_trials),
+        (REFINE_SLOT_BASE, enqueue_refinements),
+        (CONFIRM_SLOT_BASE, enqueue_confirmations),
+        (0, enqueue_slots),
+    ):
+        if slot >= base:
+            enqueue(study, config, rung, slot - base, slot - base + 1)
+            return
+
+
 def planned_count(study: optuna.Study) -> int:
     """How many trials of a rung have been planned (enqueued) so far, every stage included."""
     attrs = (PLANNED_ATTR, REFINES_ATTR, CONFIRMS_ATTR, RULES_ATTR)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from .._checks import check_positive_int
 from .._errors import ConfigError
@@ -26,10 +27,11 @@ from .._secrets import redact_url
 from .._threads import torch_threads
 from ..results import StudyResult, environment, now_iso
 from ..workloads import Workload, get_workload
-from ._collect import analyse, collect_rung, elapsed_seconds
+from ._collect import analyse, collect_rung, elapsed_seconds, missing_slots, unfinished_by_rung
 from ._config import StudyConfig, resolve_target, validate_against_workload
 from ._directory import CONFIG_FILE, resolve_storage_url, save_config
 from ._journal import journal_path, locked
+from ._liveness import reaping, requeue
 from ._plan import (
     CONFIG_ATTR,
     CONFIRMS_ATTR,
@@ -37,10 +39,12 @@ from ._plan import (
     REFINES_ATTR,
     RULES_ATTR,
     RUNG_ATTR,
+    Rung,
     confirmations_wanted,
     enqueue_confirmations,
     enqueue_refinements,
     enqueue_rule_trials,
+    enqueue_slot,
     enqueue_slots,
     load_rung_studies,
     plan_rungs,
@@ -65,6 +69,19 @@ class WorkersDied(RuntimeError):
     """Worker processes of :meth:`Study.run` died and left planned trials unfinished."""
 
 
+class StudyIncomplete(RuntimeError):
+    """The workers are done but planned trials never finished; the message names them."""
+
+
+def describe_unfinished(unfinished: dict[int, list[int]]) -> str:
+    """``{16: [3, 1000001]}`` -> ``"batch size 16: slots 3, 1000001"``."""
+    return "; ".join(
+        f"batch size {b}: slot{'s' if len(slots) > 1 else ''} {', '.join(map(str, slots))}"
+        for b, slots in unfinished.items()
+        if slots
+    )
+
+
 @dataclass(frozen=True)
 class RungStatus:
     """Progress of one rung, for ``batchlab study status``."""
@@ -75,6 +92,9 @@ class RungStatus:
     running: int
     best_steps: int | None
     mean_trial_s: float | None
+    #: Planned slots without a final trial that nothing is waiting or running for (lost:
+    #: ``study resume`` enqueues them again).
+    missing: tuple[int, ...] = ()
 
 
 class Study:
@@ -187,6 +207,30 @@ class Study:
                 if have < want:
                     enqueue_rule_trials(study, self.config, rung, have, want)
                     study.set_user_attr(RULES_ATTR, want)
+                self._enqueue_lost(study, rung)
+
+    def _enqueue_lost(self, study: optuna.Study, rung: Rung) -> None:
+        """Enqueue again the planned slots of a rung that were lost (:func:`missing_slots`).
+
+        A slot's last failed trial is copied (same point and seed); a slot with no trial
+        at all is planned afresh.
+        """
+        with reaping(self.storage_url):  # not a slot a reaper is re-enqueueing right now
+            for slot in missing_slots(study):
+                tried = [
+                    t
+                    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                    if int(t.user_attrs.get("slot", -1)) == slot
+                ]
+                if tried:
+                    requeue(study, tried[-1])
+                else:
+                    enqueue_slot(study, self.config, rung, slot)
+                logger.warning(
+                    "batch size %d: planned slot %d had no trial left to run; enqueued it again",
+                    rung.batch_size,
+                    slot,
+                )
 
     def _require_trials(self) -> None:
         """Open the storage of a started study, refusing one that no longer holds it.
@@ -289,7 +333,19 @@ class Study:
             threads = threads or max(1, (os.cpu_count() or 1) // workers)
             self._run_processes(workers, threads, fail_fast, on_poll, snapshot)
         logger.info("study %s finished in %.1f s", self.config.name, time.perf_counter() - started)
-        return self.results(write=True)
+        result = self.results(write=True)
+        unfinished = self.unfinished()
+        if unfinished:
+            raise StudyIncomplete(
+                f"the workers are done but planned trials never finished ("
+                f"{describe_unfinished(unfinished)}); the results hold what did. "
+                f"`batchlab study resume {self.directory}` runs them again"
+            )
+        return result
+
+    def unfinished(self) -> dict[int, list[int]]:
+        """Per rung (batch size), its planned slots without a final trial (if any)."""
+        return unfinished_by_rung(load_rung_studies(self._storage(), self.config))
 
     def _snapshot_writer(self) -> Callable[[], None]:
         """A function that rewrites the results files, at most every ``RESULTS_EVERY_S``.
@@ -361,6 +417,7 @@ class Study:
                     running=result.trials_running,
                     best_steps=result.steps_to_target,
                     mean_trial_s=sum(times) / len(times) if times else None,
+                    missing=tuple(missing_slots(study)),
                 )
             )
         return out

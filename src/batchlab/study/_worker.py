@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from .._errors import ConfigError
 from ..workloads import BUILTIN_WORKLOADS, get_workload
 from ._claims import claim
+from ._collect import unfinished_by_rung
 from ._config import StudyConfig, validate_against_workload
 from ._liveness import requeue_stale_trials
 from ._order import TransferBase, nearest_first, transfer_base_for, warm_start_for
@@ -61,6 +62,12 @@ def check_workload_consent(config: StudyConfig, allowed: Collection[str]) -> Non
         f"workload only with local consent: pass {option} (or --config with the "
         f"study's own config file); in Python, work(..., allowed_workloads=[{name!r}])"
     )
+
+
+def unfinished_trials(config: StudyConfig, storage_url: str) -> dict[int, list[int]]:
+    """Batch size -> planned slots of the study in ``storage_url`` without a final trial."""
+    storage = open_storage(storage_url, create=False)
+    return unfinished_by_rung(load_rung_studies(storage, config))
 
 
 def work(
