@@ -20,8 +20,16 @@ luckiest count beside the confirmed median), and the fit's B_crit with its 95%
 interval and the interval's upper/lower ratio; then the wall-time ratio against
 ``before`` and whether the two seeds' B_crit lie inside each other's interval.
 
+With ``--results DIR ...`` it runs nothing: it re-analyses finished studies (e.g. the
+default study of ``make demo``, ``runs/mnist1d-cnn``) with this version's analysis and
+prints the same lines. Each fit's interval is the union of the residual bootstrap's and
+the seed bootstrap's (``analysis.seed_bootstrap``: each rung's confirmation seeds and
+candidate choice resampled); the seed bootstrap's own interval is printed beside it, so
+the two sources of width can be told apart.
+
 Run:  python benchmarks/answer_interval.py [--workers 2] [--config examples/mnist1d-cnn.toml]
       (about 10 minutes on 2 cores)
+      python benchmarks/answer_interval.py --results runs/mnist1d-cnn   (seconds)
 """
 
 from __future__ import annotations
@@ -34,8 +42,9 @@ from typing import Any
 
 from _common import cpu_seconds, search_only, study_environment
 
-from batchlab.results import StudyResult
+from batchlab.results import StudyResult, load_study
 from batchlab.study import Study, StudyConfig
+from batchlab.study._collect import analyse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,8 +73,9 @@ def interval(result: StudyResult) -> tuple[float, float, float] | None:
     return fit["b_crit"], low, high
 
 
-def describe(name: str, wall: float, cpu: float, result: StudyResult) -> None:
-    print(f"\n{name}: {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+def describe(name: str, wall: float, cpu: float | None, result: StudyResult) -> None:
+    spent = f"{wall:.0f} s wall" + ("" if cpu is None else f", {cpu:.0f} s CPU")
+    print(f"\n{name}: {spent}", flush=True)
     for rung in result.rungs:
         seeds = ""
         if rung.seed_steps:
@@ -78,13 +88,45 @@ def describe(name: str, wall: float, cpu: float, result: StudyResult) -> None:
     else:
         b, low, high = fit
         print(f"  B_crit {b:.1f} [{low:.1f}, {high:.1f}]  upper/lower {high / low:.2f}")
+    seeds = (result.analysis or {}).get("seed_bootstrap")
+    if seeds is not None:
+        low, high = seeds["b_crit_ci"]
+        print(
+            f"  of which the seed bootstrap alone: [{low:.1f}, {high:.1f}]  upper/lower "
+            f"{high / low:.2f} ({seeds['rungs_resampled']} rungs resampled, "
+            f"{seeds['n_fitted']}/{seeds['n_bootstrap']} replicates fitted)"
+        )
+
+
+def reanalysed(directory: Path) -> StudyResult:
+    """A finished study's results with this version's analysis (nothing is run)."""
+    data = load_study(directory)
+    return StudyResult(
+        name=data.name,
+        config=data.config,
+        workload=data.workload,
+        target=data.target,
+        rungs=list(data.rungs),
+        analysis=analyse(list(data.rungs), data.workload.get("train_size")),
+        environment=data.environment,
+        wall_time_s=data.wall_time_s or 0.0,
+        created=data.created or "",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "mnist1d-cnn.toml")
+    parser.add_argument(
+        "--results", type=Path, nargs="+", help="re-analyse these finished studies instead"
+    )
     args = parser.parse_args()
+    if args.results:
+        for directory in args.results:
+            data = reanalysed(directory)
+            describe(f"{directory} (re-analysed)", data.wall_time_s, None, data)
+        return
     print(study_environment(args.workers, args.config.name), flush=True)
     base = StudyConfig.from_toml(args.config)
     runs: dict[str, tuple[float, float, Any]] = {}
