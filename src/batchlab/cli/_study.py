@@ -197,15 +197,20 @@ def _print_rule_costs(result: StudyResult) -> None:
         tuned = "—" if rung.steps_to_target is None else str(rung.steps_to_target)
         table.add_row(str(rung.batch_size), tuned, *cells)
     console.print(table)
-    summary = "; ".join(
-        f"{rule}: median x{cost.median_ratio:.2f}"
-        if cost.median_ratio is not None
-        else f"{rule}: no rung to compare"
-        for rule, cost in costs.items()
-    )
+    summary = "; ".join(_rule_cost_text(rule, cost) for rule, cost in costs.items())
     console.print(
         f"[bold]Cost of following a rule instead of tuning:[/] {summary}", highlight=False
     )
+
+
+def _rule_cost_text(rule: str, cost: Any) -> str:
+    """``"sqrt: median x1.29"``, with the rungs where the rule never reached the target."""
+    text = f"{rule}: " + (
+        "no rung to compare" if cost.median_ratio is None else f"median x{cost.median_ratio:.2f}"
+    )
+    if cost.unreached:
+        text += f", not reached at B = {', '.join(map(str, cost.unreached))}"
+    return text
 
 
 def _ratio(value: float | None) -> str:

@@ -174,7 +174,9 @@ def rule_costs_view(summary: StudySummary) -> RuleCostsView | None:
             cells.append(f"{text} [seeds: {seeds}]")
         rows.append((b, "—" if tuned is None else f"{tuned:g}", cells))
     medians = [
-        "—" if cost.median_ratio is None else f"×{cost.median_ratio:.2f}" for cost in costs.values()
+        ("—" if cost.median_ratio is None else f"×{cost.median_ratio:.2f}")
+        + (f"; not reached at B = {', '.join(map(str, cost.unreached))}" if cost.unreached else "")
+        for cost in costs.values()
     ]
     return RuleCostsView(rules=list(costs), rows=rows, medians=medians)
 
