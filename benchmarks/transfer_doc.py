@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from batchlab import Study
-from batchlab.analysis import summarize_ladder
 from batchlab.reproduce import fmt
 from batchlab.results import StudyData, load_study
+from batchlab.study._collect import summarize_rungs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "shakespeare-adamw.toml"
@@ -60,22 +60,12 @@ QUANTITY_SYMBOLS = {
 def ladder_analysis(study: StudyData) -> tuple[dict[str, Any] | None, str | None]:
     """The study's ``analysis`` block and, when there is no fit, the reason.
 
-    The same call with the same inputs as the study's writer
-    (``batchlab.study._collect.analyse``), so the block equals the one in
+    The study's writer's own call (``batchlab.study._collect.summarize_rungs``,
+    behind ``analyse``), so the block equals the one in
     ``results.json`` (``None`` with too few reached rungs, ``{"error": ...}`` when the
     fit failed).
     """
-    rungs = study.rungs
-    summary = summarize_ladder(
-        [r.batch_size for r in rungs],
-        [r.steps_to_target for r in rungs],
-        [(r.best_hparams or {}).get("lr") for r in rungs],
-        budgets=[r.budget_steps if r.complete else None for r in rungs],
-        candidates=[r.candidates for r in rungs],
-        hparams=[r.best_hparams for r in rungs],
-        train_size=study.workload.get("train_size"),
-        rule_runs=[r.rule_steps for r in rungs],
-    )
+    summary = summarize_rungs(list(study.rungs), study.workload.get("train_size"))
     return summary.to_dict(), summary.note
 
 

@@ -194,14 +194,16 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
     )
 
 
-def analyse(rungs: list[RungResult], train_size: int | None = None) -> dict[str, Any] | None:
-    """The ``analysis`` block: :func:`batchlab.analysis.summarize_ladder` of the rungs.
+def summarize_rungs(rungs: list[RungResult], train_size: int | None = None) -> Any:
+    """:func:`batchlab.analysis.summarize_ladder` of a study's rungs, as its results use it.
 
     ``train_size``: the workload's training examples (weight-decay timescales in epochs).
+    Returns the :class:`~batchlab.analysis.LadderSummary`.
     """
+    # analysis pulls in SciPy's fits, which worker processes never need: import on use.
     from ..analysis import summarize_ladder
 
-    summary = summarize_ladder(
+    return summarize_ladder(
         [r.batch_size for r in rungs],
         [r.steps_to_target for r in rungs],
         [(r.best_hparams or {}).get("lr") for r in rungs],
@@ -211,4 +213,8 @@ def analyse(rungs: list[RungResult], train_size: int | None = None) -> dict[str,
         train_size=train_size,
         rule_runs=[r.rule_steps for r in rungs],
     )
-    return summary.to_dict()
+
+
+def analyse(rungs: list[RungResult], train_size: int | None = None) -> dict[str, Any] | None:
+    """The ``analysis`` block of ``results.json``: :func:`summarize_rungs`, as a dict."""
+    return summarize_rungs(rungs, train_size).to_dict()
