@@ -24,7 +24,12 @@ tensors) and ``shakespeare-char`` (batch 64 = 4 x 16 windows of 32 characters; a
 ~110k-parameter Transformer, 30 parameter tensors), both with their default
 optimizers. Versions and hardware are printed with the figures.
 
+On a GPU (``--device cuda``, with ``--precision bf16`` for autocast): the same loop
+with the data and models on the device, the GPU synchronised at the ends of each timed
+block (not inside it); CPU times then say how long the host was busy, not the GPU.
+
 Run:  python benchmarks/gns_overhead.py [--steps 20] [--repeats 15] [--threads N]
+          [--device cuda] [--precision bf16]
 """
 
 from __future__ import annotations
@@ -41,9 +46,10 @@ from typing import Any
 import torch
 
 import batchlab
+from batchlab._device import autocast, resolve_device
 from batchlab.noise import NoiseScaleTracker, split_batch
 from batchlab.optim import build_optimizer
-from batchlab.workloads import get_workload
+from batchlab.workloads import get_workload, on_device, workload_device
 
 MICRO_BATCHES = 4
 SETUPS = {"mnist1d-cnn": 256, "shakespeare-char": 64}
@@ -52,7 +58,7 @@ SETUPS = {"mnist1d-cnn": 256, "shakespeare-char": 64}
 def make_arm(workload: Any) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     hparams = dict(workload.default_hparams)
     name = hparams.pop("optimizer")
-    model = workload.build_model(0)
+    model = workload.build_model(0).to(workload_device(workload))
     return model, build_optimizer(name, model.parameters(), hparams)
 
 
@@ -62,6 +68,7 @@ def run_block(
     optimizer: torch.optim.Optimizer,
     batches: Sequence[Any],
     tracker: NoiseScaleTracker | None,
+    precision: str = "fp32",
 ) -> tuple[float, float, float]:
     """Per step: wall seconds, CPU seconds of this thread, seconds inside ``tracker.step()``.
 
@@ -69,20 +76,30 @@ def run_block(
     CPU time excludes the time this process waits for a core that other processes
     hold, which is what makes wall times noisy on a shared machine.
     """
+    device = workload_device(workload)
+    _sync(device)
     in_step = 0.0
     start, start_cpu = time.perf_counter(), time.thread_time()
     for batch in batches:
         parts = split_batch(batch, batch_size_of(batch) // MICRO_BATCHES)
         for part in parts:
-            (workload.loss_fn(model, part) / len(parts)).backward()
+            with autocast(precision, device):
+                loss = workload.loss_fn(model, part)
+            (loss / len(parts)).backward()
         optimizer.step()
         if tracker is not None:
             t0 = time.perf_counter()
             tracker.step()
             in_step += time.perf_counter() - t0
         optimizer.zero_grad(set_to_none=True)
+    _sync(device)
     wall, cpu = time.perf_counter() - start, time.thread_time() - start_cpu
     return wall / len(batches), cpu / len(batches), in_step / len(batches)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _timed(function: Any) -> float:
@@ -95,8 +112,15 @@ def batch_size_of(batch: Any) -> int:
     return int((batch if isinstance(batch, torch.Tensor) else batch[0]).shape[0])
 
 
-def measure(name: str, batch_size: int, steps: int, repeats: int) -> dict[str, float]:
-    workload = get_workload(name)
+def measure(
+    name: str,
+    batch_size: int,
+    steps: int,
+    repeats: int,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> dict[str, float]:
+    workload = on_device(get_workload(name), device)
     stream = workload.train_batches(batch_size, torch.Generator().manual_seed(0))
     batches = [next(stream) for _ in range(steps)]
     plain_model, plain_opt = make_arm(workload)
@@ -107,7 +131,7 @@ def measure(name: str, batch_size: int, steps: int, repeats: int) -> dict[str, f
         "tracked": (tracked_model, tracked_opt, tracker),
     }
     for arm in arms.values():  # warm-up: allocator, lazy imports, first optimizer step
-        run_block(workload, *arm[:2], batches, arm[2])
+        run_block(workload, *arm[:2], batches, arm[2], precision)
     wall: dict[str, list[float]] = {"plain": [], "tracked": []}
     cpu: dict[str, list[float]] = {"plain": [], "tracked": []}
     step_times: list[float] = []
@@ -115,7 +139,7 @@ def measure(name: str, batch_size: int, steps: int, repeats: int) -> dict[str, f
         order = ("plain", "tracked") if round_ % 2 == 0 else ("tracked", "plain")
         for key in order:
             per_step, per_step_cpu, in_step = run_block(
-                workload, *arms[key][:2], batches, arms[key][2]
+                workload, *arms[key][:2], batches, arms[key][2], precision
             )
             wall[key].append(per_step)
             cpu[key].append(per_step_cpu)
@@ -154,7 +178,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="alternating rounds")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--workloads", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     args = parser.parse_args()
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
@@ -166,6 +193,9 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.2f}"
     )
     print(
+        f"device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+        + f", precision {args.precision}; "
         f"{MICRO_BATCHES} micro-batches per step, blocks of {args.steps} steps, "
         f"{args.repeats} alternating rounds, medians\n"
     )
@@ -177,7 +207,9 @@ def main() -> None:
     print(header)
     results = {}
     for name in args.workloads:
-        r = results[name] = measure(name, SETUPS[name], args.steps, args.repeats)
+        r = results[name] = measure(
+            name, SETUPS[name], args.steps, args.repeats, str(device), args.precision
+        )
         print(
             f"{name:<18}{SETUPS[name]:>6}{r['params']:>8}{r['plain_ms']:>10.2f}"
             f"{r['tracked_ms']:>11.2f}{r['ratio']:>8.3f}{r['paired_ratio']:>8.3f}"

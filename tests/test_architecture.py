@@ -23,7 +23,7 @@ SRC = Path(batchlab.__file__).resolve().parent
 
 #: Layers, lowest first. Packages in one layer do not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_errors", "_version", "_checks", "_io", "_secrets", "_seeding", "_threads"),
+    ("_errors", "_version", "_checks", "_io", "_secrets", "_seeding", "_threads", "_device"),
     ("optim", "noise", "workloads", "analysis"),
     ("training",),
     ("results",),

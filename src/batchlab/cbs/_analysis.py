@@ -28,10 +28,15 @@ def _noise_at(
     micro_batch_size: int,
     batches: int,
     seed: int,
+    precision: str,
 ) -> NoiseScaleResult:
     stream = workload.train_batches(batch_size, make_generator(seed))
     return measure_noise_scale(
-        model, workload.loss_fn, (next(stream) for _ in range(batches)), micro_batch_size
+        model,
+        workload.loss_fn,
+        (next(stream) for _ in range(batches)),
+        micro_batch_size,
+        precision=precision,
     )
 
 
@@ -58,8 +63,14 @@ def analyse_checkpoint(
     noise_batches: int,
     n_bootstrap: int,
     seed: int,
+    precision: str = "fp32",
 ) -> CheckpointMeasurement:
-    """Fit S(B), measure B_simple at the checkpoint and compare them."""
+    """Fit S(B), measure B_simple at the checkpoint and compare them.
+
+    ``model`` is the checkpoint's, on the workload's device; B_simple's forward passes
+    run in ``precision``, its statistics in float32/float64
+    (:func:`batchlab.measure_noise_scale`).
+    """
     sizes = [r.batch_size for r in rungs]
     notes = []
     fit, note = _fit(sizes, [r.steps_to_target for r in rungs], n_bootstrap, seed)
@@ -80,6 +91,7 @@ def analyse_checkpoint(
             noise_micro_batch_size,
             noise_batches,
             seed_for(seed, point.step, 1 << 30),
+            precision,
         )
     exact_noise: ExactNoiseScale | None = None
     closed_form = getattr(workload, "noise_scale", None)

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._checks import check_positive_int
+from .._device import autocast, check_precision
 from .._seeding import make_generator, seed_for
 from ..optim import optimizer_for
 from ..training import set_lr, train_step
-from ..workloads import Target, Workload, check_batch_size
+from ..workloads import Target, Workload, check_batch_size, workload_device
 from ._checkpoints import Checkpoint
 
 Status = Literal["reached", "not_reached", "diverged", "beaten"]
@@ -84,8 +85,14 @@ def run_branch(
     repeats: int = 1,
     seed: int = 0,
     stop_after: int | None = None,
+    precision: str = "fp32",
 ) -> BranchResult:
     """Train from ``checkpoint`` at ``batch_size`` and ``lr`` until ``target`` is met.
+
+    The copies train where the workload's data are
+    (:func:`batchlab.workloads.workload_device`; place it with
+    :func:`batchlab.workloads.on_device` first): the checkpoint's CPU state is loaded
+    into models there, and the optimizer state follows its parameters there.
 
     Args:
         workload: the model and data (the checkpoint's).
@@ -106,6 +113,8 @@ def run_branch(
             not on ``lr``, so the LRs tried at one batch size see the same data.
         stop_after: stop (status ``beaten``) once this many steps pass without
             meeting the target.
+        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"``: the numerics of the forward
+            passes (training loss and evaluation; :func:`batchlab._device.autocast`).
 
     Returns:
         A :class:`BranchResult`.
@@ -118,6 +127,7 @@ def run_branch(
             f"optimizer_state must be one of {', '.join(OPTIMIZER_STATES)}, got {optimizer_state!r}"
         )
     check_positive_int(repeats, "repeats")
+    check_precision(precision)
     if not eval_steps:
         raise ValueError("eval_steps must not be empty")
     name = optimizer or checkpoint.optimizer
@@ -134,16 +144,18 @@ def run_branch(
             "use the same optimizer or optimizer_state='reset'"
         )
 
+    device = workload_device(workload)
     copies = []
     for index in range(repeats):
-        model = workload.build_model(0)
-        model.load_state_dict(checkpoint.model_state)
+        model = workload.build_model(0).to(device)
+        model.load_state_dict(checkpoint.model_state)  # copies the CPU state onto the device
         model.train()
         opt = optimizer_for(model, name, base)
         if resume:
             assert checkpoint.optimizer_state is not None
-            # A copy: load_state_dict keeps the given tensors, and the optimizer would then
-            # update the checkpoint's momentum buffers / Adam moments in place.
+            # A copy: load_state_dict keeps the given tensors (on the CPU; it moves them to
+            # their parameters' device), and the optimizer would then update the
+            # checkpoint's momentum buffers / Adam moments in place.
             opt.load_state_dict(copy.deepcopy(checkpoint.optimizer_state))
             set_lr(opt, lr)  # load_state_dict restores the base run's LR
         stream = workload.train_batches(
@@ -157,14 +169,15 @@ def run_branch(
     for step in eval_steps:
         for _ in range(step - done):
             for model, opt, stream in copies:
-                loss = train_step(workload, model, opt, stream)
+                loss = train_step(workload, model, opt, stream, precision=precision)
                 if not math.isfinite(loss):
                     return _stopped(
                         batch_size, lr, repeats, steps, values, "diverged",
                         f"training loss became {loss} at step {done + 1}",
                     )  # fmt: skip
             done += 1
-        value = sum(workload.evaluate(m)[target.metric] for m, _, _ in copies) / repeats
+        with autocast(precision, device):
+            value = sum(workload.evaluate(m)[target.metric] for m, _, _ in copies) / repeats
         steps.append(step)
         values.append(value)
         if not math.isfinite(value):

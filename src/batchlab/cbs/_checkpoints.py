@@ -8,6 +8,11 @@ them is one run.
 Two ways to get checkpoints: :func:`train_base_run` trains a workload and keeps (and
 optionally saves) its state at chosen steps; :class:`CheckpointSaver` does the saving
 from any training loop.
+
+Checkpoints hold their tensors on the CPU wherever the run trained (:func:`snapshot`
+copies them there, :func:`load_checkpoint` maps them there), so one checkpoint serves
+branches on any device: ``model.load_state_dict`` and ``optimizer.load_state_dict``
+copy its state onto the device of the model they load it into.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._device import autocast, check_precision
 from .._errors import BatchlabError
 from .._io import atomic_write
 from .._seeding import make_generator
 from ..optim import optimizer_for
 from ..training import train_step
-from ..workloads import Workload, check_batch_size
+from ..workloads import Workload, check_batch_size, workload_device
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +106,8 @@ def snapshot(
     **info: Any,
 ) -> Checkpoint:
     """A :class:`Checkpoint` holding *copies* of ``model``'s and ``torch_optimizer``'s state now.
+
+    The copies are on the CPU, whatever device the model trains on.
 
     ``info`` fills the other fields (``optimizer`` name, ``hparams``, ``batch_size``,
     ``examples_seen``, ``seed``, ``workload``, ``workload_params``, ``metrics``).
@@ -292,8 +300,13 @@ def train_base_run(
     seed: int = 0,
     directory: str | os.PathLike[str] | None = None,
     on_step: Callable[[int], None] | None = None,
+    precision: str = "fp32",
 ) -> list[Checkpoint]:
     """Train ``workload`` at a constant batch size and LR, keeping its state at ``steps``.
+
+    The model trains where the workload's data are
+    (:func:`batchlab.workloads.workload_device`; place the workload with
+    :func:`batchlab.workloads.on_device` first); the checkpoints are copied to the CPU.
 
     Args:
         workload: the model and data.
@@ -304,6 +317,8 @@ def train_base_run(
         seed: model-initialisation and data-order seed.
         directory: also save each checkpoint here (``step_*.pt``).
         on_step: called after every optimizer step with the step number (progress).
+        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"``: the numerics of the forward
+            passes (training loss and evaluation; :func:`batchlab._device.autocast`).
 
     Returns:
         One :class:`Checkpoint` per distinct step, by step, with the evaluation
@@ -316,7 +331,9 @@ def train_base_run(
     if not wanted:
         raise ValueError("checkpoints must name at least one step")
     check_batch_size(batch_size, workload.train_size)
-    model = workload.build_model(seed)
+    check_precision(precision)
+    device = workload_device(workload)
+    model = workload.build_model(seed).to(device)
     model.train()
     opt = optimizer_for(model, optimizer, hparams)
     batches = workload.train_batches(batch_size, make_generator(seed))
@@ -331,13 +348,10 @@ def train_base_run(
     kept: list[Checkpoint] = []
 
     def keep(step: int) -> None:
+        with autocast(precision, device):
+            metrics = workload.evaluate(model)
         checkpoint = snapshot(
-            step,
-            model,
-            opt,
-            examples_seen=step * batch_size,
-            metrics=workload.evaluate(model),
-            **info,
+            step, model, opt, examples_seen=step * batch_size, metrics=metrics, **info
         )
         if directory is not None:
             save_checkpoint(checkpoint, directory)
@@ -346,7 +360,7 @@ def train_base_run(
     if wanted[0] == 0:
         keep(0)
     for step in range(1, wanted[-1] + 1):
-        loss = train_step(workload, model, opt, batches)
+        loss = train_step(workload, model, opt, batches, precision=precision)
         if loss != loss or loss in (float("inf"), float("-inf")):
             raise ValueError(
                 f"the base run diverged at step {step} (training loss {loss}); lower its "

@@ -35,10 +35,11 @@ from typing import Any
 import torch
 
 from .._checks import check_positive_int
+from .._device import autocast, check_precision, matmul_precision, resolve_device
 from ..noise import check_micro_batch_size
 from ..optim import SCALING_RULES, scale_lr
 from ..training import split_optimizer
-from ..workloads import Workload, check_batch_size
+from ..workloads import Workload, check_batch_size, on_device, workload_device
 from ._analysis import analyse_checkpoint
 from ._branch import OPTIMIZER_STATES, BranchResult, OptimizerState, run_branch
 from ._checkpoints import Checkpoint, train_base_run
@@ -73,16 +74,17 @@ def _lr_candidates(
 
 
 def _model_at(workload: Workload, checkpoint: Checkpoint) -> torch.nn.Module:
-    model = workload.build_model(0)
-    model.load_state_dict(checkpoint.model_state)
+    """The checkpoint's model on the workload's device, in train mode."""
+    model = workload.build_model(0).to(workload_device(workload))
+    model.load_state_dict(checkpoint.model_state)  # copies the CPU state onto the device
     model.train()
     return model
 
 
-def _environment() -> dict[str, Any]:
+def _environment(device: torch.device) -> dict[str, Any]:
     from .._version import __version__
 
-    return {
+    environment = {
         "batchlab": __version__,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
@@ -90,6 +92,10 @@ def _environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
+    if device.type == "cuda":
+        environment["gpu"] = torch.cuda.get_device_name(device)
+        environment["cuda"] = torch.version.cuda
+    return environment
 
 
 def measure_critical_batch(
@@ -117,6 +123,8 @@ def measure_critical_batch(
     seed: int = 0,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     on_progress: ProgressFn | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
 ) -> CriticalBatchResult:
     """Measure the critical batch size at checkpoints of one run, next to the noise scale.
 
@@ -138,6 +146,11 @@ def measure_critical_batch(
     off the fitted trade-off curve, as McCandlish et al. define it (E_min/S_min);
     the batch size of Zhang et al. 2024 (20% more examples than E_min) is 0.2·B_crit
     under that fit.
+
+    Everything trains on ``device``: the workload's data are moved there once
+    (:func:`batchlab.workloads.on_device`; a workload without ``to(device)`` stays on
+    the CPU), every model is built there and loads the checkpoints' CPU state, and the
+    forward passes run in ``precision``. The result records both (``settings``).
 
     References:
         Merrill et al. 2025, arXiv:2505.23971; Zhang et al. 2024, arXiv:2410.21676;
@@ -179,6 +192,11 @@ def measure_critical_batch(
         seed: seed of the base run, the branches' data and the noise measurement.
         checkpoint_dir: save the base run's checkpoints here (``step_*.pt``).
         on_progress: ``on_progress(done, total, description)`` after every branch.
+        device: ``"auto"`` (CUDA if this process sees a GPU, else the CPU), ``"cpu"``,
+            ``"cuda"`` or ``"cuda:N"``.
+        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"`` (autocast around the forward
+            passes; weights, gradients, optimizer state and the noise-scale statistics
+            stay fp32 or wider).
 
     Returns:
         A :class:`CriticalBatchResult`, one :class:`CheckpointMeasurement` per checkpoint.
@@ -187,6 +205,8 @@ def measure_critical_batch(
         ValueError: bad arguments (each message names the argument).
     """
     started = time.perf_counter()
+    precision = check_precision(precision)
+    resolve_device(device)  # a device this machine lacks fails here, before any work
     sizes = _check_ladder(batch_sizes, workload.train_size)
     max_steps = check_positive_int(max_steps, "max_steps")
     repeats = check_positive_int(repeats, "repeats")
@@ -227,111 +247,125 @@ def measure_critical_batch(
             batch_name="noise_batch_size",
         )
 
-    given = [c for c in checkpoints if isinstance(c, Checkpoint)]
-    if given and len(given) != len(checkpoints):
-        raise TypeError("checkpoints must be all steps (int) or all Checkpoint objects")
-    if not checkpoints:
-        raise ValueError("checkpoints must name at least one step or Checkpoint")
-    if given:
-        first = given[0]
-        name, base = split_optimizer(
-            {"optimizer": optimizer or first.optimizer or workload.default_hparams["optimizer"],
-             **(hparams if hparams is not None else first.hparams or {})}
-        )  # fmt: skip
-        run_batch_size = first.batch_size or base_batch_size
-        points = sorted(given, key=lambda c: c.step)
-    else:
-        defaults = dict(workload.default_hparams)
-        name, base = split_optimizer(
-            {"optimizer": optimizer or defaults.pop("optimizer"),
-             **(dict(hparams) if hparams is not None else defaults)}
-        )  # fmt: skip
-        run_batch_size = check_batch_size(
-            base_batch_size, workload.train_size, name="base_batch_size"
-        )
-        steps = sorted({int(s) for s in checkpoints})  # type: ignore[arg-type]
-        logger.info("training the base run to step %d", steps[-1])
-        points = train_base_run(
-            workload,
-            steps,
-            batch_size=run_batch_size,
-            optimizer=name,
-            hparams=base,
-            seed=seed,
-            directory=checkpoint_dir,
-        )
-    if "lr" not in base:
-        raise ValueError(f"hparams must hold the base learning rate 'lr', got {base}")
-    base_lr = float(base["lr"])
-    branch_hparams = {k: v for k, v in base.items() if k != "lr"}
+    workload = on_device(workload, device)  # the data move once; every model follows them
+    where = workload_device(workload)
+    # fp32 means fp32 (no TF32) for the whole measurement, backward passes too.
+    with matmul_precision(precision):
+        given = [c for c in checkpoints if isinstance(c, Checkpoint)]
+        if given and len(given) != len(checkpoints):
+            raise TypeError("checkpoints must be all steps (int) or all Checkpoint objects")
+        if not checkpoints:
+            raise ValueError("checkpoints must name at least one step or Checkpoint")
+        if given:
+            first = given[0]
+            name, base = split_optimizer(
+                {"optimizer": optimizer or first.optimizer or workload.default_hparams["optimizer"],
+                 **(hparams if hparams is not None else first.hparams or {})}
+            )  # fmt: skip
+            run_batch_size = first.batch_size or base_batch_size
+            points = sorted(given, key=lambda c: c.step)
+        else:
+            defaults = dict(workload.default_hparams)
+            name, base = split_optimizer(
+                {"optimizer": optimizer or defaults.pop("optimizer"),
+                 **(dict(hparams) if hparams is not None else defaults)}
+            )  # fmt: skip
+            run_batch_size = check_batch_size(
+                base_batch_size, workload.train_size, name="base_batch_size"
+            )
+            steps = sorted({int(s) for s in checkpoints})  # type: ignore[arg-type]
+            logger.info("training the base run to step %d", steps[-1])
+            points = train_base_run(
+                workload,
+                steps,
+                batch_size=run_batch_size,
+                optimizer=name,
+                hparams=base,
+                seed=seed,
+                directory=checkpoint_dir,
+                precision=precision,
+            )
+        if "lr" not in base:
+            raise ValueError(f"hparams must hold the base learning rate 'lr', got {base}")
+        base_lr = float(base["lr"])
+        branch_hparams = {k: v for k, v in base.items() if k != "lr"}
 
-    evals = eval_schedule(max_steps, eval_resolution)
-    total = len(points) * len(sizes) * len(multipliers)
-    done = 0
-    measurements = []
-    for point in points:
-        model = _model_at(workload, point)
-        value = float(workload.evaluate(model)[metric])
-        target = improvement_target(
-            value, direction, metric=metric, delta=improvement_delta, fraction=improvement_fraction
-        )
-        rungs = []
-        for batch_size in sizes:
-            lrs = _lr_candidates(base_lr, run_batch_size, batch_size, lr_rule, multipliers)
-            branches: list[BranchResult] = []
-            exact_steps: list[int | None] | None = [] if exact else None
-            best: int | None = None
-            for lr in lrs:
-                branch = run_branch(
+        evals = eval_schedule(max_steps, eval_resolution)
+        total = len(points) * len(sizes) * len(multipliers)
+        done = 0
+        measurements = []
+        for point in points:
+            model = _model_at(workload, point)
+            with autocast(precision, where):
+                value = float(workload.evaluate(model)[metric])
+            target = improvement_target(
+                value,
+                direction,
+                metric=metric,
+                delta=improvement_delta,
+                fraction=improvement_fraction,
+            )
+            rungs = []
+            for batch_size in sizes:
+                lrs = _lr_candidates(base_lr, run_batch_size, batch_size, lr_rule, multipliers)
+                branches: list[BranchResult] = []
+                exact_steps: list[int | None] | None = [] if exact else None
+                best: int | None = None
+                for lr in lrs:
+                    branch = run_branch(
+                        workload,
+                        point,
+                        batch_size=batch_size,
+                        lr=lr,
+                        target=target,
+                        eval_steps=evals,
+                        optimizer=name,
+                        hparams=branch_hparams,
+                        optimizer_state=optimizer_state,
+                        repeats=repeats,
+                        seed=seed,
+                        stop_after=best,
+                        precision=precision,
+                    )
+                    branches.append(branch)
+                    if branch.steps_to_target is not None:
+                        best = min(best or branch.steps_to_target, branch.steps_to_target)
+                    if exact_steps is not None:
+                        curve = exact_branch_curve(
+                            workload, point, metric=metric, optimizer=name, hparams=branch_hparams,
+                            optimizer_state=optimizer_state, lr=lr, batch_size=batch_size,
+                            eval_steps=evals,
+                        )  # fmt: skip
+                        if curve is None:
+                            exact_steps = None
+                        else:
+                            exact_steps.append(first_reached(evals, curve, target))
+                    done += 1
+                    if on_progress is not None:
+                        on_progress(done, total, f"step {point.step}: B={batch_size} lr={lr:.3g}")
+                rungs.append(
+                    RungMeasurement(
+                        batch_size,
+                        tuple(branches),
+                        None if exact_steps is None else tuple(exact_steps),
+                    )
+                )
+            measurements.append(
+                analyse_checkpoint(
                     workload,
                     point,
-                    batch_size=batch_size,
-                    lr=lr,
-                    target=target,
-                    eval_steps=evals,
-                    optimizer=name,
-                    hparams=branch_hparams,
-                    optimizer_state=optimizer_state,
-                    repeats=repeats,
+                    value,
+                    target,
+                    rungs,
+                    model,
+                    noise_batch_size=noise_batch_size,
+                    noise_micro_batch_size=noise_micro_batch_size,
+                    noise_batches=noise_batches,
+                    n_bootstrap=n_bootstrap,
                     seed=seed,
-                    stop_after=best,
-                )
-                branches.append(branch)
-                if branch.steps_to_target is not None:
-                    best = min(best or branch.steps_to_target, branch.steps_to_target)
-                if exact_steps is not None:
-                    curve = exact_branch_curve(
-                        workload, point, metric=metric, optimizer=name, hparams=branch_hparams,
-                        optimizer_state=optimizer_state, lr=lr, batch_size=batch_size,
-                        eval_steps=evals,
-                    )  # fmt: skip
-                    if curve is None:
-                        exact_steps = None
-                    else:
-                        exact_steps.append(first_reached(evals, curve, target))
-                done += 1
-                if on_progress is not None:
-                    on_progress(done, total, f"step {point.step}: B={batch_size} lr={lr:.3g}")
-            rungs.append(
-                RungMeasurement(
-                    batch_size, tuple(branches), None if exact_steps is None else tuple(exact_steps)
+                    precision=precision,
                 )
             )
-        measurements.append(
-            analyse_checkpoint(
-                workload,
-                point,
-                value,
-                target,
-                rungs,
-                model,
-                noise_batch_size=noise_batch_size,
-                noise_micro_batch_size=noise_micro_batch_size,
-                noise_batches=noise_batches,
-                n_bootstrap=n_bootstrap,
-                seed=seed,
-            )
-        )
 
     settings = {
         "batch_sizes": sizes,
@@ -349,6 +383,8 @@ def measure_critical_batch(
         "noise_micro_batch_size": noise_micro_batch_size if noise_batch_size else None,
         "noise_batches": noise_batches,
         "seed": seed,
+        "device": str(where),
+        "precision": precision,
     }
     return CriticalBatchResult(
         workload=workload.name,
@@ -359,5 +395,5 @@ def measure_critical_batch(
         settings=settings,
         checkpoints=tuple(measurements),
         wall_time_s=time.perf_counter() - started,
-        environment=_environment(),
+        environment=_environment(where),
     )

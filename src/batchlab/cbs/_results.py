@@ -186,9 +186,11 @@ class CriticalBatchResult:
         hparams: the base run's hyperparameters (``lr`` is the base learning rate).
         base_batch_size: the base run's batch size (the LR rule's reference).
         settings: how the branches were run (LR rule, multipliers, improvement,
-            budget, repeats, optimizer state, noise-scale batches, seed).
+            budget, repeats, optimizer state, noise-scale batches, seed, and the
+            ``device`` and ``precision`` it trained in).
         checkpoints: one :class:`CheckpointMeasurement` per checkpoint, by step.
         wall_time_s: seconds the whole measurement took.
+        environment: versions and machine (and the ``gpu``'s name on CUDA).
     """
 
     workload: str

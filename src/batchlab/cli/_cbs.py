@@ -16,9 +16,12 @@ from ..cbs import OPTIMIZER_STATES, CriticalBatchResult, load_checkpoints, measu
 from ..optim import check_optimizer_name
 from ..workloads import get_workload
 from ._common import (
+    DeviceOption,
     JsonOption,
+    PrecisionOption,
     WorkloadPathOption,
     cli_errors,
+    device_options,
     human_console,
     parse_params,
     print_json,
@@ -55,9 +58,11 @@ def _tables(result: CriticalBatchResult) -> tuple[Table, Table]:
     """B_crit beside B_simple per checkpoint, and the steps-to-target S(B) behind them."""
     exact = any(c.exact_fit is not None for c in result.checkpoints)
     metric = result.settings.get("metric", "metric")
+    where = result.settings.get("device")
     summary = Table(
         title=f"Critical batch size over training: {result.workload}, {result.optimizer}, "
         f"target = {metric} at the checkpoint improved by a fixed amount"
+        + (f" (on {where} in {result.settings.get('precision', 'fp32')})" if where else "")
     )
     columns = ["step", "target", "B_crit", "95% CI"] + (["exact B_crit"] if exact else [])
     columns += ["S_min", "B_simple", "95% CI", "B_simple / B_crit"]
@@ -178,6 +183,8 @@ def cbs_command(
         bool, typer.Option(help="Save the base run's checkpoints in OUT/checkpoints.")
     ] = False,
     report: Annotated[bool, typer.Option(help="Also write OUT/report.html.")] = False,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
     as_json: JsonOption = False,
 ) -> None:
     """Measure the critical batch size at checkpoints of one run, beside the noise scale.
@@ -197,6 +204,7 @@ def cbs_command(
       batchlab cbs --workload mnist1d-cnn --optimizer adam --lr 0.003 --checkpoints 0,300,1500 --batch-sizes 16,32,64,128,256,512 --out runs/cbs-adam
     """
     with cli_errors():
+        target_device, precision = device_options(device, precision)
         work = get_workload(workload, parse_params(param), workload_path or ())
         sizes = _number_list(batch_sizes, "--batch-sizes", int)
         multipliers = _number_list(lr_multipliers, "--lr-multipliers", float)
@@ -243,7 +251,7 @@ def cbs_command(
         shown.print(
             f"Critical batch size of [bold]{escape(work.name)}[/] at checkpoints "
             f"{', '.join(str(p if isinstance(p, int) else p.step) for p in points)}, "
-            f"branch batch sizes {', '.join(map(str, sizes))}"
+            f"branch batch sizes {', '.join(map(str, sizes))}, on {target_device} in {precision}"
         )
         with Progress(
             TextColumn("{task.description}"),
@@ -278,6 +286,8 @@ def cbs_command(
                 seed=seed,
                 checkpoint_dir=out / "checkpoints" if save_checkpoints else None,
                 on_progress=on_progress,
+                device=target_device,
+                precision=precision,
             )
         if not as_json:
             summary, ladder = _tables(result)

@@ -36,10 +36,12 @@ from typing import Annotated, Any
 
 import pydantic
 import tomllib
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from .._device import PRECISIONS, check_precision, resolve_device
 from .._errors import BatchlabError
 from .._secrets import redact_url
 
@@ -130,6 +132,33 @@ WorkloadPathOption = Annotated[
         "before the config's directory, the current directory and sys.path).",
     ),
 ]
+
+
+#: ``--device``: where a command's models train.
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device", help="Where to train: auto (CUDA if seen, else the CPU), cpu, cuda or cuda:N."
+    ),
+]
+#: ``--precision``: the numerics of the forward pass.
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help=f"Forward-pass precision: {', '.join(PRECISIONS)} (bf16: autocast; weights, "
+        "gradients and statistics stay fp32).",
+    ),
+]
+
+
+def device_options(device: str, precision: str) -> tuple[torch.device, str]:
+    """``--device`` and ``--precision`` checked: the device and the precision, or a ``ValueError``.
+
+    Under :func:`cli_errors` a device this machine lacks (``--device cuda`` without
+    CUDA) or an unknown precision is exit code 2 with one line saying why.
+    """
+    return resolve_device(device, name="--device"), check_precision(precision, name="--precision")
 
 
 #: ``--json``: print machine-readable JSON on stdout instead of a table.

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .._device import autocast, matmul_precision
 from .._io import atomic_write_json
 from .._seeding import make_generator
 from ..noise import (
@@ -21,11 +22,14 @@ from ..noise import (
     split_batch,
 )
 from ..optim import check_optimizer_name, optimizer_for
-from ..workloads import Workload, check_batch_size, get_workload
+from ..workloads import Workload, check_batch_size, get_workload, on_device, workload_device
 from ._common import (
+    DeviceOption,
     JsonOption,
+    PrecisionOption,
     WorkloadPathOption,
     cli_errors,
+    device_options,
     human_console,
     parse_params,
     print_json,
@@ -54,12 +58,19 @@ def _train(
     hparams: dict[str, Any],
     every: int,
     ema_decay: float | None,
+    precision: str,
     progress: Progress,
 ) -> NoiseScaleResult:
-    """Train with gradient accumulation over micro-batches; the tracker measures as it goes."""
+    """Train with gradient accumulation over micro-batches; the tracker measures as it goes.
+
+    On the workload's device, each micro-batch's forward pass and loss under
+    ``precision``'s autocast; backward, the step and the tracker's norms outside it.
+    The tracker reads its statistics (a host sync on a GPU) only at the progress lines.
+    """
     opt_name = check_optimizer_name(hparams.pop("optimizer"))
     optimizer = optimizer_for(model, opt_name, hparams)
     task = progress.add_task("training", total=steps)
+    device = workload_device(work)
     model.train()
     with NoiseScaleTracker(
         model, micro_batch_size=micro_batch_size, ema_decay=ema_decay
@@ -67,7 +78,9 @@ def _train(
         for step in range(1, steps + 1):
             parts = split_batch(next(stream), micro_batch_size)
             for part in parts:
-                (work.loss_fn(model, part) / len(parts)).backward()
+                with autocast(precision, device):
+                    loss = work.loss_fn(model, part) / len(parts)
+                loss.backward()
             optimizer.step()
             tracker.step()
             optimizer.zero_grad(set_to_none=True)
@@ -121,6 +134,7 @@ def _payload(
     micro_batch_size: int,
     steps: int,
     hparams: dict[str, Any],
+    precision: str,
 ) -> dict[str, Any]:
     """What ``--out`` saves and ``--json`` prints: the settings, the result, its history."""
     data = result.to_dict()
@@ -128,6 +142,8 @@ def _payload(
         "workload": work.name,
         "params": dict(work.params),
         "mode": "train" if train else "measure",
+        "device": str(workload_device(work)),
+        "precision": precision,
         "seed": seed,
         "batch_size": batch_size,
         "micro_batch_size": micro_batch_size,
@@ -172,6 +188,8 @@ def noise_scale_command(
     out: Annotated[
         Path | None, typer.Option(help="Save the result and its history as JSON here.")
     ] = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
     as_json: JsonOption = False,
 ) -> None:
     """Measure the gradient noise scale B_simple (McCandlish et al. 2018) of a workload.
@@ -179,12 +197,15 @@ def noise_scale_command(
     Each batch is split into micro-batches; their gradients (small batch) and the
     batch's gradient (big batch) give unbiased |G|² and tr(Σ), averaged over --steps
     batches. Without --train it measures at the initial parameters; with --train it
-    measures while training (gradient accumulation over the micro-batches). With
-    --json, stdout gets what --out saves (no tables) and the progress goes to stderr.
+    measures while training (gradient accumulation over the micro-batches). --device
+    and --precision choose where and in what precision the forward passes run; the
+    statistics are float32/float64 either way. With --json, stdout gets what --out
+    saves (no tables) and the progress goes to stderr.
 
     Example: batchlab noise-scale --workload mnist1d-cnn --batch-size 256 --out gns.json
     """
     with cli_errors():
+        target_device, precision = device_options(device, precision)
         work = get_workload(workload, parse_params(param), workload_path or ())
         check_batch_size(batch_size, work.train_size, name="--batch-size")
         micro_batch_size = check_micro_batch_size(
@@ -209,20 +230,25 @@ def noise_scale_command(
         hparams = dict(work.default_hparams)
         if lr is not None:
             hparams["lr"] = lr
-        model = work.build_model(seed)
+        work = on_device(work, target_device)
+        model = work.build_model(seed).to(workload_device(work))
         stream = work.train_batches(batch_size, make_generator(seed))
         shown = human_console(as_json)
         shown.print(
             f"Noise scale of [bold]{work.name}[/] with batches of {batch_size} in micro-batches "
-            f"of {micro_batch_size}, {'while training with ' + str(hparams) if train else 'at initialisation'}"
+            f"of {micro_batch_size}, {'while training with ' + str(hparams) if train else 'at initialisation'}, "
+            f"on {workload_device(work)} in {precision}"
         )
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=shown,
-        ) as progress:
+        with (
+            matmul_precision(precision),
+            Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=shown,
+            ) as progress,
+        ):
             if train:
                 result = _train(
                     work,
@@ -233,6 +259,7 @@ def noise_scale_command(
                     hparams=dict(hparams),
                     every=every or max(1, steps // 10),
                     ema_decay=ema_decay,
+                    precision=precision,
                     progress=progress,
                 )
             else:
@@ -246,7 +273,12 @@ def noise_scale_command(
                         progress.advance(task)
 
                 result = measure_noise_scale(
-                    model, work.loss_fn, advancing(stream), micro_batch_size, b_noise=b_noise
+                    model,
+                    work.loss_fn,
+                    advancing(stream),
+                    micro_batch_size,
+                    b_noise=b_noise,
+                    precision=precision,
                 )
         if not as_json:
             where = "during training" if train else "at initialisation"
@@ -268,6 +300,7 @@ def noise_scale_command(
             micro_batch_size=micro_batch_size,
             steps=steps,
             hparams=hparams,
+            precision=precision,
         )
         if out is not None:
             atomic_write_json(out, payload)

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .._device import resolve_device
 from .._errors import ConfigError
 from .._secrets import redact_url
 from ..results import RESULTS_JSON
@@ -251,11 +252,12 @@ def summary_json(study: Study, result: StudyResult) -> dict[str, Any]:
 
 def _run(
     study: Study,
-    workers: int,
+    workers: int | None,
     threads: int | None,
     force: bool,
     fail_fast: bool,
     as_json: bool = False,
+    device: str | None = None,
 ) -> StudyResult:
     """Run ``study`` with a progress display, then print its summary (or its JSON).
 
@@ -263,12 +265,14 @@ def _run(
     :data:`EXIT_STOPPED`; its finished trials are kept for ``study resume``.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    resolve_device(device or study.config.performance.device)  # before anything is written
     study.prepare(force=force)
     display = StudyDisplay(study, human_console(as_json))
     try:
         with display.progress:
             result = study.run(
                 workers=workers,
+                device=device,
                 threads=threads,
                 force=force,
                 fail_fast=fail_fast,
@@ -297,9 +301,21 @@ def _run(
 
 
 WorkersOption = Annotated[
-    int,
+    int | None,
     typer.Option(
-        "--workers", "-w", min=1, help="Local worker processes (each gets cores/N threads)."
+        "--workers",
+        "-w",
+        min=1,
+        help="Local worker processes (each gets cores/N threads) "
+        "[default: one per GPU on CUDA, else 1].",
+    ),
+]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="Where trials train: auto (CUDA if seen), cpu, cuda (workers spread over "
+        "the GPUs) or cuda:N [default: the config's performance.device, auto].",
     ),
 ]
 ThreadsOption = Annotated[
@@ -322,7 +338,8 @@ def run_command(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Study directory [default: runs/<name>].")
     ] = None,
-    workers: WorkersOption = 1,
+    workers: WorkersOption = None,
+    device: DeviceOption = None,
     threads: ThreadsOption = None,
     force: ForceOption = False,
     fail_fast: FailFastOption = False,
@@ -339,13 +356,14 @@ def run_command(
     with cli_errors():
         study = Study.from_config(config, out)
         study.config = study.config.with_workload_path(workload_path or [])
-        _run(study, workers, threads, force, fail_fast, as_json)
+        _run(study, workers, threads, force, fail_fast, as_json, device)
 
 
 @study_app.command("resume")
 def resume_command(
     directory: Annotated[Path, typer.Argument(help="Study directory from an earlier run.")],
-    workers: WorkersOption = 1,
+    workers: WorkersOption = None,
+    device: DeviceOption = None,
     threads: ThreadsOption = None,
     fail_fast: FailFastOption = False,
     as_json: JsonOption = False,
@@ -357,7 +375,7 @@ def resume_command(
     Example: batchlab study resume runs/mnist1d --json
     """
     with cli_errors():
-        _run(Study.load(directory), workers, threads, False, fail_fast, as_json)
+        _run(Study.load(directory), workers, threads, False, fail_fast, as_json, device)
 
 
 @study_app.command("status")
@@ -437,6 +455,7 @@ def worker_command(
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch threads for this worker.")
     ] = None,
+    device: DeviceOption = None,
     fail_fast: FailFastOption = False,
     workload_path: WorkloadPathOption = None,
 ) -> None:
@@ -482,7 +501,7 @@ def worker_command(
             f"Joining study [bold]{escape(config.name)}[/] on {escape(redact_url(storage))}",
             highlight=False,
         )
-        ran = work(config, storage, fail_fast=fail_fast, allowed_workloads=allowed)
+        ran = work(config, storage, fail_fast=fail_fast, allowed_workloads=allowed, device=device)
         unfinished = unfinished_trials(config, storage)
         if unfinished:
             err_console.print(

@@ -11,12 +11,22 @@ from rich.table import Table
 
 from ..optim import check_optimizer_name
 from ..training import RunSpec, run_training
-from ..workloads import Target, check_batch_size, get_workload, list_workloads
+from ..workloads import (
+    Target,
+    check_batch_size,
+    get_workload,
+    list_workloads,
+    on_device,
+    workload_device,
+)
 from ._common import (
+    DeviceOption,
     JsonOption,
+    PrecisionOption,
     WorkloadPathOption,
     cli_errors,
     console,
+    device_options,
     key_table,
     parse_params,
     print_json,
@@ -91,12 +101,18 @@ def train_command(
     full: Annotated[
         bool, typer.Option(help="Train the whole budget, not just to the target.")
     ] = False,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Train one run of a workload and print its metrics and steps-to-target.
+
+    The run trains on --device (its data moved there once) with its forward passes in
+    --precision.
 
     Example: batchlab train --workload mnist1d-cnn --batch-size 128 --lr 0.05
     """
     with cli_errors():
+        target_device, precision = device_options(device, precision)
         work = get_workload(workload, parse_params(param), workload_path or ())
         hparams = dict(work.default_hparams)
         opt_name = check_optimizer_name(optimizer or hparams.pop("optimizer"))
@@ -120,11 +136,13 @@ def train_command(
             max_steps=budget,
             eval_every=min(eval_every, budget),
             seed=seed,
+            precision=precision,
         )
+        work = on_device(work, target_device)
         target: Target = work.target
         console.print(
             f"Training [bold]{work.name}[/] at batch size {batch_size} with {opt_name} "
-            f"{hparams}, target {target.describe()}"
+            f"{hparams}, target {target.describe()}, on {workload_device(work)} in {precision}"
         )
         start = time.perf_counter()
         with Progress(

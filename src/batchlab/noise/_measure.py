@@ -3,6 +3,11 @@
 Plumbing only: it computes each micro-batch's gradient with ``torch.autograd.grad``
 (so ``.grad`` is never touched), reduces them to squared norms and hands those to
 :class:`~batchlab.noise.NoiseScaleStatistics`.
+
+Whatever the precision of the forward pass, the statistics are not computed in it:
+under autocast the gradients of fp32 parameters are fp32, squared norms are taken in
+float32/float64 (:func:`~._plumbing.sq_norms`, which upcasts half-precision
+gradients) and averaged over batches in float64 on the host.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._device import autocast, check_precision
 from ._estimators import grad_sq_norm_estimate, trace_cov_estimate
 from ._plumbing import (
     ParameterGroups,
@@ -46,6 +52,16 @@ def _scalar_loss(loss: Any) -> Tensor:
 def _gradients(loss: Tensor, params: Sequence[Tensor], **kwargs: Any) -> list[Tensor]:
     grads = torch.autograd.grad(loss, params, allow_unused=True, **kwargs)
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
+
+
+def _under_autocast(loss_fn: LossFn, precision: str, device: torch.device) -> LossFn:
+    """``loss_fn`` with its forward pass under ``precision``'s autocast on ``device``."""
+
+    def wrapped(model: nn.Module, batch: Any) -> Tensor:
+        with autocast(precision, device):
+            return loss_fn(model, batch)
+
+    return wrapped
 
 
 def _batch_norms(
@@ -135,6 +151,7 @@ def measure_noise_scale(
     *,
     b_noise: bool = False,
     confidence: float = 0.95,
+    precision: str = "fp32",
 ) -> NoiseScaleResult:
     """The gradient noise scale B_simple of ``model`` at its current parameters.
 
@@ -162,6 +179,12 @@ def measure_noise_scale(
     interval (an odd last batch is not used for B_noise). Costs one HVP per
     micro-batch and keeps the micro-batch gradients of two batches in memory.
 
+    The model is measured on the device its parameters are on (put the batches there
+    too). ``precision="bf16"`` runs the forward passes under ``torch.autocast``; the
+    gradients of fp32 parameters are fp32 all the same, and squared norms and their
+    averages are float32/float64 whatever the precision, so only the gradients
+    themselves carry bf16's rounding.
+
     References:
         McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch
         Training", Appendix A (estimators), eqs. 2.8-2.9,
@@ -177,6 +200,8 @@ def measure_noise_scale(
             at least two micro-batches. Default: each batch in 4 equal parts.
         b_noise: also estimate B_noise (needs at least two batches).
         confidence: coverage of the intervals.
+        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"``: the numerics of the forward
+            passes (:func:`batchlab._device.autocast`, on the parameters' device).
 
     Returns:
         A :class:`~batchlab.noise.NoiseScaleResult` (``b_simple``, ``b_simple_ci``,
@@ -185,10 +210,12 @@ def measure_noise_scale(
 
     Raises:
         ValueError: no trainable parameters, a micro-batch size that does not divide a
-            batch or leaves fewer than two micro-batches, no batches, or a loss that is
-            not a scalar depending on the parameters.
+            batch or leaves fewer than two micro-batches, no batches, a loss that is
+            not a scalar depending on the parameters, or an unknown ``precision``.
     """
     groups = trainable_parameters(model, where="measure_noise_scale")
+    if check_precision(precision) != "fp32":
+        loss_fn = _under_autocast(loss_fn, precision, groups.params[0].device)
     total = NoiseScaleStatistics(confidence=confidence)
     modules = NoiseScaleStatistics(confidence=confidence, shape=(groups.num_groups,))
     noise_stats = NoiseScaleStatistics(confidence=confidence) if b_noise else None

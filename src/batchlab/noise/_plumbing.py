@@ -284,7 +284,13 @@ def group_assignment(group_index: Sequence[int], num_groups: int) -> np.ndarray:
 
 
 def sq_norm(tensor: Tensor) -> Tensor:
-    """|tensor|² as a 0-d float32/float64 tensor, on the tensor's device (no sync)."""
+    """|tensor|² as a 0-d float32/float64 tensor, on the tensor's device (no sync).
+
+    At least float32 whatever the tensor's dtype: a half-precision (bf16/fp16)
+    gradient is cast to float32 before it is squared and summed, so neither the
+    square's overflow (fp16 ends at 65504) nor bf16's 8-bit mantissa enters the
+    noise-scale statistics.
+    """
     if tensor.is_sparse:
         tensor = tensor.coalesce().values()
     flat = tensor.detach().reshape(-1)
@@ -294,7 +300,12 @@ def sq_norm(tensor: Tensor) -> Tensor:
 
 
 def sq_norms(tensors: Sequence[Tensor]) -> Tensor:
-    """(len,) squared norms of dense tensors in one fused call (float32 or float64)."""
+    """(len,) squared norms of dense tensors in one fused call, in float32 or float64.
+
+    Never in half precision: float32/float64 tensors take the fused path, anything else
+    (bf16/fp16, sparse) is squared one tensor at a time by :func:`sq_norm` and returned
+    in float64.
+    """
     if any(t.is_sparse or t.dtype not in (torch.float32, torch.float64) for t in tensors):
         # Half-precision norms could overflow: square in float32 one tensor at a time.
         return torch.stack([sq_norm(t).to(torch.float64) for t in tensors])

@@ -74,6 +74,12 @@ class NoiseScaleTracker(RunningNoiseScale):
     or when a statistic is read (on a GPU, reading ``b_simple`` every step costs a
     sync), which is also when a NaN/inf step is reported. The running statistics and
     the history's intervals are computed then too, off the training loop's path.
+
+    Precision: the statistics never inherit the forward pass's. Under ``torch.autocast``
+    (bf16) the gradients of fp32 parameters are fp32, and their norms are taken in
+    fp32; gradients of half-precision parameters are cast to float32 before squaring
+    (:func:`~._plumbing.sq_norm`) and their norms kept in float64; the averages over
+    steps are float64, on the host.
     Parameters frozen when the tracker is created are not measured; call
     :meth:`remove` (or use ``with``) to detach the hooks.
 

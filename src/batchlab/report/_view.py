@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -483,7 +484,26 @@ def environment_rows(study: StudyData) -> list[tuple[str, str]]:
              "processor", "cpu_count", "torch_threads")  # fmt: skip
     env = study.environment
     keys = [k for k in order if k in env] + sorted(k for k in env if k not in order)
-    return [(k, str(env[k])) for k in keys]
+    return [(k, str(env[k])) for k in keys] + trained_on_rows(study)
+
+
+def trained_on_rows(study: StudyData) -> list[tuple[str, str]]:
+    """Where the trials trained and in what precision, with trial counts (none if unrecorded)."""
+    counts = Counter(
+        (t.device, t.precision or "fp32", " compiled" if t.compiled else "")
+        for rung in study.rungs
+        for t in rung.trials
+        if t.device is not None
+    )
+    if not counts:
+        return []
+    parts = [
+        f"{device} at {precision}{compiled} ({n} trial{'s' * (n != 1)})"
+        for (device, precision, compiled), n in sorted(
+            counts.items(), key=lambda kv: (-kv[1], kv[0])
+        )
+    ]
+    return [("trained on", "; ".join(parts))]
 
 
 def workload_rows(study: StudyData) -> list[tuple[str, str]]:

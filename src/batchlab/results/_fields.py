@@ -73,6 +73,9 @@ class Fields:
         elif kind == "str":
             if not isinstance(value, str):
                 raise self.fail(location, "a string", value)
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise self.fail(location, "true or false", value)
         elif kind == "dict":
             if not isinstance(value, dict):
                 raise self.fail(location, "an object", value)

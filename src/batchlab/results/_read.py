@@ -248,6 +248,9 @@ def _parse_trial(f: Fields, raw: Any, at: str) -> TrialRecord:
         threads=f.get(raw, "threads", f"{at}.threads", "int", optional=True),
         confirm_of=f.get(raw, "confirm_of", f"{at}.confirm_of", "int", optional=True),
         rule=f.get(raw, "rule", f"{at}.rule", "str", optional=True),
+        device=f.get(raw, "device", f"{at}.device", "str", optional=True),
+        precision=f.get(raw, "precision", f"{at}.precision", "str", optional=True),
+        compiled=f.get(raw, "compiled", f"{at}.compiled", "bool", optional=True),
     )
 
 

@@ -78,6 +78,12 @@ class TrialRecord:
     #: A trial run by a transfer rule (``[transfer]``) instead of tuned: the rule that
     #: moved the base rung's tuned hyperparameters to this batch size.
     rule: str | None = None
+    #: Where it trained (``"cpu"``, ``"cuda:0"``) and in what precision (``"fp32"``,
+    #: ``"tf32"``, ``"bf16"``); ``None`` in files from before they were recorded.
+    device: str | None = None
+    precision: str | None = None
+    #: Trained through ``torch.compile`` (``[performance] compile``).
+    compiled: bool | None = None
 
     @property
     def tuned(self) -> bool:
@@ -330,7 +336,16 @@ def environment() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        **_gpus(torch),
     }
+
+
+def _gpus(torch: Any) -> dict[str, Any]:
+    """The CUDA build and the GPUs this process sees (nothing on a machine without CUDA)."""
+    if not torch.cuda.is_available():
+        return {}
+    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {"cuda": torch.version.cuda, "gpus": ", ".join(names)}
 
 
 def now_iso() -> str:

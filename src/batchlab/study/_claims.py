@@ -260,6 +260,8 @@ def _spec(config: StudyConfig, rung: Rung, hparams: dict[str, float], seed: int)
         seed=seed,
         decay=config.schedule.decay,
         resolution=config.evaluation.resolution,
+        precision=config.performance.precision,
+        compile=config.performance.compile,
     )
 
 
@@ -307,9 +309,17 @@ def _warn_reaped(claimed: Claimed) -> None:
 
 
 def record(
-    study: optuna.Study, claimed: Claimed, result: RunResult, wall_time: float, ensemble: int
+    study: optuna.Study,
+    claimed: Claimed,
+    result: RunResult,
+    wall_time: float,
+    ensemble: int,
+    device: str = "cpu",
 ) -> bool:
-    """Write a finished trial's result; ``False`` if the trial was reaped meanwhile."""
+    """Write a finished trial's result; ``False`` if the trial was reaped meanwhile.
+
+    ``device`` is where it trained (its precision is in its spec): both are recorded.
+    """
     trial = claimed.trial
     try:
         for key, value in {
@@ -320,6 +330,9 @@ def record(
             "wall_time_s": wall_time,
             "ensemble": ensemble,
             "threads": torch.get_num_threads(),
+            "device": device,
+            "precision": claimed.spec.precision,
+            "compiled": claimed.spec.compile,
             "curve": {"steps": result.steps, **result.to_dict()["metrics"]},
         }.items():
             trial.set_user_attr(key, value)

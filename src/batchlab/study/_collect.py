@@ -40,6 +40,9 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         threads=attrs.get("threads"),
         confirm_of=attrs.get("confirm_of"),
         rule=attrs.get("rule"),
+        device=attrs.get("device"),
+        precision=attrs.get("precision"),
+        compiled=attrs.get("compiled"),
     )
 
 

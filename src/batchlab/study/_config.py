@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from .._device import Precision
 from .._errors import ConfigError
 from .._secrets import redact_url
 from ..optim import LR_RULES, NOISE_SCALE_LR_RULES, OPTIMIZER_HPARAMS, OPTIMIZERS
@@ -290,7 +291,10 @@ class WorkersConfig(_Strict):
 
 
 class PerformanceConfig(_Strict):
-    """How trials are executed; none of this changes what a trial measures.
+    """How and where trials are executed; none of this changes what a trial measures.
+
+    ``device``, ``precision`` and ``compile`` change float rounding only (and bf16's
+    rounding is coarse): each trial records them.
 
     ``ensemble_size`` trials of a rung train together as one vmapped model
     (``"auto"``: as many as fit in ``ensemble_max_examples`` examples per step,
@@ -304,6 +308,24 @@ class PerformanceConfig(_Strict):
     ensemble_size: int | Literal["auto"] = "auto"
     ensemble_max_examples: int = Field(default=512, gt=0)
     processes_per_trial: int = Field(default=1, ge=1, le=4096)
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="Where trials train: auto (CUDA if the worker sees a GPU), cpu, cuda, cuda:N.",
+    )
+    precision: Precision = Field(
+        default="fp32", description="fp32, tf32 or bf16 (autocast); recorded per trial."
+    )
+    compile: bool = Field(
+        default=False,
+        description="Train through torch.compile (recorded per trial); off by default.",
+    )
+    ensemble_max_members: int = Field(
+        default=64,
+        gt=0,
+        description="On a GPU, at most this many trials per ensemble (and as many as fit "
+        "in its free memory, probed on one member).",
+    )
 
     @field_validator("ensemble_size")
     @classmethod
@@ -313,7 +335,11 @@ class PerformanceConfig(_Strict):
         return value
 
     def size_for(self, batch_size: int, trials: int) -> int:
-        """How many of a rung's ``trials`` train together at ``batch_size`` (at least 1)."""
+        """How many of a rung's ``trials`` train together at ``batch_size`` on a CPU (at least 1).
+
+        On a GPU, ``"auto"`` is decided by a memory probe instead
+        (:func:`batchlab.study._runner.members_that_fit`).
+        """
         if self.ensemble_size == "auto":
             return max(1, min(trials, self.ensemble_max_examples // batch_size))
         return min(int(self.ensemble_size), trials)
@@ -438,6 +464,12 @@ class StudyConfig(_Strict):
             raise ValueError(
                 "pruning.enabled is not supported with performance.processes_per_trial > 1 "
                 "(a DDP trial runs in its own processes); turn one of them off"
+            )
+        if processes > 1 and self.performance.device.startswith("cuda"):
+            raise ValueError(
+                "performance.processes_per_trial > 1 trains on the CPU (gloo); with "
+                f"performance.device = {self.performance.device!r} use one process per trial "
+                "(and one worker per GPU)"
             )
         uneven = [b for b in self.ladder.values() if b % processes]
         if uneven:

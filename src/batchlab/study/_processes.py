@@ -20,15 +20,34 @@ from ._config import StudyConfig
 from ._worker import work
 
 
+def spread_devices(device: str, workers: int, gpu_count: int) -> list[str]:
+    """The device of each of ``workers`` local workers: one GPU each, round robin.
+
+    ``"auto"`` and ``"cuda"`` (no GPU named) spread the workers over the ``gpu_count``
+    visible GPUs (``cuda:0``, ``cuda:1``, ..., then again from ``cuda:0``: several
+    workers per GPU); ``"auto"`` without a GPU is the CPU; a named device is every
+    worker's.
+    """
+    if device in ("auto", "cuda") and gpu_count > 0:
+        return [f"cuda:{index % gpu_count}" for index in range(workers)]
+    return ["cpu" if device == "auto" else device] * workers
+
+
+def default_workers(device: str, gpu_count: int) -> int:
+    """Local workers when none are asked for: one per visible GPU (``"auto"``/``"cuda"``), else 1."""
+    return gpu_count if device in ("auto", "cuda") and gpu_count > 0 else 1
+
+
 def run_worker_processes(
     config: StudyConfig,
     storage_url: str,
-    workers: int,
+    devices: list[str],
     threads: int,
     fail_fast: bool,
     on_tick: Callable[[], None],
 ) -> list[int]:
-    """Run ``workers`` worker processes until all have exited; the failed ones' exit codes.
+    """Run one worker process per entry of ``devices`` (where it trains) until all have
+    exited; the failed ones' exit codes.
 
     ``on_tick`` is called about once a second while they run (progress, snapshots).
     A process still alive when this is left early (an exception, Ctrl-C) gets 5 s to
@@ -38,10 +57,10 @@ def run_worker_processes(
     processes = [
         context.Process(
             target=_worker_process,
-            args=(config.model_dump_json(), storage_url, threads, fail_fast),
+            args=(config.model_dump_json(), storage_url, threads, fail_fast, device),
             name=f"batchlab-worker-{index}",
         )
-        for index in range(workers)
+        for index, device in enumerate(devices)
     ]
     for process in processes:
         process.start()
@@ -57,13 +76,20 @@ def run_worker_processes(
     return [p.exitcode for p in processes if p.exitcode not in (0, None)]
 
 
-def _worker_process(config_json: str, storage_url: str, threads: int, fail_fast: bool) -> None:
-    """One spawned worker: ``threads`` torch threads, quiet Optuna, then :func:`work`."""
+def _worker_process(
+    config_json: str, storage_url: str, threads: int, fail_fast: bool, device: str
+) -> None:
+    """One spawned worker: ``threads`` torch threads, quiet Optuna, then :func:`work` on ``device``."""
     import torch
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    work(StudyConfig.model_validate_json(config_json), storage_url, fail_fast=fail_fast)
+    work(
+        StudyConfig.model_validate_json(config_json),
+        storage_url,
+        fail_fast=fail_fast,
+        device=device,
+    )
     # Every result is in the storage: leave without the interpreter's teardown of
     # torch and friends (~0.7 s, which the study would wait for). A worker that
     # raised exits the normal way, with its traceback and exit code 1.

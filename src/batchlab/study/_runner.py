@@ -16,16 +16,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 import optuna
+import torch
 
 from ..training import (
     EnsembleUnsupported,
     RunResult,
+    RunSpec,
     has_exact_curves,
+    member_memory,
     run_ddp_trial,
     run_ensemble,
     run_training,
 )
-from ..workloads import Workload
+from ..workloads import Workload, workload_device
 from ._claims import Claimed, record, record_failure, release_interrupted
 from ._config import StudyConfig, resolve_target
 from ._liveness import heartbeat
@@ -54,8 +57,28 @@ class FailFast(RuntimeError):
     """A trial failed and the study was asked to stop at the first failure."""
 
 
+#: On a GPU, an ensemble takes at most this fraction of the free memory (the rest is
+#: headroom for the allocator's fragmentation and for evaluation).
+GPU_MEMORY_FRACTION = 0.5
+
+
+def members_that_fit(member_bytes: int, free_bytes: int, trials: int, cap: int) -> int:
+    """How many trials of a rung one GPU ensemble takes: as many as fit, within ``cap``.
+
+    An ensemble of K members holds K members' weights, optimizer state and activations:
+    K times one member's peak memory (``member_bytes``, measured) within
+    :data:`GPU_MEMORY_FRACTION` of ``free_bytes``. At least 1, at most ``trials`` and ``cap``.
+    """
+    fit = int(GPU_MEMORY_FRACTION * free_bytes // member_bytes) if member_bytes > 0 else cap
+    return max(1, min(trials, cap, fit))
+
+
 class TrialRunner:
-    """Runs claimed trials of one study, batched into ensembles where possible."""
+    """Runs claimed trials of one study, batched into ensembles where possible.
+
+    Trials train on the device of ``workload``'s data (placed by the caller with
+    :func:`~batchlab.workloads.on_device`).
+    """
 
     def __init__(
         self,
@@ -72,16 +95,50 @@ class TrialRunner:
         self.emit = on_event or (lambda event: None)
         #: Why ensembles were turned off for this study (``None`` while they work).
         self.ensemble_off: str | None = None
+        self.device = workload_device(workload)
+        self._gpu_sizes: dict[int, int] = {}
 
     def ensemble_size(self, rung: Rung) -> int:
-        """How many of the rung's trials to claim and train together (1: one by one)."""
+        """How many of the rung's trials to claim and train together (1: one by one).
+
+        On a CPU, ``performance.size_for``; on a GPU with ``ensemble_size = "auto"``,
+        as many as fit in its free memory (a probe of one member's training step,
+        :func:`members_that_fit`), at most ``ensemble_max_members``: logged per rung.
+        """
+        performance = self.config.performance
+        trials = self.config.search.trials_per_rung
         if (
             self.ensemble_off is not None
             or has_exact_curves(self.workload)
-            or self.config.performance.processes_per_trial > 1
+            or performance.processes_per_trial > 1
         ):
             return 1
-        return self.config.performance.size_for(rung.batch_size, self.config.search.trials_per_rung)
+        if self.device.type != "cuda" or performance.ensemble_size != "auto":
+            return performance.size_for(rung.batch_size, trials)
+        if rung.batch_size not in self._gpu_sizes:
+            spec = RunSpec(
+                batch_size=rung.batch_size,
+                optimizer=self.config.optimizer,
+                hparams={"lr": 1e-3},
+                max_steps=1,
+                eval_every=1,
+                seed=0,
+                precision=performance.precision,
+            )
+            member = member_memory(self.workload, spec)
+            free, _ = torch.cuda.mem_get_info(self.device)
+            size = members_that_fit(member, free, trials, performance.ensemble_max_members)
+            self._gpu_sizes[rung.batch_size] = size
+            logger.info(
+                "batch size %d on %s: ensembles of up to %d trials (one member's step "
+                "peaks at %.1f MiB; %.1f GiB free)",
+                rung.batch_size,
+                self.device,
+                size,
+                member / 2**20,
+                free / 2**30,
+            )
+        return self._gpu_sizes[rung.batch_size]
 
     def _pruner(self, rung: Rung, study: optuna.Study) -> Pruner | None:
         pruning = self.config.pruning
@@ -169,7 +226,9 @@ class TrialRunner:
         except Exception as error:
             self._failed(rung, study, c, error, time.perf_counter() - started)
             return
-        if record(study, c, result, time.perf_counter() - started, ensemble=1):
+        if record(
+            study, c, result, time.perf_counter() - started, ensemble=1, device=str(self.device)
+        ):
             self._finished(rung, c, result)
 
     def _run_ensemble(
@@ -208,7 +267,7 @@ class TrialRunner:
         # Wall time is shared: each member is charged an equal part.
         wall = (time.perf_counter() - started) / len(claimed)
         for c, result in zip(claimed, results, strict=True):
-            if record(study, c, result, wall, ensemble=len(claimed)):
+            if record(study, c, result, wall, ensemble=len(claimed), device=str(self.device)):
                 self._finished(rung, c, result)
 
     def _failed(

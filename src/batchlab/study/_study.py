@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from .._checks import check_positive_int
+from .._device import resolve_device
 from .._errors import ConfigError
 from .._io import atomic_write_json, remove_stale_temporaries
 from .._secrets import redact_url
@@ -52,7 +54,7 @@ from ._plan import (
     rule_trials_wanted,
     rung_attrs,
 )
-from ._processes import run_worker_processes
+from ._processes import default_workers, run_worker_processes, spread_devices
 from ._runner import FailFast, TrialEvent
 from ._storage import StorageError, open_storage
 from ._worker import work
@@ -290,8 +292,9 @@ class Study:
 
     def run(
         self,
-        workers: int = 1,
+        workers: int | None = None,
         *,
+        device: str | None = None,
         threads: int | None = None,
         force: bool = False,
         fail_fast: bool = False,
@@ -302,7 +305,11 @@ class Study:
 
         Args:
             workers: local worker processes. With 1, trials run in this process;
-                with N > 1, N processes share the storage.
+                with N > 1, N processes share the storage. Default: one per visible
+                GPU when training on CUDA without naming a GPU, else 1.
+            device: where trials train: ``"auto"`` (CUDA if seen), ``"cpu"``,
+                ``"cuda"`` (workers spread over the GPUs, one each, round robin) or
+                ``"cuda:N"`` [default: the config's ``performance.device``].
             threads: torch threads per worker. Default: with one worker, this
                 process's setting (``torch.get_num_threads()``); with N,
                 ``cpu_count // N`` each, so they don't oversubscribe the cores.
@@ -314,8 +321,13 @@ class Study:
         Returns:
             The collected results (also written to ``results.json``/``results.csv``).
         """
-        check_positive_int(workers, "workers")
+        check_positive_int(workers, "workers", optional=True)
         check_positive_int(threads, "threads", optional=True)
+        device = device or self.config.performance.device
+        resolve_device(device)  # a device this machine lacks: the error now, before planning
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        workers = workers or default_workers(device, gpus)
+        devices = spread_devices(device, workers, gpus)
         self.prepare(force=force)
         started = time.perf_counter()
         snapshot = self._snapshot_writer()
@@ -328,10 +340,16 @@ class Study:
                     on_event(event)
 
             with torch_threads(threads):
-                work(self.config, self.storage_url, fail_fast=fail_fast, on_event=on_trial_event)
+                work(
+                    self.config,
+                    self.storage_url,
+                    fail_fast=fail_fast,
+                    on_event=on_trial_event,
+                    device=devices[0],
+                )
         else:
             threads = threads or max(1, (os.cpu_count() or 1) // workers)
-            self._run_processes(workers, threads, fail_fast, on_poll, snapshot)
+            self._run_processes(devices, threads, fail_fast, on_poll, snapshot)
         logger.info("study %s finished in %.1f s", self.config.name, time.perf_counter() - started)
         result = self.results(write=True)
         unfinished = self.unfinished()
@@ -365,7 +383,7 @@ class Study:
 
     def _run_processes(
         self,
-        workers: int,
+        devices: list[str],
         threads: int,
         fail_fast: bool,
         on_poll: Callable[[list[RungStatus]], None] | None,
@@ -376,8 +394,9 @@ class Study:
                 on_poll(self.status())
             snapshot()
 
+        workers = len(devices)
         failed = run_worker_processes(
-            self.config, self.storage_url, workers, threads, fail_fast, on_tick
+            self.config, self.storage_url, devices, threads, fail_fast, on_tick
         )
         if failed and fail_fast:
             raise FailFast(f"a worker stopped with exit code {failed[0]} at a failing trial")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection
 from optuna.trial import TrialState
 
 from .._errors import ConfigError
-from ..workloads import BUILTIN_WORKLOADS, get_workload
+from ..workloads import BUILTIN_WORKLOADS, get_workload, on_device
 from ._claims import claim
 from ._collect import unfinished_by_rung
 from ._config import StudyConfig, validate_against_workload
@@ -79,6 +79,7 @@ def work(
     poll_interval: float | None = None,
     max_trials: int | None = None,
     allowed_workloads: Collection[str] | None = None,
+    device: str | None = None,
 ) -> int:
     """Run planned trials until every rung's queue is empty and nothing is running.
 
@@ -103,6 +104,10 @@ def work(
             (:func:`~batchlab.study.find_study_config`): a workload not in it raises
             :class:`WorkloadNotAllowed` before anything is imported. ``None``: the
             config is the caller's own (``Study.run`` passes its own).
+        device: where this worker trains (``"auto"``, ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"``) [default: the config's ``performance.device``]. The
+            workload's data move there once; DDP trials
+            (``performance.processes_per_trial`` > 1) train on the CPU.
 
     Returns:
         The number of trials this worker ran.
@@ -117,6 +122,9 @@ def work(
     )
     workload = get_workload(config.workload.name, config.workload.params, config.workload.path)
     validate_against_workload(config, workload)
+    if config.performance.processes_per_trial > 1:
+        device = "cpu"
+    workload = on_device(workload, device or config.performance.device)
     rung_studies = sorted(load_rung_studies(storage, config), key=lambda rs: rs[0].batch_size)
     runner = TrialRunner(workload, config, fail_fast=fail_fast, on_event=on_event)
     poll = poll_interval if poll_interval is not None else config.workers.heartbeat_interval

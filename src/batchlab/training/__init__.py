@@ -17,11 +17,14 @@ from ._ensemble import (
     ENSEMBLE_OPTIMIZERS,
     EnsembleUnsupported,
     check_ensemble_support,
+    member_memory,
     run_ensemble,
 )
 from ._parallel import DataParallel, shard_batch
 from ._run import (
+    LOSS_READBACK_EVERY,
     SCHEDULE_HPARAMS,
+    PendingLosses,
     PruneRule,
     RunResult,
     RunSpec,
@@ -37,12 +40,14 @@ from ._step import set_lr, split_optimizer, train_step
 
 __all__ = [
     "ENSEMBLE_OPTIMIZERS",
+    "LOSS_READBACK_EVERY",
     "SCHEDULE_HPARAMS",
     "BatchSizeSchedule",
     "DDPTrialError",
     "DataParallel",
     "EnsembleUnsupported",
     "Growth",
+    "PendingLosses",
     "PruneRule",
     "RunResult",
     "RunSpec",
@@ -52,6 +57,7 @@ __all__ = [
     "has_exact_curves",
     "optimizer_and_schedule",
     "rescale_learning_rates",
+    "member_memory",
     "run_ddp_trial",
     "run_ensemble",
     "run_training",

@@ -29,17 +29,21 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from .._device import autocast, matmul_precision
 from .._seeding import make_generator
 from ..optim import lr_multiplier
-from ..workloads import Batch, Target, Workload
+from ..workloads import Batch, Target, Workload, workload_device
 from ._evaluation import EvaluationSchedule, near_target, resolution_steps
 from ._run import (
+    LOSS_READBACK_EVERY,
     SCHEDULE_HPARAMS,
+    PendingLosses,
     PruneRule,
     RunResult,
     RunSpec,
     best_so_far,
     has_exact_curves,
+    optimizer_and_schedule,
 )
 
 ENSEMBLE_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
@@ -80,13 +84,18 @@ def _stack_batches(batches: list[Batch]) -> Batch:
     return torch.stack(batches)  # type: ignore[arg-type]
 
 
-def _per_member(values: list[float], like: Tensor) -> Tensor:
-    """A (K, 1, ..., 1) tensor of per-member values that broadcasts against ``like``."""
-    return torch.tensor(values, dtype=like.dtype).view(-1, *([1] * (like.dim() - 1)))
+def _broadcastable(values: Tensor, like: Tensor) -> Tensor:
+    """A (K,) per-member tensor as (K, 1, ..., 1), to broadcast against ``like``."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 class _StackedOptimizer:
-    """torch.optim's SGD/momentum/Nesterov/Adam/AdamW over stacked per-member tensors."""
+    """torch.optim's SGD/momentum/Nesterov/Adam/AdamW over stacked per-member tensors.
+
+    Per-member hyperparameters live on the parameters' device, and the learning rate of
+    every member at every step is one table made up front: a step sends nothing to the
+    device and reads nothing back.
+    """
 
     def __init__(
         self,
@@ -115,13 +124,28 @@ class _StackedOptimizer:
             self.beta1, self.beta2 = column("beta1", 0.9), column("beta2", 0.999)
             self.eps = column("eps", 1e-8)
         self.state: dict[str, dict[str, Tensor]] = {key: {} for key in params}
+        like = next(iter(params.values()))
+        self.device, dtype = like.device, like.dtype
+        # lr_table[k, t]: member k's learning rate after t steps, as LambdaLR gives it.
+        rates = [
+            [lr * multiplier(t) for t in range(total_steps + 1)]
+            for lr, multiplier in zip(self.lr, self.schedule, strict=True)
+        ]
+        self.lr_table = torch.tensor(rates, dtype=dtype).to(self.device)
+        self.columns = {
+            key: torch.tensor(getattr(self, key), dtype=dtype).to(self.device)
+            for key in ("weight_decay", "momentum")
+            if hasattr(self, key)
+        }
 
     def keep(self, rows: list[int]) -> None:
         """Drop the members not in ``rows`` (their state too)."""
         for attr in ("lr", "weight_decay", "schedule", "momentum", "beta1", "beta2", "eps"):
             if hasattr(self, attr):
                 setattr(self, attr, [getattr(self, attr)[i] for i in rows])
-        index = torch.tensor(rows, dtype=torch.long)
+        index = torch.tensor(rows, dtype=torch.long).to(self.device)
+        self.lr_table = self.lr_table.index_select(0, index)
+        self.columns = {key: value.index_select(0, index) for key, value in self.columns.items()}
         for key, state in self.state.items():
             self.state[key] = {name: value.index_select(0, index) for name, value in state.items()}
 
@@ -131,7 +155,8 @@ class _StackedOptimizer:
 
     @torch.no_grad()
     def step(self, params: dict[str, Tensor], grads: dict[str, Tensor]) -> None:
-        lrs = self._lr_now()
+        lr_now = self.lr_table[:, self.step_count]
+        lrs = self._lr_now() if self.name in ("adam", "adamw") else []
         self.step_count += 1
         for key, p in params.items():
             g = grads[key]
@@ -139,13 +164,13 @@ class _StackedOptimizer:
             if self.name in ("adam", "adamw"):
                 self._adam(p, g, state, lrs)
                 continue
-            lr = _per_member(lrs, p)
+            lr = _broadcastable(lr_now, p)
             if any(self.weight_decay):
-                g = g + _per_member(self.weight_decay, p) * p
+                g = g + _broadcastable(self.columns["weight_decay"], p) * p
             if self.name == "sgd":
                 p.sub_(lr * g)
                 continue
-            momentum = _per_member(self.momentum, p)
+            momentum = _broadcastable(self.columns["momentum"], p)
             if "buf" not in state:
                 state["buf"] = g.clone()
             else:
@@ -184,11 +209,20 @@ def check_ensemble_support(workload: Workload, specs: list[RunSpec]) -> None:
             f"optimizer {first.optimizer!r} has no batched update (batched: {', '.join(ENSEMBLE_OPTIMIZERS)})"
         )
     for spec in specs:
-        shared = ("batch_size", "optimizer", "max_steps", "eval_every", "resolution", "decay")
+        shared = (
+            "batch_size",
+            "optimizer",
+            "max_steps",
+            "eval_every",
+            "resolution",
+            "decay",
+            "precision",
+            "compile",
+        )
         if any(getattr(spec, name) != getattr(first, name) for name in shared):
             raise ValueError(
                 "an ensemble's trials must share batch size, optimizer, budget, evaluation "
-                "(interval and resolution) and decay"
+                "(interval and resolution), decay, precision and compile"
             )
         unknown = set(spec.hparams) - set(_BATCHED_HPARAMS)
         if unknown:
@@ -228,8 +262,23 @@ def run_ensemble(
         EnsembleUnsupported: the trials cannot be batched (the caller runs them alone).
     """
     check_ensemble_support(workload, specs)
+    with matmul_precision(specs[0].precision):  # for the whole run, backward passes too
+        return _train_ensemble(workload, specs, target, stop_at_target, stop_after, on_eval, prune)
+
+
+def _train_ensemble(
+    workload: Workload,
+    specs: list[RunSpec],
+    target: Target,
+    stop_at_target: bool,
+    stop_after: int | Callable[[], int | None] | None,
+    on_eval: Callable[[int, int, dict[str, float]], None] | None,
+    prune: PruneRule | None,
+) -> list[RunResult]:
+    """:func:`run_ensemble`'s training loop, for checked ``specs``."""
     first = specs[0]
-    models = [workload.build_model(spec.seed) for spec in specs]
+    device = workload_device(workload)
+    models = [workload.build_model(spec.seed).to(device) for spec in specs]
     for model in models:
         model.train()
     base = copy.deepcopy(models[0]).to("meta")
@@ -241,6 +290,8 @@ def run_ensemble(
         return functional_call(loss_module, weights, (batch,))
 
     batched_loss = vmap(member_loss)
+    if first.compile:
+        batched_loss = torch.compile(batched_loss)
     metrics_fn = getattr(workload, "val_metrics", None)
     batched_metrics = None
     if callable(metrics_fn):
@@ -272,9 +323,9 @@ def run_ensemble(
     def evaluate(rows: list[int]) -> dict[int, dict[str, float]]:
         base.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(first.precision, device):
                 if batched_metrics is not None:  # one batched pass serves every row
-                    values = batched_metrics(params, buffers)
+                    values = {k: v.tolist() for k, v in batched_metrics(params, buffers).items()}
                     return {row: {k: float(v[row]) for k, v in values.items()} for row in rows}
             return {
                 row: _evaluate_member(workload, models[active[row]], params, buffers, row)
@@ -283,28 +334,35 @@ def run_ensemble(
         finally:
             base.train()
 
+    # The members' training losses stay on the device until an evaluation (or every
+    # LOSS_READBACK_EVERY steps) reads them back at once; only then can members leave.
+    pending = PendingLosses()
     for step in range(1, first.max_steps + 1):
         batch = _stack_batches([next(streams[m]) for m in active])
         try:
-            losses = batched_loss(params, buffers, batch)
+            with autocast(first.precision, device):
+                losses = batched_loss(params, buffers, batch)
             grads = torch.autograd.grad(losses.sum(), list(params.values()))
         except RuntimeError as error:
             if step == 1:
                 raise EnsembleUnsupported(f"the model does not run under vmap: {error}") from error
             raise
         optimizer.step(params, dict(zip(params, grads, strict=True)))
-        train_losses = losses.detach().tolist()
+        pending.add(step, losses)
+        due = [row for row, member in enumerate(active) if schedules[member].due(step)]
+        if not (due or len(pending) >= LOSS_READBACK_EVERY or step == first.max_steps):
+            continue
         leaving: list[int] = []
-        for row, member in enumerate(active):
-            if not math.isfinite(train_losses[row]):
-                results[member].status = "diverged"
-                results[member].reason = f"training loss became {train_losses[row]} at step {step}"
-                leaving.append(row)
-        due = [
-            row
-            for row, member in enumerate(active)
-            if row not in leaving and schedules[member].due(step)
-        ]
+        train_losses: list[float] = []
+        for loss_step, train_losses in pending.read():
+            for row, value in enumerate(train_losses):
+                if row not in leaving and not math.isfinite(value):
+                    results[active[row]].status = "diverged"
+                    results[
+                        active[row]
+                    ].reason = f"training loss became {value} at step {loss_step}"
+                    leaving.append(row)
+        due = [row for row in due if row not in leaving]
         if due:
             metrics = evaluate(due)
             for row in due:
@@ -369,7 +427,7 @@ def run_ensemble(
             keep = [row for row in range(len(active)) if row not in leaving]
             if not keep:
                 break
-            index = torch.tensor(keep, dtype=torch.long)
+            index = torch.tensor(keep, dtype=torch.long).to(device)
             params = {
                 k: v.detach().index_select(0, index).requires_grad_() for k, v in params.items()
             }
@@ -394,3 +452,30 @@ def _evaluate_member(
     state: dict[str, Any] = {k: v[row].detach() for k, v in {**params, **buffers}.items()}
     model.load_state_dict(state, strict=False)
     return workload.evaluate(model)
+
+
+def member_memory(workload: Workload, spec: RunSpec) -> int:
+    """Peak GPU memory, bytes, of one member's training step at ``spec`` (its batch size).
+
+    One step of one model built and trained like a member (weights, gradients,
+    optimizer state, activations), on the workload's CUDA device; the memory the
+    workload's data already hold is not counted. Sizes GPU ensembles
+    (:func:`batchlab.study._runner.members_that_fit`).
+    """
+    device = workload_device(workload)
+    if device.type != "cuda":
+        raise ValueError(f"member_memory measures CUDA memory; the workload is on {device}")
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    model = workload.build_model(spec.seed).to(device)
+    optimizer, _ = optimizer_and_schedule(model, spec)
+    batch = next(workload.train_batches(spec.batch_size, make_generator(spec.seed)))
+    with autocast(spec.precision, device):
+        loss = workload.loss_fn(model, batch)
+    loss.backward()
+    optimizer.step()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del model, optimizer, batch, loss
+    return int(peak)

@@ -11,6 +11,7 @@ curves (``iter_exact_metrics``, e.g. ``nqm``) go through the same loop without t
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from .._device import autocast, check_precision, matmul_precision
 from .._seeding import make_generator
 from ..optim import optimizer_for, warmup_schedule
-from ..workloads import Target, Workload, check_batch_size
+from ..workloads import Target, Workload, check_batch_size, workload_device
 from ._evaluation import EvaluationSchedule, near_target, refinement, resolution_steps
 
 if TYPE_CHECKING:
@@ -35,6 +37,36 @@ PruneRule = Callable[[int, float, Sequence[float]], "str | None"]
 
 #: Hyperparameters that shape the schedule rather than the optimizer.
 SCHEDULE_HPARAMS = ("warmup_steps",)
+
+#: Training losses stay on the device and are read back at evaluations and at least this
+#: often: a non-finite loss is found within this many steps, without a per-step host sync.
+LOSS_READBACK_EVERY = 64
+
+
+class PendingLosses:
+    """Per-step training losses kept on the device, read back to the host in one copy.
+
+    ``float(loss)`` every step would make the host wait for the GPU every step; these
+    are 0-d (or, for an ensemble, per-member 1-d) tensors, stacked and copied at once.
+    """
+
+    def __init__(self) -> None:
+        self._steps: list[int] = []
+        self._losses: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        self._steps.append(step)
+        self._losses.append(loss.detach())
+
+    def read(self) -> list[tuple[int, Any]]:
+        """(step, loss as a float or a list of floats) for the steps since the last read."""
+        values = torch.stack(self._losses).tolist() if self._losses else []
+        pending = list(zip(self._steps, values, strict=True))
+        self._steps, self._losses = [], []
+        return pending
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +87,12 @@ class RunSpec:
         resolution: near the target, evaluate every ``max(1, floor(resolution * step))``
             steps, resolving steps-to-target to this fraction of itself
             (:mod:`batchlab.training._evaluation`); 0: the coarse grid only.
+        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"`` (autocast around the loss and
+            the evaluation; see :mod:`batchlab._device`). The device is not part of a
+            run: it trains where its workload's data are (:func:`batchlab.workloads.on_device`).
+        compile: train through ``torch.compile`` (the model's forward and loss alone;
+            a vmapped ensemble's batched loss): faster steps after a compile of
+            seconds to a minute, with rounding that differs from eager mode.
     """
 
     batch_size: int
@@ -65,6 +103,8 @@ class RunSpec:
     seed: int
     decay: str = "constant"
     resolution: float = 0.0
+    precision: str = "fp32"
+    compile: bool = False
 
     def eval_steps(self) -> list[int]:
         """The coarse grid: every ``eval_every`` steps, and the last step."""
@@ -164,33 +204,49 @@ def _training_curve(
     """Train and yield (step, metrics, train loss) at every step ``schedule`` makes due.
 
     The consumer advances ``schedule`` after each evaluation, before the next step.
-    A non-finite training loss ends the run with empty metrics at that step. With
+    A non-finite training loss ends the run with empty metrics at that step (found at
+    the next read-back, :data:`LOSS_READBACK_EVERY`). The model trains on the
+    workload's device; the host waits for it only at read-backs and evaluations. With
     ``parallel``, this process is one rank of a DDP trial: it trains its slice of
-    every global batch and reports the global batch's mean loss.
+    every global batch and reports the global batch's mean loss (every step).
     """
-    model = workload.build_model(spec.seed)
+    device = workload_device(workload)
+    model = workload.build_model(spec.seed).to(device)
     model.train()
     train_model = model if parallel is None else parallel.wrap(model)
+    if spec.compile:
+        train_model = torch.compile(train_model)
     optimizer, schedule_lr = optimizer_and_schedule(model, spec)
     batches = workload.train_batches(spec.batch_size, make_generator(spec.seed))
     if parallel is not None:
         batches = parallel.shard(batches)
+    pending = PendingLosses()
     for step in range(1, spec.max_steps + 1):
-        loss = workload.loss_fn(train_model, next(batches))
+        with autocast(spec.precision, device):
+            loss = workload.loss_fn(train_model, next(batches))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if schedule_lr is not None:
             schedule_lr.step()
-        train_loss = float(loss.detach()) if parallel is None else parallel.mean(loss)
-        if not math.isfinite(train_loss):
-            yield step, {}, train_loss
+        due = schedule.due(step)
+        if parallel is not None:
+            pending.add(step, torch.tensor(parallel.mean(loss)))
+        else:
+            pending.add(step, loss)
+        if not (due or len(pending) >= LOSS_READBACK_EVERY or step == spec.max_steps):
+            continue
+        losses = pending.read()
+        diverged = next(((s, v) for s, v in losses if not math.isfinite(v)), None)
+        if diverged is not None:
+            yield diverged[0], {}, diverged[1]
             return
-        if schedule.due(step):
-            metrics = workload.evaluate(model)
+        if due:
+            with autocast(spec.precision, device):
+                metrics = workload.evaluate(model)
             if parallel is not None:
                 metrics = parallel.from_rank0(metrics, loss.device)
-            yield step, metrics, train_loss
+            yield step, metrics, losses[-1][1]
 
 
 def _exact_curve(
@@ -237,6 +293,7 @@ def _check_run(
     trial runs; nothing below this entry checks them again.
     """
     check_batch_size(spec.batch_size, workload.train_size)
+    check_precision(spec.precision, name="spec.precision")
     if target.metric not in workload.metrics:
         raise ValueError(
             f"target metric {target.metric!r} is not reported by workload "
@@ -296,48 +353,51 @@ def run_training(
         else _training_curve(workload, spec, schedule, parallel)
     )
     result = RunResult(status="not_reached", steps_to_target=None)
-    for step, metrics, train_loss in curve:
-        if not metrics:  # the training loss became NaN/inf
-            result.status = "diverged"
-            result.reason = f"training loss became {train_loss} at step {step}"
-            break
-        value = metrics.get(target.metric, math.nan)
-        result.steps.append(step)
-        result.train_loss.append(train_loss)
-        for name, metric in metrics.items():
-            result.metrics.setdefault(name, []).append(metric)
-        if on_eval is not None:
-            on_eval(step, metrics)
-        if not math.isfinite(value):
-            result.status, result.reason = (
-                "diverged",
-                f"{target.metric} became {value} at step {step}",
-            )
-            break
-        if target.reached(value):
-            if result.steps_to_target is None:
-                result.status, result.steps_to_target = "reached", step
-            if stop_at_target:
+    # Precision flags hold for the whole run (backward passes too); the curve is closed
+    # when the loop stops early, so a training generator never outlives them.
+    with matmul_precision(spec.precision), contextlib.closing(curve):
+        for step, metrics, train_loss in curve:
+            if not metrics:  # the training loss became NaN/inf
+                result.status = "diverged"
+                result.reason = f"training loss became {train_loss} at step {step}"
                 break
-        elif result.steps_to_target is None:
-            known = stop_after() if callable(stop_after) else stop_after
-            if known is not None and step >= known:
-                result.status = "beaten"
-                result.reason = (
-                    f"stopped at step {step}: another run reached the target by step {known}"
+            value = metrics.get(target.metric, math.nan)
+            result.steps.append(step)
+            result.train_loss.append(train_loss)
+            for name, metric in metrics.items():
+                result.metrics.setdefault(name, []).append(metric)
+            if on_eval is not None:
+                on_eval(step, metrics)
+            if not math.isfinite(value):
+                result.status, result.reason = (
+                    "diverged",
+                    f"{target.metric} became {value} at step {step}",
                 )
                 break
-            if prune is not None:
-                best = best_so_far(result, target)
-                why = prune(step, best, ()) if best is not None else None
-                if why is not None:
-                    result.status, result.reason = "pruned", why
+            if target.reached(value):
+                if result.steps_to_target is None:
+                    result.status, result.steps_to_target = "reached", step
+                if stop_at_target:
                     break
-        if not exact:  # exact curves refine their crossing themselves
-            near = result.steps_to_target is None and near_target(
-                result.steps, result.metrics[target.metric], target, spec.eval_every
-            )
-            schedule.advance(step, near)
+            elif result.steps_to_target is None:
+                known = stop_after() if callable(stop_after) else stop_after
+                if known is not None and step >= known:
+                    result.status = "beaten"
+                    result.reason = (
+                        f"stopped at step {step}: another run reached the target by step {known}"
+                    )
+                    break
+                if prune is not None:
+                    best = best_so_far(result, target)
+                    why = prune(step, best, ()) if best is not None else None
+                    if why is not None:
+                        result.status, result.reason = "pruned", why
+                        break
+            if not exact:  # exact curves refine their crossing themselves
+                near = result.steps_to_target is None and near_target(
+                    result.steps, result.metrics[target.metric], target, spec.eval_every
+                )
+                schedule.advance(step, near)
     result.resolution_steps = resolution_steps(result.steps, result.steps_to_target)
     if result.status == "not_reached":
         result.reason = f"{target.describe()} not reached within {spec.max_steps} steps"

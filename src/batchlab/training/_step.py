@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._device import autocast
 from ..optim import check_optimizer_name
-from ..workloads import Batch, Workload
+from ..workloads import Batch, Workload, workload_device
 
 
 def split_optimizer(hparams: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
@@ -37,9 +38,23 @@ def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     batches: Iterator[Batch],
+    *,
+    precision: str = "fp32",
 ) -> float:
-    """One optimizer step on the next batch; returns the batch's training loss (may be NaN)."""
-    loss = workload.loss_fn(model, next(batches))
+    """One optimizer step on the next batch; returns the batch's training loss (may be NaN).
+
+    The model trains where the workload's data are (:func:`batchlab.workloads.workload_device`;
+    the caller moves the model there). The forward pass and the loss run under
+    :func:`batchlab._device.autocast` for ``precision`` (``"fp32"``, ``"tf32"``,
+    ``"bf16"``); backward and the optimizer step run outside it, on fp32 weights.
+
+    The loss is read back every step (``float(loss)``, a host sync on a GPU): the base
+    run and the branches of :func:`batchlab.cbs.measure_critical_batch` need it to stop a
+    diverged run before its optimizer step, and their steps are few and short, so the
+    sync is kept (:func:`batchlab.training.run_training` reads losses back in blocks).
+    """
+    with autocast(precision, workload_device(workload)):
+        loss = workload.loss_fn(model, next(batches))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     value = float(loss.detach())

@@ -8,6 +8,7 @@ Your own model and tensors: :func:`from_tensors` (the built-ins' fast path).
 
 from ._exact import ExactNoiseScale
 from ._in_memory import ClassificationWorkload, InMemoryWorkload, shuffled_index_batches
+from ._placement import on_device, workload_device
 from ._protocol import Batch, Target, Workload, check_batch_size
 from ._registry import BUILTIN_WORKLOADS, WorkloadInfo, get_workload, list_workloads
 from ._tensors import TensorWorkload, from_tensors
@@ -26,5 +27,7 @@ __all__ = [
     "from_tensors",
     "get_workload",
     "list_workloads",
+    "on_device",
     "shuffled_index_batches",
+    "workload_device",
 ]

@@ -7,6 +7,7 @@ a ``torch.Generator`` and one gather per batch; evaluation is one batched pass u
 
 from __future__ import annotations
 
+import copy
 from abc import abstractmethod
 from collections.abc import Iterator
 
@@ -14,20 +15,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._device import to_device
 from ._protocol import Batch, Workload, check_batch_size
 
 
 def shuffled_index_batches(
-    num_examples: int, batch_size: int, generator: torch.Generator
+    num_examples: int,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device | None = None,
 ) -> Iterator[Tensor]:
     """Endless batches of example indices, epoch by epoch without replacement.
 
     Each epoch is a fresh permutation; a batch that straddles two epochs takes the
     rest of one and the start of the next, so every batch has exactly ``batch_size``
-    indices and every example is seen once per epoch.
+    indices and every example is seen once per epoch. The permutations are drawn from
+    the CPU ``generator`` (the same batches on every device) and sent to ``device`` once
+    per epoch, asynchronously.
     """
     check_batch_size(batch_size, num_examples)
-    perm = torch.randperm(num_examples, generator=generator)
+    device = device or torch.device("cpu")
+
+    def permutation() -> Tensor:
+        return to_device(torch.randperm(num_examples, generator=generator), device)
+
+    perm = permutation()
     pos = 0
     while True:
         if pos + batch_size <= num_examples:
@@ -35,7 +47,7 @@ def shuffled_index_batches(
             pos += batch_size
         else:
             rest = perm[pos:]
-            perm = torch.randperm(num_examples, generator=generator)
+            perm = permutation()
             pos = batch_size - rest.numel()
             yield torch.cat([rest, perm[:pos]])
 
@@ -46,10 +58,25 @@ class InMemoryWorkload(Workload):
     A :class:`~batchlab.workloads.Workload` by inheritance (so the protocol's
     attributes are declared once, there): subclasses set its class attributes and
     ``num_train``, and implement :meth:`build_model`, :meth:`take_train`,
-    :meth:`loss_fn` and :meth:`val_metrics`.
+    :meth:`loss_fn` and :meth:`val_metrics`. Every tensor attribute is data:
+    :meth:`to` moves them all, once.
     """
 
     num_train: int
+    #: Where the data live and the models train (:func:`~batchlab.workloads.on_device`).
+    device: torch.device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> InMemoryWorkload:
+        """This workload with every tensor attribute on ``device`` (a shallow copy; self if there)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        moved = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, Tensor):
+                setattr(moved, name, to_device(value, device))
+        moved.device = device
+        return moved
 
     @property
     def train_size(self) -> int:
@@ -72,7 +99,7 @@ class InMemoryWorkload(Workload):
         """Validation metrics as 0-d tensors (so they can be computed under vmap)."""
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        for indices in shuffled_index_batches(self.num_train, batch_size, generator):
+        for indices in shuffled_index_batches(self.num_train, batch_size, generator, self.device):
             yield self.take_train(indices)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:

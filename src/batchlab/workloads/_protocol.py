@@ -67,6 +67,11 @@ class Workload(Protocol):
         train_size: number of training examples, or ``None`` for workloads that
             draw fresh examples (an unlimited stream).
         params: the keyword arguments that built this workload (for reproducibility).
+
+    Optional, for GPUs: a ``device`` attribute (where the data live; models train
+    there) and ``to(device) -> Workload`` returning the workload with its data on that
+    device (:func:`~batchlab.workloads.on_device`); batches and evaluation then stay on
+    it. Without them a workload trains on the CPU.
     """
 
     name: str

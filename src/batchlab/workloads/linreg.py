@@ -16,12 +16,14 @@ from the generator, so the data stream is unlimited.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .._device import to_device
 from .._seeding import make_generator, with_torch_seed
 from ._exact import ExactNoiseScale
 from ._protocol import Batch, Target, check_batch_size
@@ -75,6 +77,8 @@ class LinRegWorkload:
     default_steps = 1000
     default_hparams = {"optimizer": "sgd", "lr": 0.5}
     train_size = None
+    #: Where batches are sent and models train (:meth:`to`).
+    device = torch.device("cpu")
 
     def __init__(
         self, dim: int = 16, noise_std: float = 1.0, decay: float = 1.0, data_seed: int = 0
@@ -109,13 +113,20 @@ class LinRegWorkload:
 
         return with_torch_seed(seed, build)
 
+    def to(self, device: torch.device) -> LinRegWorkload:
+        """This workload training on ``device``: batches are drawn on the CPU (the same
+        examples on every device) and sent there; the exact statistics stay on the CPU."""
+        moved = copy.copy(self)
+        moved.device = torch.device(device)
+        return moved
+
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """``batch_size`` fresh examples (x, y) in float32."""
+        """``batch_size`` fresh examples (x, y) in float32, on :attr:`device`."""
         z = torch.randn(batch_size, self.dim, generator=generator, dtype=torch.float64)
         x = z @ self.sqrt_cov
         noise = torch.randn(batch_size, generator=generator, dtype=torch.float64)
         y = x @ self.w_star + self.noise_std * noise
-        return x.float(), y.float()
+        return to_device(x.float(), self.device), to_device(y.float(), self.device)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         check_batch_size(batch_size, None)
@@ -128,7 +139,7 @@ class LinRegWorkload:
 
     def weights(self, model: nn.Module) -> Tensor:
         """The model's weight vector w, shape (d,)."""
-        return model.weight.detach().reshape(-1).double()
+        return model.weight.detach().reshape(-1).double().cpu()
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         r = self.weights(model) - self.w_star
