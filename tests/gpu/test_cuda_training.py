@@ -21,6 +21,8 @@ from batchlab.training import (
 )
 from batchlab.workloads import Target, on_device, workload_device
 
+from ..study.conftest import LINREG_STUDY
+
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
@@ -90,26 +92,11 @@ def test_bf16_training_of_mnist1d_cnn_reaches_the_target():
     assert result.status == "reached", result.reason
 
 
-LINREG_STUDY = {
-    "name": "linreg-cuda",
-    "optimizer": "sgd",
-    "workload": {"name": "linreg", "params": {"dim": 8}},
-    "ladder": {"batch_sizes": [4, 16, 64]},
-    "search": {
-        "trials_per_rung": 6,
-        "refine": 0,
-        "confirm_top": 0,
-        "space": {"lr": {"low": 1e-2, "high": 1.0}},
-    },
-    "budget": {"steps": 400},
-    "evaluation": {"every": 10, "resolution": 0.02},
-    "seed": 0,
-}
-
-
 @pytest.mark.parametrize("name", ["linreg", "nqm"])
 def test_a_three_rung_study_on_cuda_gives_the_cpu_steps_within_the_resolution(tmp_path, name):
     data = copy.deepcopy(LINREG_STUDY)
+    data["name"] = "linreg-cuda"
+    data["evaluation"]["resolution"] = 0.02
     if name == "nqm":
         data.update(
             name="nqm-cuda",
