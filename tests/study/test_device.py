@@ -84,7 +84,11 @@ def test_an_explicit_cpu_study_is_the_default_study_and_records_where_it_trained
     study = load_study(tmp_path / "cpu")
     trials = [t for rung in study.rungs for t in rung.trials]
     assert {(t.device, t.precision) for t in trials} == {("cpu", "fp32")}
-    assert trained_on_rows(study) == [("trained on", f"cpu at fp32 ({len(trials)} trials)")]
+    # 3 trials per rung, and 512 examples per ensemble step hold 3 at both batch sizes.
+    assert {t.ensemble for t in trials} == {3}
+    assert trained_on_rows(study) == [
+        ("trained on", f"cpu at fp32 ({len(trials)} trials); ensembles of up to 3 trials")
+    ]
 
 
 def test_a_bf16_study_records_its_precision_and_still_reaches_the_target(tmp_path):

@@ -503,6 +503,9 @@ def trained_on_rows(study: StudyData) -> list[tuple[str, str]]:
             counts.items(), key=lambda kv: (-kv[1], kv[0])
         )
     ]
+    sizes = [t.ensemble for rung in study.rungs for t in rung.trials if t.ensemble]
+    if sizes and max(sizes) > 1:
+        parts.append(f"ensembles of up to {max(sizes)} trials")
     return [("trained on", "; ".join(parts))]
 
 

@@ -251,6 +251,7 @@ def _parse_trial(f: Fields, raw: Any, at: str) -> TrialRecord:
         device=f.get(raw, "device", f"{at}.device", "str", optional=True),
         precision=f.get(raw, "precision", f"{at}.precision", "str", optional=True),
         compiled=f.get(raw, "compiled", f"{at}.compiled", "bool", optional=True),
+        ensemble=f.get(raw, "ensemble", f"{at}.ensemble", "int", optional=True),
     )
 
 

@@ -84,6 +84,9 @@ class TrialRecord:
     precision: str | None = None
     #: Trained through ``torch.compile`` (``[performance] compile``).
     compiled: bool | None = None
+    #: How many trials trained together with it as one vmapped ensemble (itself
+    #: included; 1: alone). On a GPU, sized by a memory probe.
+    ensemble: int | None = None
 
     @property
     def tuned(self) -> bool:

@@ -43,6 +43,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         device=attrs.get("device"),
         precision=attrs.get("precision"),
         compiled=attrs.get("compiled"),
+        ensemble=attrs.get("ensemble"),
     )
 
 
