@@ -12,6 +12,8 @@ rates), so it works on any study's results and on published tables typed in by h
   exponent's interval and each transfer rule's prediction error;
 * :func:`compare_prediction` — measured B_crit against the noise scale B_simple;
 * :func:`compare_fits` — two curves (e.g. SGD against momentum) as ratios;
+* :func:`fit_power_law` — a quantity across studies (B_crit against data seen or model
+  size) as a power law, with the exponent's interval;
 * :func:`summarize_ladder` — all of the above for one ladder, plus the answer
   (:func:`batch_size_answer`, :func:`lr_at`): what every consumer calls;
 * :func:`best_steps_per_batch_size`, :func:`best_run_per_batch_size` — steps-to-result
@@ -35,6 +37,7 @@ from ._hparam_trends import (
     hparam_trends,
 )
 from ._lr_trend import LR_RULES, LRTrend, lr_trend
+from ._power_law import PowerLawFit, fit_power_law
 from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
 from ._rule_costs import RuleCost, rule_costs
 from ._seed_bootstrap import SeedBootstrap, seed_bootstrap
@@ -48,6 +51,8 @@ from ._steps_to_result import (
 from ._summary import MIN_RUNGS_FOR_FIT, LadderSummary, summarize_ladder
 
 __all__ = [
+    "PowerLawFit",
+    "fit_power_law",
     "BatchSizeAnswer",
     "LearningRateAt",
     "RungCost",
