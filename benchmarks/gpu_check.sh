@@ -58,6 +58,7 @@ cpu_job=$!
 timed 200 "cuda study (2 workers)" $PY -m batchlab study run examples/mnist1d-cnn.toml \
   --out "$OUT/cuda" --device cuda --workers 2 >"$OUT/cuda.txt" 2>"$OUT/cuda.log"
 wait "$cpu_job"
+tail -n 1 "$OUT/cpu.txt"  # its time line (the CPU study's summary is in cpu.txt)
 tail -n 22 "$OUT/cuda.txt"
 [ -s "$OUT/cuda.txt" ] || tail -n 30 "$OUT/cuda.log"
 
