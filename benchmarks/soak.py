@@ -6,7 +6,8 @@ seeded random schedule of ``kill -9`` on running workers, each replaced by a fre
 one. When the time is up (or the study is done) a last, unmolested worker finishes
 whatever is left, as ``batchlab study resume`` would. It prints trials planned,
 finished, duplicated (a slot finished twice) and lost (a slot never finished), the
-kills, the trials whose dead worker was detected and re-run, and whether every
+kills (only of live workers holding a trial that was still unfinished when it died;
+a worker starting up or between trials is never a victim), the trials whose dead worker was detected and re-run, and whether every
 rung's best steps-to-target equals that of a clean one-worker run of the same study.
 
 Exit code 1 if any trial was duplicated or lost, or the results differ.
@@ -30,9 +31,12 @@ from pathlib import Path
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial, TrialState
 
 import batchlab
 from batchlab.study import Study, StudyConfig, open_storage, slot_counts
+from batchlab.study._liveness import PID_ATTR
+from batchlab.study._optuna import reload_trial
 from batchlab.study._plan import planned_count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +77,27 @@ def start_worker(storage_url: str) -> subprocess.Popen:
     )
 
 
+def trials_held(
+    rung_studies: list[optuna.Study], pids: set[int]
+) -> dict[int, list[tuple[optuna.Study, FrozenTrial]]]:
+    """Pid -> the ``RUNNING`` trials each of the worker processes ``pids`` holds now."""
+    held: dict[int, list[tuple[optuna.Study, FrozenTrial]]] = {}
+    for study in rung_studies:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            pid = trial.system_attrs.get(PID_ATTR)
+            if pid in pids:
+                held.setdefault(pid, []).append((study, trial))
+    return held
+
+
+def still_held(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Whether a killed worker's trial was unfinished when it died (running, or reaped)."""
+    now = reload_trial(study, trial)
+    return now.state == TrialState.RUNNING or (
+        now.state == TrialState.FAIL and now.user_attrs.get("status") == "worker_died"
+    )
+
+
 def soak(
     directory: Path,
     *,
@@ -90,27 +115,37 @@ def soak(
     study.prepare()
     url = study.storage_url
     rng = random.Random(seed)
+    watch = open_storage(url)
+    rung_studies = [
+        optuna.load_study(study_name=s.study_name, storage=watch)
+        for s in optuna.get_all_study_summaries(watch, include_best_trial=False)
+    ]
     started = time.monotonic()
     pool = [start_worker(url) for _ in range(workers)]
-    kills = 0
+    kills = end_kills = 0
     next_kill = started + rng.expovariate(1 / mean_kill_interval_s)
     while time.monotonic() - started < seconds:
         alive = [p for p in pool if p.poll() is None]
         if not alive:
             break  # every worker ran out of trials: the study is done
         if time.monotonic() >= next_kill:
-            victim = rng.choice(alive)
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
-            kills += 1
-            pool = [p for p in pool if p is not victim] + [start_worker(url)]
-            next_kill = time.monotonic() + rng.expovariate(1 / mean_kill_interval_s)
+            # Only a live worker that holds a trial is a victim (none now: look again soon).
+            held = trials_held(rung_studies, {p.pid for p in alive})
+            if held:
+                victim = next(p for p in alive if p.pid == rng.choice(sorted(held)))
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                # Counted if it died mid-trial: a trial it held was still unfinished
+                # (not finished between the look and the kill).
+                kills += any(still_held(study, t) for study, t in held[victim.pid])
+                pool = [p for p in pool if p is not victim] + [start_worker(url)]
+                next_kill = time.monotonic() + rng.expovariate(1 / mean_kill_interval_s)
         time.sleep(0.05)
-    for process in pool:
+    for process in pool:  # time is up: not counted as kills
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             process.wait()
-            kills += 1
+            end_kills += 1
     soaked_s = time.monotonic() - started
     # The last worker: nothing kills it; it re-runs the trials of the dead ones.
     last = start_worker(url)
@@ -138,6 +173,7 @@ def soak(
         "duplicated": duplicated,
         "lost": lost,
         "kills": kills,
+        "workers killed when time was up (not counted)": end_kills,
         "re-run after a dead worker": retried,
         "soak seconds": round(soaked_s, 1),
         "same best steps as a clean run": soaked.steps_to_target == clean.steps_to_target,

@@ -33,9 +33,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         # Nothing half-written is left behind, whatever interrupted us.
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            # A failed write() (disk full) names no file: name the one being written.
+            raise type(error)(error.errno, error.strerror, str(path)) from error
         raise
     return path
 

@@ -65,21 +65,35 @@ def postgres_server(auth_host: str = "trust") -> Iterator[Server]:
             pytest.fail(message)
         pytest.skip(message)
     data = Path(tempfile.mkdtemp(prefix="batchlab-pg-"))
-    run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         shutil.chown(data, "postgres", "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
     port = free_port()
     db = str(data / "db")
     initdb = [str(bin_dir / "initdb"), "-D", db, "-U", "batchlab"]
     auth = ["--auth-local=trust", f"--auth-host={auth_host}"]
-    subprocess.run([*run_as, *initdb, *auth], check=True, capture_output=True)
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    start = [str(bin_dir / "pg_ctl"), "-D", db, "-l", str(data / "log"), "-o", options, "-w"]
-    subprocess.run([*run_as, *start, "start"], check=True, capture_output=True)
+    subprocess.run([*_run_as(), *initdb, *auth], check=True, capture_output=True)
+    server = Server(bin_dir, data, port)
+    start_server(server)
     try:
-        yield Server(bin_dir, data, port)
+        yield server
     finally:
-        stop = [str(bin_dir / "pg_ctl"), "-D", db, "-m", "immediate", "stop"]
-        subprocess.run([*run_as, *stop], capture_output=True)
+        stop_server(server, mode="immediate")
         shutil.rmtree(data, ignore_errors=True)
+
+
+def _run_as() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def start_server(server: Server) -> None:
+    """Start (or start again) ``server`` on its data directory and port."""
+    options = f"-p {server.port} -k {server.data} -c listen_addresses=127.0.0.1"
+    db, log = str(server.data / "db"), str(server.data / "log")
+    start = [str(server.bin_dir / "pg_ctl"), "-D", db, "-l", log, "-o", options, "-w"]
+    subprocess.run([*_run_as(), *start, "start"], check=True, capture_output=True)
+
+
+def stop_server(server: Server, mode: str = "fast") -> None:
+    """Stop ``server`` (``fast``: its clients' sessions are ended, as by an admin)."""
+    stop = [str(server.bin_dir / "pg_ctl"), "-D", str(server.data / "db"), "-m", mode, "stop"]
+    subprocess.run([*_run_as(), *stop], capture_output=True)

@@ -76,3 +76,30 @@ def test_run_with_local_worker_processes(tmp_path, nqm_study, workers):
     result = Study(config, tmp_path / "multi").run(workers=workers)
     assert result.complete
     assert result.steps_to_target == Study(config, tmp_path / "one").run().steps_to_target
+
+
+def test_a_study_saved_before_newer_fields_existed_resumes_as_it_was(tmp_path, nqm_study):
+    """Fields added since a study started take their defaults (which keep the old
+    meaning): resume does not call that a change; a real change is still refused."""
+    import json
+
+    from batchlab._errors import ConfigError
+
+    directory = tmp_path / "old"
+    Study(StudyConfig.model_validate(nqm_study), directory).prepare()
+    path = directory / "config.json"
+    saved = json.loads(path.read_text())
+    for section, key in (("search", "edge_extension"), ("performance", "device")):
+        del saved[section][key]  # as a batchlab without them wrote it
+    path.write_text(json.dumps(saved))
+    Study.load(directory).prepare()  # not refused
+    saved["search"]["refine_width"] = 0.5  # a change that alters what trials measure
+    path.write_text(json.dumps(saved))
+    changed = Study(
+        StudyConfig.model_validate(
+            {**nqm_study, "search": {**nqm_study["search"], "refine_width": 0.25}}
+        ),
+        directory,
+    )
+    with pytest.raises(ConfigError, match="search.refine_width: 0.5 -> 0.25"):
+        changed.prepare()

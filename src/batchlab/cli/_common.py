@@ -28,6 +28,7 @@ With ``--json`` (:data:`JsonOption`) a command prints one JSON document on stdou
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -85,6 +86,16 @@ def cli_errors() -> Iterator[None]:
                 f"[bold red]error:[/] {redact_url(line)}", highlight=False, markup=True
             )
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except PermissionError as error:
+        if os.environ.get("BATCHLAB_DEBUG") or not error.filename:
+            raise
+        where = Path(error.filename)
+        err_console.print(
+            f"[bold red]error:[/] permission denied: {_escape(str(where))}; the directory "
+            f"{_escape(str(where.parent))} is not writable (or the file is not readable)",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except (BatchlabError, ValueError, FileNotFoundError, tomllib.TOMLDecodeError) as error:
         if os.environ.get("BATCHLAB_DEBUG"):
             raise
@@ -96,6 +107,16 @@ def cli_errors() -> Iterator[None]:
         # The last line of defence for storage passwords: no error shows one.
         err_console.print(f"[bold red]error:[/] {_escape(redact_url(message))}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except OSError as error:
+        if error.errno != errno.ENOSPC or os.environ.get("BATCHLAB_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]stopped:[/] no space left on device writing "
+            f"{_escape(str(error.filename or 'a file'))}; nothing half-written was kept. "
+            "Finished trials are kept: free some space, then run `batchlab study resume DIR`",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_STOPPED) from None
 
 
 def _escape(text: str) -> str:

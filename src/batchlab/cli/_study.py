@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import optuna
 import typer
@@ -20,6 +20,7 @@ from ..results import RESULTS_JSON
 from ..study import (
     FailFast,
     RungStatus,
+    StorageUnreachable,
     Study,
     StudyConfig,
     StudyIncomplete,
@@ -28,6 +29,8 @@ from ..study import (
     WorkersDied,
     describe_unfinished,
     find_study_config,
+    is_storage_outage,
+    storage_unreachable,
     unfinished_trials,
     work,
 )
@@ -287,11 +290,12 @@ def _run(
             highlight=False,
         )
         raise typer.Exit(EXIT_STOPPED) from None
-    except (WorkersDied, StudyIncomplete) as error:
-        err_console.print(
-            f"[bold red]stopped:[/] {escape(redact_url(str(error)))}", highlight=False
-        )
-        raise typer.Exit(EXIT_STOPPED) from None
+    except (WorkersDied, StudyIncomplete, StorageUnreachable) as error:
+        _stopped(error)
+    except Exception as error:
+        if is_storage_outage(error):  # read by this process, between its workers' runs
+            _stopped(storage_unreachable(study.storage_url, error))
+        raise
     if as_json:
         print_json(summary_json(study, result))
         return result
@@ -501,8 +505,17 @@ def worker_command(
             f"Joining study [bold]{escape(config.name)}[/] on {escape(redact_url(storage))}",
             highlight=False,
         )
-        ran = work(config, storage, fail_fast=fail_fast, allowed_workloads=allowed, device=device)
-        unfinished = unfinished_trials(config, storage)
+        try:
+            ran = work(
+                config, storage, fail_fast=fail_fast, allowed_workloads=allowed, device=device
+            )
+            unfinished = unfinished_trials(config, storage)
+        except StorageUnreachable as error:
+            _stopped(error)
+        except Exception as error:
+            if is_storage_outage(error):
+                _stopped(storage_unreachable(storage, error))
+            raise
         if unfinished:
             err_console.print(
                 f"[bold red]incomplete:[/] this worker ran {ran} trials and none is left to "
@@ -512,6 +525,12 @@ def worker_command(
             )
             raise typer.Exit(EXIT_STOPPED)
         console.print(f"No trials left: this worker ran {ran}.")
+
+
+def _stopped(error: Exception) -> NoReturn:
+    """Say why a study or worker stopped before its end (one line, no traceback); exit 1."""
+    err_console.print(f"[bold red]stopped:[/] {escape(redact_url(str(error)))}", highlight=False)
+    raise typer.Exit(EXIT_STOPPED) from None
 
 
 def _local_config(path: Path) -> StudyConfig:

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
-from ..results import EDGE_MARGIN, RungResult, SearchRange
+from ..results import EDGE_MARGIN, RungResult, SearchRange, searched_ranges
 from ._axes import (
     BEST_STYLE,
     STATUS_STYLE,
@@ -32,11 +32,14 @@ def trials_figure(rung: RungResult, space: dict[str, SearchRange]) -> str | None
 
     Trials that never reached the target (budget exhausted, beaten, diverged,
     failed) sit in a row above the budget line, each outcome with its own marker;
-    the best trial is a star; the search range is marked with its 5% edge zones.
-    With two searched parameters a last panel shows them against each other.
+    the best trial is a star; the search range is marked with its 5% edge zones (the
+    range the rung searched: extended where its refinement reached beyond the
+    configured one, as the edge flags judge it). With two searched parameters a last
+    panel shows them against each other.
     """
     if not rung.trials:
         return None
+    space = searched_ranges(rung, space)
     names = [n for n in space if any(n in t.params for t in rung.trials)]
     if not names:
         names = sorted({k for t in rung.trials for k in t.params})

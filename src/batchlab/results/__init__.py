@@ -30,7 +30,15 @@ from ._schema import (
     environment,
     now_iso,
 )
-from ._space import EDGE_MARGIN, EdgeWarning, SearchRange, edge_warnings, range_position
+from ._space import (
+    EDGE_MARGIN,
+    EdgeWarning,
+    SearchRange,
+    edge_side,
+    edge_warnings,
+    range_position,
+    searched_ranges,
+)
 
 __all__ = [
     "EDGE_MARGIN",
@@ -49,6 +57,7 @@ __all__ = [
     "StudyResult",
     "TrialRecord",
     "check_schema_version",
+    "edge_side",
     "edge_warnings",
     "environment",
     "load_study",
@@ -57,4 +66,5 @@ __all__ = [
     "range_position",
     "read_json",
     "search_space",
+    "searched_ranges",
 ]

@@ -252,7 +252,24 @@ def _parse_trial(f: Fields, raw: Any, at: str) -> TrialRecord:
         precision=f.get(raw, "precision", f"{at}.precision", "str", optional=True),
         compiled=f.get(raw, "compiled", f"{at}.compiled", "bool", optional=True),
         ensemble=f.get(raw, "ensemble", f"{at}.ensemble", "int", optional=True),
+        extended=_windows(raw.get("extended")),
     )
+
+
+def _windows(raw: Any) -> dict[str, list[float]] | None:
+    """A trial's ``extended`` windows (name -> ``[low, high]``); malformed ones left out."""
+    if not isinstance(raw, dict):
+        return None
+    windows = {}
+    for name, window in raw.items():
+        if (
+            isinstance(window, list)
+            and len(window) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window)
+            and window[0] < window[1]
+        ):
+            windows[str(name)] = [float(window[0]), float(window[1])]
+    return windows or None
 
 
 def _or(value: Any, default: Any) -> Any:

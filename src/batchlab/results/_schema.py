@@ -87,6 +87,10 @@ class TrialRecord:
     #: How many trials trained together with it as one vmapped ensemble (itself
     #: included; 1: alone). On a GPU, sized by a memory probe.
     ensemble: int | None = None
+    #: A refinement trial whose window reached beyond the configured range, where the
+    #: rung's best search point was on its edge (``[search] edge_extension``): per such
+    #: parameter, the window ``[low, high]`` it searched; ``None`` when it stayed inside.
+    extended: dict[str, list[float]] | None = None
 
     @property
     def tuned(self) -> bool:

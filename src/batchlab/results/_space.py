@@ -42,6 +42,10 @@ class EdgeWarning:
     low: float
     high: float
     side: str  # "low" or "high"
+    #: The rung's refinement searched beyond the configured range for this parameter
+    #: (``[search] edge_extension``): ``low``/``high`` are the extended range's, and the
+    #: best trial is on the edge even of that.
+    extended: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """For ``results.json``: the fields and the message."""
@@ -51,11 +55,16 @@ class EdgeWarning:
     def message(self) -> str:
         bound = self.low if self.side == "low" else self.high
         extreme = "smallest" if self.side == "low" else "largest"
+        where = (
+            f"at the {self.side} edge of the search space even after extending it beyond the "
+            f"configured range ({bound:.4g})"
+            if self.extended
+            else f"at the {self.side} edge of the search space ({bound:.4g})"
+        )
         return (
             f"batch size {self.batch_size}: best {self.param} = {self.value:.4g} is the "
-            f"{extreme} tried, at the {self.side} edge of the search space ({bound:.4g}): the "
-            "optimum may lie outside it and the steps-to-target is then only an upper bound; "
-            "widen the range"
+            f"{extreme} tried, {where}: the optimum may lie outside it and the "
+            "steps-to-target is then only an upper bound; widen the range"
         )
 
 
@@ -88,6 +97,33 @@ def range_position(value: float, space: SearchRange) -> float:
     return (x - lo) / (hi - lo)
 
 
+def edge_side(position: float, others: Iterable[float], margin: float = EDGE_MARGIN) -> str | None:
+    """Which edge of its range a best point is on: ``"low"``, ``"high"`` or ``None``.
+
+    ``position``: the point's :func:`range_position`; ``others``: those of the other
+    trials. On the high (low) edge: within ``margin`` of that end, or beyond every
+    other trial on that side (none brackets the optimum there); on both or neither:
+    ``None``.
+    """
+    others = list(others)
+    lowest = position <= margin or all(position < p for p in others)
+    highest = position >= 1 - margin or all(position > p for p in others)
+    return "low" if lowest and not highest else "high" if highest and not lowest else None
+
+
+def searched_ranges(rung: RungResult, space: Mapping[str, SearchRange]) -> dict[str, SearchRange]:
+    """The ranges a rung searched: the configured ones, widened where its refinement
+    reached beyond them (the trials' ``extended`` windows, ``[search] edge_extension``)."""
+    ranges = dict(space)
+    for trial in rung.trials:
+        for name, window in (trial.extended or {}).items():
+            r = ranges.get(name)
+            if r is None:
+                continue
+            ranges[name] = SearchRange(min(r.low, window[0]), max(r.high, window[1]), r.scale)
+    return ranges
+
+
 def edge_warnings(
     rungs: Iterable[RungResult],
     space: Mapping[str, SearchRange],
@@ -97,7 +133,9 @@ def edge_warnings(
 
     On the edge at the high (low) end: within ``margin`` of it, or the largest
     (smallest) value of that parameter among the rung's trials, so that no trial
-    beyond it brackets the optimum on that side.
+    beyond it brackets the optimum on that side (:func:`edge_side`). The range is the
+    one the rung searched (:func:`searched_ranges`): where its refinement reached
+    beyond the configured range, the edge is the extended range's.
 
     Args:
         rungs: the study's rungs; those without a best trial are skipped.
@@ -114,27 +152,23 @@ def edge_warnings(
         best = rung.best
         if best is None:
             continue
+        searched = searched_ranges(rung, space)
         for name in sorted(space):
             if name not in best.params:
                 continue
-            position = range_position(best.params[name], space[name])
+            r = searched[name]
+            position = range_position(best.params[name], r)
             others = [
-                range_position(t.params[name], space[name])
+                range_position(t.params[name], r)
                 for t in rung.trials
                 if t.number != best.number and name in t.params and t.tuned
             ]
-            lowest = position <= margin or all(position < p for p in others)
-            highest = position >= 1 - margin or all(position > p for p in others)
-            side = "low" if lowest and not highest else "high" if highest and not lowest else None
+            side = edge_side(position, others, margin)
             if side is not None:
+                extended = (r.low, r.high) != (space[name].low, space[name].high)
                 found.append(
                     EdgeWarning(
-                        rung.batch_size,
-                        name,
-                        best.params[name],
-                        space[name].low,
-                        space[name].high,
-                        side,
+                        rung.batch_size, name, best.params[name], r.low, r.high, side, extended
                     )
                 )
     return found

@@ -11,9 +11,17 @@ from ..results import RungResult, StudyResult, TrialRecord
 from ..training import RunResult, RunSpec, run_training, steps_to_target
 from ._collect import slot_counts
 from ._config import StudyConfig
+from ._optuna import is_storage_outage
 from ._plan import CONFIG_ATTR
 from ._runner import FailFast, TrialEvent
-from ._storage import StorageError, find_study_config, open_storage, storage_summary_attrs
+from ._storage import (
+    StorageError,
+    StorageUnreachable,
+    find_study_config,
+    open_storage,
+    storage_summary_attrs,
+    storage_unreachable,
+)
 from ._study import RungStatus, Study, StudyIncomplete, WorkersDied, describe_unfinished
 from ._worker import WorkloadNotAllowed, check_workload_consent, unfinished_trials, work
 
@@ -25,6 +33,9 @@ __all__ = [
     "RungResult",
     "RungStatus",
     "StorageError",
+    "StorageUnreachable",
+    "is_storage_outage",
+    "storage_unreachable",
     "Study",
     "StudyConfig",
     "StudyIncomplete",

@@ -20,6 +20,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from ..optim import transfer_hparams
+from ..results import SearchRange, edge_side, range_position
 from ..training import RunResult, RunSpec
 from ..workloads import Target
 from . import _optuna
@@ -27,7 +28,7 @@ from ._config import StudyConfig
 from ._liveness import mark_claimed, requeue
 from ._order import TransferBase, WarmStart
 from ._plan import Rung, stage, to_hparams
-from ._space import ParamRange, warm_start_point
+from ._space import ParamRange, extended_windows, point_in_window, warm_start_point
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,14 @@ def claim(
             elif kind == "refine":
                 center = dict(best[0].user_attrs["params"])
                 window = WarmStart(rung.batch_size, center, config.search.refine_width)
-                spec = _resolve(trial, config, rung, space, window)
+                extend = extended_windows(
+                    center,
+                    space,
+                    config.search.refine_width,
+                    best_on_edge(center, [dict(t.user_attrs["params"]) for t in best[1:]], space),
+                    config.search.edge_extension,
+                )
+                spec = _resolve(trial, config, rung, space, window, extend)
             else:
                 spec = _resolve(trial, config, rung, space, warm)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -265,22 +273,50 @@ def _spec(config: StudyConfig, rung: Rung, hparams: dict[str, float], seed: int)
     )
 
 
+def best_on_edge(
+    best: dict[str, float], others: list[dict[str, float]], space: dict[str, ParamRange]
+) -> dict[str, str]:
+    """The dimensions in which a rung's best search point is on an edge of the
+    configured range, and which (``"low"``/``"high"``), as the results flag it
+    (:func:`batchlab.results.edge_side`; ``others``: the rung's other search points)."""
+    edges = {}
+    for name, r in space.items():
+        searched = SearchRange(r.low, r.high, r.scale)
+        side = edge_side(
+            range_position(best[name], searched),
+            [range_position(p[name], searched) for p in others if name in p],
+        )
+        if side is not None:
+            edges[name] = side
+    return edges
+
+
 def _resolve(
     trial: optuna.Trial,
     config: StudyConfig,
     rung: Rung,
     space: dict[str, ParamRange],
     warm: WarmStart | None,
+    extend: dict[str, tuple[float, float]] | None = None,
 ) -> RunSpec:
-    """A claimed trial's searched values and hyperparameters, recorded; the spec it trains."""
-    params = {
+    """A claimed trial's searched values and hyperparameters, recorded; the spec it trains.
+
+    ``extend``: the dimensions whose window reaches beyond the configured range
+    (:func:`~batchlab.study._space.extended_windows`), recorded as ``extended``.
+    """
+    planned = {
         name: trial.suggest_float(name, r.low, r.high, log=r.scale == "log")
         for name, r in space.items()
     }
+    params = planned
     if warm is not None:
         if warm.center is not None:
             params = warm_start_point(params, warm.center, space, warm.width)
         trial.set_user_attr("warm_start", warm.to_dict())
+    if extend:
+        for name, window in extend.items():
+            params[name] = point_in_window(planned[name], space[name], window)
+        trial.set_user_attr("extended", {name: list(w) for name, w in extend.items()})
     trial.set_user_attr("params", params)
     hparams = to_hparams(config, params, rung.budget_steps)
     trial.set_user_attr("hparams", hparams)

@@ -44,6 +44,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         precision=attrs.get("precision"),
         compiled=attrs.get("compiled"),
         ensemble=attrs.get("ensemble"),
+        extended=attrs.get("extended"),
     )
 
 

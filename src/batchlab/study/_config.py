@@ -139,6 +139,22 @@ class SearchConfig(_Strict):
         le=1,
         description="The refinement window per searched dimension, a fraction of its (log) range.",
     )
+    edge_extension: float = Field(
+        default=0.0,
+        ge=0,
+        le=4,
+        allow_inf_nan=False,
+        description=(
+            "Where a rung's best search point is on the edge of a searched dimension "
+            "(within 5% of its low or high end, or the lowest or highest value tried), its "
+            "refinement window in that dimension reaches this far beyond that end, as a "
+            "fraction of the configured (log) range (0.125 on a log range of 3 decades: a "
+            "factor of 10**0.375 = 2.4 beyond it), clamped to the values the hyperparameter "
+            "can take (1 - momentum and warmup_fraction in [0, 1], others >= 0). 0 (the "
+            "default, so that studies started before it existed keep their meaning): "
+            "refinement stays inside the configured range; the examples use 0.125."
+        ),
+    )
     confirm_top: int = Field(
         default=2,
         ge=0,

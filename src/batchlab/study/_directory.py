@@ -84,6 +84,31 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any
     ]
 
 
+def with_new_defaults(old: dict[str, Any]) -> dict[str, Any]:
+    """A config saved by an older batchlab, with the fields added since at their defaults.
+
+    Every field is added with a default that keeps the meaning studies had before it
+    existed (e.g. ``search.edge_extension = 0``, ``performance.device = "auto"``), so
+    a study started before is resumed as it was, not refused as changed. A config the
+    current schema rejects is returned as it is (the comparison then shows why).
+    """
+    from ._config import StudyConfig
+
+    try:
+        defaults = _flatten(StudyConfig.model_validate(old).to_json_dict())
+    except ValueError:  # pydantic's ValidationError is a ValueError
+        return old
+    present = _flatten(old)
+    filled: dict[str, Any] = {}
+    for key, value in {**defaults, **present}.items():
+        node = filled
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return filled
+
+
 def save_config(directory: Path, new: dict[str, Any], *, force: bool) -> None:
     """Write ``config.json``, refusing a change to the config the study started with.
 
@@ -92,7 +117,7 @@ def save_config(directory: Path, new: dict[str, Any], *, force: bool) -> None:
     """
     path = directory / CONFIG_FILE
     if path.exists():
-        old = json.loads(path.read_text())
+        old = with_new_defaults(json.loads(path.read_text()))
         changes = config_diff(old, new)
         if changes:
             lines = [f"  {key}: {a!r} -> {b!r}" for key, a, b in changes]

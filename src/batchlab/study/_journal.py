@@ -30,8 +30,11 @@ class FlockLock:
     every other worker until its 30 s grace period passes; ``flock`` does not.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, journal: str | os.PathLike[str] | None = None
+    ) -> None:
         self._path = str(path)
+        self._journal = Path(journal) if journal is not None else None
         self._handle: int | None = None
         self._thread_lock = threading.Lock()
 
@@ -39,6 +42,16 @@ class FlockLock:
         self._thread_lock.acquire()
         self._handle = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._handle, fcntl.LOCK_EX)
+        if self._journal is not None:
+            # Every append holds this lock, so a tail without a newline now is a write
+            # that was cut short (its writer was killed, or the disk filled up): drop it
+            # before the next record is appended, or the two would share one line and
+            # make a corrupt record in the middle of the journal.
+            try:
+                _drop_torn_tail(self._journal)
+            except BaseException:
+                self.release()
+                raise
         return True
 
     def release(self) -> None:
@@ -71,21 +84,35 @@ def recover_journal(path: Path) -> int:
     if not path.exists():
         return 0
     with locked(Path(f"{path}.lock")):
-        data = path.read_bytes()
-        if not data or data.endswith(b"\n"):
+        return _drop_torn_tail(path)
+
+
+def _drop_torn_tail(path: Path) -> int:
+    """Truncate ``path`` after its last newline (the caller holds the journal's lock)."""
+    try:
+        handle = path.open("r+b")
+    except FileNotFoundError:
+        return 0
+    with handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
             return 0
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0  # the common case: one byte read
+        handle.seek(0)
+        data = handle.read()
         keep = data.rfind(b"\n") + 1
-        with path.open("r+b") as handle:
-            handle.truncate(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-        dropped = len(data) - keep
-        logger.warning(
-            "journal %s ended with a truncated record (%d bytes, never completed); dropped it",
-            path,
-            dropped,
-        )
-        return dropped
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    dropped = len(data) - keep
+    logger.warning(
+        "journal %s ended with a truncated record (%d bytes, never completed); dropped it",
+        path,
+        dropped,
+    )
+    return dropped
 
 
 def journal_path(url: str) -> Path | None:

@@ -129,7 +129,20 @@ def journal_storage(path: str, lock: Any) -> BaseStorage:
 
     Raises ``ValueError`` when the journal holds a record that does not parse.
     """
-    return JournalStorage(JournalFileBackend(path, lock_obj=lock))
+    return JournalStorage(_NamedJournalFileBackend(path, lock_obj=lock))
+
+
+class _NamedJournalFileBackend(JournalFileBackend):
+    """A journal backend whose failed appends (disk full) name the journal file."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        try:
+            super().append_logs(logs)
+        except OSError as error:
+            if error.filename is not None:
+                raise
+            # A torn record left behind is dropped before the next append (FlockLock).
+            raise type(error)(error.errno, error.strerror, self._file_path) from error
 
 
 def rdb_storage(
@@ -173,6 +186,25 @@ def optuna_heartbeats(study: optuna.Study, trials: Sequence[AnyTrial]) -> Iterat
         for trial in trials:
             stack.enter_context(get_heartbeat_thread(trial_id(trial), storage))
         yield
+
+
+def is_storage_outage(error: BaseException) -> bool:
+    """Whether ``error`` means the storage stopped answering (a database server down).
+
+    Optuna's RDB storage wraps SQLAlchemy's errors in ``StorageInternalError``; a
+    read outside its sessions raises SQLAlchemy's ``OperationalError`` itself.
+    SQLite's "database is locked" is contention between writers, not an outage: it
+    is handled as before (the trial, or the worker, fails with it).
+    """
+    if "database is locked" in f"{error} {error.__cause__}":
+        return False
+    if isinstance(error, optuna.exceptions.StorageInternalError):
+        return True
+    try:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+    except ImportError:  # no SQLAlchemy: no RDB storage either
+        return False
+    return isinstance(error, (InterfaceError, OperationalError))
 
 
 def fail_stale_trials(study: optuna.Study) -> None:

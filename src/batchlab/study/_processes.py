@@ -17,6 +17,7 @@ from multiprocessing.connection import wait
 import optuna
 
 from ._config import StudyConfig
+from ._storage import StorageUnreachable
 from ._worker import work
 
 
@@ -84,12 +85,16 @@ def _worker_process(
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    work(
-        StudyConfig.model_validate_json(config_json),
-        storage_url,
-        fail_fast=fail_fast,
-        device=device,
-    )
+    try:
+        work(
+            StudyConfig.model_validate_json(config_json),
+            storage_url,
+            fail_fast=fail_fast,
+            device=device,
+        )
+    except StorageUnreachable as error:  # one line, not a traceback; exit code 1
+        print(f"worker {os.getpid()} stopped: {error}", file=sys.stderr, flush=True)
+        os._exit(1)
     # Every result is in the storage: leave without the interpreter's teardown of
     # torch and friends (~0.7 s, which the study would wait for). A worker that
     # raised exits the normal way, with its traceback and exit code 1.

@@ -32,6 +32,7 @@ from ..workloads import Workload, workload_device
 from ._claims import Claimed, record, record_failure, release_interrupted
 from ._config import StudyConfig, resolve_target
 from ._liveness import heartbeat
+from ._optuna import is_storage_outage
 from ._order import BestSteps, best_steps
 from ._plan import Rung
 from ._pruning import Pruner
@@ -224,6 +225,8 @@ class TrialRunner:
                     prune=prune,
                 )
         except Exception as error:
+            if is_storage_outage(error):
+                raise  # not the trial's fault: the worker stops, the trial is re-run
             self._failed(rung, study, c, error, time.perf_counter() - started)
             return
         if record(
@@ -255,6 +258,8 @@ class TrialRunner:
         except EnsembleUnsupported:
             raise
         except Exception as error:
+            if is_storage_outage(error):
+                raise  # not the trials' fault: the worker stops, they are re-run
             # One member's failure fails the batched step: run them alone to find it.
             logger.warning(
                 "ensemble at batch size %d failed (%s); running its trials alone",

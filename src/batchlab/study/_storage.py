@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -27,6 +28,29 @@ from ._plan import CONFIG_ATTR
 
 class StorageError(BatchlabError):
     """The storage cannot be opened or read."""
+
+
+class StorageUnreachable(StorageError):
+    """The storage stopped answering while a worker ran (its database server is down)."""
+
+
+def storage_unreachable(url: str, error: BaseException) -> StorageUnreachable:
+    """The error a worker stops with when the storage at ``url`` stops answering.
+
+    It names the storage (password masked) and how to go on: nothing is lost, a trial
+    the worker held is re-run by the next worker once the storage is back.
+    """
+    if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__:
+        error = error.__cause__  # Optuna's wrapper says "during the commit"; the driver, why
+    detail = " ".join(str(error).split())[:300]
+    return StorageUnreachable(
+        redact_url(
+            f"the storage {url!r} became unreachable ({type(error).__name__}: {detail}); "
+            "this worker stopped. Finished trials are kept, and a trial it was running "
+            "is re-run: once the storage answers again, run `batchlab study resume DIR` "
+            "where the study was started, or `batchlab study worker URL` on any machine"
+        )
+    )
 
 
 def open_storage(
@@ -54,9 +78,9 @@ def open_storage(
         path.parent.mkdir(parents=True, exist_ok=True)
         recover_journal(path)
         try:
-            return _optuna.journal_storage(str(path), FlockLock(f"{path}.lock"))
+            return _optuna.journal_storage(str(path), FlockLock(f"{path}.lock", journal=path))
         except ValueError as error:
-            raise StorageError(f"cannot read the journal {path}: {error}") from error
+            raise StorageError(_corrupt_journal(path, error)) from None
     try:
         return _optuna.rdb_storage(
             url,
@@ -68,6 +92,25 @@ def open_storage(
         raise StorageError(
             redact_url(f"cannot open storage {url!r}: {type(error).__name__}: {error}")
         ) from None  # the chained driver error would carry the URL into a traceback
+
+
+def _corrupt_journal(path: Path, error: ValueError) -> str:
+    """What is wrong with a journal that does not parse: which line, and what to do."""
+    where = f"it holds a record that does not parse ({error}); "
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                json.loads(line)
+            except ValueError:
+                if line.endswith(b"\n"):  # a torn last line is repaired, not reported
+                    where = f"line {number} (record {number}) is not a valid record; "
+                    break
+    return (
+        f"cannot read the journal {path}: {where}"
+        "batchlab does not guess what it held, and nothing was written. Restore the "
+        "journal from a backup; or delete that line (the trial update it recorded is "
+        "lost, and later records of that trial may no longer apply)"
+    )
 
 
 def storage_summary_attrs(storage: BaseStorage) -> list[tuple[str, dict[str, Any]]]:

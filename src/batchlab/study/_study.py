@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pydantic
 import torch
 from optuna.trial import TrialState
 
@@ -127,7 +128,17 @@ class Study:
         path = directory / CONFIG_FILE
         if not path.exists():
             raise ConfigError(f"{directory} is not a study directory (no {CONFIG_FILE})")
-        config = StudyConfig.model_validate_json(path.read_text())
+        try:
+            config = StudyConfig.model_validate_json(path.read_text())
+        except pydantic.ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in item['loc']) or 'config'}: {item['msg']}"
+                for item in error.errors()
+            )
+            raise ConfigError(
+                f"{path} is corrupt ({problems}); nothing was read or written; "
+                "restore it from a backup"
+            ) from None
         if config.storage is not None and redact_url(config.storage, mask=None) != config.storage:
             # Saved by an older batchlab, with the storage's password: this process
             # keeps it (in memory), the file loses it.

@@ -27,10 +27,11 @@ from ._claims import claim
 from ._collect import unfinished_by_rung
 from ._config import StudyConfig, validate_against_workload
 from ._liveness import requeue_stale_trials
+from ._optuna import is_storage_outage
 from ._order import TransferBase, nearest_first, transfer_base_for, warm_start_for
 from ._plan import load_rung_studies
 from ._runner import TrialEvent, TrialRunner
-from ._storage import open_storage
+from ._storage import open_storage, storage_unreachable
 
 #: How often an idle worker looks whether its peers' trials have ended, seconds.
 IDLE_CHECK_S = 0.25
@@ -111,9 +112,32 @@ def work(
 
     Returns:
         The number of trials this worker ran.
+
+    Raises:
+        StorageUnreachable: the storage stopped answering (its server is down); the
+            message says how to go on. Nothing is lost: a trial this worker held is
+            re-run once the storage is back.
     """
     if allowed_workloads is not None:
         check_workload_consent(config, allowed_workloads)
+    try:
+        return _work(config, storage_url, fail_fast, on_event, poll_interval, max_trials, device)
+    except Exception as error:
+        if is_storage_outage(error):  # a database server down: say so, not a traceback
+            raise storage_unreachable(storage_url, error) from None
+        raise
+
+
+def _work(
+    config: StudyConfig,
+    storage_url: str,
+    fail_fast: bool,
+    on_event: Callable[[TrialEvent], None] | None,
+    poll_interval: float | None,
+    max_trials: int | None,
+    device: str | None,
+) -> int:
+    """:func:`work`, after the consent check."""
     storage = open_storage(
         storage_url,
         heartbeat_interval=config.workers.heartbeat_interval,

@@ -1,0 +1,206 @@
+"""Faults of a study shared through PostgreSQL (issue #22, docs/reliability.md).
+
+Several ``batchlab study worker`` processes share a study on a throwaway server; a
+fault is injected while they run: one of three workers is killed (``kill -9``) while
+it holds a trial, or the server is stopped for 20 s (``BATCHLAB_PG_OUTAGE_S``) and
+started again. The bar: every planned slot finished exactly once, none missing; or a
+non-zero exit that says what happened and how to go on, after which the study
+completes with nothing lost or doubled.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from batchlab.study import Study, StudyConfig, open_storage
+from batchlab.study._liveness import PID_ATTR
+
+from .checks import assert_each_slot_once, final_trials_per_slot
+from .conftest import LINREG_STUDY
+from .postgres import Server, postgres_server, start_server, stop_server
+
+RUNGS = 3  # LINREG_STUDY's ladder
+OUTAGE_S = float(os.environ.get("BATCHLAB_PG_OUTAGE_S", "20"))
+
+
+@pytest.fixture
+def server():
+    """A throwaway server (trust authentication) with an empty database ``studies``."""
+    with postgres_server() as server:  # skips without PostgreSQL
+        import psycopg
+
+        with psycopg.connect(
+            host=str(server.data), port=server.port, user="batchlab", dbname="postgres"
+        ) as connection:
+            connection.autocommit = True
+            connection.execute("CREATE DATABASE studies")
+        yield server
+
+
+def url_of(server: Server) -> str:
+    return f"postgresql+psycopg://batchlab@127.0.0.1:{server.port}/studies"
+
+
+def planned_study(directory: Path, url: str, trials: int, steps: int) -> Study:
+    """A linreg study in ``url``, planned (trials one at a time, ~``steps`` each)."""
+    config = copy.deepcopy(LINREG_STUDY)
+    config["storage"] = url
+    config["search"]["trials_per_rung"] = trials
+    config["budget"]["steps"] = steps
+    config["performance"] = {"ensemble_size": 1}  # one trial per claim: kills hit one
+    study = Study(StudyConfig.model_validate(config), directory)
+    study.prepare()
+    return study
+
+
+def start_worker(url: str, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "batchlab", "study", "worker", url, "--threads", "1"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"},
+        )
+
+
+def trials(url: str, states: tuple[TrialState, ...]) -> list[tuple[str, optuna.trial.FrozenTrial]]:
+    """(rung study, trial) of every trial of the study in one of ``states``."""
+    storage = open_storage(url, create=False)
+    found = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        found += [(summary.study_name, t) for t in study.get_trials(states=states)]
+    return found
+
+
+def wait_all(processes: list[subprocess.Popen], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            pytest.fail(f"workers still running after {timeout:.0f} s")
+    return [p.returncode for p in processes]
+
+
+@pytest.mark.slow
+def test_kill_9_one_of_three_workers(tmp_path, server):
+    url = url_of(server)
+    per_rung = 8
+    study = planned_study(tmp_path / "study", url, per_rung, steps=3000)
+    logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+    workers = [start_worker(url, log) for log in logs]
+    by_pid = {w.pid: w for w in workers}
+    # Wait until a worker holds a RUNNING trial, then kill -9 exactly that worker.
+    deadline = time.monotonic() + 180
+    held: list[tuple[str, optuna.trial.FrozenTrial]] = []
+    while not held:
+        assert time.monotonic() < deadline, "no worker ever held a trial"
+        assert all(w.poll() is None for w in workers), [log.read_text() for log in logs]
+        held = [
+            (n, t)
+            for n, t in trials(url, (TrialState.RUNNING,))
+            if t.system_attrs.get(PID_ATTR) in by_pid
+        ]
+        time.sleep(0.05)
+    name, trial = held[0]
+    victim = by_pid[trial.system_attrs[PID_ATTR]]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()  # reaped: no zombie, so its peers see at once that the pid is gone
+    killed = [(n, t) for n, t in held if t.system_attrs[PID_ATTR] == victim.pid]
+    survivors = [w for w in workers if w is not victim]
+    codes = wait_all(survivors, timeout=300)
+    outputs = [logs[workers.index(w)].read_text() for w in survivors]
+    assert codes == [0, 0], outputs
+    assert all("No trials left" in out and "Traceback" not in out for out in outputs), outputs
+    assert victim.returncode == -signal.SIGKILL
+
+    # Nothing lost, nothing finished twice; the killed trials' slots were run again.
+    assert_each_slot_once(url, per_rung)
+    counts = final_trials_per_slot(url)
+    assert sum(sum(c.values()) for c in counts.values()) == RUNGS * per_rung  # planned
+    assert study.unfinished() == {}
+    print(f"\nkilled pid {victim.pid} holding trial(s) {[(n, t.number) for n, t in killed]}")
+    finished = trials(url, (TrialState.COMPLETE, TrialState.FAIL))
+    for rung, dead in killed:
+        after = {t.number: t for n, t in finished if n == rung}
+        assert after[dead.number].state == TrialState.FAIL
+        assert after[dead.number].user_attrs.get("status") == "worker_died"
+        slot = dead.user_attrs["slot"]
+        rerun = [
+            t for t in after.values() if t.user_attrs.get("slot") == slot and t.number > dead.number
+        ]
+        assert [t.state for t in rerun] == [TrialState.COMPLETE], rerun
+
+
+@pytest.mark.slow
+def test_server_stopped_and_restarted_mid_study(tmp_path, server):
+    url = url_of(server)
+    per_rung = 10
+    study = planned_study(tmp_path / "study", url, per_rung, steps=2000)
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    workers = [start_worker(url, log) for log in logs]
+    deadline = time.monotonic() + 180
+    while len(trials(url, (TrialState.COMPLETE,))) < 2:  # mid-study: some done, most not
+        assert time.monotonic() < deadline, "no trial finished"
+        assert all(w.poll() is None for w in workers), [log.read_text() for log in logs]
+        time.sleep(0.05)
+    running = len(trials(url, (TrialState.RUNNING,)))
+    stop_server(server, mode="fast")
+    stopped = time.monotonic()
+    # The workers stop, each saying the storage became unreachable and how to go on.
+    codes = wait_all(workers, timeout=120)
+    outputs = [log.read_text() for log in logs]
+    assert codes == [1, 1], outputs
+    for out in outputs:
+        text = " ".join(out.split())
+        assert "became unreachable" in text and "batchlab study resume" in text, out
+        assert "Traceback" not in out, out
+    exited_s = time.monotonic() - stopped
+    time.sleep(max(0.0, OUTAGE_S - exited_s))
+    start_server(server)
+    outage_s = time.monotonic() - stopped
+
+    # Resumed where it was started: the study completes, each slot once.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batchlab",
+            "study",
+            "resume",
+            str(study.directory),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_each_slot_once(url, per_rung)
+    counts = final_trials_per_slot(url)
+    assert sum(sum(c.values()) for c in counts.values()) == RUNGS * per_rung
+    assert study.unfinished() == {}
+    reruns = [
+        t for _, t in trials(url, (TrialState.FAIL,)) if t.user_attrs.get("status") == "worker_died"
+    ]
+    print(
+        f"\nrunning at the stop: {running}; workers exited {exited_s:.1f} s after it, "
+        f"codes {codes}; outage {outage_s:.1f} s; failed as worker_died and re-run: "
+        f"{len(reruns)}; finished {sum(sum(c.values()) for c in counts.values())} of "
+        f"{RUNGS * per_rung}\n{outputs[0]}"
+    )
