@@ -19,7 +19,11 @@ the exact value, then the coverage, the median interval ratio upper/lower, and p
 rung how far the study's best steps lie above S*(B) (the search's bias: the best of
 N sampled learning rates is never better than the best one).
 
+``--edge-extension X`` sets ``[search] edge_extension`` (refinement beyond the edge a
+rung's best is on); each study then also prints how many rungs are flagged on an edge.
+
 Run:  python benchmarks/calibration.py [--studies 20] [--trials 16] [--grid 4000]
+          [--edge-extension 0.125]
       (about a minute on 2 cores)
 """
 
@@ -81,14 +85,16 @@ def exact_curve(grid: int, ladder: list[int] = LADDER) -> list[float]:
     ]
 
 
-def run_study(seed: int, trials: int) -> dict[str, Any]:
+def run_study(seed: int, trials: int, edge_extension: float = 0.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="batchlab-calibration-") as tmp:
-        result = Study(study_config(seed, trials), Path(tmp) / "s").run()
+        config = study_config(seed, trials, edge_extension=edge_extension)
+        result = Study(config, Path(tmp) / "s").run()
     fit = (result.analysis or {}).get("fit") or {}
     return {
         "steps": result.steps_to_target,
         "b_crit": fit.get("b_crit"),
         "ci": fit.get("b_crit_ci"),
+        "edges": len(result.edges),
     }
 
 
@@ -97,6 +103,7 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=20)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--grid", type=int, default=4000)
+    parser.add_argument("--edge-extension", type=float, default=0.0)
     args = parser.parse_args()
 
     exact = exact_curve(args.grid)
@@ -106,7 +113,7 @@ def main() -> None:
 
     covered, ratios, excess = 0, [], {b: [] for b in LADDER}
     for seed in range(args.studies):
-        study = run_study(seed, args.trials)
+        study = run_study(seed, args.trials, args.edge_extension)
         for b, s in zip(LADDER, exact, strict=True):
             if study["steps"][b] is not None:
                 excess[b].append(study["steps"][b] / s - 1.0)
@@ -119,7 +126,7 @@ def main() -> None:
         ratios.append(high / low)
         print(
             f"seed {seed:2d}: B_crit {study['b_crit']:6.2f} [{low:6.2f}, {high:6.2f}]"
-            f"  {'covers' if hit else 'MISSES'}",
+            f"  {'covers' if hit else 'MISSES'}; {study['edges']} rung(s) on an edge",
             flush=True,
         )
     n = args.studies
