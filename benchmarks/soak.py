@@ -132,7 +132,8 @@ def soak(
             # Only a live worker that holds a trial is a victim (none now: look again soon).
             held = trials_held(rung_studies, {p.pid for p in alive})
             if held:
-                victim = next(p for p in alive if p.pid == rng.choice(sorted(held)))
+                pid = rng.choice(sorted(held))  # drawn once, not once per worker compared
+                victim = next(p for p in alive if p.pid == pid)
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
                 # Counted if it died mid-trial: a trial it held was still unfinished
