@@ -343,12 +343,14 @@ def environment() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        **_gpus(torch),
+        **_gpus(),
     }
 
 
-def _gpus(torch: Any) -> dict[str, Any]:
+def _gpus() -> dict[str, Any]:
     """The CUDA build and the GPUs this process sees (nothing on a machine without CUDA)."""
+    import torch
+
     if not torch.cuda.is_available():
         return {}
     names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
