@@ -95,6 +95,16 @@ def wait_all(processes: list[subprocess.Popen], timeout: float) -> list[int]:
     return [p.returncode for p in processes]
 
 
+def wait_for(condition, workers, logs, what: str, timeout: float = 180):
+    """Poll ``condition()`` until it is truthy (returned), while every worker stays alive."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, what
+        assert all(w.poll() is None for w in workers), [log.read_text() for log in logs]
+        time.sleep(0.05)
+    return value
+
+
 @pytest.mark.slow
 def test_kill_9_one_of_three_workers(tmp_path, server):
     url = url_of(server)
@@ -104,17 +114,16 @@ def test_kill_9_one_of_three_workers(tmp_path, server):
     workers = [start_worker(url, log) for log in logs]
     by_pid = {w.pid: w for w in workers}
     # Wait until a worker holds a RUNNING trial, then kill -9 exactly that worker.
-    deadline = time.monotonic() + 180
-    held: list[tuple[str, optuna.trial.FrozenTrial]] = []
-    while not held:
-        assert time.monotonic() < deadline, "no worker ever held a trial"
-        assert all(w.poll() is None for w in workers), [log.read_text() for log in logs]
-        held = [
+    held = wait_for(
+        lambda: [
             (n, t)
             for n, t in trials(url, (TrialState.RUNNING,))
             if t.system_attrs.get(PID_ATTR) in by_pid
-        ]
-        time.sleep(0.05)
+        ],
+        workers,
+        logs,
+        "no worker ever held a trial",
+    )
     name, trial = held[0]
     victim = by_pid[trial.system_attrs[PID_ATTR]]
     victim.send_signal(signal.SIGKILL)
@@ -152,11 +161,10 @@ def test_server_stopped_and_restarted_mid_study(tmp_path, server):
     study = planned_study(tmp_path / "study", url, per_rung, steps=2000)
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     workers = [start_worker(url, log) for log in logs]
-    deadline = time.monotonic() + 180
-    while len(trials(url, (TrialState.COMPLETE,))) < 2:  # mid-study: some done, most not
-        assert time.monotonic() < deadline, "no trial finished"
-        assert all(w.poll() is None for w in workers), [log.read_text() for log in logs]
-        time.sleep(0.05)
+    # Mid-study: some trials done, most not.
+    wait_for(
+        lambda: len(trials(url, (TrialState.COMPLETE,))) >= 2, workers, logs, "no trial finished"
+    )
     running = len(trials(url, (TrialState.RUNNING,)))
     stop_server(server, mode="fast")
     stopped = time.monotonic()
