@@ -14,7 +14,7 @@ Nothing in the section is typed by hand: it is rewritten between the markers
 ``<!-- measured-run:start -->`` and ``<!-- measured-run:end -->``.
 
 Run:  python benchmarks/transfer_doc.py --run --out runs/shakespeare-adamw --workers 2
-          (runs, or resumes, the study: about 20 minutes on 2 CPU cores; then renders)
+          (runs, or resumes, the study: about 12 minutes on 2 idle CPU cores; then renders)
       python benchmarks/transfer_doc.py --out runs/shakespeare-adamw
           (renders an existing run: seconds)
 """

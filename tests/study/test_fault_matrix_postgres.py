@@ -212,3 +212,100 @@ def test_server_stopped_and_restarted_mid_study(tmp_path, server):
         f"{len(reruns)}; finished {sum(sum(c.values()) for c in counts.values())} of "
         f"{RUNGS * per_rung}\n{outputs[0]}"
     )
+
+
+def _prepare_at_once(url: str, directory: str, barrier) -> None:
+    """One process of the planning race below: wait for the others, then plan.
+
+    Enqueueing a rung's slots is slowed by 0.5 s, which widens the window between
+    reading how many slots are planned and recording the new count: without the
+    storage's lock, every process reads "none planned" and enqueues them all.
+    """
+    from batchlab.study import _study
+
+    enqueue = _study.enqueue_slots
+
+    def slow_enqueue(*args, **kwargs):
+        time.sleep(0.5)
+        enqueue(*args, **kwargs)
+
+    _study.enqueue_slots = slow_enqueue
+    config = copy.deepcopy(LINREG_STUDY)
+    config["storage"] = url
+    study = Study(StudyConfig.model_validate(config), directory)
+    study._storage()  # opened (tables created) before the race, as by a running peer
+    barrier.wait()
+    study.prepare()
+
+
+@pytest.mark.slow
+def test_four_machines_planning_one_study_at_once_plan_each_slot_once(tmp_path, server):
+    """Four processes, each with its own study directory (as on four machines), plan
+    the same study in one database at the same moment: the storage's advisory lock
+    lets one plan it and the others find it planned."""
+    import multiprocessing
+
+    url = url_of(server)
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(4)
+    planners = [
+        spawn.Process(target=_prepare_at_once, args=(url, str(tmp_path / f"machine{i}"), barrier))
+        for i in range(4)
+    ]
+    for p in planners:
+        p.start()
+    for p in planners:
+        p.join(timeout=120)
+    assert [p.exitcode for p in planners] == [0, 0, 0, 0]
+    waiting = trials(url, (TrialState.WAITING,))
+    per_rung: dict[str, list[int]] = {}
+    for name, trial in waiting:
+        per_rung.setdefault(name, []).append(trial.user_attrs["slot"])
+    trials_per_rung = LINREG_STUDY["search"]["trials_per_rung"]
+    assert len(per_rung) == RUNGS
+    assert all(sorted(s) == list(range(trials_per_rung)) for s in per_rung.values()), per_rung
+
+
+def _open_at_once(url: str, barrier) -> None:
+    barrier.wait()
+    open_storage(url)
+
+
+@pytest.mark.slow
+def test_four_machines_opening_a_fresh_database_at_once_all_open_it(server):
+    """Optuna creates its tables in a fresh database; four processes doing so at once
+    made PostgreSQL refuse all but one (``CREATE TYPE``: duplicate key) before the
+    table-creation lock."""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(4)
+    openers = [
+        spawn.Process(target=_open_at_once, args=(url_of(server), barrier)) for _ in range(4)
+    ]
+    for p in openers:
+        p.start()
+    for p in openers:
+        p.join(timeout=120)
+    assert [p.exitcode for p in openers] == [0, 0, 0, 0]
+
+
+@pytest.mark.slow
+def test_the_storage_lock_is_a_postgresql_advisory_lock(tmp_path, server):
+    """Held by one connection, refused to another, released at the end of the block."""
+    import psycopg
+
+    from batchlab.study._locks import advisory_key, storage_lock
+
+    study = planned_study(tmp_path / "study", url_of(server), trials=2, steps=10)
+    key = advisory_key("batchlab:plan:linreg-test")
+
+    def free() -> bool:
+        with psycopg.connect(
+            host=str(server.data), port=server.port, user="batchlab", dbname="studies"
+        ) as other:
+            return other.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
+
+    with storage_lock(study._storage(), "plan", "linreg-test"):
+        assert not free()
+    assert free()

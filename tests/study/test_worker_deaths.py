@@ -39,7 +39,7 @@ def test_a_slot_whose_worker_keeps_dying_is_recorded_failed_after_max_retries(
         slot = claimed.slot if slot is None else slot
         assert claimed.slot == slot  # the re-run of the same slot (highest first)
         set_system_attrs(rung_study, claimed.trial, {PID_ATTR: dead_pid()})
-        assert requeue_stale_trials(rung_study, study.storage_url, 60.0, max_retries) == 1
+        assert requeue_stale_trials(rung_study, 60.0, max_retries) == 1
         waiting = [
             t.user_attrs["slot"] for t in rung_study.get_trials(states=(TrialState.WAITING,))
         ]

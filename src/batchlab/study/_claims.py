@@ -25,7 +25,7 @@ from ..training import RunResult, RunSpec
 from ..workloads import Target
 from . import _optuna
 from ._config import StudyConfig
-from ._liveness import mark_claimed, requeue
+from ._liveness import mark_claimed, reaping, requeue
 from ._order import TransferBase, WarmStart
 from ._plan import Rung, stage, to_hparams
 from ._space import ParamRange, extended_windows, point_in_window, warm_start_point
@@ -325,11 +325,20 @@ def _resolve(
 
 
 def release_interrupted(study: optuna.Study, claimed: list[Claimed]) -> None:
-    """Give back the unfinished trials of an interrupted worker (Ctrl-C): re-enqueue them."""
-    for c in claimed:
-        if not _optuna.reload_trial(study, c.trial).state.is_finished():
-            c.trial.set_user_attr("status", "interrupted")
-            study.tell(c.trial, state=TrialState.FAIL)
+    """Give back the unfinished trials of an interrupted worker (Ctrl-C): re-enqueue them.
+
+    Under the storage's ``reap`` lock, as a reaper would: a peer reaping the same
+    trial at that moment (a late heartbeat) re-enqueues it, and this does not.
+    """
+    with reaping(study):
+        for c in claimed:
+            if _optuna.reload_trial(study, c.trial).state.is_finished():
+                continue
+            try:
+                c.trial.set_user_attr("status", "interrupted")
+                study.tell(c.trial, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # reaped by a peer just now, which re-enqueued it
             requeue(study, _optuna.reload_trial(study, c.trial))
 
 

@@ -6,11 +6,15 @@ died (its heartbeat went stale, or its process is gone) is failed and its slot
 re-enqueued (:func:`requeue`): the same params, slot and seed, run again by any
 worker.
 
-Why not Optuna's heartbeat alone: ``JournalStorage`` has none, and re-enqueueing
-from two reapers at once would duplicate a slot, so journal reaping runs under a
-file lock; where Optuna's own heartbeat is on (see
-:func:`~batchlab.study._optuna.has_optuna_heartbeat`), it and its retry callback
-are used, whose state change is transactional.
+On an RDB storage (PostgreSQL, SQLite) Optuna's own heartbeat is used (see
+:func:`~batchlab.study._optuna.has_optuna_heartbeat`): it carries the database
+server's clock, and its reaper fails a stale trial in a row-locked transaction and
+calls the stale-trial callback (:func:`requeue`) for the one reaper that won.
+``JournalStorage`` has no heartbeat, so batchlab beats there itself. On both, a
+trial whose process is gone from this machine is reaped without waiting for the
+grace period, and every reaping holds the storage's ``reap`` lock
+(:func:`~batchlab.study._locks.storage_lock`): a slot between "failed" and
+"re-enqueued" is never taken for lost by a process repairing lost slots.
 """
 
 from __future__ import annotations
@@ -22,14 +26,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from . import _optuna
-from ._journal import journal_path, locked
+from ._locks import storage_lock
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +81,19 @@ def requeue(study: optuna.Study, trial: FrozenTrial, max_retries: int | None = N
 
 
 def mark_claimed(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Record who runs a just-claimed trial (host, pid) and its first heartbeat."""
+    """Record who runs a just-claimed trial (host, pid) and its first heartbeat.
+
+    On an RDB storage that heartbeat is Optuna's too: its reaper ignores a trial
+    that has none, so a worker killed before it started training would otherwise
+    hold its slot forever.
+    """
     _optuna.set_system_attrs(
         study,
         trial,
         {HOST_ATTR: socket.gethostname(), PID_ATTR: os.getpid(), HEARTBEAT_ATTR: time.time()},
     )
+    if _optuna.has_optuna_heartbeat(study):
+        _optuna.record_optuna_heartbeat(study, trial)
 
 
 @contextlib.contextmanager
@@ -115,16 +124,23 @@ def heartbeat(
         thread.join()
 
 
-def _is_dead(trial: FrozenTrial, grace_period: float, now: float) -> bool:
-    """Whether a ``RUNNING`` trial's worker is gone: no process, or a stale heartbeat."""
+def _process_gone(trial: FrozenTrial) -> bool:
+    """Whether a ``RUNNING`` trial was claimed on this machine by a process that is gone."""
     host, pid = trial.system_attrs.get(HOST_ATTR), trial.system_attrs.get(PID_ATTR)
     if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid():
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return True  # same machine, process gone: no need to wait for the grace period
+            return True
         except PermissionError:
             pass
+    return False
+
+
+def _is_dead(trial: FrozenTrial, grace_period: float, now: float) -> bool:
+    """Whether a ``RUNNING`` trial's worker is gone: no process, or a stale heartbeat."""
+    if _process_gone(trial):
+        return True  # same machine, process gone: no need to wait for the grace period
     last = trial.system_attrs.get(HEARTBEAT_ATTR)
     if last is None:
         started = trial.datetime_start.timestamp() if trial.datetime_start else now
@@ -132,36 +148,38 @@ def _is_dead(trial: FrozenTrial, grace_period: float, now: float) -> bool:
     return now - float(last) > grace_period
 
 
-def reaping(storage_url: str) -> contextlib.AbstractContextManager[Any]:
-    """The lock under which a journal's trials are failed and re-enqueued (none for RDB).
+def reaping(study: optuna.Study) -> contextlib.AbstractContextManager[None]:
+    """The storage lock under which a rung's trials are failed and re-enqueued.
 
-    Its own lock file: the journal's lock is taken by every append inside. Held while
-    reaping and while :meth:`Study.prepare` re-enqueues lost slots, so that a slot
-    between "failed" and "re-enqueued" is never taken for lost.
+    Held while reaping, while an interrupted worker gives its trials back, and
+    while :meth:`Study.prepare` re-enqueues lost slots, so that a slot between
+    "failed" and "re-enqueued" is never taken for lost, and no slot is re-enqueued
+    by two processes.
     """
-    path = journal_path(storage_url)
-    return locked(Path(f"{path}.reap.lock")) if path is not None else contextlib.nullcontext()
+    return storage_lock(_optuna.storage_of(study), "reap", study.study_name)
 
 
 def requeue_stale_trials(
-    study: optuna.Study, storage_url: str, grace_period: float, max_retries: int | None = None
+    study: optuna.Study, grace_period: float, max_retries: int | None = None
 ) -> int:
     """Fail the ``RUNNING`` trials whose worker died and re-enqueue their slots.
 
     A slot whose worker died more than ``max_retries`` times is recorded as failed
     instead (:func:`requeue`). Returns the number of trials failed as stale.
     """
-    if _optuna.has_optuna_heartbeat(study):
-        before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        _optuna.fail_stale_trials(study)
-        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
-    requeued = 0
-    with reaping(storage_url):
+    with reaping(study):
+        optuna_reaps = _optuna.has_optuna_heartbeat(study)
         now = time.time()
+        requeued = 0
+        # First the trials whose worker is known dead (gone from this machine; on a
+        # journal, also a stale heartbeat): failed as ``worker_died``, then re-enqueued.
         for trial in study.get_trials(states=(TrialState.RUNNING,)):
-            if not _is_dead(trial, grace_period, now):
+            if not (_process_gone(trial) if optuna_reaps else _is_dead(trial, grace_period, now)):
                 continue
-            _optuna.fail_trial(study, trial, {"status": "worker_died"})
+            try:
+                _optuna.fail_trial(study, trial, {"status": "worker_died"})
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # it finished (or its worker recorded it) meanwhile
             requeue(study, _optuna.reload_trial(study, trial), max_retries)
             requeued += 1
             logger.warning(
@@ -169,4 +187,8 @@ def requeue_stale_trials(
                 trial.number,
                 study.study_name,
             )
+        if optuna_reaps:  # then Optuna's reaper: stale by the server's clock
+            before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            _optuna.fail_stale_trials(study)  # calls requeue(..., max_retries) per trial
+            requeued += len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
     return requeued

@@ -14,8 +14,9 @@ batchlab needs a little more, for which Optuna has no public API:
 * read a waiting trial's planned point, and enqueue a copy of a trial: both go
   through the system attribute in which ``Study.enqueue_trial`` keeps the params
   of a trial that has not run yet;
-* the storages' specifics: the journal backend with batchlab's lock, an RDB storage
-  with Optuna's heartbeat, its heartbeat threads and its stale-trial reaper.
+* the storages' specifics: the journal backend with batchlab's lock (and its file),
+  an RDB storage with Optuna's heartbeat (and its engine, seen through the cache
+  Optuna wraps it in), its heartbeat threads and its stale-trial reaper.
 
 Every other module goes through these functions and never touches an Optuna private
 attribute or module, so an Optuna upgrade that moves one of them breaks here only
@@ -25,6 +26,7 @@ attribute or module, so an Optuna upgrade that moves one of them breaks here onl
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -165,15 +167,46 @@ def rdb_storage(
     )
 
 
+def _unwrapped(storage: BaseStorage) -> BaseStorage:
+    """The storage behind Optuna's cache: a study loaded on an ``RDBStorage`` holds it
+    wrapped in ``_CachedStorage`` (private in Optuna: ``_CachedStorage._backend``)."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    return storage._backend if isinstance(storage, _CachedStorage) else storage
+
+
+def journal_file(storage: BaseStorage) -> str | None:
+    """The file of a journal storage (private in Optuna: the backend's ``_file_path``)."""
+    storage = _unwrapped(storage)
+    if isinstance(storage, JournalStorage) and isinstance(storage._backend, JournalFileBackend):
+        return str(storage._backend._file_path)
+    return None
+
+
+def rdb_engine(storage: BaseStorage) -> Any | None:
+    """The SQLAlchemy engine of an RDB storage (``RDBStorage.engine``), else ``None``."""
+    storage = _unwrapped(storage)
+    return storage.engine if isinstance(storage, RDBStorage) else None
+
+
 def has_optuna_heartbeat(study: optuna.Study) -> bool:
     """Whether the study's storage is an RDB storage with Optuna's own heartbeat on.
 
-    Only a bare ``RDBStorage`` counts. A study loaded on one holds it wrapped in
-    Optuna's ``_CachedStorage``, so for such studies this is ``False`` and batchlab's
-    own heartbeat and reaper run on RDB storages too, as on journals.
+    Seen through Optuna's cache (which forwards heartbeats to the RDB storage): its
+    heartbeats carry the database server's clock, not each worker's, and its reaper
+    fails a stale trial in one row-locked transaction, so of two reapers only one
+    wins and calls the stale-trial callback.
     """
-    storage = storage_of(study)
+    storage = _unwrapped(storage_of(study))
     return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+
+
+def record_optuna_heartbeat(study: optuna.Study, trial: AnyTrial) -> None:
+    """One heartbeat of Optuna's (server time) for a trial, e.g. right at its claim:
+    Optuna's reaper never takes a ``RUNNING`` trial without one for dead."""
+    storage = _unwrapped(storage_of(study))
+    assert isinstance(storage, RDBStorage)
+    storage.record_heartbeat(trial_id(trial))
 
 
 @contextlib.contextmanager
@@ -211,4 +244,6 @@ def fail_stale_trials(study: optuna.Study) -> None:
     """Optuna's reaper: fail stale trials of an RDB storage and call its stale callback."""
     from optuna.storages import fail_stale_trials as optuna_fail_stale_trials
 
-    optuna_fail_stale_trials(study)
+    with warnings.catch_warnings():  # "experimental since v2.9": used on purpose
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna_fail_stale_trials(study)

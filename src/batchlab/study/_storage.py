@@ -23,6 +23,7 @@ from . import _optuna
 from ._config import StudyConfig
 from ._journal import FlockLock, journal_path, recover_journal
 from ._liveness import requeue
+from ._locks import table_creation_lock
 from ._plan import CONFIG_ATTR
 
 
@@ -82,12 +83,13 @@ def open_storage(
         except ValueError as error:
             raise StorageError(_corrupt_journal(path, error)) from None
     try:
-        return _optuna.rdb_storage(
-            url,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            on_stale=functools.partial(requeue, max_retries=max_retries),
-        )
+        with table_creation_lock(url):  # machines opening a fresh database at once
+            return _optuna.rdb_storage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                on_stale=functools.partial(requeue, max_retries=max_retries),
+            )
     except Exception as error:  # SQLAlchemy raises many kinds; all mean "cannot open"
         raise StorageError(
             redact_url(f"cannot open storage {url!r}: {type(error).__name__}: {error}")

@@ -33,8 +33,9 @@ from ..workloads import Workload, get_workload
 from ._collect import analyse, collect_rung, elapsed_seconds, missing_slots, unfinished_by_rung
 from ._config import StudyConfig, resolve_target, validate_against_workload
 from ._directory import CONFIG_FILE, resolve_storage_url, save_config
-from ._journal import journal_path, locked
+from ._journal import journal_path
 from ._liveness import reaping, requeue
+from ._locks import storage_lock
 from ._plan import (
     CONFIG_ATTR,
     CONFIRMS_ATTR,
@@ -190,7 +191,9 @@ class Study:
         """Create every rung's Optuna study and enqueue its missing trials (idempotent)."""
         storage = self._storage()
         config_json = self.config.model_dump_json()
-        with locked(self.directory / ".plan.lock"):
+        # The storage's lock, not the directory's: processes on other machines (another
+        # directory, the same database) may plan the same study at the same moment.
+        with storage_lock(storage, "plan", self.config.name):
             for rung in plan_rungs(self.config):
                 study = optuna.create_study(
                     study_name=rung.study_name,
@@ -228,7 +231,7 @@ class Study:
         A slot's last failed trial is copied (same point and seed); a slot with no trial
         at all is planned afresh.
         """
-        with reaping(self.storage_url):  # not a slot a reaper is re-enqueueing right now
+        with reaping(study):  # not a slot a reaper is re-enqueueing right now
             for slot in missing_slots(study):
                 tried = [
                     t

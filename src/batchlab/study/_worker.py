@@ -158,9 +158,7 @@ def _work(
     while max_trials is None or ran < max_trials:
         if time.monotonic() - last_reap > poll:
             for _, study in rung_studies:
-                requeue_stale_trials(
-                    study, storage_url, config.workers.grace_period, config.workers.max_retries
-                )
+                requeue_stale_trials(study, config.workers.grace_period, config.workers.max_retries)
             last_reap = time.monotonic()
         claimed = None
         if base is None:  # once the base rung is over, its chosen point never changes
