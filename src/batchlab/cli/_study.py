@@ -314,7 +314,8 @@ WorkersOption = Annotated[
         "[default: one per GPU on CUDA, else 1].",
     ),
 ]
-DeviceOption = Annotated[
+#: ``--device`` of the study commands: unset means the config's ``performance.device``.
+StudyDeviceOption = Annotated[
     str | None,
     typer.Option(
         "--device",
@@ -343,7 +344,7 @@ def run_command(
         Path | None, typer.Option("--out", "-o", help="Study directory [default: runs/<name>].")
     ] = None,
     workers: WorkersOption = None,
-    device: DeviceOption = None,
+    device: StudyDeviceOption = None,
     threads: ThreadsOption = None,
     force: ForceOption = False,
     fail_fast: FailFastOption = False,
@@ -367,7 +368,7 @@ def run_command(
 def resume_command(
     directory: Annotated[Path, typer.Argument(help="Study directory from an earlier run.")],
     workers: WorkersOption = None,
-    device: DeviceOption = None,
+    device: StudyDeviceOption = None,
     threads: ThreadsOption = None,
     fail_fast: FailFastOption = False,
     as_json: JsonOption = False,
@@ -459,7 +460,7 @@ def worker_command(
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch threads for this worker.")
     ] = None,
-    device: DeviceOption = None,
+    device: StudyDeviceOption = None,
     fail_fast: FailFastOption = False,
     workload_path: WorkloadPathOption = None,
 ) -> None:
