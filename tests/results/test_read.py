@@ -105,7 +105,13 @@ def test_the_study_the_report_and_the_findings_share_one_analysis(old_study):
     study = load_study(old_study)
     sizes = [r.batch_size for r in study.rungs]
     steps = [r.steps_to_target for r in study.rungs]
-    ladder = summarize_ladder(sizes, steps, rung_lrs(study), hparams=rung_hparams(study))
+    ladder = summarize_ladder(
+        sizes,
+        steps,
+        rung_lrs(study),
+        hparams=rung_hparams(study),
+        resolutions=[r.resolution_steps for r in study.rungs],
+    )
     assert ladder.fit is not None
     # results.json's analysis block, the report's numbers and the findings' fit.
     assert analyse(list(study.rungs)) == ladder.to_dict()

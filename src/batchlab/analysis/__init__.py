@@ -24,7 +24,14 @@ rates), so it works on any study's results and on published tables typed in by h
 Every result is a frozen dataclass with a JSON-safe ``to_dict()``.
 """
 
-from ._answer import BatchSizeAnswer, LearningRateAt, RungCost, batch_size_answer, lr_at
+from ._answer import (
+    BatchSizeAnswer,
+    LearningRateAt,
+    RungCost,
+    batch_size_answer,
+    lr_at,
+    rung_steps_interval,
+)
 from ._checks import AnalysisError
 from ._compare import FitComparison, PredictionComparison, compare_fits, compare_prediction
 from ._fit import ScalingFit, fit_scaling
@@ -56,6 +63,7 @@ __all__ = [
     "BatchSizeAnswer",
     "LearningRateAt",
     "RungCost",
+    "rung_steps_interval",
     "batch_size_answer",
     "lr_at",
     "AnalysisError",

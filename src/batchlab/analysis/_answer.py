@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import MIN_FIT_POINTS, AnalysisError, check_ladder, check_positive, plain, rung
+from ._checks import (
+    MIN_FIT_POINTS,
+    AnalysisError,
+    check_ladder,
+    check_positive,
+    plain,
+    plain_pair,
+    rung,
+)
 from ._fit import ScalingFit
 
 #: Default overhead of Zhang et al.'s critical-batch definition (20% more than the best).
@@ -44,6 +52,12 @@ class RungCost:
         steps_ratio: steps / S_min (the fit's fewest steps), 1 = as fast as any batch.
         examples_ratio: examples / E_min (the fit's fewest examples), 1 = no data wasted.
         lr: the rung's tuned learning rate, when known.
+        steps_ci: an interval of the rung's steps-to-target (:func:`rung_steps_interval`):
+            what fresh seeds would give, and where between two evaluations the
+            target was crossed; ``high`` is ``inf`` when fresh seeds may not reach it.
+        steps_ratio_ci, examples_ratio_ci: intervals of the two ratios: ``steps_ci``
+            (times B) over the fit's S_min (E_min) interval, by interval arithmetic
+            (conservative: a rung's count and S_min move together).
     """
 
     batch_size: int | float
@@ -52,9 +66,12 @@ class RungCost:
     steps_ratio: float | None
     examples_ratio: float | None
     lr: float | None = None
+    steps_ci: tuple[float, float] | None = None
+    steps_ratio_ci: tuple[float, float] | None = None
+    examples_ratio_ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
+        """JSON-safe form (an ``inf`` bound is ``None``)."""
         return {
             "batch_size": self.batch_size,
             "steps": plain(self.steps),
@@ -62,7 +79,28 @@ class RungCost:
             "steps_ratio": plain(self.steps_ratio),
             "examples_ratio": plain(self.examples_ratio),
             "lr": plain(self.lr),
+            "steps_ci": plain_pair(self.steps_ci),
+            "steps_ratio_ci": plain_pair(self.steps_ratio_ci),
+            "examples_ratio_ci": plain_pair(self.examples_ratio_ci),
         }
+
+
+def rung_steps_interval(
+    steps: float, seeds_ci: tuple[float, float] | None, resolution: float | None
+) -> tuple[float, float]:
+    """An interval of one rung's steps-to-target, from its two sources of error.
+
+    Fresh seeds: ``seeds_ci``, the seed bootstrap's interval of the rung's count
+    (:class:`SeedBootstrap`; ``None`` for a rung measured on one seed). Evaluation:
+    the target was crossed after the evaluated step before the count, so the exact
+    crossing lies in ``(steps − resolution, steps]`` (Shallue et al. 2018 count the
+    first evaluated step past the target, which always rounds up).
+    """
+    low, high = seeds_ci if seeds_ci is not None else (steps, steps)
+    low, high = min(low, steps), max(high, steps)
+    if resolution:
+        low = max(low - resolution, 1.0)
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -126,6 +164,15 @@ class BatchSizeAnswer:
             "reason": self.reason,
             "headline": self.headline,
         }
+
+
+def _quotient(
+    numerator: tuple[float, float], denominator: tuple[float, float]
+) -> tuple[float, float]:
+    """The interval of x / y for x and y in two positive intervals (``inf``: y may be 0)."""
+    low = numerator[0] / denominator[1] if denominator[1] > 0 else math.inf
+    high = numerator[1] / denominator[0] if denominator[0] > 0 else math.inf
+    return low, high
 
 
 def _pow2_below(value: float) -> int:
@@ -261,6 +308,8 @@ def batch_size_answer(
     *,
     lrs: Sequence[float | None] | None = None,
     overhead: float = DEFAULT_OVERHEAD,
+    seeds_ci: Sequence[tuple[float, float] | None] | None = None,
+    resolutions: Sequence[float | None] | None = None,
 ) -> BatchSizeAnswer:
     """The batch sizes to train with, from a ladder of steps-to-target and its fit.
 
@@ -276,6 +325,10 @@ def batch_size_answer(
         fit: the ladder's :func:`fit_scaling` (``None`` when it could not be fitted).
         lrs: the tuned learning rate per rung, when known (shown in the table).
         overhead: the tolerance of the two ladder rules (default 0.2 = 20%).
+        seeds_ci: per rung, the seed bootstrap's interval of its count
+            (:attr:`SeedBootstrap.rung_steps_ci`; ``None`` where not resampled).
+        resolutions: per rung, how finely its count is resolved in steps
+            (``RungResult.resolution_steps``; ``None``: exact or unknown).
 
     Returns:
         A :class:`BatchSizeAnswer`; its ``reason`` says why and what to run next when
@@ -286,15 +339,27 @@ def batch_size_answer(
     """
     ladder = check_ladder(batch_sizes, steps, min_reached=0)
     overhead = check_positive(overhead, "overhead")
-    if lrs is not None and len(lrs) != ladder.batch_sizes.size:
-        raise AnalysisError(
-            f"lrs must have one entry per rung ({ladder.batch_sizes.size}), got {len(lrs)}"
-        )
+    for name, values in (("lrs", lrs), ("seeds_ci", seeds_ci), ("resolutions", resolutions)):
+        if values is not None and len(values) != ladder.batch_sizes.size:
+            raise AnalysisError(
+                f"{name} must have one entry per rung ({ladder.batch_sizes.size}), "
+                f"got {len(values)}"
+            )
     sizes, counts, reached = ladder.batch_sizes, ladder.steps, ladder.reached
     examples = sizes * counts
     rows = []
     for i, size in enumerate(sizes):
         done = bool(reached[i])
+        steps_ci = ratio_ci = examples_ci = None
+        if done:
+            steps_ci = rung_steps_interval(
+                float(counts[i]),
+                None if seeds_ci is None else seeds_ci[i],
+                None if resolutions is None else resolutions[i],
+            )
+        if steps_ci is not None and fit is not None:
+            ratio_ci = _quotient(steps_ci, fit.s_min_ci)
+            examples_ci = _quotient((size * steps_ci[0], size * steps_ci[1]), fit.e_min_ci)
         rows.append(
             RungCost(
                 batch_size=rung(size),
@@ -303,6 +368,9 @@ def batch_size_answer(
                 steps_ratio=float(counts[i] / fit.s_min) if done and fit else None,
                 examples_ratio=float(examples[i] / fit.e_min) if done and fit else None,
                 lr=None if lrs is None or lrs[i] is None else float(lrs[i]),
+                steps_ci=steps_ci,
+                steps_ratio_ci=ratio_ci,
+                examples_ratio_ci=examples_ci,
             )
         )
     largest_efficient = smallest_fast = None

@@ -44,6 +44,11 @@ class SeedBootstrap:
         n_fitted: replicates with enough reached rungs to fit (the others are left
             out; a low share means the rungs often miss the target on a fresh seed).
         rungs_resampled: how many rungs had candidates with several seeds.
+        rung_steps_ci: per batch size given, the interval of that rung's
+            steps-to-result over the replicates (the percentiles at the fit's
+            confidence, widened to contain the measured count); ``None`` for a rung
+            that was not resampled. ``high`` is ``inf`` when more replicates than the
+            confidence allows did not reach the target.
     """
 
     s_min_ci: tuple[float, float]
@@ -52,9 +57,10 @@ class SeedBootstrap:
     n_bootstrap: int
     n_fitted: int
     rungs_resampled: int
+    rung_steps_ci: tuple[tuple[float, float] | None, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
+        """JSON-safe form (an ``inf`` bound is ``None``)."""
         return {
             "s_min_ci": plain_pair(self.s_min_ci),
             "b_crit_ci": plain_pair(self.b_crit_ci),
@@ -62,6 +68,7 @@ class SeedBootstrap:
             "n_bootstrap": self.n_bootstrap,
             "n_fitted": self.n_fitted,
             "rungs_resampled": self.rungs_resampled,
+            "rung_steps_ci": [None if ci is None else plain_pair(ci) for ci in self.rung_steps_ci],
         }
 
 
@@ -118,12 +125,15 @@ def seed_bootstrap(
     rng = np.random.default_rng(seed)
     measured = dict(zip(fit.batch_sizes, fit.steps, strict=True))
     columns, resampled = [], 0
+    rung_cis: list[tuple[float, float] | None] = []
     for b, rung_candidates in zip(batch_sizes, candidates, strict=True):
         if rung_candidates and any(len(c) >= 2 for c in rung_candidates):
             resampled += 1
             columns.append(resample_rung_steps(rung_candidates, n_bootstrap, rng))
+            rung_cis.append(rung_interval(columns[-1], measured.get(b), fit.confidence))
         else:
             columns.append(np.full(n_bootstrap, measured.get(b, np.inf)))
+            rung_cis.append(None)
     if resampled == 0:
         return None
     steps = np.column_stack(columns)
@@ -173,7 +183,26 @@ def seed_bootstrap(
         n_bootstrap=n_bootstrap,
         n_fitted=int(fitted.sum()),
         rungs_resampled=resampled,
+        rung_steps_ci=tuple(rung_cis),
     )
+
+
+def rung_interval(
+    draws: np.ndarray, measured: float | None, confidence: float
+) -> tuple[float, float] | None:
+    """The percentile interval of one rung's resampled counts (``inf``: not reached).
+
+    Order statistics, not interpolation (an unreached replicate is ``inf``): the
+    ``(1 − confidence)/2`` quantile taken downwards and the ``(1 + confidence)/2``
+    one upwards; widened to contain the measured count. ``None`` when even the
+    lower bound is unreached.
+    """
+    tail = (1.0 - confidence) / 2.0
+    low = float(np.quantile(draws, tail, method="lower"))
+    high = float(np.quantile(draws, 1.0 - tail, method="higher"))
+    if measured is not None and math.isfinite(measured):
+        low, high = min(low, measured), max(high, measured)
+    return None if not math.isfinite(low) else (low, high)
 
 
 def widen(interval: tuple[float, float], other: tuple[float, float]) -> tuple[float, float]:

@@ -94,6 +94,7 @@ def summarize_ladder(
     hparams: Sequence[Mapping[str, float] | None] | None = None,
     train_size: int | None = None,
     rule_runs: Sequence[Mapping[str, Sequence[int | None]]] | None = None,
+    resolutions: Sequence[float | None] | None = None,
     tol: float = 0.25,
     seed: int = 0,
 ) -> LadderSummary:
@@ -121,6 +122,9 @@ def summarize_ladder(
         rule_runs: per rung, transfer rule -> its runs' steps-to-target
             (``RungResult.rule_steps``): what each rule costs against tuning
             (:func:`rule_costs`).
+        resolutions: per rung, how finely its count is resolved in steps
+            (``RungResult.resolution_steps``): each rung's interval in the answer's
+            table reaches that far below its count (:func:`rung_steps_interval`).
         tol: the regime tolerance (bends at tol·B_crit and B_crit/tol; DESIGN.md).
         seed: bootstrap seed of the fit (a fixed seed makes documents reproducible).
 
@@ -195,7 +199,14 @@ def summarize_ladder(
                 )
             except ValueError as failure:
                 logger.warning("hyperparameter trends skipped: %s", failure)
-    answer = batch_size_answer(batch_sizes, steps, fit, lrs=lrs)
+    answer = batch_size_answer(
+        batch_sizes,
+        steps,
+        fit,
+        lrs=lrs,
+        seeds_ci=None if seeds is None else seeds.rung_steps_ci,
+        resolutions=resolutions,
+    )
     return LadderSummary(
         fit=fit,
         regimes=regimes,

@@ -142,8 +142,8 @@ def print_summary(result: StudyResult) -> None:
             ("—" if steps is None else str(steps))
             + (f" (median of {len(rung.seed_steps)})" if rung.seed_steps else ""),
             "—" if steps is None else f"{steps * rung.batch_size:,}",
-            _ratio(cost.get("steps_ratio")),
-            _ratio(cost.get("examples_ratio")),
+            _ratio(cost.get("steps_ratio"), cost.get("steps_ratio_ci")),
+            _ratio(cost.get("examples_ratio"), cost.get("examples_ratio_ci")),
             ", ".join(f"{k}={v:.3g}" for k, v in (rung.best_hparams or {}).items()),
         )
     console.print(table)
@@ -217,8 +217,14 @@ def _rule_cost_text(rule: str, cost: Any) -> str:
     return text
 
 
-def _ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
+def _ratio(value: float | None, interval: list[float | None] | None = None) -> str:
+    """A cost ratio with its interval (``[1.8, 2.6]``; ``>`` when fresh seeds may miss)."""
+    if value is None:
+        return "—"
+    if not interval or interval[0] is None:
+        return f"{value:.2f}"
+    high = "∞" if interval[1] is None else f"{interval[1]:.2f}"
+    return f"{value:.2f} [{interval[0]:.2f}, {high}]"
 
 
 def _answer(result: StudyResult) -> dict[str, Any]:

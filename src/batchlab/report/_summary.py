@@ -146,6 +146,7 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
         hparams=rung_hparams(study),
         train_size=study.workload.get("train_size"),
         rule_runs=[r.rule_steps for r in study.rungs],
+        resolutions=[r.resolution_steps for r in study.rungs],
         tol=tol,
     )
     fit, regimes, trend, note = ladder.fit, ladder.regimes, ladder.lr_trend, ladder.note

@@ -93,6 +93,17 @@ class TrialRecord:
     extended: dict[str, list[float]] | None = None
 
     @property
+    def resolution_steps(self) -> int | None:
+        """How finely its steps-to-target is resolved: the target was crossed after the
+        evaluated step before it, so the count is exact to within this many steps
+        (read off the curve; ``None``: not reached, or no curve kept)."""
+        steps = (self.curve or {}).get("steps")
+        if self.steps_to_target is None or not steps or self.steps_to_target not in steps:
+            return None
+        at = steps.index(self.steps_to_target)
+        return int(self.steps_to_target - (steps[at - 1] if at > 0 else 0))
+
+    @property
     def tuned(self) -> bool:
         """Part of the rung's tuning (search, refinement, confirmation), not a rule's run."""
         return self.rule is None
@@ -152,6 +163,18 @@ class RungResult:
     def best(self) -> TrialRecord | None:
         """The trial that set the rung's steps-to-target, if any."""
         return next((t for t in self.trials if t.number == self.best_trial), None)
+
+    @property
+    def resolution_steps(self) -> int | None:
+        """How finely the rung's steps-to-target is resolved: the coarsest resolution
+        (:attr:`TrialRecord.resolution_steps`) of the runs it was read from (the best
+        trial, and the confirmation runs of its point); ``None``: not reached."""
+        best = self.best
+        if best is None or self.steps_to_target is None:
+            return None
+        runs = [best, *(t for t in self.trials if t.confirm_of == best.slot and t.tuned)]
+        found = [r for t in runs if (r := t.resolution_steps) is not None]
+        return max(found) if found else None
 
     @property
     def candidate_slots(self) -> list[int]:

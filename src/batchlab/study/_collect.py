@@ -217,6 +217,7 @@ def summarize_rungs(rungs: list[RungResult], train_size: int | None = None) -> A
         hparams=[r.best_hparams for r in rungs],
         train_size=train_size,
         rule_runs=[r.rule_steps for r in rungs],
+        resolutions=[r.resolution_steps for r in rungs],
     )
 
 
