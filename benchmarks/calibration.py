@@ -17,7 +17,9 @@ points every rung searches: the spread of their B_crit is the search's sampling
 noise. It prints per study the fitted B_crit with its interval and whether it covers
 the exact value, then the coverage, the median interval ratio upper/lower, and per
 rung how far the study's best steps lie above S*(B) (the search's bias: the best of
-N sampled learning rates is never better than the best one).
+N sampled learning rates is never better than the best one), and how often each
+rung's interval in the answer (``answer.rungs[].steps_ci``: fresh seeds and the
+evaluation resolution) covers S*(B).
 
 ``--edge-extension X`` sets ``[search] edge_extension`` (refinement beyond the edge a
 rung's best is on); each study then also prints how many rungs are flagged on an edge.
@@ -90,11 +92,13 @@ def run_study(seed: int, trials: int, edge_extension: float = 0.0) -> dict[str, 
         config = study_config(seed, trials, edge_extension=edge_extension)
         result = Study(config, Path(tmp) / "s").run()
     fit = (result.analysis or {}).get("fit") or {}
+    rungs = ((result.analysis or {}).get("answer") or {}).get("rungs") or []
     return {
         "steps": result.steps_to_target,
         "b_crit": fit.get("b_crit"),
         "ci": fit.get("b_crit_ci"),
         "edges": len(result.edges),
+        "rung_ci": {row["batch_size"]: row.get("steps_ci") for row in rungs},
     }
 
 
@@ -112,11 +116,15 @@ def main() -> None:
     print(f"exact B_crit (fit of S* on the ladder): {truth:.2f}\n", flush=True)
 
     covered, ratios, excess = 0, [], {b: [] for b in LADDER}
+    rung_hits = {b: [] for b in LADDER}
     for seed in range(args.studies):
         study = run_study(seed, args.trials, args.edge_extension)
         for b, s in zip(LADDER, exact, strict=True):
             if study["steps"][b] is not None:
                 excess[b].append(study["steps"][b] / s - 1.0)
+            ci = study["rung_ci"].get(b)
+            if ci is not None:
+                rung_hits[b].append(ci[0] <= s and (ci[1] is None or s <= ci[1]))
         if study["ci"] is None:
             print(f"seed {seed:2d}: no fit")
             continue
@@ -135,6 +143,12 @@ def main() -> None:
     print(f"median interval upper/lower: {statistics.median(ratios):.2f}")
     print("per rung, best study steps / S*(B) - 1 (median over studies): ", end="")
     print(", ".join(f"{b}: {statistics.median(v):+.1%}" for b, v in excess.items() if v))
+    hits = [h for v in rung_hits.values() for h in v]
+    print(
+        f"per-rung intervals (answer.rungs[].steps_ci) covering S*(B): "
+        f"{sum(hits)}/{len(hits)} = {sum(hits) / max(len(hits), 1):.0%}; per rung: "
+        + ", ".join(f"{b}: {sum(v)}/{len(v)}" for b, v in rung_hits.items() if v)
+    )
     sys.stdout.flush()
 
 
