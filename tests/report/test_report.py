@@ -147,3 +147,19 @@ def test_cli_bad_directory_is_one_line_and_exit_code_2(tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_the_rungs_table_shows_each_rungs_cost_with_its_interval(nqm_study_dir):
+    """steps / S_min and examples / E_min of the answer, with their intervals, per rung."""
+    from batchlab.report._html import format_interval, format_number
+
+    html = build_report(nqm_study_dir).html
+    assert "<th>steps / S_min</th>" in html and "<th>examples / E_min</th>" in html
+    rungs = json.loads((nqm_study_dir / "results.json").read_text())["analysis"]["answer"]["rungs"]
+    reached = [r for r in rungs if r["steps"] is not None]
+    assert reached
+    for row in reached:
+        assert row["steps_ci"] is not None and row["steps_ratio_ci"] is not None
+        assert f"{format_number(row['steps_ratio'])} <span" in html
+        assert format_interval(row["steps_ratio_ci"]) in html
+        assert format_interval(row["steps_ci"]) in html

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..analysis import RungCost
 from ..results import RungResult, StudyData, TrialRecord
 from ._summary import StudySummary
 
@@ -61,6 +62,14 @@ class RungView:
     edges: list[str]
     #: How the steps were confirmed: "median of 3 seeds (240, 250, 300); search best 200".
     seeds: str | None = None
+    #: The rung's cost in the answer (:class:`batchlab.analysis.RungCost`): its steps'
+    #: interval, and steps / S_min and examples / E_min with theirs.
+    cost: RungCost | None = None
+
+    @property
+    def unreached_on_fresh_seeds(self) -> bool:
+        """Whether the top of the steps interval is "not reached" (fresh seeds may miss)."""
+        return bool(self.cost and self.cost.steps_ci and math.isinf(self.cost.steps_ci[1]))
 
 
 @dataclass(frozen=True)
@@ -420,6 +429,7 @@ def rung_views(
         {k for r in study.rungs for t in r.trials for k in t.params}
     )
     best_names = best_hparam_names(study)
+    costs = {c.batch_size: c for c in (summary.answer.rungs if summary.answer else ())}
     views = []
     for rung in study.rungs:
         edges = [e for e in summary.edges if e.batch_size == rung.batch_size]
@@ -448,6 +458,7 @@ def rung_views(
                 param_names=names,
                 edges=[e.message for e in edges],
                 seeds=confirmation_text(rung),
+                cost=costs.get(rung.batch_size),
             )
         )
     return views
