@@ -68,6 +68,30 @@ def test_run_status_and_resume(tmp_path):
     assert again.exit_code == 0, again.output
 
 
+def test_status_gives_the_learning_rate_at_a_batch_size_between_tuned_rungs(tmp_path):
+    config = write_config(tmp_path, changed("search.trials_per_rung", 3))
+    out = tmp_path / "nqm"
+    assert runner.invoke(app, ["study", "run", str(config), "--out", str(out)]).exit_code == 0
+    tuned = [
+        (r["batch_size"], r["best_hparams"]["lr"])
+        for r in json.loads((out / "results.json").read_text())["rungs"]
+        if r["steps_to_target"] is not None
+    ]
+    (b0, lr0), (b1, lr1) = tuned[:2]
+    between = (b0 * b1) ** 0.5  # halfway in log B: the geometric mean of the two LRs
+    args = ["study", "status", str(out), "--lr-at", f"{between}"]
+    scripted = runner.invoke(app, [*args, "--json"], env=ENV)
+    assert scripted.exit_code == 0, scripted.output
+    (at,) = json.loads(scripted.output)["lr_at"]
+    assert at["lr"] == pytest.approx((lr0 * lr1) ** 0.5, rel=1e-9)
+    assert at["bracket"] == pytest.approx(sorted([lr0, lr1]))
+    shown = runner.invoke(app, args, env=ENV)
+    assert f"{at['lr']:.4g}" in shown.output and f"between rungs {b0} and {b1}" in shown.output
+    beyond = runner.invoke(app, ["study", "status", str(out), "--lr-at", "1e6"], env=ENV)
+    assert beyond.exit_code == 2 and "not extrapolated" in beyond.output
+    assert "Traceback" not in beyond.output
+
+
 def test_threads_option_sets_the_workers_torch_threads(tmp_path):
     config = write_config(tmp_path, changed("search.trials_per_rung", 2))
     out = tmp_path / "nqm"

@@ -392,17 +392,34 @@ def resume_command(
 @study_app.command("status")
 def status_command(
     directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    lr_at: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--lr-at",
+            metavar="BATCH_SIZE",
+            help="Also print the learning rate to use at this batch size, interpolated "
+            "(log-log) between the tuned rungs around it, with their LRs as its bracket "
+            "(repeatable; never extrapolated beyond the tuned rungs).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show each rung's progress: trials done/total, best steps-to-target, ETA.
 
-    Example: batchlab study status runs/mnist1d --json
+    Example: batchlab study status runs/mnist1d --lr-at 384 --json
     """
     with cli_errors():
         study = Study.load(directory)
         statuses = study.status()
+        learning_rates = _learning_rates_at(study, lr_at or [])
         if as_json:
-            print_json({"study": study.config.name, "rungs": [asdict(s) for s in statuses]})
+            print_json(
+                {
+                    "study": study.config.name,
+                    "rungs": [asdict(s) for s in statuses],
+                    **({"lr_at": [lr.to_dict() for lr in learning_rates]} if lr_at else {}),
+                }
+            )
             return
         table = key_table(
             f"Study {study.config.name} ({directory})",
@@ -436,6 +453,29 @@ def status_command(
                 f"{directory}` enqueues them again."
             )
         console.print(f"Estimated remaining trial time (one worker): {remaining_total:.0f} s")
+        for lr in learning_rates:
+            low, high = lr.bracket
+            b0, b1 = lr.neighbours
+            where = f"the tuned LR of rung {b0}" if b0 == b1 else f"between rungs {b0} and {b1}"
+            console.print(
+                f"Learning rate at batch size {lr.batch_size:g}: {lr.lr:.4g} ({where}, "
+                f"whose tuned LRs bracket it: {low:.4g} to {high:.4g})",
+                highlight=False,
+            )
+
+
+def _learning_rates_at(study: Study, batch_sizes: list[float]) -> list[Any]:
+    """:func:`batchlab.analysis.lr_at` at each of ``batch_sizes``, from the tuned rungs."""
+    if not batch_sizes:
+        return []
+    from ..analysis import lr_at
+
+    rungs = study.results(analysis=False).rungs
+    sizes = [r.batch_size for r in rungs]
+    lrs = [
+        (r.best_hparams or {}).get("lr") if r.steps_to_target is not None else None for r in rungs
+    ]
+    return [lr_at(sizes, lrs, b) for b in batch_sizes]
 
 
 @study_app.command("worker")
