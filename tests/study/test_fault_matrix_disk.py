@@ -138,14 +138,12 @@ def test_run_into_a_read_only_directory_is_refused_before_training(
     assert list(parent.iterdir()) == []  # nothing written, so nothing trained
 
 
-def test_disk_full_mid_study_stops_cleanly_and_resume_finishes_every_slot_once(
-    tmp_path, linreg_study, monkeypatch
-):
+def fill_the_disk_at_append(monkeypatch, n: int) -> list[int]:
+    """From now on, the journal's ``n``-th append writes half its record, then raises
+    ENOSPC (as a disk filling up mid-write); returns the sizes appended so far."""
     import optuna.storages.journal._file as journal_file
 
-    config = write_config(tmp_path, linreg_study)
-    out = tmp_path / "study"
-    appends = []
+    appends: list[int] = []
 
     class Full:
         def __init__(self, handle):
@@ -159,7 +157,7 @@ def test_disk_full_mid_study_stops_cleanly_and_resume_finishes_every_slot_once(
 
         def write(self, data):
             appends.append(len(data))
-            if len(appends) == 40:  # the disk fills up half-way through a record
+            if len(appends) == n:  # the disk fills up half-way through a record
                 self._handle.write(data[: len(data) // 2])
                 self._handle.flush()
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -175,6 +173,15 @@ def test_disk_full_mid_study_stops_cleanly_and_resume_finishes_every_slot_once(
     monkeypatch.setattr(
         journal_file, "open", lambda *a, **k: Full(real_open(*a, **k)), raising=False
     )
+    return appends
+
+
+def test_disk_full_mid_study_stops_cleanly_and_resume_finishes_every_slot_once(
+    tmp_path, linreg_study, monkeypatch
+):
+    config = write_config(tmp_path, linreg_study)
+    out = tmp_path / "study"
+    appends = fill_the_disk_at_append(monkeypatch, 40)
     result = runner.invoke(
         app, ["study", "run", str(config), "--out", str(out), "--workers", "1"], env=ENV
     )
@@ -213,3 +220,53 @@ def test_disk_full_while_rewriting_a_file_keeps_the_old_one_whole(tmp_path, monk
     assert error.value.errno == errno.ENOSPC and error.value.filename == str(path)
     assert path.read_bytes() == before  # the old version, whole
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("command", ["resume", "worker"])
+def test_disk_full_under_resume_or_a_worker_stops_cleanly_and_loses_nothing(
+    tmp_path, linreg_study, monkeypatch, command
+):
+    study = started(tmp_path, linreg_study)
+    journal = study.directory / "optuna.journal"
+    appends = fill_the_disk_at_append(monkeypatch, 25)
+    args = {
+        "resume": ["study", "resume", str(study.directory), "--workers", "1"],
+        "worker": ["study", "worker", f"journal://{journal}"],
+    }[command]
+    result = runner.invoke(app, args, env=ENV)
+    output = " ".join(result.output.split())
+    assert len(appends) >= 25  # the fault was injected
+    assert result.exit_code == 1, result.output
+    assert f"no space left on device writing {journal}" in output, output
+    assert "Traceback" not in output and "Finished trials are kept" in output
+    assert "batchlab study resume" in output
+    monkeypatch.undo()  # the disk is freed
+    result = runner.invoke(app, ["study", "resume", str(study.directory), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert all(json.loads(line) for line in journal.read_bytes().splitlines())
+    assert not any(Study.load(study.directory).unfinished().values())
+    assert_each_slot_once(study.storage_url, linreg_study["search"]["trials_per_rung"])
+
+
+def test_disk_full_writing_the_report_keeps_the_old_one_and_says_what_to_do(
+    tmp_path, linreg_study, monkeypatch
+):
+    from batchlab import _io
+
+    study = started(tmp_path, linreg_study)
+    assert runner.invoke(app, ["study", "resume", str(study.directory)]).exit_code == 0
+    assert runner.invoke(app, ["report", str(study.directory)]).exit_code == 0
+    report = study.directory / "report.html"
+    before = report.read_bytes()
+
+    def full(fd, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_io.os, "fsync", full)
+    result = runner.invoke(app, ["report", str(study.directory)], env=ENV)
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert f"no space left on device writing {report}" in output, output
+    assert "free some space, then run the command again" in output.lower()
+    assert "study resume" not in output and "Traceback" not in output
+    assert report.read_bytes() == before and not list(study.directory.glob(".*.tmp"))

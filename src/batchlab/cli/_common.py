@@ -71,9 +71,21 @@ def format_validation_error(error: pydantic.ValidationError) -> list[str]:
     return lines
 
 
+#: What to do after a disk-full stop, by default (commands that keep finished work say so).
+AFTER_DISK_FULL = "free some space, then run the command again"
+#: ... for the study commands, whose finished trials are in the storage.
+AFTER_DISK_FULL_STUDY = (
+    "Finished trials are kept: free some space, then run `batchlab study resume DIR`"
+)
+
+
 @contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """Turn input errors into a clear message and exit code 2 (URL passwords masked)."""
+def cli_errors(after_disk_full: str = AFTER_DISK_FULL) -> Iterator[None]:
+    """Turn input errors into a clear message and exit code 2 (URL passwords masked).
+
+    A full disk (ENOSPC) stops the command with exit code 1 and one line naming the
+    file, then ``after_disk_full``: what to do once space is freed.
+    """
     try:
         yield
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -113,7 +125,7 @@ def cli_errors() -> Iterator[None]:
         err_console.print(
             f"[bold red]stopped:[/] no space left on device writing "
             f"{_escape(str(error.filename or 'a file'))}; nothing half-written was kept. "
-            "Finished trials are kept: free some space, then run `batchlab study resume DIR`",
+            f"{after_disk_full[:1].upper()}{after_disk_full[1:]}",
             highlight=False,
         )
         raise typer.Exit(EXIT_STOPPED) from None

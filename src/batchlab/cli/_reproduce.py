@@ -110,7 +110,10 @@ def reproduce_command(
 
       batchlab reproduce --workers 2          # the full run, about half an hour on 2 cores
     """
-    with cli_errors():
+    with cli_errors(
+        "Finished studies and trials are kept: free some space, then run the same "
+        "`batchlab reproduce` again (it resumes)"
+    ):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         variant = "quick" if quick else "full"
         loaded = load_plan(plan if plan is not None else default_plan_dir(variant))

@@ -35,6 +35,7 @@ from ..study import (
     work,
 )
 from ._common import (
+    AFTER_DISK_FULL_STUDY,
     EXIT_STOPPED,
     JsonOption,
     WorkloadPathOption,
@@ -364,7 +365,7 @@ def run_command(
 
     Example: batchlab study run examples/mnist1d-cnn.toml --out runs/mnist1d --workers 2
     """
-    with cli_errors():
+    with cli_errors(AFTER_DISK_FULL_STUDY):
         study = Study.from_config(config, out)
         study.config = study.config.with_workload_path(workload_path or [])
         _run(study, workers, threads, force, fail_fast, as_json, device)
@@ -385,7 +386,7 @@ def resume_command(
 
     Example: batchlab study resume runs/mnist1d --json
     """
-    with cli_errors():
+    with cli_errors(AFTER_DISK_FULL_STUDY):
         _run(Study.load(directory), workers, threads, False, fail_fast, as_json, device)
 
 
@@ -525,7 +526,10 @@ def worker_command(
 
       batchlab study worker journal:///runs/own/optuna.journal --config my_study.toml
     """
-    with cli_errors():
+    with cli_errors(
+        "Finished trials are kept: free some space, then start this worker again (or run "
+        "`batchlab study resume DIR` where the study was started)"
+    ):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         allowed = list(allow_workload or [])
         local = _local_config(config_file) if config_file is not None else None
