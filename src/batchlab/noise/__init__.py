@@ -4,6 +4,8 @@
   parameters, from a few batches; leaves the model exactly as it was.
 * :class:`NoiseScaleTracker` — B_simple during training, from the micro-batches of
   gradient accumulation, with one ``tracker.step()`` per optimizer step.
+* :class:`NormLayerNoiseTracker` — B_simple of the LayerNorm/RMSNorm parameters alone,
+  from their cheap per-example gradients (Gray et al. 2024), as a proxy.
 * :class:`NoiseScaleStatistics`, :func:`grad_sq_norm_estimate`,
   :func:`trace_cov_estimate`, :func:`noise_scale_from_norms`,
   :func:`fieller_interval` — the statistics alone, for norms you collect yourself
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._estimators import fieller_interval, grad_sq_norm_estimate, trace_cov_estimate
 from ._measure import measure_noise_scale
+from ._norm_layers import NormLayerNoiseTracker
 from ._plumbing import (
     DEFAULT_MICRO_BATCHES,
     ShardedModelError,
@@ -31,9 +34,12 @@ from ._tracker import NoiseScaleTracker
 
 if TYPE_CHECKING:
     from ._ddp_hook import NoiseScaleHook, register_noise_scale_hook
+    from ._fsdp import FSDPNoiseScaleHook, register_fsdp_noise_scale_hook
 
 #: The DDP comm hook imports torch.distributed's DDP machinery: only on first use.
 _DDP_HOOK_NAMES = ("NoiseScaleHook", "register_noise_scale_hook")
+#: Likewise the FSDP2 hook (torch.distributed.fsdp).
+_FSDP_HOOK_NAMES = ("FSDPNoiseScaleHook", "register_fsdp_noise_scale_hook")
 
 
 def __getattr__(name: str) -> Any:
@@ -41,17 +47,23 @@ def __getattr__(name: str) -> Any:
         from . import _ddp_hook
 
         return getattr(_ddp_hook, name)
+    if name in _FSDP_HOOK_NAMES:
+        from . import _fsdp
+
+        return getattr(_fsdp, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "DEFAULT_MICRO_BATCHES",
+    "FSDPNoiseScaleHook",
     "NoiseScaleEstimate",
     "NoiseScaleHook",
     "NoiseScaleRecord",
     "NoiseScaleResult",
     "NoiseScaleStatistics",
     "NoiseScaleTracker",
+    "NormLayerNoiseTracker",
     "ShardedModelError",
     "check_micro_batch_size",
     "check_not_sharded",
@@ -59,6 +71,7 @@ __all__ = [
     "grad_sq_norm_estimate",
     "measure_noise_scale",
     "noise_scale_from_norms",
+    "register_fsdp_noise_scale_hook",
     "register_noise_scale_hook",
     "split_batch",
     "trace_cov_estimate",

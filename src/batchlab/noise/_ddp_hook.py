@@ -12,7 +12,8 @@ that bucket is float32 or float64.
 
 Plumbing only: the statistics are :class:`~batchlab.noise.NoiseScaleStatistics`.
 FSDP (sharded gradients) is refused with a clear error, see
-:func:`batchlab.noise.check_not_sharded`.
+:func:`batchlab.noise.check_not_sharded`; FSDP2 models have their own hook,
+:func:`batchlab.noise.register_fsdp_noise_scale_hook` (:mod:`._fsdp`).
 
 The bucket-level pieces (layouts, one backward's norms, their reduction to one step)
 are in :mod:`._ddp_buckets`; the running statistics it feeds in :mod:`._running`.
@@ -351,7 +352,8 @@ def register_noise_scale_hook(
     Not covered: loss scaling (norms are in the units of the scaled gradients; a
     changing scale weights steps unequally), other communication hooks (DDP takes
     one hook; this one replaces e.g. fp16 compression), sparse gradients,
-    ``parameters_to_ignore`` (not measured), and FSDP.
+    ``parameters_to_ignore`` (not measured), and FSDP (for FSDP2, ``fully_shard``,
+    use :func:`~batchlab.noise.register_fsdp_noise_scale_hook`).
 
     References:
         McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch

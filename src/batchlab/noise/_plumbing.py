@@ -224,15 +224,26 @@ def sharding_of(model: nn.Module) -> str | None:
 
 
 def check_not_sharded(model: nn.Module, *, where: str) -> None:
-    """Raise :class:`ShardedModelError` if ``model``'s gradients are sharded (FSDP, DTensor)."""
+    """Raise :class:`ShardedModelError` if ``model``'s gradients are sharded (FSDP, DTensor).
+
+    For the paths that need whole gradients (``NoiseScaleTracker``,
+    ``measure_noise_scale``, the DDP hook). FSDP2 models have their own hook,
+    :func:`batchlab.noise.register_fsdp_noise_scale_hook`, which the message names.
+    """
     sharding = sharding_of(model)
     if sharding is not None:
+        fsdp2 = (
+            "; for a model sharded with fully_shard (FSDP2, 1-D mesh) use "
+            "batchlab.noise.register_fsdp_noise_scale_hook"
+            if "FSDP" in sharding and "FullyShardedDataParallel" not in sharding
+            else ""
+        )
         raise ShardedModelError(
-            f"{where}: the model has {sharding}; sharded gradients are not supported, the "
-            "noise scale would be computed from gradient shards and be wrong. Measure an "
+            f"{where}: the model has {sharding}; sharded gradients are not supported here, "
+            "the noise scale would be computed from gradient shards and be wrong. Measure an "
             "unsharded copy of the model instead: batchlab.integrations.ddp."
             "register_noise_scale_hook under DistributedDataParallel, or "
-            "batchlab.measure_noise_scale / NoiseScaleTracker in one process"
+            f"batchlab.measure_noise_scale / NoiseScaleTracker in one process{fsdp2}"
         )
 
 

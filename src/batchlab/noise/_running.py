@@ -15,8 +15,9 @@ import dataclasses
 import math
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Self
 
 import numpy as np
 
@@ -233,3 +234,33 @@ class RunningNoiseScale(ABC):
         return make_result(
             self._total, self._modules, self._group_names, self.history, skipped=self._skipped
         )
+
+
+class HookedNoiseScale(RunningNoiseScale):
+    """A running noise scale fed by hooks on a model (``self._handles``): pausing them,
+    removing them, and ``with`` blocks that remove them on exit."""
+
+    _handles: list[Any]
+    _paused: bool
+
+    @contextmanager
+    def paused(self) -> Iterator[Self]:
+        """Ignore the passes inside this block (e.g. an extra loss for logging)."""
+        self._paused, previous = True, self._paused
+        try:
+            yield self
+        finally:
+            self._paused = previous
+
+    def remove(self) -> None:
+        """Detach all hooks; the statistics gathered so far stay readable."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._flush()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()

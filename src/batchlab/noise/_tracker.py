@@ -7,8 +7,6 @@ Plumbing only: parameter hooks collect squared norms during backward, and
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,7 +20,7 @@ from ._plumbing import (
     sq_norm,
     trainable_parameters,
 )
-from ._running import RunningNoiseScale, Step
+from ._running import HookedNoiseScale, Step
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ class LossScaler(Protocol):
     def get_scale(self) -> float: ...
 
 
-class NoiseScaleTracker(RunningNoiseScale):
+class NoiseScaleTracker(HookedNoiseScale):
     """Measures B_simple during training from the micro-batches of gradient accumulation.
 
     Attach it to any model; the training loop stays as it is, plus one
@@ -269,27 +267,3 @@ class NoiseScaleTracker(RunningNoiseScale):
                 "skips it too)",
                 index,
             )
-
-    # ----- lifetime ----------------------------------------------------------------------
-
-    @contextmanager
-    def paused(self) -> Iterator[NoiseScaleTracker]:
-        """Ignore backward passes inside this block (e.g. an extra loss for logging)."""
-        self._paused, previous = True, self._paused
-        try:
-            yield self
-        finally:
-            self._paused = previous
-
-    def remove(self) -> None:
-        """Detach all hooks; the statistics gathered so far stay readable."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        self._flush()
-
-    def __enter__(self) -> NoiseScaleTracker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
