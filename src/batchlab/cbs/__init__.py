@@ -9,6 +9,8 @@
 * :func:`run_branch` — one branch; :func:`improvement_target`, :func:`eval_schedule` —
   its target and evaluation grid.
 * :func:`exact_branch_curve` — expected branch curves on ``nqm`` and ``linreg``.
+* :class:`Cooldown`, :func:`describe_schedule`, ``SCHEDULES`` — measuring under a
+  warmup-stable-decay schedule (branch in the stable phase, read after a cooldown).
 
 References:
     Merrill, Arora, Groeneveld, Hajishirzi 2025, "Critical Batch Size Revisited",
@@ -28,24 +30,33 @@ from ._checkpoints import (
     snapshot,
     train_base_run,
 )
-from ._exact import exact_branch_curve, linreg_expected_excess_loss
+from ._exact import (
+    exact_branch_curve,
+    linreg_cooldown_excess_loss,
+    linreg_expected_excess_loss,
+)
 from ._measure import measure_critical_batch
 from ._results import CheckpointMeasurement, CriticalBatchResult, RungMeasurement
+from ._schedule import SCHEDULES, Cooldown, describe_schedule
 from ._target import eval_schedule, improvement_target
 
 __all__ = [
     "OPTIMIZER_STATES",
+    "SCHEDULES",
     "BranchResult",
     "Checkpoint",
     "CheckpointError",
     "CheckpointMeasurement",
     "CheckpointSaver",
+    "Cooldown",
     "CriticalBatchResult",
     "RungMeasurement",
     "checkpoint_path",
+    "describe_schedule",
     "eval_schedule",
     "exact_branch_curve",
     "improvement_target",
+    "linreg_cooldown_excess_loss",
     "linreg_expected_excess_loss",
     "load_checkpoint",
     "load_checkpoints",

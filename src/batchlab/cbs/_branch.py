@@ -26,6 +26,7 @@ from ..optim import optimizer_for
 from ..training import set_lr, train_step
 from ..workloads import Target, Workload, check_batch_size, workload_device
 from ._checkpoints import Checkpoint
+from ._schedule import Cooldown
 
 Status = Literal["reached", "not_reached", "diverged", "beaten"]
 OptimizerState = Literal["resume", "reset"]
@@ -86,6 +87,7 @@ def run_branch(
     seed: int = 0,
     stop_after: int | None = None,
     precision: str = "fp32",
+    cooldown: Cooldown | None = None,
 ) -> BranchResult:
     """Train from ``checkpoint`` at ``batch_size`` and ``lr`` until ``target`` is met.
 
@@ -115,6 +117,10 @@ def run_branch(
             meeting the target.
         precision: ``"fp32"``, ``"tf32"`` or ``"bf16"``: the numerics of the forward
             passes (training loss and evaluation; :func:`batchlab._device.autocast`).
+        cooldown: if given (WSD measurements, :mod:`._schedule`), at each evaluation
+            after t steps at ``lr`` a copy cools down over k more steps
+            (:meth:`Cooldown.lrs`, on its own data stream) and is evaluated instead;
+            the step recorded is t + k, so steps-to-target counts the cooldown.
 
     Returns:
         A :class:`BranchResult`.
@@ -176,8 +182,18 @@ def run_branch(
                         f"training loss became {loss} at step {done + 1}",
                     )  # fmt: skip
             done += 1
+        if cooldown is not None:
+            cooled = _cooled_down(
+                workload, copies, cooldown, lr, step, batch_size, precision,
+                seed_for(seed, checkpoint.step, batch_size, step),
+            )  # fmt: skip
+            if isinstance(cooled, str):
+                return _stopped(batch_size, lr, repeats, steps, values, "diverged", cooled)
+            models, step = cooled
+        else:
+            models = [m for m, _, _ in copies]
         with autocast(precision, device):
-            value = sum(workload.evaluate(m)[target.metric] for m, _, _ in copies) / repeats
+            value = sum(workload.evaluate(m)[target.metric] for m in models) / repeats
         steps.append(step)
         values.append(value)
         if not math.isfinite(value):
@@ -199,6 +215,35 @@ def run_branch(
         batch_size, lr, repeats, steps, values, "not_reached",
         f"{target.describe()} not reached within {eval_steps[-1]} steps",
     )  # fmt: skip
+
+
+def _cooled_down(
+    workload: Workload,
+    copies: list[tuple[Any, Any, Any]],
+    cooldown: Cooldown,
+    lr: float,
+    stable_steps: int,
+    batch_size: int,
+    precision: str,
+    seed: int,
+) -> tuple[list[Any], int] | str:
+    """Copies of the branch after its cooldown from ``stable_steps``, and the total steps.
+
+    Returns a reason (str) instead if the cooldown diverged.
+    """
+    lrs = cooldown.lrs(lr, stable_steps, batch_size)
+    models = []
+    for index, (model, opt, _) in enumerate(copies):
+        # One deepcopy of both keeps the optimizer pointing at the copy's parameters.
+        model_copy, opt_copy = copy.deepcopy((model, opt))
+        stream = workload.train_batches(batch_size, make_generator(seed_for(seed, index)))
+        for j, step_lr in enumerate(lrs):
+            set_lr(opt_copy, step_lr)
+            loss = train_step(workload, model_copy, opt_copy, stream, precision=precision)
+            if not math.isfinite(loss):
+                return f"training loss became {loss} at cooldown step {j + 1} after {stable_steps}"
+        models.append(model_copy)
+    return models, stable_steps + len(lrs)
 
 
 def _stopped(

@@ -35,7 +35,7 @@ from .._errors import BatchlabError
 from .._io import atomic_write
 from .._seeding import make_generator
 from ..optim import optimizer_for
-from ..training import train_step
+from ..training import set_lr, train_step
 from ..workloads import Workload, check_batch_size, workload_device
 
 logger = logging.getLogger(__name__)
@@ -301,6 +301,7 @@ def train_base_run(
     directory: str | os.PathLike[str] | None = None,
     on_step: Callable[[int], None] | None = None,
     precision: str = "fp32",
+    lr_schedule: Callable[[int], float] | None = None,
 ) -> list[Checkpoint]:
     """Train ``workload`` at a constant batch size and LR, keeping its state at ``steps``.
 
@@ -319,6 +320,8 @@ def train_base_run(
         on_step: called after every optimizer step with the step number (progress).
         precision: ``"fp32"``, ``"tf32"`` or ``"bf16"``: the numerics of the forward
             passes (training loss and evaluation; :func:`batchlab._device.autocast`).
+        lr_schedule: multiplier of ``hparams["lr"]`` after t optimizer steps (e.g.
+            :func:`batchlab.optim.wsd_multiplier`); default constant.
 
     Returns:
         One :class:`Checkpoint` per distinct step, by step, with the evaluation
@@ -360,6 +363,8 @@ def train_base_run(
     if wanted[0] == 0:
         keep(0)
     for step in range(1, wanted[-1] + 1):
+        if lr_schedule is not None:
+            set_lr(opt, float(hparams["lr"]) * lr_schedule(step - 1))
         loss = train_step(workload, model, opt, batches, precision=precision)
         if loss != loss or loss in (float("inf"), float("-inf")):
             raise ValueError(

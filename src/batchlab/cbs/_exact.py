@@ -31,6 +31,7 @@ from ..workloads import Target, Workload
 from ..workloads.linreg import LinRegWorkload
 from ..workloads.nqm import NQMWorkload, iter_nqm_expected_loss
 from ._checkpoints import Checkpoint
+from ._schedule import Cooldown
 
 
 def linreg_expected_excess_loss(
@@ -86,6 +87,52 @@ def linreg_expected_excess_loss(
     return np.array(out)
 
 
+def linreg_cooldown_excess_loss(
+    cov: np.ndarray,
+    r0: np.ndarray,
+    noise_std: float,
+    *,
+    lr: float,
+    batch_size: int,
+    eval_steps: Sequence[int],
+    cooldown: Cooldown,
+) -> np.ndarray:
+    """Exact expected excess loss of a linreg branch read after a cooldown (WSD).
+
+    At every t of ``eval_steps`` the recurrence of :func:`linreg_expected_excess_loss`
+    runs t steps at ``lr`` and then k = ``cooldown.steps(t, batch_size)`` more at the
+    cooldown's per-step LRs (:meth:`Cooldown.lrs`), and reports ½ Σ λ_i m_i there,
+    i.e. at step t + k of the branch. The recurrence holds step by step for any LR
+    sequence, since each step's mean and covariance depend only on that step's η.
+
+    Returns:
+        One value per eval step; ``inf`` once the run diverges.
+    """
+    eigenvalues, basis = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
+    lam = np.clip(eigenvalues, 0.0, None)
+    m = (basis.T @ np.asarray(r0, dtype=np.float64)) ** 2
+    floor = noise_std**2
+
+    def step(m: np.ndarray, eta: float) -> np.ndarray:
+        scale = eta * eta / batch_size
+        return ((1.0 - eta * lam) ** 2 + scale * lam**2) * m + scale * lam * (
+            float(lam @ m) + floor
+        )
+
+    out, done = [], 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in eval_steps:
+            while done < t and np.isfinite(m).all():
+                m = step(m, lr)
+                done += 1
+            cooled = m
+            for eta in cooldown.lrs(lr, t, batch_size):
+                cooled = step(cooled, eta)
+            value = 0.5 * float(lam @ cooled)
+            out.append(value if np.isfinite(value) and np.isfinite(m).all() else np.inf)
+    return np.array(out)
+
+
 def exact_branch_curve(
     workload: Workload,
     checkpoint: Checkpoint,
@@ -97,8 +144,12 @@ def exact_branch_curve(
     lr: float,
     batch_size: int,
     eval_steps: Sequence[int],
+    cooldown: Cooldown | None = None,
 ) -> np.ndarray | None:
     """The expected ``metric`` of a branch at ``eval_steps``, or ``None`` where not known.
+
+    With a ``cooldown`` (WSD), the value at t is read after the cooldown from t (at
+    step t + k; :func:`linreg_cooldown_excess_loss`); known on ``linreg`` only.
 
     Known for ``nqm`` (metric ``loss``; SGD, or momentum/Nesterov with a fresh
     optimizer or no momentum buffer yet) and ``linreg`` (``loss`` or ``excess_loss``;
@@ -111,7 +162,7 @@ def exact_branch_curve(
         isinstance(s, dict) and s.get("momentum_buffer") is not None
         for s in (state.get("state") or {}).values()
     )
-    if isinstance(workload, NQMWorkload) and metric == "loss":
+    if isinstance(workload, NQMWorkload) and metric == "loss" and cooldown is None:
         if optimizer not in ("sgd", "momentum", "nesterov") or has_buffers:
             return None
         w0 = checkpoint.model_state["w"].double().numpy()
@@ -133,14 +184,15 @@ def exact_branch_curve(
         if optimizer != "sgd":
             return None
         w = checkpoint.model_state["weight"].reshape(-1).double().numpy()
-        excess = linreg_expected_excess_loss(
-            workload.cov.numpy(),
-            w - workload.w_star.numpy(),
-            workload.noise_std,
-            lr=lr,
-            batch_size=batch_size,
-            eval_steps=eval_steps,
-        )
+        args = (workload.cov.numpy(), w - workload.w_star.numpy(), workload.noise_std)
+        if cooldown is None:
+            excess = linreg_expected_excess_loss(
+                *args, lr=lr, batch_size=batch_size, eval_steps=eval_steps
+            )
+        else:
+            excess = linreg_cooldown_excess_loss(
+                *args, lr=lr, batch_size=batch_size, eval_steps=eval_steps, cooldown=cooldown
+            )
         return excess + (0.5 * workload.noise_std**2 if metric == "loss" else 0.0)
     return None
 

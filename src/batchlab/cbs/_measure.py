@@ -37,7 +37,7 @@ import torch
 from .._checks import check_positive_int
 from .._device import autocast, check_precision, matmul_precision, resolve_device
 from ..noise import check_micro_batch_size
-from ..optim import SCALING_RULES, scale_lr
+from ..optim import SCALING_RULES, scale_lr, wsd_multiplier
 from ..training import split_optimizer
 from ..workloads import Workload, check_batch_size, on_device, workload_device
 from ._analysis import analyse_checkpoint
@@ -45,6 +45,7 @@ from ._branch import OPTIMIZER_STATES, BranchResult, OptimizerState, run_branch
 from ._checkpoints import Checkpoint, train_base_run
 from ._exact import exact_branch_curve, first_reached
 from ._results import CriticalBatchResult, RungMeasurement
+from ._schedule import SCHEDULES, Cooldown
 from ._target import eval_schedule, improvement_target
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,78 @@ def _environment(device: torch.device) -> dict[str, Any]:
     return environment
 
 
+def _check_schedule(
+    schedule: str,
+    warmup_steps: int,
+    total_steps: int | None,
+    decay_fraction: float,
+    cooldown_fraction: float | None,
+    cooldown_examples: int | None,
+    cooldown_decay: str,
+) -> tuple[dict[str, Any], Cooldown | None]:
+    """``settings["schedule"]`` and the branches' cooldown, or an error naming the option."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if schedule == "constant":
+        for name, value, default in (
+            ("warmup_steps", warmup_steps, 0),
+            ("total_steps", total_steps, None),
+            ("decay_fraction", decay_fraction, 0.2),
+            ("cooldown_fraction", cooldown_fraction, None),
+            ("cooldown_examples", cooldown_examples, None),
+            ("cooldown_decay", cooldown_decay, "linear"),
+        ):
+            if value != default:
+                raise ValueError(f"{name} applies to schedule='wsd', not schedule='constant'")
+        return {"name": "constant"}, None
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    if not (isinstance(decay_fraction, (int, float)) and 0 <= decay_fraction < 1):
+        raise ValueError(f"decay_fraction must be in [0, 1), got {decay_fraction!r}")
+    stable_end = None
+    if total_steps is not None:
+        total_steps = check_positive_int(total_steps, "total_steps")
+        stable_end = total_steps - round(decay_fraction * total_steps)
+        if stable_end < warmup_steps:
+            raise ValueError(
+                f"total_steps={total_steps} with decay_fraction={decay_fraction} leaves no "
+                f"stable phase after warmup_steps={warmup_steps}"
+            )
+    cooldown = None
+    if cooldown_fraction is not None or cooldown_examples is not None:
+        cooldown = Cooldown(cooldown_fraction, cooldown_examples, cooldown_decay)
+    elif cooldown_decay != "linear":
+        raise ValueError("cooldown_decay needs cooldown_fraction or cooldown_examples")
+    info = {
+        "name": "wsd",
+        "warmup_steps": warmup_steps,
+        "total_steps": total_steps,
+        "decay_fraction": float(decay_fraction),
+        "stable_end": stable_end,
+        "cooldown": None if cooldown is None else cooldown.to_dict(),
+    }
+    return info, cooldown
+
+
+def _check_stable(schedule: dict[str, Any], steps: Sequence[int]) -> None:
+    """Refuse checkpoints outside the WSD stable phase (branching there assumes a peak LR)."""
+    if schedule["name"] != "wsd":
+        return
+    low, high = schedule["warmup_steps"], schedule["stable_end"]
+    for step in steps:
+        if step < low:
+            raise ValueError(
+                f"checkpoints: step {step} is in the warmup phase (warmup_steps={low}); "
+                "under schedule='wsd' branch from the stable phase only"
+            )
+        if high is not None and step > high:
+            raise ValueError(
+                f"checkpoints: step {step} is in the decay phase (the stable phase ends at step "
+                f"{high} = total_steps - decay_fraction * total_steps); under schedule='wsd' "
+                "branch from the stable phase only"
+            )
+
+
 def measure_critical_batch(
     workload: Workload,
     checkpoints: Sequence[int] | Sequence[Checkpoint],
@@ -125,6 +198,13 @@ def measure_critical_batch(
     on_progress: ProgressFn | None = None,
     device: str | torch.device = "auto",
     precision: str = "fp32",
+    schedule: str = "constant",
+    warmup_steps: int = 0,
+    total_steps: int | None = None,
+    decay_fraction: float = 0.2,
+    cooldown_fraction: float | None = None,
+    cooldown_examples: int | None = None,
+    cooldown_decay: str = "linear",
 ) -> CriticalBatchResult:
     """Measure the critical batch size at checkpoints of one run, next to the noise scale.
 
@@ -160,7 +240,8 @@ def measure_critical_batch(
     Args:
         workload: the model and data.
         checkpoints: steps at which to checkpoint a base run trained here (at
-            ``base_batch_size`` with ``optimizer``/``hparams``, constant LR), or
+            ``base_batch_size`` with ``optimizer``/``hparams``, constant LR or, with
+            ``schedule="wsd"``, warmup then constant), or
             :class:`Checkpoint` objects of a run you trained (see
             :class:`CheckpointSaver`, :func:`load_checkpoints`).
         batch_sizes: the branch ladder, at least 3, strictly increasing.
@@ -197,6 +278,22 @@ def measure_critical_batch(
         precision: ``"fp32"``, ``"tf32"`` or ``"bf16"`` (autocast around the forward
             passes; weights, gradients, optimizer state and the noise-scale statistics
             stay fp32 or wider).
+        schedule: ``"constant"`` (the base run and every branch at a constant LR) or
+            ``"wsd"``: the base run follows warmup-stable-decay
+            (:func:`batchlab.optim.wsd_multiplier`), checkpoints must lie in its stable
+            phase, and with a cooldown each branch's metric is read after it (see
+            :mod:`batchlab.cbs._schedule`). Recorded in ``settings["schedule"]``.
+        warmup_steps: WSD warmup of the base run (its LR rises linearly to ``lr``);
+            checkpoints before its end are refused.
+        total_steps: the WSD base run's planned length; with ``decay_fraction`` it
+            ends the stable phase at ``total_steps − round(decay_fraction ·
+            total_steps)``, after which checkpoints are refused (default: no end).
+        decay_fraction: the share of ``total_steps`` that the base run's decay takes.
+        cooldown_fraction: WSD only: each branch cools down over this share of its
+            steps, in (0, 1) (k = round(f·t/(1 − f)) after t stable steps;
+            ``max_steps`` bounds t, so a branch may run to ``max_steps``/(1 − f)).
+        cooldown_examples: WSD only: or over this many examples (k = ⌈n/B⌉).
+        cooldown_decay: the cooldown's shape: ``"linear"``, ``"cosine"`` or ``"sqrt"``.
 
     Returns:
         A :class:`CriticalBatchResult`, one :class:`CheckpointMeasurement` per checkpoint.
@@ -247,6 +344,10 @@ def measure_critical_batch(
             batch_name="noise_batch_size",
         )
 
+    schedule_info, cooldown = _check_schedule(
+        schedule, warmup_steps, total_steps, decay_fraction,
+        cooldown_fraction, cooldown_examples, cooldown_decay,
+    )  # fmt: skip
     workload = on_device(workload, device)  # the data move once; every model follows them
     where = workload_device(workload)
     # fp32 means fp32 (no TF32) for the whole measurement, backward passes too.
@@ -264,6 +365,7 @@ def measure_critical_batch(
             )  # fmt: skip
             run_batch_size = first.batch_size or base_batch_size
             points = sorted(given, key=lambda c: c.step)
+            _check_stable(schedule_info, [c.step for c in points])
         else:
             defaults = dict(workload.default_hparams)
             name, base = split_optimizer(
@@ -274,6 +376,7 @@ def measure_critical_batch(
                 base_batch_size, workload.train_size, name="base_batch_size"
             )
             steps = sorted({int(s) for s in checkpoints})  # type: ignore[arg-type]
+            _check_stable(schedule_info, steps)
             logger.info("training the base run to step %d", steps[-1])
             points = train_base_run(
                 workload,
@@ -284,6 +387,9 @@ def measure_critical_batch(
                 seed=seed,
                 directory=checkpoint_dir,
                 precision=precision,
+                lr_schedule=(
+                    wsd_multiplier(warmup_steps, steps[-1], 0) if schedule == "wsd" else None
+                ),
             )
         if "lr" not in base:
             raise ValueError(f"hparams must hold the base learning rate 'lr', got {base}")
@@ -326,6 +432,7 @@ def measure_critical_batch(
                         seed=seed,
                         stop_after=best,
                         precision=precision,
+                        cooldown=cooldown,
                     )
                     branches.append(branch)
                     if branch.steps_to_target is not None:
@@ -334,12 +441,15 @@ def measure_critical_batch(
                         curve = exact_branch_curve(
                             workload, point, metric=metric, optimizer=name, hparams=branch_hparams,
                             optimizer_state=optimizer_state, lr=lr, batch_size=batch_size,
-                            eval_steps=evals,
+                            eval_steps=evals, cooldown=cooldown,
                         )  # fmt: skip
                         if curve is None:
                             exact_steps = None
                         else:
-                            exact_steps.append(first_reached(evals, curve, target))
+                            read_at = evals if cooldown is None else [
+                                t + cooldown.steps(t, batch_size) for t in evals
+                            ]  # fmt: skip
+                            exact_steps.append(first_reached(read_at, curve, target))
                     done += 1
                     if on_progress is not None:
                         on_progress(done, total, f"step {point.step}: B={batch_size} lr={lr:.3g}")
@@ -385,6 +495,7 @@ def measure_critical_batch(
         "seed": seed,
         "device": str(where),
         "precision": precision,
+        "schedule": schedule_info,
     }
     return CriticalBatchResult(
         workload=workload.name,

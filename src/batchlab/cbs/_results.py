@@ -17,6 +17,7 @@ from ..analysis import PredictionComparison, ScalingFit
 from ..noise import NoiseScaleResult
 from ..workloads import ExactNoiseScale, Target
 from ._branch import BranchResult
+from ._schedule import describe_schedule
 
 #: ``cbs.json``'s ``kind`` and layout version.
 CBS_KIND = "batchlab-cbs"
@@ -217,9 +218,20 @@ class CriticalBatchResult:
         """B_simple per checkpoint."""
         return tuple(c.b_simple for c in self.checkpoints)
 
+    @property
+    def schedule(self) -> dict[str, Any]:
+        """The LR schedule the measurement assumed (``settings["schedule"]``; results
+        written before schedules were recorded assumed a constant LR)."""
+        return dict(self.settings.get("schedule") or {"name": "constant"})
+
+    def describe_schedule(self) -> str:
+        """:attr:`schedule` in words (printed by ``batchlab cbs``)."""
+        return describe_schedule(self.schedule)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (``cbs.json``); non-finite numbers become ``None``."""
         return {
+            "schedule": self.schedule,
             "kind": CBS_KIND,
             "schema_version": CBS_SCHEMA,
             "workload": {"name": self.workload, "params": dict(self.workload_params)},

@@ -185,6 +185,35 @@ def cbs_command(
     report: Annotated[bool, typer.Option(help="Also write OUT/report.html.")] = False,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="LR schedule the measurement assumes: constant, or wsd (warmup-stable-decay: "
+            "checkpoints in the stable phase, S(B) read after --cooldown-fraction)."
+        ),
+    ] = "constant",
+    warmup_steps: Annotated[
+        int, typer.Option(help="wsd: warmup steps of the base run (no checkpoint before).")
+    ] = 0,
+    total_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="wsd: planned length of the base run (refuses checkpoints in its decay)."
+        ),
+    ] = None,
+    decay_fraction: Annotated[
+        float, typer.Option(help="wsd: share of --total-steps the base run's decay takes.")
+    ] = 0.2,
+    cooldown_fraction: Annotated[
+        float | None,
+        typer.Option(help="wsd: each branch cools down over this share of its steps, in (0, 1)."),
+    ] = None,
+    cooldown_examples: Annotated[
+        int | None, typer.Option(help="wsd: or over this many examples.")
+    ] = None,
+    cooldown_decay: Annotated[
+        str, typer.Option(help="wsd: cooldown shape: linear, cosine or sqrt.")
+    ] = "linear",
     as_json: JsonOption = False,
 ) -> None:
     """Measure the critical batch size at checkpoints of one run, beside the noise scale.
@@ -200,6 +229,8 @@ def cbs_command(
     Examples:
 
       batchlab cbs --workload linreg -p dim=64 -p decay=0.5 --optimizer sgd --lr 0.05 --base-batch-size 16 --checkpoints 30,200 --batch-sizes 4,8,16,32,64,128,256,512,1024 --lr-multipliers 0.5,1,2 --improvement 0.8 --repeats 4 --eval-resolution 0 --out runs/cbs-linreg --report
+
+      batchlab cbs --workload linreg -p dim=64 --optimizer sgd --lr 0.05 --base-batch-size 16 --checkpoints 100,300 --batch-sizes 4,16,64,256 --schedule wsd --warmup-steps 50 --cooldown-fraction 0.2
 
       batchlab cbs --workload mnist1d-cnn --optimizer adam --lr 0.003 --checkpoints 0,300,1500 --batch-sizes 16,32,64,128,256,512 --out runs/cbs-adam
     """
@@ -288,7 +319,15 @@ def cbs_command(
                 on_progress=on_progress,
                 device=target_device,
                 precision=precision,
+                schedule=schedule,
+                warmup_steps=warmup_steps,
+                total_steps=total_steps,
+                decay_fraction=decay_fraction,
+                cooldown_fraction=cooldown_fraction,
+                cooldown_examples=cooldown_examples,
+                cooldown_decay=cooldown_decay,
             )
+        shown.print(f"Schedule: {escape(result.describe_schedule())}", highlight=False)
         if not as_json:
             summary, ladder = _tables(result)
             shown.print(ladder)

@@ -14,7 +14,7 @@ from ._lamb import LAMB
 from ._lars import LARS
 from ._param_groups import lars_param_groups
 from ._scaling import SCALING_RULES, scale_lr
-from ._schedules import DECAYS, lr_multiplier, warmup_schedule
+from ._schedules import DECAYS, WSD_DECAYS, lr_multiplier, warmup_schedule, wsd_multiplier
 from ._transfer import (
     LR_RULES,
     NOISE_SCALE_LR_RULES,
@@ -41,6 +41,7 @@ __all__ = [
     "OPTIMIZERS",
     "OPTIMIZER_HPARAMS",
     "SCALING_RULES",
+    "WSD_DECAYS",
     "HparamTransfer",
     "SeesawStep",
     "TransferResult",
@@ -60,4 +61,5 @@ __all__ = [
     "surge_lr",
     "transfer_hparams",
     "warmup_schedule",
+    "wsd_multiplier",
 ]

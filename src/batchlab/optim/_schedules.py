@@ -195,3 +195,96 @@ def _check_milestones(
     if any(b <= a for a, b in zip(milestones[:-1], milestones[1:], strict=True)):
         raise ValueError(f"milestones must be strictly increasing, got {milestones!r}")
     return tuple(milestones)
+
+
+#: Cooldown shapes accepted by :func:`wsd_multiplier`'s ``decay``.
+WSD_DECAYS: tuple[str, ...] = ("linear", "cosine", "sqrt")
+
+
+@dataclass(frozen=True)
+class _WarmupStableDecay:
+    """The multiplier of a warmup-stable-decay schedule after ``step`` steps (picklable)."""
+
+    warmup_steps: int
+    stable_steps: int
+    decay_steps: int
+    decay: str
+    final_lr_fraction: float
+
+    @property
+    def total_steps(self) -> int:
+        return self.warmup_steps + self.stable_steps + self.decay_steps
+
+    def phase(self, step: int) -> str:
+        """``"warmup"``, ``"stable"`` or ``"decay"``: the phase of optimizer step ``step``."""
+        if step < self.warmup_steps:
+            return "warmup"
+        if step < self.warmup_steps + self.stable_steps:
+            return "stable"
+        return "decay"
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        into = step - self.warmup_steps - self.stable_steps
+        if into < 0 or self.decay_steps == 0:
+            return 1.0 if into < 0 else self.final_lr_fraction
+        progress = min(1.0, into / self.decay_steps)
+        if self.decay == "linear":
+            shape = 1 - progress
+        elif self.decay == "cosine":
+            shape = 0.5 * (1 + math.cos(math.pi * progress))
+        else:  # sqrt: Hägele et al. 2024's "1 - sqrt" cooldown
+            shape = 1 - math.sqrt(progress)
+        floor = self.final_lr_fraction
+        return floor + (1 - floor) * shape
+
+
+def wsd_multiplier(
+    warmup_steps: int,
+    stable_steps: int,
+    decay_steps: int,
+    decay: str = "linear",
+    *,
+    final_lr_fraction: float = 0.0,
+) -> Callable[[int], float]:
+    """Warmup-stable-decay (WSD): linear warmup, a constant LR, then a short cooldown.
+
+    With t the optimizer steps taken, W = ``warmup_steps``, S = ``stable_steps``,
+    D = ``decay_steps`` and f = ``final_lr_fraction``, the multiplier of the base LR is
+    (t + 1)/W for t < W (as :func:`warmup_schedule`), 1 for W ≤ t < W + S, and then,
+    with progress p = (t − W − S)/D capped at 1, f + (1 − f)·s(p) with
+
+    * ``linear``: s(p) = 1 − p (Hu et al. 2024, MiniCPM; Hägele et al. 2024);
+    * ``cosine``: s(p) = (1 + cos πp)/2;
+    * ``sqrt``: s(p) = 1 − √p (Hägele et al. 2024, Sec. 3, "1 − sqrt").
+
+    The last decay step (t = W + S + D − 1) runs at f + (1 − f)·s(1 − 1/D), close to f;
+    the multiplier is f from t = W + S + D on. Because the stable phase does not
+    depend on the run's length, a run can be branched anywhere in it and cooled down
+    over a few steps, which is what :func:`batchlab.cbs.measure_critical_batch` does
+    with ``schedule="wsd"``.
+
+    References:
+        Hu et al. 2024, "MiniCPM: Unveiling the Potential of Small Language Models
+        with Scalable Training Strategies", arXiv:2404.06395, Sec. 4 (WSD scheduler).
+        Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed
+        Training Durations", arXiv:2405.18392, Sec. 3 (cooldown shapes).
+
+    Args:
+        warmup_steps: W >= 0.
+        stable_steps: S >= 0.
+        decay_steps: D >= 0 (0: no cooldown; the multiplier drops to f after the
+            stable phase).
+        decay: ``"linear"``, ``"cosine"`` or ``"sqrt"``.
+        final_lr_fraction: f in [0, 1].
+
+    Returns:
+        A picklable callable ``t -> multiplier`` with ``phase(t)`` and ``total_steps``.
+    """
+    check_int("warmup_steps", warmup_steps, low=0)
+    check_int("stable_steps", stable_steps, low=0)
+    check_int("decay_steps", decay_steps, low=0)
+    check_choice("decay", decay, WSD_DECAYS)
+    final = check_fraction("final_lr_fraction", final_lr_fraction, high_inclusive=True)
+    return _WarmupStableDecay(warmup_steps, stable_steps, decay_steps, decay, final)

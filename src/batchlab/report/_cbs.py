@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis import AnalysisError, PowerLawFit, fit_power_law
+from ..cbs import describe_schedule
 from ..results import RESULTS_JSON, Fields, ResultsError, check_schema_version, read_json
 from ._axes import figure_uri, label_text, new_figure
 
@@ -64,6 +66,7 @@ class CbsData:
     optimizer: str
     settings: dict[str, Any]
     points: tuple[CbsPoint, ...]
+    schedule: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class CbsView:
     rows: list[CbsPoint]
     settings: list[tuple[str, str]]
     has_exact: bool
+    schedule: str = ""
+    power_law: CbsPowerLaw | None = None
 
 
 def cbs_path(source: str | Path) -> Path | None:
@@ -139,6 +144,10 @@ def parse_cbs(data: Any, where: str = "cbs", source: Path | None = None) -> CbsD
         optimizer=str(f.get(data, "optimizer", "optimizer", "str")),
         settings=f.get(data, "settings", "settings", "dict", optional=True) or {},
         points=tuple(sorted(points, key=lambda p: p.step)),
+        schedule=f.get(data, "schedule", "schedule", "dict", optional=True)
+        or f.get(
+            data.get("settings") or {}, "schedule", "settings.schedule", "dict", optional=True
+        ),
     )
 
 
@@ -336,6 +345,89 @@ def _settings_rows(data: CbsData) -> list[tuple[str, str]]:
     return [(str(k), json.dumps(v)) for k, v in data.settings.items()]
 
 
+# ----- B_crit as a power law in the data seen ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CbsPowerLaw:
+    """B_crit ∝ D^k over the checkpoints (D = examples seen), its figure and legend text."""
+
+    fit: PowerLawFit
+    text: str
+    figure: str
+    left_out: list[int]
+
+
+def power_law_text(fit: PowerLawFit) -> str:
+    """``B_crit ∝ D^k, k = … [low, high] (95%)``: the legend and the page's sentence."""
+    text = f"B_crit ∝ D^k, k = {fit.exponent:.3g}"
+    if fit.exponent_ci is not None:
+        low, high = fit.exponent_ci
+        text += f" [{low:.3g}, {high:.3g}] ({fit.confidence:.0%} interval)"
+    return text
+
+
+def cbs_power_law(data: CbsData, *, n_bootstrap: int = 2000, seed: int = 0) -> CbsPowerLaw | None:
+    """Fit B_crit = a · D^k across checkpoints (Kaplan et al. 2020, Sec. 5.1; Zhang et al.
+    2024, Sec. 4) with :func:`batchlab.analysis.fit_power_law`, and draw it.
+
+    D is each checkpoint's ``examples_seen``. Points need D > 0 and a positive B_crit;
+    a point whose B_crit interval is unbounded or not positive (the fit could not
+    bound it) is left out, since the measurement interval needs finite bounds; points
+    without an interval count as exact. ``None`` with fewer than two usable points at
+    different D.
+    """
+    usable, left_out = [], []
+    for p in data.points:
+        if p.b_crit is None or not (math.isfinite(p.b_crit) and p.b_crit > 0):
+            continue
+        if p.examples_seen is None or p.examples_seen <= 0:
+            continue
+        ci = p.b_crit_ci
+        if ci is not None and not (0 < ci[0] <= p.b_crit <= ci[1] < math.inf):
+            left_out.append(p.step)
+            continue
+        usable.append(p)
+    if len({p.examples_seen for p in usable}) < 2:
+        return None
+    x = [float(p.examples_seen) for p in usable]  # type: ignore[arg-type]
+    y = [float(p.b_crit) for p in usable]  # type: ignore[arg-type]
+    cis = [p.b_crit_ci for p in usable]
+    try:
+        fit = fit_power_law(
+            x, y, y_ci=cis if any(ci is not None for ci in cis) else None,
+            n_bootstrap=n_bootstrap, seed=seed,
+        )  # fmt: skip
+    except AnalysisError:
+        return None
+    text = power_law_text(fit)
+    return CbsPowerLaw(fit, text, power_law_figure(data, fit, cis, text), left_out)
+
+
+def power_law_figure(
+    data: CbsData,
+    fit: PowerLawFit,
+    cis: Sequence[tuple[float, float] | None],
+    text: str,
+) -> str:
+    """Log-log: B_crit (95% interval) against the examples seen, and the fitted law."""
+    fig, (ax,) = new_figure(5.5, 4.0)
+    low = [v - (ci[0] if ci else v) for v, ci in zip(fit.y, cis, strict=True)]
+    high = [(ci[1] if ci else v) - v for v, ci in zip(fit.y, cis, strict=True)]
+    ax.errorbar(fit.x, fit.y, yerr=[low, high], fmt="o", color="#d62728", capsize=3,
+                label="B_crit per checkpoint (95% CI)")  # fmt: skip
+    grid = np.geomspace(min(fit.x), max(fit.x), 100)
+    ax.plot(grid, fit.predict(grid), "-", color="#000000", lw=1.2, label=text)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("examples seen by the base run, D")
+    ax.set_ylabel("critical batch size B_crit")
+    ax.set_title(label_text(f"{data.workload}, {data.optimizer}: B_crit against D"), fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return figure_uri(fig)
+
+
 def cbs_view(data: CbsData, name: str | None = None) -> CbsView:
     """Everything the template shows for one ``cbs.json``."""
     return CbsView(
@@ -346,4 +438,6 @@ def cbs_view(data: CbsData, name: str | None = None) -> CbsView:
         rows=list(data.points),
         settings=_settings_rows(data),
         has_exact=any(p.exact_b_crit is not None for p in data.points),
+        schedule=describe_schedule(data.schedule),
+        power_law=cbs_power_law(data),
     )
