@@ -16,7 +16,7 @@ from ._version import __version__
 from .noise import NoiseScaleResult, NoiseScaleTracker, measure_noise_scale
 from .optim import TransferResult, transfer_hparams
 from .study import Study, StudyConfig, StudyResult
-from .training import BatchSizeSchedule
+from .training import BatchRamp, BatchSizeSchedule
 from .workloads import Target, Workload, get_workload, list_workloads
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BatchRamp",
     "BatchSizeSchedule",
     "BatchlabError",
     "ConfigError",

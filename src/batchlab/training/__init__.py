@@ -5,6 +5,8 @@
 * :func:`run_ensemble` — several trials of one batch size as one vmapped model;
 * :func:`run_ddp_trial` — one trial on P processes through torchrun;
 * :class:`BatchSizeSchedule` — grow the batch during training with the noise scale;
+* :class:`BatchRamp`, :func:`ramp_training` — grow it to a fraction of B_crit, the
+  noise scale calibrated online by short branches (:func:`estimate_ratio`);
 * :func:`train_step`, :func:`set_lr`, :func:`split_optimizer` — for runs driven step
   by step (branching CBS).
 
@@ -21,6 +23,15 @@ from ._ensemble import (
     run_ensemble,
 )
 from ._parallel import DataParallel, shard_batch
+from ._ramp import BatchRamp, RampChange, move_hparams
+from ._ramp_calibration import (
+    CalibratedBCrit,
+    CalibrationPoint,
+    RatioEstimate,
+    calibrated_b_crit,
+    estimate_ratio,
+)
+from ._ramp_training import RampBranch, RampCalibration, RampResult, ramp_training
 from ._run import (
     LOSS_READBACK_EVERY,
     SCHEDULE_HPARAMS,
@@ -42,22 +53,34 @@ __all__ = [
     "ENSEMBLE_OPTIMIZERS",
     "LOSS_READBACK_EVERY",
     "SCHEDULE_HPARAMS",
+    "BatchRamp",
     "BatchSizeSchedule",
+    "CalibratedBCrit",
+    "CalibrationPoint",
     "DDPTrialError",
     "DataParallel",
     "EnsembleUnsupported",
     "Growth",
     "PendingLosses",
     "PruneRule",
+    "RampBranch",
+    "RampCalibration",
+    "RampChange",
+    "RampResult",
+    "RatioEstimate",
     "RunResult",
     "RunSpec",
     "Status",
     "best_so_far",
+    "calibrated_b_crit",
     "check_ensemble_support",
+    "estimate_ratio",
     "has_exact_curves",
     "optimizer_and_schedule",
     "rescale_learning_rates",
     "member_memory",
+    "move_hparams",
+    "ramp_training",
     "run_ddp_trial",
     "run_ensemble",
     "run_training",

@@ -24,7 +24,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -141,7 +141,113 @@ class BatchSizeChange:
         }
 
 
-class BatchSizeSchedule:
+class AccumulationGrowth:
+    """What the batch-size growers share: the batch as micro-batches of gradient
+    accumulation, the step and example counters, and their checkpoint.
+
+    Subclasses (:class:`BatchSizeSchedule`, :class:`batchlab.BatchRamp`) decide when
+    and how far the batch grows, in their ``step``; :meth:`_count` says when an
+    update is due.
+
+    Raises:
+        TypeError: ``tracker`` has no ``b_simple`` and ``n``.
+        ValueError: an argument out of range, naming it.
+    """
+
+    def __init__(
+        self,
+        tracker: _Tracker,
+        *,
+        micro_batch_size: int,
+        base_accumulation: int,
+        max_batch_size: int | None,
+        fraction: float,
+        growth: Growth,
+        update_every: int,
+        min_steps: int,
+    ) -> None:
+        if not hasattr(tracker, "b_simple") or not hasattr(tracker, "n"):
+            raise TypeError(
+                f"tracker must be a NoiseScaleTracker (with b_simple and n), "
+                f"got {type(tracker).__name__}"
+            )
+        self.micro_batch_size = _positive_int(micro_batch_size, "micro_batch_size")
+        self.base_accumulation = _positive_int(base_accumulation, "base_accumulation", 2)
+        self.base_batch_size = self.micro_batch_size * self.base_accumulation
+        if max_batch_size is not None:
+            _positive_int(max_batch_size, "max_batch_size")
+            if max_batch_size < self.base_batch_size:
+                raise ValueError(
+                    f"max_batch_size={max_batch_size} is below the starting batch size "
+                    f"micro_batch_size * base_accumulation = {self.base_batch_size}"
+                )
+        self.max_batch_size = max_batch_size
+        ok = isinstance(fraction, int | float) and not isinstance(fraction, bool)
+        if not (ok and math.isfinite(fraction) and fraction > 0):
+            raise ValueError(f"fraction must be a positive number, got {fraction!r}")
+        self.fraction = float(fraction)
+        if growth not in GROWTHS:
+            raise ValueError(f"growth must be one of {', '.join(GROWTHS)}, got {growth!r}")
+        self.growth: Growth = growth
+        self.update_every = _positive_int(update_every, "update_every")
+        self.min_steps = _positive_int(min_steps, "min_steps")
+        self.tracker = tracker
+        self._batch_size = self.base_batch_size
+        self._steps = 0
+        self._examples = 0
+
+    @property
+    def batch_size(self) -> int:
+        """Effective examples per optimizer step now."""
+        return self._batch_size
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Micro-batches to accumulate for the next optimizer step."""
+        return self._batch_size // self.micro_batch_size
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps so far (calls of ``step``)."""
+        return self._steps
+
+    @property
+    def examples_seen(self) -> int:
+        """Training examples used so far (the batch size of every step, summed)."""
+        return self._examples
+
+    def _count(self, examples: int | None) -> bool:
+        """Count one optimizer step (``examples``: when not :attr:`batch_size`);
+        whether an update is due: every ``update_every`` steps, once the tracker
+        has averaged ``min_steps`` steps."""
+        self._steps += 1
+        self._examples += self._batch_size if examples is None else int(examples)
+        return not (self._steps % self.update_every or self.tracker.n < self.min_steps)
+
+    def _progress_state(self) -> dict[str, Any]:
+        """The counters, for a subclass's ``state_dict``."""
+        return {
+            "batch_size": self._batch_size,
+            "steps": self._steps,
+            "examples_seen": self._examples,
+        }
+
+    def _load_progress(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`_progress_state` (validated, naming the bad key)."""
+        if not isinstance(state, Mapping):
+            raise ValueError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+        batch_size = _positive_int(state.get("batch_size"), "state['batch_size']")
+        if batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"state['batch_size']={batch_size} is not a multiple of "
+                f"micro_batch_size={self.micro_batch_size}"
+            )
+        self._batch_size = batch_size
+        self._steps = _positive_int(state.get("steps", 0), "state['steps']", 0)
+        self._examples = _positive_int(state.get("examples_seen", 0), "state['examples_seen']", 0)
+
+
+class BatchSizeSchedule(AccumulationGrowth):
     """Grows the effective batch size (gradient accumulation) as the noise scale grows.
 
     A plain training loop asks :attr:`accumulation_steps` before each optimizer step
@@ -217,25 +323,16 @@ class BatchSizeSchedule:
         min_steps: int = 20,
         max_lr_factor: float | None = None,
     ) -> None:
-        if not hasattr(tracker, "b_simple") or not hasattr(tracker, "n"):
-            raise TypeError(
-                f"tracker must be a NoiseScaleTracker (with b_simple and n), "
-                f"got {type(tracker).__name__}"
-            )
-        self.micro_batch_size = _positive_int(micro_batch_size, "micro_batch_size")
-        self.base_accumulation = _positive_int(base_accumulation, "base_accumulation", 2)
-        self.base_batch_size = self.micro_batch_size * self.base_accumulation
-        if max_batch_size is not None:
-            _positive_int(max_batch_size, "max_batch_size")
-            if max_batch_size < self.base_batch_size:
-                raise ValueError(
-                    f"max_batch_size={max_batch_size} is below the starting batch size "
-                    f"micro_batch_size * base_accumulation = {self.base_batch_size}"
-                )
-        if not (isinstance(fraction, int | float) and math.isfinite(fraction) and fraction > 0):
-            raise ValueError(f"fraction must be a positive number, got {fraction!r}")
-        if growth not in GROWTHS:
-            raise ValueError(f"growth must be one of {', '.join(GROWTHS)}, got {growth!r}")
+        super().__init__(
+            tracker,
+            micro_batch_size=micro_batch_size,
+            base_accumulation=base_accumulation,
+            max_batch_size=max_batch_size,
+            fraction=fraction,
+            growth=growth,
+            update_every=update_every,
+            min_steps=min_steps,
+        )
         if lr_rule not in SCALING_RULES:
             raise ValueError(f"lr_rule must be one of {', '.join(SCALING_RULES)}, got {lr_rule!r}")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -246,10 +343,6 @@ class BatchSizeSchedule:
             getattr(lr_scheduler, "base_lrs", None), list
         ):
             raise TypeError("lr_scheduler must be a torch LR scheduler (with a base_lrs list)")
-        self.tracker = tracker
-        self.max_batch_size = max_batch_size
-        self.fraction = float(fraction)
-        self.growth: Growth = growth
         self.lr_rule = lr_rule
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
@@ -259,24 +352,9 @@ class BatchSizeSchedule:
         ):  # fmt: skip
             raise ValueError(f"max_lr_factor must be a number >= 1 or None, got {max_lr_factor!r}")
         self.max_lr_factor = None if max_lr_factor is None else float(max_lr_factor)
-        self.update_every = _positive_int(update_every, "update_every")
-        self.min_steps = _positive_int(min_steps, "min_steps")
-        self._batch_size = self.base_batch_size
-        self._steps = 0
-        self._examples = 0
         self._history: list[BatchSizeChange] = []
 
     # ----- what the training loop reads ------------------------------------------------
-
-    @property
-    def batch_size(self) -> int:
-        """Effective examples per optimizer step now."""
-        return self._batch_size
-
-    @property
-    def accumulation_steps(self) -> int:
-        """Micro-batches to accumulate for the next optimizer step."""
-        return self._batch_size // self.micro_batch_size
 
     @property
     def lr_factor(self) -> float:
@@ -287,16 +365,6 @@ class BatchSizeSchedule:
         """The rule's LR multiplier at ``batch_size``, at most ``max_lr_factor``."""
         factor = scale_lr(1.0, self.base_batch_size, batch_size, self.lr_rule)
         return factor if self.max_lr_factor is None else min(factor, self.max_lr_factor)
-
-    @property
-    def steps(self) -> int:
-        """Optimizer steps so far (calls of :meth:`step`)."""
-        return self._steps
-
-    @property
-    def examples_seen(self) -> int:
-        """Training examples used so far (the batch size of every step, summed)."""
-        return self._examples
 
     @property
     def history(self) -> list[BatchSizeChange]:
@@ -314,9 +382,7 @@ class BatchSizeSchedule:
             examples: examples the step used, when it was not :attr:`batch_size` (a
                 framework that applies a new accumulation later, or a short last batch).
         """
-        self._steps += 1
-        self._examples += self._batch_size if examples is None else int(examples)
-        if self._steps % self.update_every or self.tracker.n < self.min_steps:
+        if not self._count(examples):
             return False
         b_simple = float(self.tracker.b_simple)
         new = next_batch_size(
@@ -353,23 +419,13 @@ class BatchSizeSchedule:
     def state_dict(self) -> dict[str, Any]:
         """The schedule's progress (batch size, counters, history), for resuming."""
         return {
-            "batch_size": self._batch_size,
-            "steps": self._steps,
-            "examples_seen": self._examples,
+            **self._progress_state(),
             "history": [change.to_dict() for change in self._history],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict` (the optimizer's LRs come from its own state)."""
-        batch_size = _positive_int(state.get("batch_size"), "state['batch_size']")
-        if batch_size % self.micro_batch_size:
-            raise ValueError(
-                f"state['batch_size']={batch_size} is not a multiple of "
-                f"micro_batch_size={self.micro_batch_size}"
-            )
-        self._batch_size = batch_size
-        self._steps = _positive_int(state.get("steps", 0), "state['steps']", 0)
-        self._examples = _positive_int(state.get("examples_seen", 0), "state['examples_seen']", 0)
+        self._load_progress(state)
         self._history = [
             BatchSizeChange(
                 **{**c, "b_simple": math.nan if c["b_simple"] is None else c["b_simple"]}
