@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 
-from .._checks import check_positive_int
+from ..training import eval_schedule
 from ..workloads import Target
+
+__all__ = ["eval_schedule", "improvement_target"]
 
 
 def improvement_target(
@@ -68,30 +70,3 @@ def improvement_target(
             "give improvement_delta instead"
         )
     return Target(metric, value * (1.0 - fraction), direction)
-
-
-def eval_schedule(max_steps: int, resolution: float = 0.05) -> list[int]:
-    """Steps 1, 2, 3, ... then spaced by ``resolution`` of the step, ending at ``max_steps``.
-
-    The gap after step s is max(1, ⌊resolution · s⌋), so a steps-to-target read off
-    this grid is at most ``resolution`` (relative) above the first step that met the
-    target; ``resolution = 0`` evaluates every step. The grid has about
-    1/resolution + ln(max_steps · resolution)/resolution points (a little more, as the
-    gaps are rounded down).
-
-    Args:
-        max_steps: the last step, >= 1.
-        resolution: relative spacing, in [0, 1).
-
-    Returns:
-        Strictly increasing steps, the last one ``max_steps``.
-    """
-    check_positive_int(max_steps, "max_steps")
-    if not (0 <= resolution < 1):
-        raise ValueError(f"eval_resolution must be in [0, 1), got {resolution!r}")
-    steps, step = [], 1
-    while step < max_steps:
-        steps.append(step)
-        step += max(1, math.floor(resolution * step))
-    steps.append(max_steps)
-    return steps

@@ -7,6 +7,7 @@
 * :class:`BatchSizeSchedule` — grow the batch during training with the noise scale;
 * :class:`BatchRamp`, :func:`ramp_training` — grow it to a fraction of B_crit, the
   noise scale calibrated online by short branches (:func:`estimate_ratio`);
+* :func:`eval_schedule` — evaluation steps spaced by a relative resolution;
 * :func:`train_step`, :func:`set_lr`, :func:`split_optimizer` — for runs driven step
   by step (branching CBS).
 
@@ -22,6 +23,7 @@ from ._ensemble import (
     member_memory,
     run_ensemble,
 )
+from ._evaluation import eval_schedule
 from ._parallel import DataParallel, shard_batch
 from ._ramp import BatchRamp, RampChange, move_hparams
 from ._ramp_calibration import (
@@ -81,6 +83,7 @@ __all__ = [
     "member_memory",
     "move_hparams",
     "ramp_training",
+    "eval_schedule",
     "run_ddp_trial",
     "run_ensemble",
     "run_training",

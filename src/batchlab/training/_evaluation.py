@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from .._checks import check_positive_int
 from ..workloads import Target
 
 #: The prediction looks this many coarse intervals ahead.
@@ -131,3 +132,30 @@ def resolution_steps(steps: Sequence[int], reached_at: int | None) -> int | None
         return None
     previous = max((s for s in steps if s < reached_at), default=0)
     return reached_at - previous
+
+
+def eval_schedule(max_steps: int, resolution: float = 0.05) -> list[int]:
+    """Steps 1, 2, 3, ... then spaced by ``resolution`` of the step, ending at ``max_steps``.
+
+    The gap after step s is max(1, ⌊resolution · s⌋), so a steps-to-target read off
+    this grid is at most ``resolution`` (relative) above the first step that met the
+    target; ``resolution = 0`` evaluates every step. The grid has about
+    1/resolution + ln(max_steps · resolution)/resolution points (a little more, as the
+    gaps are rounded down).
+
+    Args:
+        max_steps: the last step, >= 1.
+        resolution: relative spacing, in [0, 1).
+
+    Returns:
+        Strictly increasing steps, the last one ``max_steps``.
+    """
+    check_positive_int(max_steps, "max_steps")
+    if not (0 <= resolution < 1):
+        raise ValueError(f"eval_resolution must be in [0, 1), got {resolution!r}")
+    steps, step = [], 1
+    while step < max_steps:
+        steps.append(step)
+        step += max(1, math.floor(resolution * step))
+    steps.append(max_steps)
+    return steps

@@ -36,6 +36,7 @@ from .._seeding import make_generator, seed_for
 from ..noise import NoiseScaleTracker
 from ..optim import optimizer_for
 from ..workloads import Target, Workload, workload_device
+from ._evaluation import eval_schedule
 from ._ramp import BatchRamp, RampChange
 from ._ramp_calibration import CalibrationPoint, RatioEstimate
 from ._step import split_optimizer, train_step
@@ -185,16 +186,6 @@ class RampResult:
             "eval_values": list(self.eval_values),
             "wall_time_s": self.wall_time_s,
         }
-
-
-def _branch_grid(max_steps: int, resolution: float) -> list[int]:
-    """Steps 1, 2, ... then gaps of ⌊resolution·s⌋ (cbs's ``eval_schedule``, one layer down)."""
-    steps, step = [], 1
-    while step < max_steps:
-        steps.append(step)
-        step += max(1, math.floor(resolution * step))
-    steps.append(max_steps)
-    return steps
 
 
 def _ladder(center: float, factors: Sequence[float], micro: int, cap: int | None) -> list[int]:
@@ -350,7 +341,7 @@ def ramp_training(
     )  # fmt: skip
     stream = workload.train_batches(micro_batch_size, make_generator(seed))
     metric, direction = _branch_metric(workload)
-    grid = _branch_grid(branch_max_steps, branch_eval_resolution)
+    grid = eval_schedule(branch_max_steps, branch_eval_resolution)
     branch_cap = None if max_batch_size is None else 4 * max_batch_size
     if workload.train_size is not None:
         branch_cap = min(branch_cap or workload.train_size, workload.train_size)
