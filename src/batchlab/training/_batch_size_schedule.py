@@ -146,8 +146,8 @@ class AccumulationGrowth:
     accumulation, the step and example counters, and their checkpoint.
 
     Subclasses (:class:`BatchSizeSchedule`, :class:`batchlab.BatchRamp`) decide when
-    and how far the batch grows, in their ``step``; :meth:`_count` says when an
-    update is due.
+    and how far the batch grows, in their ``step``, and how the ``optimizer`` (and
+    its ``lr_scheduler``) follow; :meth:`_count` says when an update is due.
 
     Raises:
         TypeError: ``tracker`` has no ``b_simple`` and ``n``.
@@ -165,6 +165,8 @@ class AccumulationGrowth:
         growth: Growth,
         update_every: int,
         min_steps: int,
+        optimizer: torch.optim.Optimizer | None,
+        lr_scheduler: Any,
     ) -> None:
         if not hasattr(tracker, "b_simple") or not hasattr(tracker, "n"):
             raise TypeError(
@@ -191,6 +193,16 @@ class AccumulationGrowth:
         self.growth: Growth = growth
         self.update_every = _positive_int(update_every, "update_every")
         self.min_steps = _positive_int(min_steps, "min_steps")
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if lr_scheduler is not None and not isinstance(
+            getattr(lr_scheduler, "base_lrs", None), list
+        ):
+            raise TypeError("lr_scheduler must be a torch LR scheduler (with a base_lrs list)")
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
         self.tracker = tracker
         self._batch_size = self.base_batch_size
         self._steps = 0
@@ -332,20 +344,12 @@ class BatchSizeSchedule(AccumulationGrowth):
             growth=growth,
             update_every=update_every,
             min_steps=min_steps,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
         )
         if lr_rule not in SCALING_RULES:
             raise ValueError(f"lr_rule must be one of {', '.join(SCALING_RULES)}, got {lr_rule!r}")
-        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-            )
-        if lr_scheduler is not None and not isinstance(
-            getattr(lr_scheduler, "base_lrs", None), list
-        ):
-            raise TypeError("lr_scheduler must be a torch LR scheduler (with a base_lrs list)")
         self.lr_rule = lr_rule
-        self.optimizer = optimizer
-        self.lr_scheduler = lr_scheduler
         if max_lr_factor is not None and not (
             isinstance(max_lr_factor, int | float) and math.isfinite(max_lr_factor)
             and max_lr_factor >= 1

@@ -265,14 +265,12 @@ class BatchRamp(AccumulationGrowth):
             growth=growth,
             update_every=update_every,
             min_steps=min_steps,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
         )
         self.max_growth = (
             None if max_growth is None else _positive_real(max_growth, "max_growth", 1.0)
         )
-        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-            )
         if optimizer_name is not None and optimizer_name not in OPTIMIZERS:
             raise ValueError(
                 f"optimizer_name must be one of {', '.join(OPTIMIZERS)}, got {optimizer_name!r}"
@@ -285,15 +283,9 @@ class BatchRamp(AccumulationGrowth):
             raise ValueError(f"seesaw must be True or False, got {seesaw!r}")
         if seesaw and lr_rule is not None:
             raise ValueError("give either seesaw=True or lr_rule, not both")
-        if lr_scheduler is not None and not isinstance(
-            getattr(lr_scheduler, "base_lrs", None), list
-        ):
-            raise TypeError("lr_scheduler must be a torch LR scheduler (with a base_lrs list)")
-        self.optimizer = optimizer
         self.optimizer_name = optimizer_name
         self.lr_rule = lr_rule
         self.seesaw = seesaw
-        self.lr_scheduler = lr_scheduler
         self.max_lr_factor = (
             None
             if max_lr_factor is None
