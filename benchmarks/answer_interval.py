@@ -107,7 +107,7 @@ def reanalysed(directory: Path) -> StudyResult:
         workload=data.workload,
         target=data.target,
         rungs=list(data.rungs),
-        analysis=analyse(list(data.rungs), data.workload.get("train_size")),
+        analysis=analyse(list(data.rungs), data.workload.get("train_size"), data.search_space),
         environment=data.environment,
         wall_time_s=data.wall_time_s or 0.0,
         created=data.created or "",

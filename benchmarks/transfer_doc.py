@@ -34,8 +34,7 @@ from typing import Any
 
 from batchlab import Study
 from batchlab.reproduce import fmt
-from batchlab.results import StudyData, load_study
-from batchlab.study._collect import summarize_rungs
+from batchlab.results import StudyData, load_study, summarize_rungs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "shakespeare-adamw.toml"
@@ -60,12 +59,14 @@ QUANTITY_SYMBOLS = {
 def ladder_analysis(study: StudyData) -> tuple[dict[str, Any] | None, str | None]:
     """The study's ``analysis`` block and, when there is no fit, the reason.
 
-    The study's writer's own call (``batchlab.study._collect.summarize_rungs``,
+    The study's writer's own call (``batchlab.results.summarize_rungs``,
     behind ``analyse``), so the block equals the one in
     ``results.json`` (``None`` with too few reached rungs, ``{"error": ...}`` when the
     fit failed).
     """
-    summary = summarize_rungs(list(study.rungs), study.workload.get("train_size"))
+    summary = summarize_rungs(
+        study.rungs, search_space=study.search_space, train_size=study.workload.get("train_size")
+    )
     return summary.to_dict(), summary.note
 
 

@@ -98,7 +98,8 @@ def test_written_results_record_the_resolved_search_space(tmp_path):
 
 def test_the_study_the_report_and_the_findings_share_one_analysis(old_study):
     from batchlab.analysis import summarize_ladder
-    from batchlab.report._summary import rung_hparams, rung_lrs, summarize
+    from batchlab.report._summary import summarize
+    from batchlab.results import rung_hparams, rung_lrs, search_floor
     from batchlab.reproduce._fits import FIT_SEED, summarize_fit
     from batchlab.study._collect import analyse
 
@@ -108,13 +109,14 @@ def test_the_study_the_report_and_the_findings_share_one_analysis(old_study):
     ladder = summarize_ladder(
         sizes,
         steps,
-        rung_lrs(study),
-        hparams=rung_hparams(study),
+        rung_lrs(study.rungs),
+        hparams=rung_hparams(study.rungs),
         resolutions=[r.resolution_steps for r in study.rungs],
+        floors=[search_floor(r, study.search_space) for r in study.rungs],
     )
     assert ladder.fit is not None
     # results.json's analysis block, the report's numbers and the findings' fit.
-    assert analyse(list(study.rungs)) == ladder.to_dict()
+    assert analyse(list(study.rungs), search_space=study.search_space) == ladder.to_dict()
     report = summarize(study)
     assert (report.fit, report.regimes, report.lr_trend) == (
         ladder.fit,

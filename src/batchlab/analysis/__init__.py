@@ -47,6 +47,7 @@ from ._lr_trend import LR_RULES, LRTrend, lr_trend
 from ._power_law import PowerLawFit, fit_power_law
 from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
 from ._rule_costs import RuleCost, rule_costs
+from ._search_gap import search_gap
 from ._seed_bootstrap import SeedBootstrap, seed_bootstrap
 from ._steps_to_result import (
     best_run_per_batch_size,
@@ -64,6 +65,7 @@ __all__ = [
     "LearningRateAt",
     "RungCost",
     "rung_steps_interval",
+    "search_gap",
     "batch_size_answer",
     "lr_at",
     "AnalysisError",

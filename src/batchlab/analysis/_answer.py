@@ -86,20 +86,28 @@ class RungCost:
 
 
 def rung_steps_interval(
-    steps: float, seeds_ci: tuple[float, float] | None, resolution: float | None
+    steps: float,
+    seeds_ci: tuple[float, float] | None,
+    resolution: float | None,
+    floor: float | None = None,
 ) -> tuple[float, float]:
-    """An interval of one rung's steps-to-target, from its two sources of error.
+    """An interval of one rung's steps-to-target, from its three sources of error.
 
     Fresh seeds: ``seeds_ci``, the seed bootstrap's interval of the rung's count
     (:class:`SeedBootstrap`; ``None`` for a rung measured on one seed). Evaluation:
     the target was crossed after the evaluated step before the count, so the exact
     crossing lies in ``(steps − resolution, steps]`` (Shallue et al. 2018 count the
-    first evaluated step past the target, which always rounds up).
+    first evaluated step past the target, which always rounds up). Search: the best
+    of the sampled learning rates is never better than the best of the range, whose
+    count lies above ``floor`` (``RungResult``'s search floor,
+    :func:`batchlab.analysis.search_gap`; ``None``: unknown).
     """
     low, high = seeds_ci if seeds_ci is not None else (steps, steps)
     low, high = min(low, steps), max(high, steps)
     if resolution:
         low = max(low - resolution, 1.0)
+    if floor is not None:
+        low = max(min(low, floor), 1.0)
     return float(low), float(high)
 
 
@@ -310,6 +318,7 @@ def batch_size_answer(
     overhead: float = DEFAULT_OVERHEAD,
     seeds_ci: Sequence[tuple[float, float] | None] | None = None,
     resolutions: Sequence[float | None] | None = None,
+    floors: Sequence[float | None] | None = None,
 ) -> BatchSizeAnswer:
     """The batch sizes to train with, from a ladder of steps-to-target and its fit.
 
@@ -329,6 +338,8 @@ def batch_size_answer(
             (:attr:`SeedBootstrap.rung_steps_ci`; ``None`` where not resampled).
         resolutions: per rung, how finely its count is resolved in steps
             (``RungResult.resolution_steps``; ``None``: exact or unknown).
+        floors: per rung, a lower bound on the fewest steps any point of its searched
+            range takes (:func:`batchlab.results.search_floor`; ``None``: unknown).
 
     Returns:
         A :class:`BatchSizeAnswer`; its ``reason`` says why and what to run next when
@@ -339,7 +350,8 @@ def batch_size_answer(
     """
     ladder = check_ladder(batch_sizes, steps, min_reached=0)
     overhead = check_positive(overhead, "overhead")
-    for name, values in (("lrs", lrs), ("seeds_ci", seeds_ci), ("resolutions", resolutions)):
+    checked = {"lrs": lrs, "seeds_ci": seeds_ci, "resolutions": resolutions, "floors": floors}
+    for name, values in checked.items():
         if values is not None and len(values) != ladder.batch_sizes.size:
             raise AnalysisError(
                 f"{name} must have one entry per rung ({ladder.batch_sizes.size}), "
@@ -356,6 +368,7 @@ def batch_size_answer(
                 float(counts[i]),
                 None if seeds_ci is None else seeds_ci[i],
                 None if resolutions is None else resolutions[i],
+                None if floors is None else floors[i],
             )
         if steps_ci is not None and fit is not None:
             ratio_ci = _quotient(steps_ci, fit.s_min_ci)

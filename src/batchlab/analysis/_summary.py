@@ -95,6 +95,7 @@ def summarize_ladder(
     train_size: int | None = None,
     rule_runs: Sequence[Mapping[str, Sequence[int | None]]] | None = None,
     resolutions: Sequence[float | None] | None = None,
+    floors: Sequence[float | None] | None = None,
     tol: float = 0.25,
     seed: int = 0,
 ) -> LadderSummary:
@@ -125,6 +126,9 @@ def summarize_ladder(
         resolutions: per rung, how finely its count is resolved in steps
             (``RungResult.resolution_steps``): each rung's interval in the answer's
             table reaches that far below its count (:func:`rung_steps_interval`).
+        floors: per rung, a lower bound on the fewest steps any point of its searched
+            range takes (:func:`batchlab.results.search_floor`, from
+            :func:`search_gap`): the interval reaches down to it.
         tol: the regime tolerance (bends at tol·B_crit and B_crit/tol; DESIGN.md).
         seed: bootstrap seed of the fit (a fixed seed makes documents reproducible).
 
@@ -206,6 +210,7 @@ def summarize_ladder(
         lrs=lrs,
         seeds_ci=None if seeds is None else seeds.rung_steps_ci,
         resolutions=resolutions,
+        floors=floors,
     )
     return LadderSummary(
         fit=fit,

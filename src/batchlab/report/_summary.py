@@ -22,9 +22,8 @@ from ..analysis import (
     ScalingRegimes,
     compare_fits,
     compare_prediction,
-    summarize_ladder,
 )
-from ..results import STATUSES, EdgeWarning, StudyData, edge_warnings
+from ..results import STATUSES, EdgeWarning, StudyData, edge_warnings, summarize_rungs
 
 logger = logging.getLogger(__name__)
 
@@ -72,26 +71,6 @@ def status_counts(study: StudyData) -> dict[str, int]:
     return ordered
 
 
-def rung_lrs(study: StudyData) -> list[float | None]:
-    """The tuned learning rate of each rung (``None`` where it has none)."""
-    lrs: list[float | None] = []
-    for rung in study.rungs:
-        lr = (rung.best_hparams or {}).get("lr")
-        if lr is None and rung.best is not None:
-            lr = rung.best.hparams.get("lr", rung.best.params.get("lr"))
-        lrs.append(lr if rung.steps_to_target is not None and lr is not None and lr > 0 else None)
-    return lrs
-
-
-def rung_hparams(study: StudyData) -> list[dict[str, float] | None]:
-    """The tuned hyperparameters of each rung (``None`` where it has none)."""
-    tuned: list[dict[str, float] | None] = []
-    for rung in study.rungs:
-        hparams = rung.best_hparams or (rung.best.hparams if rung.best is not None else None)
-        tuned.append(dict(hparams) if rung.steps_to_target is not None and hparams else None)
-    return tuned
-
-
 def _opt_in_notes(study: StudyData) -> list[str]:
     """Say when opt-in search shortcuts (warm start, pruning) shaped the measurement."""
     notes = []
@@ -137,16 +116,10 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
         sizes = ", ".join(str(r.batch_size) for r in missed)
         notes.append(f"No trial reached the target at batch size {sizes}.")
 
-    ladder = summarize_ladder(
-        [r.batch_size for r in study.rungs],
-        [r.steps_to_target for r in study.rungs],
-        rung_lrs(study),
-        budgets=[r.budget_steps if r.complete else None for r in study.rungs],
-        candidates=[r.candidates for r in study.rungs],
-        hparams=rung_hparams(study),
+    ladder = summarize_rungs(
+        study.rungs,
+        search_space=study.search_space,
         train_size=study.workload.get("train_size"),
-        rule_runs=[r.rule_steps for r in study.rungs],
-        resolutions=[r.resolution_steps for r in study.rungs],
         tol=tol,
     )
     fit, regimes, trend, note = ladder.fit, ladder.regimes, ladder.lr_trend, ladder.note

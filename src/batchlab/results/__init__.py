@@ -37,8 +37,10 @@ from ._space import (
     edge_side,
     edge_warnings,
     range_position,
+    search_floor,
     searched_ranges,
 )
+from ._summarize import rung_hparams, rung_lrs, summarize_rungs
 
 __all__ = [
     "EDGE_MARGIN",
@@ -65,6 +67,10 @@ __all__ = [
     "parse_noise_scale",
     "range_position",
     "read_json",
+    "rung_hparams",
+    "rung_lrs",
+    "search_floor",
     "search_space",
     "searched_ranges",
+    "summarize_rungs",
 ]

@@ -172,3 +172,59 @@ def edge_warnings(
                     )
                 )
     return found
+
+
+def search_floor(
+    rung: RungResult, space: Mapping[str, SearchRange], param: str = "lr"
+) -> float | None:
+    """A lower bound on the fewest steps-to-target any ``param`` of the rung's range takes.
+
+    The rung's count is the best of the points it sampled, never better than the best
+    point of the searched range: :func:`batchlab.analysis.search_gap` bounds how far
+    below the search's best count that optimum can lie (a unimodal, log-log convex
+    S(η); see its module). The floor is that count, less its evaluation resolution
+    (:attr:`TrialRecord.resolution_steps`), times exp(−gap).
+
+    Only the search trials that share every other searched value with the best one
+    lie on its line through ``param`` (all of them when ``param`` is the only one
+    searched): in a two-dimensional space a rung usually has none, and no floor.
+
+    Args:
+        rung: the rung; its tuned search trials (confirmations and rule runs left out).
+        space: the configured ranges (widened as the rung searched, :func:`searched_ranges`).
+        param: the log-scaled parameter to bound along.
+
+    Returns:
+        The floor in steps, or ``None`` (no reached trial, ``param`` not log-scaled,
+        or no second reached point on the line to give a slope).
+    """
+    from ..analysis import search_gap  # SciPy's fits: workers never need them.
+
+    searched = searched_ranges(rung, space).get(param)
+    if searched is None or searched.scale != "log":
+        return None
+    search = [
+        t
+        for t in rung.trials
+        if t.stage == "search" and t.status != "error" and t.params.get(param, 0) > 0
+    ]
+    reached = [t for t in search if t.steps_to_target is not None]
+    if not reached:
+        return None
+    best = min(reached, key=lambda t: t.steps_to_target or 0)
+    others = {k: v for k, v in best.params.items() if k != param}
+    line = [t for t in search if {k: v for k, v in t.params.items() if k != param} == others]
+    points = [
+        (
+            math.log(t.params[param]),
+            None if t.steps_to_target is None else math.log(t.steps_to_target),
+        )
+        for t in line
+    ]
+    xs = [x for x, _ in points]
+    bounds = (min(math.log(searched.low), *xs), max(math.log(searched.high), *xs))
+    gap = search_gap(points, math.log(best.params[param]), bounds)
+    if gap is None or best.steps_to_target is None:
+        return None
+    floor = max(best.steps_to_target - (best.resolution_steps or 0), 1)
+    return floor * math.exp(-gap)

@@ -7,13 +7,14 @@ whole ladder (:func:`analyse`), and the exactly-once check (:func:`slot_counts`)
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..results import RungResult, TrialRecord
+from ..results import RungResult, SearchRange, TrialRecord, summarize_rungs
 from ._plan import Rung, planned_count, planned_slots
 
 logger = logging.getLogger(__name__)
@@ -199,28 +200,11 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
     )
 
 
-def summarize_rungs(rungs: list[RungResult], train_size: int | None = None) -> Any:
-    """:func:`batchlab.analysis.summarize_ladder` of a study's rungs, as its results use it.
-
-    ``train_size``: the workload's training examples (weight-decay timescales in epochs).
-    Returns the :class:`~batchlab.analysis.LadderSummary`.
-    """
-    # analysis pulls in SciPy's fits, which worker processes never need: import on use.
-    from ..analysis import summarize_ladder
-
-    return summarize_ladder(
-        [r.batch_size for r in rungs],
-        [r.steps_to_target for r in rungs],
-        [(r.best_hparams or {}).get("lr") for r in rungs],
-        budgets=[r.budget_steps if r.complete else None for r in rungs],
-        candidates=[r.candidates for r in rungs],
-        hparams=[r.best_hparams for r in rungs],
-        train_size=train_size,
-        rule_runs=[r.rule_steps for r in rungs],
-        resolutions=[r.resolution_steps for r in rungs],
-    )
-
-
-def analyse(rungs: list[RungResult], train_size: int | None = None) -> dict[str, Any] | None:
-    """The ``analysis`` block of ``results.json``: :func:`summarize_rungs`, as a dict."""
-    return summarize_rungs(rungs, train_size).to_dict()
+def analyse(
+    rungs: list[RungResult],
+    train_size: int | None = None,
+    search_space: Mapping[str, SearchRange] | None = None,
+) -> dict[str, Any] | None:
+    """The ``analysis`` block of ``results.json``: :func:`batchlab.results.summarize_rungs`
+    (the report's own call), as a dict."""
+    return summarize_rungs(rungs, search_space=search_space, train_size=train_size).to_dict()

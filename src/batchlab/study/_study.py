@@ -28,7 +28,7 @@ from .._errors import ConfigError
 from .._io import atomic_write_json, remove_stale_temporaries
 from .._secrets import redact_url
 from .._threads import torch_threads
-from ..results import StudyResult, environment, now_iso
+from ..results import SearchRange, StudyResult, environment, now_iso
 from ..workloads import Workload, get_workload
 from ._collect import analyse, collect_rung, elapsed_seconds, missing_slots, unfinished_by_rung
 from ._config import StudyConfig, resolve_target, validate_against_workload
@@ -468,6 +468,10 @@ class Study:
         rungs = [collect_rung(rung, study) for rung, study in rung_studies]
         workload = self.workload()
         target = resolve_target(self.config, workload)
+        space = {
+            name: SearchRange(r.low, r.high, r.scale)
+            for name, r in self.config.search_space().items()
+        }
         result = StudyResult(
             name=self.config.name,
             config=self.config.to_json_dict(),
@@ -479,14 +483,13 @@ class Study:
             },
             target={"metric": target.metric, "value": target.value, "direction": target.direction},
             rungs=rungs,
-            analysis=analyse(rungs, workload.train_size) if analysis else None,
+            analysis=analyse(rungs, workload.train_size, space) if analysis else None,
             environment=environment(),
             wall_time_s=elapsed_seconds([study for _, study in rung_studies]),
             trial_time_s=sum(t.wall_time_s or 0.0 for r in rungs for t in r.trials),
             created=now_iso(),
             search_space={
-                name: {"low": r.low, "high": r.high, "scale": r.scale}
-                for name, r in self.config.search_space().items()
+                name: {"low": r.low, "high": r.high, "scale": r.scale} for name, r in space.items()
             },
         )
         if write:

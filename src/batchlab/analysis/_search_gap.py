@@ -1,0 +1,87 @@
+"""How far the best point a search sampled can lie above the optimum of the searched range.
+
+A rung's steps-to-target is the best of N sampled learning rates, never better than
+the best learning rate in the range: a downward bias that a seed bootstrap cannot
+see (on a noiseless workload every seed gives the same count). The bias is bounded
+from the rung's own trials, under two assumptions stated here and in the docs:
+
+1. **Unimodal in the learning rate.** The optimum x* (x = log η) lies strictly
+   between the sampled points nearest the best one on either side (x_l, x_r), or
+   between the best one and the end of the searched range where no point was
+   sampled beyond it. A point that did not reach the target (stopped once beaten,
+   out of budget, diverged) still brackets the optimum: its count exceeds the best.
+2. **Convex in log-log.** log S(x) is convex near the optimum (S ∝ 1/η at small η,
+   a wall at the edge of stability; Shallue et al. 2018, Fig. 9; Zhang et al. 2019,
+   Sec. 3). A secant of a convex function, extended past its end, lies below the
+   function. So for x* in (x_b, x_r), with a reached point x_2 < x_b,
+   log S* ≥ log S(x_b) − m₂·(x_r − x_b), m₂ = (log S(x_2) − log S(x_b)) / (x_b − x_2),
+   with x_2 the nearest reached point (the flattest secant, the tightest bound); and
+   mirrored for x* in (x_l, x_b).
+
+The gap is the larger of the two sides' bounds, in log units. A side with no reached
+point on the other side of the best borrows the other side's slope (an assumption of
+symmetry, weaker than the two above); with no slope at all the gap is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def search_gap(
+    points: Sequence[tuple[float, float | None]],
+    best: float,
+    bounds: tuple[float, float],
+) -> float | None:
+    """An upper bound on log S(best) − log S*, S* the fewest steps over the searched range.
+
+    Args:
+        points: the sampled points of one rung, ``(x, y)``: x the log learning rate,
+            y the log steps-to-target (``None``: not reached; it brackets but gives no
+            slope). Repeats of one x keep the smallest y.
+        best: x of the best point (its y is the smallest reached).
+        bounds: the searched range of x, ``(low, high)``.
+
+    Returns:
+        The gap in log units (≥ 0; 0 when the best point is bracketed on both sides
+        at zero distance); ``None`` when no other reached point gives a slope.
+
+    Raises:
+        ValueError: ``best`` is not among the reached points, or lies outside ``bounds``.
+    """
+    low, high = bounds
+    values: dict[float, float | None] = {}
+    for x, y in points:
+        known = values.get(x)
+        values[x] = y if known is None else (known if y is None else min(known, y))
+    if values.get(best) is None:
+        raise ValueError(f"best = {best!r} must be one of the reached points")
+    if not low <= best <= high:
+        raise ValueError(f"best = {best!r} must lie in bounds [{low!r}, {high!r}]")
+    y_best = values[best]
+    assert y_best is not None
+    left = max((x for x in values if x < best), default=low)
+    right = min((x for x in values if x > best), default=high)
+    from_left = _secant(values, best, y_best, "left")
+    from_right = _secant(values, best, y_best, "right")
+    if from_left is None and from_right is None:
+        return None
+    # The optimum right of the best is bounded by the left secant, and vice versa;
+    # a side without its own secant borrows the other's.
+    from_left = from_right if from_left is None else from_left
+    from_right = from_left if from_right is None else from_right
+    return max(from_left * (right - best), from_right * (best - left), 0.0)
+
+
+def _secant(
+    values: dict[float, float | None], best: float, y_best: float, side: str
+) -> float | None:
+    """|slope| of log S between the best point and the nearest reached point on ``side``."""
+    reached = [x for x, y in values.items() if y is not None and x != best]
+    others = [x for x in reached if (x < best if side == "left" else x > best)]
+    if not others:
+        return None
+    x2 = max(others) if side == "left" else min(others)
+    y2 = values[x2]
+    assert y2 is not None
+    return max((y2 - y_best) / abs(best - x2), 0.0)
