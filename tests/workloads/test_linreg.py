@@ -65,3 +65,55 @@ def test_covariance_is_what_the_sampler_draws():
     x, _ = workload.sample(100_000, torch.Generator().manual_seed(0))
     empirical = np.cov(x.double().numpy().T)
     assert np.allclose(empirical, workload.cov.numpy(), atol=0.02)
+
+
+def test_expected_loss_recursion_matches_monte_carlo_sgd():
+    """iter_linreg_expected_loss against the mean loss of many simulated SGD runs.
+
+    8,000 independent trajectories (w₀ = 0) train with fresh Gaussian batches; their
+    mean loss at each of 30 steps must lie within 4 standard errors (estimated from
+    the same runs) of the recursion: a wrong term (a missing 1/B, the Isserlis term)
+    moves the mean by far more at this size.
+    """
+    from batchlab.workloads.linreg import iter_linreg_expected_loss
+
+    workload = LinRegWorkload(dim=6, noise_std=0.7, decay=1.0, data_seed=3)
+    lr, batch, runs, steps = 0.6, 4, 8000, 30
+    cov, w_star = workload.cov, workload.w_star
+    sqrt_cov = workload.sqrt_cov
+    gen = torch.Generator().manual_seed(0)
+    w = torch.zeros(runs, 6, dtype=torch.float64)
+    mean, se = [], []
+    for _ in range(steps):
+        x = torch.randn(runs, batch, 6, generator=gen, dtype=torch.float64) @ sqrt_cov
+        y = x @ w_star + 0.7 * torch.randn(runs, batch, generator=gen, dtype=torch.float64)
+        residual = torch.einsum("rbd,rd->rb", x, w) - y
+        w = w - lr * torch.einsum("rb,rbd->rd", residual, x) / batch
+        r = w - w_star
+        loss = 0.5 * torch.einsum("rd,de,re->r", r, cov, r) + 0.5 * 0.7**2
+        mean.append(float(loss.mean()))
+        se.append(float(loss.std() / math.sqrt(runs)))
+    eigenvalues = workload.eigenvalues.numpy()
+    r0 = (workload.rotation.T @ -w_star).numpy()
+    exact = iter_linreg_expected_loss(eigenvalues, r0, 0.7, lrs=[lr], batch_size=batch)
+    expected = [float(next(exact)[0]) for _ in range(steps)]
+    z = np.abs(np.subtract(mean, expected)) / np.asarray(se)
+    assert z.max() < 4.0, z
+
+
+def test_steps_to_target_is_the_first_step_of_the_expected_loss_below_it():
+    from batchlab.workloads.linreg import iter_linreg_expected_loss, linreg_sgd_steps_to_target
+
+    workload = LinRegWorkload(dim=16)
+    eigenvalues = workload.eigenvalues.numpy()
+    r0 = (workload.rotation.T @ -workload.w_star).numpy()
+    lrs = [0.01, 0.3, 1.0, 2.5]  # 2.5 diverges (ηλ_max > 2)
+    steps = linreg_sgd_steps_to_target(
+        eigenvalues, r0, 1.0, lrs=lrs, batch_size=8, target=0.8, max_steps=2000
+    )
+    curve = iter_linreg_expected_loss(eigenvalues, r0, 1.0, lrs=lrs, batch_size=8)
+    losses = np.array([next(curve) for _ in range(2000)])
+    for i, s in enumerate(steps):
+        below = np.flatnonzero(losses[:, i] <= 0.8)
+        assert s == (below[0] + 1 if below.size else np.inf)
+    assert np.isinf(steps[3]) and np.isfinite(steps[1])

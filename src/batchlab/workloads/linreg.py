@@ -17,9 +17,10 @@ from the generator, so the data stream is unlimited.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -54,6 +55,65 @@ def linreg_noise_scale(cov: Tensor, w: Tensor, w_star: Tensor, noise_std: float)
         b_simple=trace_cov / grad_sq_norm,
         b_noise=trace_h_cov / curvature,
     )
+
+
+def iter_linreg_expected_loss(
+    eigenvalues: np.ndarray,
+    r0: np.ndarray,
+    noise_std: float,
+    *,
+    lrs: Sequence[float] | np.ndarray,
+    batch_size: int,
+) -> Iterator[np.ndarray]:
+    """Plain SGD's expected loss after steps 1, 2, ..., one value per learning rate.
+
+    In C's eigenbasis (eigenvalues λ, r = w − w* with coordinates rᵢ) the diagonal
+    mᵢ = E rᵢ² of the second moment evolves on its own: from r' = r − η ĝ with
+    E[ĝ | r] = C r and Cov[ĝ | r] = Σ(r)/B, Σ = C r rᵀC + (rᵀC r + σ²) C (Isserlis'
+    theorem, as in :func:`linreg_noise_scale`),
+
+        m' = (1 − ηλ)² m + (η² / B) (λ² m + (λ·m + σ²) λ),
+
+    and the expected loss is ½ (λ·m + σ²) (exact, step by step; ``inf``/nan once an
+    unstable LR overflows).
+
+    Args:
+        eigenvalues: λ, C's eigenvalues, shape (d,).
+        r0: the initial w₀ − w* in C's eigenbasis, shape (d,).
+        noise_std: label noise σ.
+        lrs: constant learning rates.
+        batch_size: examples per step.
+    """
+    lam = np.asarray(eigenvalues, dtype=float)[None, :]
+    rates = np.asarray(lrs, dtype=float)[:, None]
+    m = np.broadcast_to(np.asarray(r0, dtype=float) ** 2, (rates.shape[0], lam.shape[1])).copy()
+    shrink = (1.0 - rates * lam) ** 2 + rates**2 * lam**2 / batch_size
+    with np.errstate(over="ignore", invalid="ignore"):
+        while True:
+            trace = (m * lam).sum(axis=1, keepdims=True)
+            m = shrink * m + rates**2 / batch_size * (trace + noise_std**2) * lam
+            yield 0.5 * ((m * lam).sum(axis=1) + noise_std**2)
+
+
+def linreg_sgd_steps_to_target(
+    eigenvalues: np.ndarray,
+    r0: np.ndarray,
+    noise_std: float,
+    *,
+    lrs: Sequence[float] | np.ndarray,
+    batch_size: int,
+    target: float,
+    max_steps: int,
+) -> np.ndarray:
+    """First step at which plain SGD's expected loss (:func:`iter_linreg_expected_loss`)
+    is <= ``target``, per learning rate; ``inf`` where not within ``max_steps``."""
+    steps = np.full(len(lrs), np.inf)
+    losses = iter_linreg_expected_loss(eigenvalues, r0, noise_std, lrs=lrs, batch_size=batch_size)
+    for t, loss in zip(range(1, max_steps + 1), losses, strict=False):
+        steps[np.isinf(steps) & (loss <= target)] = t
+        if np.all(np.isfinite(steps) | ~np.isfinite(loss)):
+            break
+    return steps
 
 
 class LinRegWorkload:
@@ -92,6 +152,8 @@ class LinRegWorkload:
             torch.randn(dim, dim, generator=generator, dtype=torch.float64)
         )
         eigenvalues = torch.arange(1, dim + 1, dtype=torch.float64) ** (-float(decay))
+        #: C's eigenvalues and eigenvectors (columns): the closed form's coordinates.
+        self.eigenvalues, self.rotation = eigenvalues, rotation
         self.cov = (rotation * eigenvalues) @ rotation.T
         self.sqrt_cov = (rotation * eigenvalues.sqrt()) @ rotation.T  # C = S Sᵀ, S symmetric
         self.w_star = torch.randn(dim, generator=generator, dtype=torch.float64)
