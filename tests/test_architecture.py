@@ -40,7 +40,10 @@ LAYER_OF = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 OPTIONAL_MODULES = {
     "batchlab.integrations.lightning": "lightning",
     "batchlab.integrations.lightning_schedule": "lightning",
+    "batchlab.integrations.lightning_ramp": "lightning",
+    "batchlab.integrations._accumulation": "lightning",
     "batchlab.integrations.hf": "transformers",
+    "batchlab.integrations.hf_ramp": "transformers",
 }
 
 

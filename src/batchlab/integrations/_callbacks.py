@@ -150,3 +150,10 @@ class TrackerCallback:
         """Remove the tracker's hooks; its statistics stay readable."""
         if self._tracker is not None:
             self._tracker.remove()
+
+
+class NoTracker:
+    """Stands in for a tracker while a callback's options are checked at construction."""
+
+    b_simple = math.nan
+    n = 0

@@ -25,7 +25,7 @@ from ._ensemble import (
 )
 from ._evaluation import eval_schedule
 from ._parallel import DataParallel, shard_batch
-from ._ramp import BatchRamp, RampChange, move_hparams
+from ._ramp import BatchRamp, RampChange, move_hparams, optimizer_name_of
 from ._ramp_calibration import (
     CalibratedBCrit,
     CalibrationPoint,
@@ -82,6 +82,7 @@ __all__ = [
     "rescale_learning_rates",
     "member_memory",
     "move_hparams",
+    "optimizer_name_of",
     "ramp_training",
     "eval_schedule",
     "run_ddp_trial",
