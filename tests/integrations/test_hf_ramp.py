@@ -184,6 +184,22 @@ def test_every_step_averages_exactly_its_window_and_hparams_move_with_the_batch(
     assert trainer.args.gradient_accumulation_steps == K  # the user's value is back
 
 
+def test_the_batch_size_in_effect_is_logged(tmp_path):
+    callback = BatchRampCallback(calibrate=Calibrations(factor=8.0), max_batch_size=64,
+                                 update_every=4, min_steps=8)  # fmt: skip
+    trainer, recorder = train(tmp_path, callback, logging_steps=1)
+    logged = {
+        entry["step"]: entry["noise_scale/batch_size"]
+        for entry in trainer.state.log_history
+        if "noise_scale/batch_size" in entry
+    }
+    # Logged at the end of step n: the accumulation that step n + 1 trains with.
+    ks = {n: s["k"] for n, s in enumerate(recorder.steps)}
+    assert logged and len(set(logged.values())) > 1, logged
+    for step, batch in logged.items():
+        assert batch == ks.get(step, ks[len(ks) - 1]) * BATCH, (step, batch)
+
+
 def test_calibrate_is_called_when_due_and_reaches_the_ramp(tmp_path):
     calibrate = Calibrations(factor=3.0)
     callback = BatchRampCallback(calibrate=calibrate, update_every=4, min_steps=8,

@@ -99,8 +99,8 @@ def test_written_results_record_the_resolved_search_space(tmp_path):
 def test_the_study_the_report_and_the_findings_share_one_analysis(old_study):
     from batchlab.analysis import summarize_ladder
     from batchlab.report._summary import summarize
-    from batchlab.results import rung_hparams, rung_lrs, search_floor
     from batchlab.reproduce._fits import FIT_SEED, summarize_fit
+    from batchlab.results import rung_hparams, rung_lrs, search_floor
     from batchlab.study._collect import analyse
 
     study = load_study(old_study)

@@ -92,7 +92,8 @@ class BatchRampCallback(RampDriver, NoiseScaleCallback):
 
     The options are those of the Lightning callback; ``calibrate`` gets ``(args,
     state, model, ramp)``. Add it with :meth:`attach` to have its metrics reach the
-    ``report_to`` loggers. One process; no resuming (module docstring).
+    ``report_to`` loggers; besides the noise-scale metrics it logs
+    ``{prefix}batch_size``. One process; no resuming (module docstring).
     """
 
     def on_train_begin(
@@ -130,6 +131,7 @@ class BatchRampCallback(RampDriver, NoiseScaleCallback):
             )
         self._batches = 0  # micro-batches done in this epoch
         self._window = 0  # micro-batches of the step under way
+        self._accumulation = self._user_accumulation  # the one in effect
         self._new_ramp(
             self.tracker,
             micro_batch_size=self.micro_batch_size or int(args.per_device_train_batch_size),
@@ -177,6 +179,14 @@ class BatchRampCallback(RampDriver, NoiseScaleCallback):
         if self._ramp is not None:
             args.gradient_accumulation_steps = self._user_accumulation
 
+    def metrics(self) -> dict[str, float]:
+        """The noise-scale metrics and ``{prefix}batch_size``, the effective batch in effect."""
+        found = super().metrics()
+        if found and self._ramp is not None:
+            batch = self._accumulation * self._ramp.micro_batch_size
+            found[f"{self.prefix}batch_size"] = float(batch)
+        return found
+
     # ----- plumbing --------------------------------------------------------------------
 
     def _apply(self, args: TrainingArguments, state: TrainerState) -> None:
@@ -189,7 +199,7 @@ class BatchRampCallback(RampDriver, NoiseScaleCallback):
             return
         micro = ramp.micro_batch_size
         self._move_optimizer(self._optimizer, self._lr_scheduler, current * micro, wanted * micro)
-        args.gradient_accumulation_steps = wanted
+        args.gradient_accumulation_steps = self._accumulation = wanted
         logger.info(
             "BatchRampCallback: gradient_accumulation_steps %d -> %d (batch %d -> %d) at step %d",
             current, wanted, current * micro, wanted * micro, state.global_step,
