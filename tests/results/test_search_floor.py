@@ -81,7 +81,11 @@ def test_no_floor_without_a_line_through_the_best():
     space = {"lr": LR, "momentum": SearchRange(0.5, 0.99, "linear")}
     assert search_floor(rung(trials), space) is None
     # ... unless they share it: then the line through lr gives one.
-    same = [record(0, 0.1, 100, momentum=0.9), record(1, 0.05, 120, momentum=0.9)]
+    same = [
+        record(0, 0.1, 100, momentum=0.9),
+        record(1, 0.05, 120, momentum=0.9),
+        record(2, 0.005, 200, momentum=0.9),  # ln 20 away: long enough to reach lr 1
+    ]
     assert search_floor(rung(same), space) is not None
     # A linear-scaled or unsearched lr gives none.
     assert search_floor(rung(trials), {"lr": SearchRange(1e-3, 1.0, "linear")}) is None

@@ -13,14 +13,17 @@ from the rung's own trials, under two assumptions stated here and in the docs:
 2. **Convex in log-log.** log S(x) is convex near the optimum (S ∝ 1/η at small η,
    a wall at the edge of stability; Shallue et al. 2018, Fig. 9; Zhang et al. 2019,
    Sec. 3). A secant of a convex function, extended past its end, lies below the
-   function. So for x* in (x_b, x_r), with a reached point x_2 < x_b,
-   log S* ≥ log S(x_b) − m₂·(x_r − x_b), m₂ = (log S(x_2) − log S(x_b)) / (x_b − x_2),
-   with x_2 the nearest reached point (the flattest secant, the tightest bound); and
-   mirrored for x* in (x_l, x_b).
+   function. So for x* in (x_b, x_r), with any reached point x_2 < x_b,
+   log S* ≥ log S(x_b) − m₂·(x_r − x_b), m₂ = (log S(x_2) − log S(x_b)) / (x_b − x_2);
+   and mirrored for x* in (x_l, x_b). The bound takes the flattest such secant: on a
+   convex curve that is the nearest point's (the tightest bound), and a measured
+   curve's noise (a near neighbour that happened to take many more steps) cannot
+   make it steeper. A secant is extended at most its own length: one between two
+   nearly equal learning rates measures their seeds' noise, not the curve's slope.
 
-The gap is the larger of the two sides' bounds, in log units. A side with no reached
-point on the other side of the best borrows the other side's slope (an assumption of
-symmetry, weaker than the two above); with no slope at all the gap is unknown.
+The gap is the larger of the two sides' bounds, in log units. A side with no such
+secant from the other side of the best borrows one from its own side (an assumption
+of symmetry, weaker than the two above); a side with neither leaves the gap unknown.
 """
 
 from __future__ import annotations
@@ -62,26 +65,29 @@ def search_gap(
     assert y_best is not None
     left = max((x for x in values if x < best), default=low)
     right = min((x for x in values if x > best), default=high)
-    from_left = _secant(values, best, y_best, "left")
-    from_right = _secant(values, best, y_best, "right")
-    if from_left is None and from_right is None:
+    # The optimum right of the best is bounded by a left secant, and vice versa; a side
+    # without one borrows a secant from the other side.
+    from_left = _secant(values, best, y_best, "left", right - best)
+    from_left = (
+        _secant(values, best, y_best, "right", right - best) if from_left is None else from_left
+    )
+    from_right = _secant(values, best, y_best, "right", best - left)
+    from_right = (
+        _secant(values, best, y_best, "left", best - left) if from_right is None else from_right
+    )
+    if from_left is None or from_right is None:
         return None
-    # The optimum right of the best is bounded by the left secant, and vice versa;
-    # a side without its own secant borrows the other's.
-    from_left = from_right if from_left is None else from_left
-    from_right = from_left if from_right is None else from_right
     return max(from_left * (right - best), from_right * (best - left), 0.0)
 
 
 def _secant(
-    values: dict[float, float | None], best: float, y_best: float, side: str
+    values: dict[float, float | None], best: float, y_best: float, side: str, reach: float
 ) -> float | None:
-    """|slope| of log S between the best point and the nearest reached point on ``side``."""
-    reached = [x for x, y in values.items() if y is not None and x != best]
-    others = [x for x in reached if (x < best if side == "left" else x > best)]
-    if not others:
-        return None
-    x2 = max(others) if side == "left" else min(others)
-    y2 = values[x2]
-    assert y2 is not None
-    return max((y2 - y_best) / abs(best - x2), 0.0)
+    """The flattest |slope| of log S from the best point to a reached point on ``side``
+    at least ``reach`` away (a secant is extended at most its own length)."""
+    slopes = [
+        max((y - y_best) / abs(best - x), 0.0)
+        for x, y in values.items()
+        if y is not None and (x < best if side == "left" else x > best) and abs(best - x) >= reach
+    ]
+    return min(slopes) if slopes else None
