@@ -23,6 +23,7 @@ disagree for a step.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from typing import Any
 
 from ..training import BatchRamp, BatchSizeSchedule
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 Grower = BatchSizeSchedule | BatchRamp
 
 
-class AccumulationCallback(NoiseScaleCallback):
+class AccumulationCallback(NoiseScaleCallback, ABC):
     """A :class:`NoiseScaleCallback` that grows ``accumulate_grad_batches`` at aligned windows.
 
     Subclasses build the grower in :meth:`_build` (at the first batch of ``fit``, when
@@ -70,11 +71,11 @@ class AccumulationCallback(NoiseScaleCallback):
 
     # ----- what subclasses provide ---------------------------------------------------------
 
+    @abstractmethod
     def _build(
         self, trainer: pl.Trainer, *, micro_batch_size: int, base_accumulation: int
     ) -> Grower:
         """The grower for this ``fit`` (the tracker is :attr:`tracker`)."""
-        raise NotImplementedError
 
     def _after_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                     examples: int) -> None:  # fmt: skip
@@ -82,9 +83,9 @@ class AccumulationCallback(NoiseScaleCallback):
         assert self._grower is not None
         self._grower.step(examples=examples)
 
+    @abstractmethod
     def _move(self, trainer: pl.Trainer, from_batch_size: int, to_batch_size: int) -> None:
         """Move the optimizer's hyperparameters for a batch that grows now."""
-        raise NotImplementedError
 
     # ----- Lightning hooks -------------------------------------------------------------
 
