@@ -18,12 +18,27 @@ the first later window boundary whose batch index is a multiple of the new value
 once for half the windows when the accumulation doubles, and always at an epoch
 start), and the hyperparameters move at that same moment, so LR and batch size never
 disagree for a step.
+
+**Resuming.** :meth:`AccumulationCallback.state_dict` holds the grower's state, the
+tracker's running statistics, the accumulation in effect and the moved
+hyperparameters of the optimizer (each param group's ``lr`` / ``betas`` /
+``weight_decay`` / ``initial_lr`` and the LR scheduler's ``base_lrs``). Lightning
+saves it in every checkpoint and hands it back on ``trainer.fit(..., ckpt_path=...)``
+through :meth:`~AccumulationCallback.load_state_dict`, before or after
+``on_fit_start`` depending on the strategy, and restores the optimizer's and the LR
+scheduler's own state (which hold the moved values) only after that. So
+``load_state_dict`` keeps the state; ``on_train_start`` (after every restore) loads the
+tracker, checks that the optimizer came back with the saved values and sets the
+accumulation in effect at the checkpoint; the first batch builds the grower, loads its
+state and applies a change that was pending at the checkpoint if that batch starts an
+aligned window, as the uninterrupted run would have there.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 from ..training import BatchRamp, BatchSizeSchedule
@@ -35,6 +50,29 @@ logger = logging.getLogger(__name__)
 #: ``accumulation_steps``, ``step(examples=)`` and ``state_dict()``).
 Grower = BatchSizeSchedule | BatchRamp
 
+#: The param-group entries a grower moves (``initial_lr``: set by torch LR schedulers).
+MOVED_HPARAMS = ("lr", "betas", "weight_decay", "initial_lr")
+
+#: Keys of :meth:`AccumulationCallback.state_dict` besides the grower's own.
+_STATE_KEYS = ("tracker", "micro_batch_size", "base_accumulation", "accumulation",
+               "hparams", "pending_backwards")  # fmt: skip
+
+
+def moved_hparams(optimizer: Any, lr_scheduler: Any) -> dict[str, Any]:
+    """What a grower moves, as plain numbers: each param group's :data:`MOVED_HPARAMS`
+    (those it has) and the LR scheduler's ``base_lrs`` (``None`` without them)."""
+    groups = [
+        {key: _plain(group[key]) for key in MOVED_HPARAMS if key in group}
+        for group in optimizer.param_groups
+    ]
+    base_lrs = getattr(lr_scheduler, "base_lrs", None)  # ReduceLROnPlateau has none
+    base_lrs = None if base_lrs is None else [float(v) for v in base_lrs]
+    return {"param_groups": groups, "base_lrs": base_lrs}
+
+
+def _plain(value: Any) -> Any:
+    return [float(v) for v in value] if isinstance(value, list | tuple) else float(value)
+
 
 class AccumulationCallback(NoiseScaleCallback, ABC):
     """A :class:`NoiseScaleCallback` that grows ``accumulate_grad_batches`` at aligned windows.
@@ -45,7 +83,8 @@ class AccumulationCallback(NoiseScaleCallback, ABC):
     counts the step) and move the optimizer's hyperparameters in :meth:`_move` when a
     new accumulation is applied. Automatic optimization only; one optimizer, one
     process. Logs ``{prefix}batch_size`` (examples per optimizer step) besides the
-    noise-scale metrics.
+    noise-scale metrics. Resumes from a Lightning checkpoint (module docstring);
+    subclasses add their own state with :meth:`_extra_state` / :meth:`_load_extra_state`.
     """
 
     #: What to use instead under manual optimization (for the error message).
@@ -68,6 +107,9 @@ class AccumulationCallback(NoiseScaleCallback, ABC):
         self._grower: Grower | None = None
         self._stepped = False
         self._lr_scheduler: Any = None
+        self._trainer: pl.Trainer | None = None
+        self._base_accumulation: int | None = None
+        self._restored: dict[str, Any] | None = None  # from load_state_dict, until applied
 
     # ----- what subclasses provide ---------------------------------------------------------
 
@@ -87,6 +129,13 @@ class AccumulationCallback(NoiseScaleCallback, ABC):
     def _move(self, trainer: pl.Trainer, from_batch_size: int, to_batch_size: int) -> None:
         """Move the optimizer's hyperparameters for a batch that grows now."""
 
+    def _extra_state(self) -> dict[str, Any]:
+        """A subclass's own state for :meth:`state_dict` (plain values); none here."""
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Any], trainer: pl.Trainer) -> None:
+        """Restore :meth:`_extra_state` after the grower was built (a no-op here)."""
+
     # ----- Lightning hooks -------------------------------------------------------------
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -101,6 +150,12 @@ class AccumulationCallback(NoiseScaleCallback, ABC):
         self._grower = None
         self._stepped = False
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After Lightning restored the callbacks, the optimizer and the LR scheduler.
+        self._base_accumulation = int(trainer.accumulate_grad_batches)
+        if self._restored is not None:
+            self._restore_at_start(trainer)
+
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
@@ -114,11 +169,18 @@ class AccumulationCallback(NoiseScaleCallback, ABC):
                 )
             schedulers = getattr(trainer, "lr_scheduler_configs", None) or []
             self._lr_scheduler = schedulers[0].scheduler if schedulers else None
+            self._trainer = trainer
+            base = self._base_accumulation
             self._grower = self._build(
                 trainer,
                 micro_batch_size=micro,
-                base_accumulation=int(trainer.accumulate_grad_batches),
+                base_accumulation=int(trainer.accumulate_grad_batches) if base is None else base,
             )
+            if self._restored is not None:
+                self._restore_grower(trainer, micro)
+                # A change pending at the checkpoint: where the uninterrupted run applied it
+                # (this batch starts a window of the accumulation in effect).
+                self._apply(trainer, next_batch_idx=batch_idx)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                                  optimizer: Any) -> None:  # fmt: skip
@@ -141,6 +203,16 @@ class AccumulationCallback(NoiseScaleCallback, ABC):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._apply(trainer, next_batch_idx=0)  # the batch index restarts: always aligned
 
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_fit_end(trainer, pl_module)
+        self._restored = None  # a later fit without ckpt_path starts afresh
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        self._restored = None
+
     # ----- plumbing --------------------------------------------------------------------
 
     def _apply(self, trainer: pl.Trainer, *, next_batch_idx: int) -> None:
@@ -160,8 +232,123 @@ class AccumulationCallback(NoiseScaleCallback, ABC):
             trainer.global_step,
         )  # fmt: skip
 
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self._grower is None else {self._state_key: self._grower.state_dict()}
+    # ----- checkpointing ---------------------------------------------------------------
 
     #: The key of the grower's state in :meth:`state_dict`.
     _state_key = "schedule"
+
+    def state_dict(self) -> dict[str, Any]:
+        """What resuming needs (empty before the first batch of ``fit``: nothing to resume).
+
+        The grower's state (under ``"schedule"`` or ``"ramp"``), the tracker's, the
+        micro-batch size, the base accumulation and the one in effect, the optimizer's
+        moved hyperparameters (:func:`moved_hparams`) and the backward passes of a window
+        not finished yet (0 at an optimizer step, where checkpoints are taken).
+        """
+        grower, tracker, trainer = self._grower, self.tracker, self._trainer
+        if grower is None or tracker is None or trainer is None:
+            return {}
+        return {
+            self._state_key: grower.state_dict(),
+            "tracker": tracker.state_dict(),
+            "micro_batch_size": grower.micro_batch_size,
+            "base_accumulation": grower.base_accumulation,
+            "accumulation": int(trainer.accumulate_grad_batches),
+            "hparams": moved_hparams(trainer.optimizers[0], self._lr_scheduler),
+            "pending_backwards": self._backwards,
+            **self._extra_state(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep :meth:`state_dict`'s output for the resumed ``fit`` (applied at its start).
+
+        Raises:
+            ValueError: the state is not this callback's (a missing key, named), or it
+                was saved inside an accumulation window, whose backward passes (and
+                Lightning's ``.grad``) a checkpoint does not hold.
+        """
+        name = type(self).__name__
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(
+                f"{name}.load_state_dict expects the dict from state_dict(), got "
+                f"{type(state_dict).__name__}"
+            )
+        if not state_dict:  # saved before the first batch: a fresh start
+            self._restored = None
+            return
+        for key in (self._state_key, *_STATE_KEYS):
+            if key not in state_dict:
+                raise ValueError(
+                    f"{name} cannot resume: its checkpointed state has no {key!r} (a state "
+                    f"saved by another callback or an older batchlab?); expected the keys "
+                    f"{[self._state_key, *_STATE_KEYS]}"
+                )
+        pending = int(state_dict["pending_backwards"])
+        if pending:
+            raise ValueError(
+                f"{name} cannot resume exactly from a checkpoint saved inside an accumulation "
+                f"window ({pending} of its micro-batches done): the checkpoint holds neither "
+                "their gradients nor their noise-scale norms. Resume from one saved at an "
+                "optimizer step (ModelCheckpoint(every_n_train_steps=...) or an epoch end)"
+            )
+        self._restored = dict(state_dict)
+
+    def _restore_at_start(self, trainer: pl.Trainer) -> None:
+        """At ``on_train_start``: the tracker, the optimizer check and the accumulation."""
+        state, name = self._restored, type(self).__name__
+        assert state is not None
+        base = int(state["base_accumulation"])
+        if self._base_accumulation != base:
+            raise ValueError(
+                f"{name} cannot resume: the checkpointed run started from "
+                f"Trainer(accumulate_grad_batches={base}), this one from "
+                f"accumulate_grad_batches={self._base_accumulation}; build the Trainer as "
+                "before (the callback sets the accumulation in effect at the checkpoint)"
+            )
+        schedulers = getattr(trainer, "lr_scheduler_configs", None) or []
+        now = moved_hparams(trainer.optimizers[0], schedulers[0].scheduler if schedulers else None)
+        _check_hparams(name, state["hparams"], now)
+        if self.tracker is not None:
+            self.tracker.load_state_dict(state["tracker"])
+        trainer.accumulate_grad_batches = int(state["accumulation"])
+
+    def _restore_grower(self, trainer: pl.Trainer, micro: int) -> None:
+        """At the first batch, once the grower is built: its state and the subclass's."""
+        state, name = self._restored, type(self).__name__
+        assert state is not None and self._grower is not None
+        self._restored = None
+        saved = int(state["micro_batch_size"])
+        if saved != micro:
+            raise ValueError(
+                f"{name} cannot resume: the checkpointed run had micro_batch_size={saved} "
+                f"examples per batch, this one {micro}; use the same dataloader batch_size"
+            )
+        self._grower.load_state_dict(state[self._state_key])
+        self._load_extra_state(state, trainer)
+
+
+def _check_hparams(name: str, saved: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """A ValueError naming the first moved hyperparameter that did not come back as saved."""
+    groups, saved_groups = now["param_groups"], saved["param_groups"]
+    if len(groups) != len(saved_groups):
+        raise ValueError(
+            f"{name} cannot resume: the checkpointed optimizer had {len(saved_groups)} param "
+            f"groups, this one {len(groups)}"
+        )
+    hint = (
+        "the optimizer's state was not restored from the checkpoint (or was changed after); "
+        "the batch-size moves it holds would be lost"
+    )
+    for index, (before, after) in enumerate(zip(saved_groups, groups, strict=True)):
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                raise ValueError(
+                    f"{name} cannot resume exactly: param group {index}'s {key} is "
+                    f"{after.get(key)!r} but was {before.get(key)!r} at the checkpoint; {hint}"
+                )
+    if saved["base_lrs"] != now["base_lrs"]:
+        raise ValueError(
+            f"{name} cannot resume exactly: the LR scheduler's base_lrs are {now['base_lrs']!r} "
+            f"but were {saved['base_lrs']!r} at the checkpoint; its state was not restored "
+            "(or the scheduler differs)"
+        )

@@ -31,6 +31,15 @@ windows when the accumulation doubles, always at an epoch start), and the
 hyperparameters move at that same moment, from the batch size in use to the new one,
 so LR and batch size never disagree for a step.
 
+**Resuming.** The ramp's state (history, calibration points, ratio), the tracker's
+running statistics, the accumulation in effect, the moved hyperparameters and the
+``max_lr_factor`` caps are saved in every Lightning checkpoint and restored by
+``trainer.fit(module, ckpt_path="last")`` (with a ``ModelCheckpoint``): the resumed run
+takes the same steps as if it had not stopped, and ``calibrate`` is not asked again for
+what the checkpoint holds. Build its ``Trainer`` with the same starting
+``accumulate_grad_batches`` and dataloader ``batch_size``; checkpoint at optimizer steps
+or epoch ends.
+
 References:
     McCandlish, Kaplan, Amodei et al. 2018, arXiv:1812.06162, Sec. 2.3, eq. 2.11.
     Merrill, Arora, Groeneveld, Hajishirzi 2025, arXiv:2505.23971, Sec. 6.
@@ -39,7 +48,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..training import BatchRamp
@@ -81,6 +90,14 @@ class BatchRampCallback(RampDriver, AccumulationCallback):
     holds the moved values.) Logs ``{prefix}batch_size`` besides the noise-scale
     metrics. Automatic optimization only; one optimizer, one process.
 
+    Resumes from a Lightning checkpoint (``trainer.fit(module, ckpt_path=...)``):
+    :meth:`state_dict` holds the ramp's state, the tracker's, the accumulation in
+    effect, the optimizer's moved hyperparameters and the LR caps of
+    ``max_lr_factor`` (from the base LRs at the first run's start). On restore the
+    accumulation is set back, a change pending at the checkpoint is applied where the
+    uninterrupted run would have, and lr/β2/weight decay (and the scheduler's
+    ``base_lrs``) come back with the optimizer's and scheduler's own state (checked).
+
     References:
         McCandlish et al. 2018, arXiv:1812.06162, Sec. 2.3; Merrill et al. 2025,
         arXiv:2505.23971; Meterez et al. 2025, arXiv:2510.14717.
@@ -110,8 +127,11 @@ class BatchRampCallback(RampDriver, AccumulationCallback):
 
     Raises:
         ValueError, TypeError: a bad option (when the callback is built), manual
-            optimization or no way to count a batch's examples (at fit start), or a
-            ``calibrate`` result that is none of the above (naming ``calibrate``).
+            optimization or no way to count a batch's examples (at fit start), a
+            ``calibrate`` result that is none of the above (naming ``calibrate``), or a
+            checkpoint that cannot be resumed exactly (saved inside an accumulation
+            window, another starting ``accumulate_grad_batches`` or micro-batch size, an
+            optimizer whose moved values did not come back; each named).
     """
 
     # The constructor is RampDriver's (typed keywords, checked when the callback is built).
@@ -140,3 +160,18 @@ class BatchRampCallback(RampDriver, AccumulationCallback):
     def _move(self, trainer: pl.Trainer, from_batch_size: int, to_batch_size: int) -> None:
         self._move_optimizer(trainer.optimizers[0], self._lr_scheduler, from_batch_size,
                              to_batch_size)  # fmt: skip
+
+    def _extra_state(self) -> dict[str, Any]:
+        # The LR caps come from the base LRs at the first batch of the *first* fit; a
+        # resumed fit's optimizer already holds moved LRs, so they are carried over.
+        return {"max_lrs": list(self._max_lrs)}
+
+    def _load_extra_state(self, state: Mapping[str, Any], trainer: pl.Trainer) -> None:
+        max_lrs = state.get("max_lrs")
+        groups = len(trainer.optimizers[0].param_groups)
+        if not isinstance(max_lrs, list | tuple) or len(max_lrs) != groups:
+            raise ValueError(
+                f"BatchRampCallback cannot resume: its checkpointed state needs 'max_lrs', one "
+                f"LR cap (or None) per param group ({groups}), got {max_lrs!r}"
+            )
+        self._max_lrs = [None if cap is None else float(cap) for cap in max_lrs]

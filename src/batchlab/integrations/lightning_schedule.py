@@ -21,6 +21,13 @@ accumulation doubles, always at an epoch start), and the learning rate is rescal
 that same moment, so LR and batch size never disagree for a step. The delay is a few
 windows at most (at most one epoch).
 
+**Resuming.** The callback's state (the schedule's, the tracker's running statistics,
+the accumulation in effect, the moved LRs) is saved in every Lightning checkpoint and
+restored by ``trainer.fit(module, ckpt_path="last")`` (with a ``ModelCheckpoint``):
+the resumed run goes on with the same accumulation, LR and decisions as if it had not
+stopped. Build its ``Trainer`` with the same starting ``accumulate_grad_batches`` and
+the same dataloader ``batch_size``; checkpoint at optimizer steps or epoch ends.
+
 References:
     McCandlish et al. 2018, arXiv:1812.06162, Sec. 4; Merrill et al. 2025,
     arXiv:2505.23971, Sec. 6 (batch size warmup).
@@ -46,6 +53,15 @@ class BatchSizeScheduleCallback(AccumulationCallback):
     accumulation. See the module docstring for when a change is applied. Logs
     ``{prefix}batch_size`` besides the noise-scale metrics. Automatic optimization
     only; one optimizer, one process.
+
+    Resumes from a Lightning checkpoint (``trainer.fit(module, ckpt_path=...)``):
+    :meth:`state_dict` holds the schedule's state, the tracker's, the accumulation in
+    effect and the optimizer's moved LRs; on restore the accumulation is set back, a
+    change pending at the checkpoint is applied where the uninterrupted run would have,
+    and the LRs come back with the optimizer's and LR scheduler's own state (checked).
+    A ``ValueError`` names what cannot be resumed exactly: a checkpoint saved inside an
+    accumulation window, another starting ``accumulate_grad_batches`` or micro-batch
+    size, an optimizer whose LRs did not come back as saved.
 
     Args:
         fraction: target effective batch as a fraction of B_simple.
