@@ -23,6 +23,8 @@ from ..analysis import AnalysisError, PowerLawFit, fit_power_law
 from ..cbs import describe_schedule
 from ..results import RESULTS_JSON, Fields, ResultsError, check_schema_version, read_json
 from ._axes import figure_uri, label_text, new_figure
+from ._plots import power_law_figure
+from ._view import power_law_text
 
 CBS_JSON = "cbs.json"
 #: Newest cbs.json layout this reader understands.
@@ -358,15 +360,6 @@ class CbsPowerLaw:
     left_out: list[int]
 
 
-def power_law_text(fit: PowerLawFit) -> str:
-    """``B_crit ∝ D^k, k = … [low, high] (95%)``: the legend and the page's sentence."""
-    text = f"B_crit ∝ D^k, k = {fit.exponent:.3g}"
-    if fit.exponent_ci is not None:
-        low, high = fit.exponent_ci
-        text += f" [{low:.3g}, {high:.3g}] ({fit.confidence:.0%} interval)"
-    return text
-
-
 def cbs_power_law(data: CbsData, *, n_bootstrap: int = 2000, seed: int = 0) -> CbsPowerLaw | None:
     """Fit B_crit = a · D^k across checkpoints (Kaplan et al. 2020, Sec. 5.1; Zhang et al.
     2024, Sec. 4) with :func:`batchlab.analysis.fit_power_law`, and draw it.
@@ -401,31 +394,13 @@ def cbs_power_law(data: CbsData, *, n_bootstrap: int = 2000, seed: int = 0) -> C
     except AnalysisError:
         return None
     text = power_law_text(fit)
-    return CbsPowerLaw(fit, text, power_law_figure(data, fit, cis, text), left_out)
-
-
-def power_law_figure(
-    data: CbsData,
-    fit: PowerLawFit,
-    cis: Sequence[tuple[float, float] | None],
-    text: str,
-) -> str:
-    """Log-log: B_crit (95% interval) against the examples seen, and the fitted law."""
-    fig, (ax,) = new_figure(5.5, 4.0)
-    low = [v - (ci[0] if ci else v) for v, ci in zip(fit.y, cis, strict=True)]
-    high = [(ci[1] if ci else v) - v for v, ci in zip(fit.y, cis, strict=True)]
-    ax.errorbar(fit.x, fit.y, yerr=[low, high], fmt="o", color="#d62728", capsize=3,
-                label="B_crit per checkpoint (95% CI)")  # fmt: skip
-    grid = np.geomspace(min(fit.x), max(fit.x), 100)
-    ax.plot(grid, fit.predict(grid), "-", color="#000000", lw=1.2, label=text)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("examples seen by the base run, D")
-    ax.set_ylabel("critical batch size B_crit")
-    ax.set_title(label_text(f"{data.workload}, {data.optimizer}: B_crit against D"), fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return figure_uri(fig)
+    figure = power_law_figure(
+        fit, cis, text,
+        xlabel="examples seen by the base run, D",
+        title=f"{data.workload}, {data.optimizer}: B_crit against D",
+        points_label="B_crit per checkpoint (95% CI)",
+    )  # fmt: skip
+    return CbsPowerLaw(fit, text, figure, left_out)
 
 
 def cbs_view(data: CbsData, name: str | None = None) -> CbsView:

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
+from ..analysis import PowerLawFit
 from ..results import RungResult, StudyData
 from ._axes import (
     STUDY_COLORS,
@@ -403,4 +404,51 @@ def noise_figure(study: StudyData, summary: StudySummary) -> str | None:
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    return figure_uri(fig)
+
+
+def power_law_figure(
+    fit: PowerLawFit,
+    cis: Sequence[tuple[float, float] | None],
+    text: str,
+    *,
+    xlabel: str,
+    title: str,
+    points_label: str,
+    names: Sequence[str] | None = None,
+) -> str:
+    """Log-log: B_crit (with its interval) against x, and the fitted power law.
+
+    Shared by B_crit against the data seen D (``batchlab cbs`` checkpoints) and
+    against the model size N (studies); see :func:`batchlab.analysis.fit_power_law`.
+
+    Args:
+        fit: the fitted law; its points are drawn.
+        cis: each point's B_crit interval (``None``: exact, no bar).
+        text: the law's legend entry.
+        xlabel: the x axis' label.
+        title: the figure's title (a user string: made safe for matplotlib here).
+        points_label: the points' legend entry.
+        names: optional labels written beside the points (e.g. the studies' names).
+    """
+    fig, (ax,) = new_figure(5.5, 4.0)
+    low = [v - (ci[0] if ci else v) for v, ci in zip(fit.y, cis, strict=True)]
+    high = [(ci[1] if ci else v) - v for v, ci in zip(fit.y, cis, strict=True)]
+    ax.errorbar(fit.x, fit.y, yerr=[low, high], fmt="o", color="#d62728", capsize=3,
+                label=points_label)  # fmt: skip
+    grid = np.geomspace(min(fit.x), max(fit.x), 100)
+    ax.plot(grid, fit.predict(grid), "-", color="#000000", lw=1.2, label=text)
+    right = max(fit.x)
+    for x, y, name in zip(fit.x, fit.y, names or (), strict=False):
+        last = x == right  # written to the left, inside the axes
+        ax.annotate(label_text(name), (x, y), xytext=(-4 if last else 4, 4),
+                    textcoords="offset points", ha="right" if last else "left",
+                    fontsize=7)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("critical batch size B_crit")
+    ax.set_title(label_text(title), fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     return figure_uri(fig)

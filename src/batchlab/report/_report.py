@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from .._io import atomic_write_text
 from .._secrets import redact_url
 from .._version import __version__
+from ..analysis import AnalysisError, PowerLawFit, ScalingFit, fit_power_law
 from ..results import RESULTS_JSON, STATUSES, SearchRange, StudyData, load_study
 from ..study import StudyConfig
 from . import _cbs, _plots, _trial_plots, _view
@@ -47,6 +49,33 @@ class ComparisonRow:
     s_min_ratio: float | None = None
     s_min_ratio_ci: Any = None
     note: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSizePowerLaw:
+    """B_crit ∝ N^k across studies (N = trainable parameters): fit, sentence, figure.
+
+    Attributes:
+        fit: the law, one point per study in ``studies``.
+        text: ``B_crit ∝ N^k, k = … [low, high] (95% interval)`` (the legend).
+        sentence: the exponent and what it means, for the page.
+        figure: the log-log figure (PNG data URI).
+        studies: the studies fitted, in the report's order.
+        left_out: studies with a B_crit fit but no recorded parameter count.
+        unbounded: studies left out because their B_crit interval is unbounded.
+    """
+
+    fit: PowerLawFit
+    text: str
+    sentence: str
+    figure: str
+    studies: tuple[str, ...]
+    left_out: tuple[str, ...] = ()
+    unbounded: tuple[str, ...] = ()
+
+
+#: Fewest studies (with a B_crit fit and a parameter count) the model-size law needs.
+MIN_MODEL_SIZE_STUDIES = 3
 
 
 @dataclass(frozen=True)
@@ -136,6 +165,7 @@ def build_report(
         "multi": multi,
         "statuses": STATUSES,
         "comparison": _comparison(studies, summaries) if multi else None,
+        "model_size": model_size_power_law(studies, summaries) if multi else None,
         "overlay_figure": _plots.overlay_figure(studies, summaries) if multi else None,
         "has_noise": any(v.noise_figure for v in views),
         "has_hparam_rules": any(v.hparam_rules for v in views),
@@ -303,6 +333,120 @@ def _comparison(
             )
         )
     return rows
+
+
+def parameter_count(study: StudyData) -> int | None:
+    """The study's model size N (``workload.parameters`` in ``results.json``), if recorded.
+
+    Files written before studies recorded it have none; a value that is not a positive
+    integer counts as none.
+    """
+    value = study.workload.get("parameters")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+def model_size_sentence(fit: PowerLawFit, studies: int) -> str:
+    """The exponent of B_crit ∝ N^k with its interval, and what it means.
+
+    Zhang et al. 2024 ("How Does Critical Batch Size Scale in Pre-training?",
+    arXiv:2410.21676, Sec. 4): at a fixed data budget D, B_crit grows with D, not with
+    the model size N; so k's interval containing 0 is the expected outcome when the
+    studies train to the same data budget.
+    """
+    law = _view.power_law_text(fit, "N")
+    head = f"Over {studies} studies, {law}"
+    ci = fit.exponent_ci
+    if ci is None:
+        return head + " (no interval: too few points)."
+    if ci[0] <= 0 <= ci[1]:
+        return (
+            head + ": the interval contains 0, so B_crit does not measurably depend on model "
+            "size here, the expected outcome when the studies train to the same data budget "
+            "(Zhang et al. 2024: at fixed data, B_crit grows with the data seen, not with "
+            "model size)."
+        )
+    trend = "grows" if ci[0] > 0 else "shrinks"
+    return (
+        head + f": the interval excludes 0, so B_crit {trend} with model size here; at a "
+        "fixed data budget Zhang et al. 2024 find it does not depend on model size, so check "
+        "whether these studies' targets or data budgets differ (B_crit grows with the data "
+        "seen and as the target loss falls)."
+    )
+
+
+def model_size_power_law(
+    studies: Sequence[StudyData],
+    summaries: Sequence[StudySummary],
+    *,
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+) -> ModelSizePowerLaw | None:
+    """Fit B_crit = a · N^k across studies (N: trainable parameters) and draw it.
+
+    References:
+        Kaplan et al. 2020, arXiv:2001.08361, Sec. 5.1 (B_crit as a power law);
+        Zhang et al. 2024, arXiv:2410.21676, Sec. 4 (B_crit against N at fixed D).
+
+    Each study with a B_crit fit is one point, its B_crit interval the measurement
+    interval of :func:`batchlab.analysis.fit_power_law`. Studies without a recorded
+    parameter count are left out (and named); so are studies whose B_crit interval is
+    unbounded (the ladder shows no bend), since the measurement interval needs finite
+    bounds. ``None`` (no section) with fewer than :data:`MIN_MODEL_SIZE_STUDIES` usable
+    studies or fewer than two distinct parameter counts.
+    """
+    usable: list[tuple[str, int, ScalingFit]] = []
+    left_out, unbounded = [], []
+    for study, summary in zip(studies, summaries, strict=True):
+        fit = summary.fit
+        if fit is None or not (math.isfinite(fit.b_crit) and fit.b_crit > 0):
+            continue
+        n = parameter_count(study)
+        if n is None:
+            left_out.append(study.name)
+            continue
+        low, high = fit.b_crit_ci
+        if not 0 < low <= fit.b_crit <= high < math.inf:  # NaN fails too
+            unbounded.append(study.name)
+            continue
+        usable.append((study.name, n, fit))
+    if len(usable) < MIN_MODEL_SIZE_STUDIES or len({n for _, n, _ in usable}) < 2:
+        return None
+    cis = [(float(f.b_crit_ci[0]), float(f.b_crit_ci[1])) for _, _, f in usable]
+    try:
+        fit = fit_power_law(
+            [float(n) for _, n, _ in usable],
+            [float(f.b_crit) for _, _, f in usable],
+            y_ci=cis,
+            # Every study's fit comes from `summarize` at one level: the first one's.
+            confidence=usable[0][2].confidence,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+        )
+    except AnalysisError as error:
+        logger.warning("B_crit against model size not fitted: %s", error)
+        return None
+    names = [name for name, _, _ in usable]
+    text = _view.power_law_text(fit, "N")
+    figure = _plots.power_law_figure(
+        fit,
+        cis,
+        text,
+        xlabel="trainable parameters N",
+        title="B_crit against model size, one point per study",
+        points_label=f"B_crit per study ({fit.confidence:.0%} CI)",
+        names=names,
+    )
+    return ModelSizePowerLaw(
+        fit=fit,
+        text=text,
+        sentence=model_size_sentence(fit, len(usable)),
+        figure=figure,
+        studies=tuple(names),
+        left_out=tuple(left_out),
+        unbounded=tuple(unbounded),
+    )
 
 
 def _warnings(studies: Sequence[StudyData], summaries: Sequence[StudySummary]) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..analysis import RungCost
+from ..analysis import PowerLawFit, RungCost
 from ..results import RungResult, StudyData, TrialRecord
 from ._summary import StudySummary
 
@@ -531,6 +531,9 @@ def workload_rows(study: StudyData) -> list[tuple[str, str]]:
     train_size = study.workload.get("train_size")
     if train_size is not None:
         rows.append(("train_size", str(train_size)))
+    parameters = study.workload.get("parameters")
+    if parameters is not None:
+        rows.append(("trainable parameters", str(parameters)))
     return rows
 
 
@@ -555,3 +558,17 @@ def noise_rows(study: StudyData, limit: int = 12) -> list[tuple[int, float, Any]
 def config_json(study: StudyData) -> str:
     """The study config, pretty JSON (what ``batchlab study run`` validated)."""
     return json.dumps(study.config, indent=2, sort_keys=False, ensure_ascii=False)
+
+
+def power_law_text(fit: PowerLawFit, variable: str = "D") -> str:
+    """``B_crit ∝ D^k, k = … [low, high] (95% interval)``: a legend and a sentence.
+
+    Args:
+        fit: the fitted law (:func:`batchlab.analysis.fit_power_law`).
+        variable: the abscissa's symbol: ``"D"`` (data seen) or ``"N"`` (model size).
+    """
+    text = f"B_crit ∝ {variable}^k, k = {fit.exponent:.3g}"
+    if fit.exponent_ci is not None:
+        low, high = fit.exponent_ci
+        text += f" [{low:.3g}, {high:.3g}] ({fit.confidence:.0%} interval)"
+    return text

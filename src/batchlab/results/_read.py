@@ -156,11 +156,16 @@ def _parse(
     elapsed = f.get(data, "wall_time_s", "wall_time_s", "number", optional=True)
     trial_time = f.get(data, "trial_time_s", "trial_time_s", "number", optional=True)
     has_trial_time = "trial_time_s" in data
+    workload = f.get(data, "workload", "workload", "dict", optional=True) or {}
+    # The model size, recorded since the report fits B_crit against it; older files lack it.
+    parameters = f.get(workload, "parameters", "workload.parameters", "int", optional=True)
+    if parameters is not None and parameters <= 0:
+        raise f.fail("workload.parameters", "a positive integer", parameters)
     return StudyData(
         name=name,
         source=directory,
         config=config,
-        workload=f.get(data, "workload", "workload", "dict", optional=True) or {},
+        workload=workload,
         target=target,
         rungs=rungs,
         environment=f.get(data, "environment", "environment", "dict", optional=True) or {},

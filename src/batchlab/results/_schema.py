@@ -237,7 +237,10 @@ class StudyResult:
     Attributes:
         name: the study's name.
         config: the validated study config, as a dict.
-        workload: the workload's name, parameters and description.
+        workload: the workload's ``name``, ``description``, ``params`` (the arguments
+            that built it), ``train_size`` and ``parameters`` (the trainable
+            parameters of its model at the study's seed; absent from files written
+            before it was recorded, which still load).
         target: ``{"metric", "value", "direction"}``.
         rungs: one :class:`RungResult` per batch size, ascending.
         analysis: :meth:`batchlab.analysis.LadderSummary.to_dict` of the rungs: fit,

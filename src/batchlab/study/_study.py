@@ -86,6 +86,17 @@ def describe_unfinished(unfinished: dict[int, list[int]]) -> str:
     )
 
 
+def trainable_parameters(workload: Workload, seed: int) -> int:
+    """The model size N: trainable parameters of ``workload.build_model(seed=seed)``.
+
+    Recorded in ``results.json`` (``workload.parameters``) so that the report can fit
+    B_crit against N across studies (Kaplan et al. 2020, Sec. 5.1; Zhang et al. 2024,
+    Sec. 4). Building the model on the CPU is cheap next to any trial.
+    """
+    model = workload.build_model(seed=seed)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 @dataclass(frozen=True)
 class RungStatus:
     """Progress of one rung, for ``batchlab study status``."""
@@ -116,6 +127,7 @@ class Study:
         self.directory = Path(directory) if directory is not None else Path("runs") / config.name
         self._storage_handle: Any = None
         self._workload: Workload | None = None
+        self._parameters: int | None = None
 
     @classmethod
     def from_config(cls, path: str | Path, out: str | Path | None = None) -> Study:
@@ -302,6 +314,12 @@ class Study:
             self._workload = get_workload(w.name, w.params, w.path)
         return self._workload
 
+    def model_size(self) -> int:
+        """The model size N (:func:`trainable_parameters` at the study's seed; counted once)."""
+        if self._parameters is None:
+            self._parameters = trainable_parameters(self.workload(), self.config.seed)
+        return self._parameters
+
     # -- running -----------------------------------------------------------------
 
     def run(
@@ -480,6 +498,7 @@ class Study:
                 "description": getattr(workload, "description", ""),
                 "params": dict(getattr(workload, "params", {})),
                 "train_size": workload.train_size,
+                "parameters": self.model_size(),
             },
             target={"metric": target.metric, "value": target.value, "direction": target.direction},
             rungs=rungs,
