@@ -163,3 +163,15 @@ def test_the_rungs_table_shows_each_rungs_cost_with_its_interval(nqm_study_dir):
         assert f"{format_number(row['steps_ratio'])} <span" in html
         assert format_interval(row["steps_ratio_ci"]) in html
         assert format_interval(row["steps_ci"]) in html
+
+
+def test_the_headline_says_what_sets_b_crits_interval(nqm_study_dir):
+    """The answer's interval_sources sentence (batchlab.analysis.explain_interval)."""
+    from markupsafe import escape
+
+    page = build_report(nqm_study_dir).html
+    answer = json.loads((nqm_study_dir / "results.json").read_text())["analysis"]["answer"]
+    sources = answer["interval_sources"]
+    assert sources is not None
+    assert "<strong>B_crit's interval.</strong>" in page
+    assert str(escape(sources["sentence"])) in page

@@ -47,6 +47,8 @@ def test_run_and_resume_json_is_the_summary_and_results_json(tmp_path):
     human = runner.invoke(app, ["study", "resume", str(out)], env=ENV)
     assert human.exit_code == EXIT_OK, human.output
     assert f"Answer: {doc['answer']['headline']}" in human.stdout
+    sources = doc["answer"]["interval_sources"]  # what sets B_crit's interval
+    assert sources is not None and sources["sentence"] in human.stdout
     assert f"Results: {out / 'results.json'}" in human.stdout
 
 

@@ -15,7 +15,8 @@ rates), so it works on any study's results and on published tables typed in by h
 * :func:`fit_power_law` — a quantity across studies (B_crit against data seen or model
   size) as a power law, with the exponent's interval;
 * :func:`summarize_ladder` — all of the above for one ladder, plus the answer
-  (:func:`batch_size_answer`, :func:`lr_at`): what every consumer calls;
+  (:func:`batch_size_answer`, :func:`lr_at`) and what sets B_crit's interval
+  (:func:`explain_interval`): what every consumer calls;
 * :func:`best_steps_per_batch_size`, :func:`best_run_per_batch_size` — steps-to-result
   from a table of runs, and which run set it; :func:`median_steps`,
   :func:`confirmed_candidate` — the same after the best candidates ran on fresh seeds,
@@ -43,6 +44,7 @@ from ._hparam_trends import (
     RulePrediction,
     hparam_trends,
 )
+from ._interval_sources import IntervalSources, explain_interval
 from ._lr_trend import LR_RULES, LRTrend, lr_trend
 from ._power_law import PowerLawFit, fit_power_law
 from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
@@ -66,6 +68,8 @@ __all__ = [
     "RungCost",
     "rung_steps_interval",
     "search_gap",
+    "IntervalSources",
+    "explain_interval",
     "batch_size_answer",
     "lr_at",
     "AnalysisError",

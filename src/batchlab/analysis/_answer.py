@@ -36,6 +36,7 @@ from ._checks import (
     rung,
 )
 from ._fit import ScalingFit
+from ._interval_sources import IntervalSources
 
 #: Default overhead of Zhang et al.'s critical-batch definition (20% more than the best).
 DEFAULT_OVERHEAD = 0.2
@@ -127,6 +128,9 @@ class BatchSizeAnswer:
         rungs: the cost of every rung (reached or not).
         reason: when the ladder cannot place the knee, one sentence on why and what
             to run next; ``None`` when it can.
+        interval_sources: what sets B_crit's interval and what would narrow it
+            (:func:`explain_interval`; set by :func:`summarize_ladder`, ``None`` without
+            an identified B_crit).
     """
 
     b_crit: float | None
@@ -136,6 +140,7 @@ class BatchSizeAnswer:
     overhead: float
     rungs: tuple[RungCost, ...] = field(default=())
     reason: str | None = None
+    interval_sources: IntervalSources | None = None
 
     @property
     def headline(self) -> str:
@@ -171,6 +176,9 @@ class BatchSizeAnswer:
             "rungs": [r.to_dict() for r in self.rungs],
             "reason": self.reason,
             "headline": self.headline,
+            "interval_sources": (
+                None if self.interval_sources is None else self.interval_sources.to_dict()
+            ),
         }
 
 

@@ -16,6 +16,7 @@ from ._answer import BatchSizeAnswer, batch_size_answer
 from ._checks import MIN_FIT_POINTS, AnalysisError, check_ladder
 from ._fit import ScalingFit, fit_scaling
 from ._hparam_trends import HparamTrends, hparam_trends
+from ._interval_sources import explain_interval
 from ._lr_trend import LRTrend, lr_trend
 from ._regimes import ScalingRegimes, check_tol, scaling_regimes
 from ._rule_costs import RuleCost, rule_costs
@@ -155,7 +156,7 @@ def summarize_ladder(
             f"lrs must have one entry per batch size ({len(ladder.batch_sizes)}), got {len(lrs)}"
         )
     reached = int(ladder.reached.sum())
-    fit = regimes = trend = seeds = None
+    fit = regimes = trend = seeds = residuals_ci = None
     note = error = None
     if reached < MIN_RUNGS_FOR_FIT:
         note = (
@@ -165,6 +166,7 @@ def summarize_ladder(
     else:
         try:
             fit = fit_scaling(batch_sizes, steps, budgets=budgets, seed=seed)
+            residuals_ci = fit.b_crit_ci
             if candidates is not None:
                 seeds = seed_bootstrap(fit, batch_sizes, candidates, budgets, seed=seed)
             if seeds is not None:
@@ -212,6 +214,17 @@ def summarize_ladder(
         resolutions=resolutions,
         floors=floors,
     )
+    if fit is not None and residuals_ci is not None and not fit.at_bound:
+        answer = replace(
+            answer,
+            interval_sources=explain_interval(
+                fit,
+                residuals_ci,
+                None if seeds is None else seeds.b_crit_ci,
+                [r.batch_size for r in answer.rungs],
+                [r.steps_ci if r.steps is not None else None for r in answer.rungs],
+            ),
+        )
     return LadderSummary(
         fit=fit,
         regimes=regimes,

@@ -165,6 +165,9 @@ def print_summary(result: StudyResult) -> None:
             f"[yellow]search space too narrow?[/] {escape(edge.message)}", highlight=False
         )
     console.print(f"[bold]Answer:[/] {answer['headline']}", highlight=False)
+    sources = answer.get("interval_sources")
+    if sources:
+        console.print(escape(sources["sentence"]), highlight=False)
 
 
 def _print_rule_costs(result: StudyResult) -> None:

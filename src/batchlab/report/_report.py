@@ -279,6 +279,11 @@ def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.St
         notes=list(summary.notes),
         analysis_note=summary.analysis_note,
         answer_text=summary.answer.headline if summary.answer else "",
+        interval_text=(
+            summary.answer.interval_sources.sentence
+            if summary.answer and summary.answer.interval_sources
+            else None
+        ),
         edge_messages=[e.message for e in summary.edges],
         rungs=_view.rung_views(study, summary, rung_figures),
         best_names=_view.best_hparam_names(study),

@@ -126,6 +126,7 @@ class StudyView:
     notes: list[str]
     analysis_note: str | None
     answer_text: str
+    interval_text: str | None
     edge_messages: list[str]
     rungs: list[RungView]
     best_names: list[str]

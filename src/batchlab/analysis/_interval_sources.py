@@ -1,0 +1,185 @@
+"""Why B_crit's interval is as wide as it is, and what would narrow it.
+
+The fit's interval (:func:`summarize_ladder`) is the union of two: the residual
+bootstrap's (:func:`fit_scaling`: how far the rungs scatter about the fitted
+S(B) = S_min (1 + B_crit / B), McCandlish et al. 2018 eq. 2.11) and the seed
+bootstrap's (:func:`seed_bootstrap`: how far fresh seeds move each rung's count). They
+call for different remedies, so the answer says which one sets the width:
+
+* **fresh seeds**: more confirmation seeds per candidate narrow it;
+* **the scatter about the curve, within the rungs' own intervals**: the scatter is
+  measurement noise, and more seeds (or more rungs) narrow it;
+* **the scatter about the curve, beyond the rungs' own intervals**: more rungs'
+  intervals (fresh seeds, resolution and search floor, :func:`rung_steps_interval`)
+  exclude the fitted curve than their coverage explains. The measured S(B) then bends
+  unlike the model (e.g. more sharply), the width is the model's misfit, and more seeds
+  will not narrow it: B_crit is the best such curve's, and its interval says how little
+  the ladder pins it down. The test is binomial: each rung's interval misses the truth
+  with probability :data:`RUNG_MISS_RATE` (benchmarks/calibration.py measures the
+  per-rung coverage at 91% on the NQM and on linreg), independently across rungs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scipy import stats
+
+from ._checks import AnalysisError, plain_pair, rung
+from ._fit import ScalingFit
+
+#: How often a rung's own interval misses its true count (1 − the per-rung coverage
+#: measured by benchmarks/calibration.py: 219/240 on the NQM, 218/240 on linreg).
+RUNG_MISS_RATE = 0.1
+
+#: Level of the binomial test "more rungs off the curve than their intervals explain".
+SHAPE_TEST_LEVEL = 0.05
+
+SOURCES = ("residuals", "seeds")
+
+
+@dataclass(frozen=True)
+class IntervalSources:
+    """Where the B_crit interval's width comes from.
+
+    Attributes:
+        residuals_ci: B_crit's interval from the rungs' scatter about the curve alone.
+        seeds_ci: B_crit's interval from fresh seeds alone (``None``: no confirmation).
+        widest: ``"residuals"`` or ``"seeds"``: the wider of the two in log units.
+        off_curve: the rungs whose own interval excludes the fitted curve.
+        rungs_checked: the reached rungs that have an interval.
+        p_value: the binomial probability of at least ``len(off_curve)`` of
+            ``rungs_checked`` intervals missing by chance (:data:`RUNG_MISS_RATE`).
+    """
+
+    residuals_ci: tuple[float, float]
+    seeds_ci: tuple[float, float] | None
+    widest: str
+    off_curve: tuple[int | float, ...]
+    rungs_checked: int
+    p_value: float
+
+    @property
+    def shape_limited(self) -> bool:
+        """The scatter sets the width and exceeds what the rungs' own intervals allow."""
+        return self.widest == "residuals" and self.p_value < SHAPE_TEST_LEVEL
+
+    @property
+    def sentence(self) -> str:
+        """What sets B_crit's interval and what would narrow it, for the CLI and report."""
+        scatter = f"the rungs' scatter about the fitted curve ({_span(self.residuals_ci)})"
+        seeds = None if self.seeds_ci is None else f"fresh seeds ({_span(self.seeds_ci)})"
+        off = len(self.off_curve)
+        if self.widest == "seeds":
+            assert seeds is not None
+            return (
+                f"B_crit's interval is set by {seeds}, more than by {scatter}: more "
+                "confirmation seeds per candidate ([search] confirm_seeds) narrow it."
+            )
+        head = f"B_crit's interval is set by {scatter}" + (
+            f", more than by {seeds}" if seeds else ""
+        )
+        if self.shape_limited:
+            sizes = ", ".join(f"{b:g}" for b in self.off_curve)
+            return (
+                f"{head}. {off} of {self.rungs_checked} rungs' own intervals exclude the "
+                f"curve (B = {sizes}), more than their ~{1 - RUNG_MISS_RATE:.0%} coverage "
+                f"explains (binomial p = {self.p_value:.2g}): the measured S(B) bends unlike "
+                "S_min (1 + B_crit / B), so more seeds will not narrow the interval."
+            )
+        remedy = (
+            "more confirmation seeds ([search] confirm_seeds) or more rungs narrow it"
+            if seeds
+            else "confirming the best candidates on fresh seeds ([search] confirm_top, "
+            "confirm_seeds) measures that noise, and more rungs narrow it"
+        )
+        return (
+            f"{head}; {off} of {self.rungs_checked} rungs' own intervals exclude the curve, "
+            f"as their coverage allows, so the scatter is measurement noise: {remedy}."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, with the sentence."""
+        return {
+            "residuals_ci": plain_pair(self.residuals_ci),
+            "seeds_ci": plain_pair(self.seeds_ci),
+            "widest": self.widest,
+            "off_curve": list(self.off_curve),
+            "rungs_checked": self.rungs_checked,
+            "p_value": float(self.p_value),
+            "shape_limited": self.shape_limited,
+            "sentence": self.sentence,
+        }
+
+
+def explain_interval(
+    fit: ScalingFit,
+    residuals_ci: tuple[float, float],
+    seeds_ci: tuple[float, float] | None,
+    batch_sizes: Sequence[float],
+    steps_cis: Sequence[tuple[float, float] | None],
+) -> IntervalSources:
+    """Which source sets B_crit's interval, and whether the curve fits the rungs.
+
+    Args:
+        fit: the ladder's fit (its point estimates give the curve S_min (1 + B_crit / B)).
+        residuals_ci: B_crit's interval from the residual bootstrap alone.
+        seeds_ci: B_crit's interval from the seed bootstrap alone, or ``None``.
+        batch_sizes: the rungs.
+        steps_cis: per rung, its own interval of steps-to-target
+            (``RungCost.steps_ci``; ``None`` for an unreached rung or one without an
+            interval, which is not checked; ``high`` may be ``inf``).
+
+    Returns:
+        An :class:`IntervalSources`.
+
+    Raises:
+        AnalysisError: mismatched lengths, or an interval that is not (low, high)
+            with 0 < low <= high.
+    """
+    if len(batch_sizes) != len(steps_cis):
+        raise AnalysisError(
+            f"steps_cis must have one entry per batch size ({len(batch_sizes)}), "
+            f"got {len(steps_cis)}"
+        )
+    widths = {"residuals": _log_width(residuals_ci, "residuals_ci")}
+    if seeds_ci is not None:
+        widths["seeds"] = _log_width(seeds_ci, "seeds_ci")
+    widest = max(SOURCES, key=lambda s: widths.get(s, -math.inf))
+    off_curve, checked = [], 0
+    for b, ci in zip(batch_sizes, steps_cis, strict=True):
+        if ci is None:
+            continue
+        _log_width(ci, f"steps_cis at B = {b:g}")
+        checked += 1
+        predicted = fit.s_min * (1.0 + fit.b_crit / b)
+        if not ci[0] <= predicted <= ci[1]:
+            off_curve.append(rung(b))
+    p_value = float(stats.binom.sf(len(off_curve) - 1, checked, RUNG_MISS_RATE))
+    return IntervalSources(
+        residuals_ci=(float(residuals_ci[0]), float(residuals_ci[1])),
+        seeds_ci=None if seeds_ci is None else (float(seeds_ci[0]), float(seeds_ci[1])),
+        widest=widest,
+        off_curve=tuple(off_curve),
+        rungs_checked=checked,
+        p_value=p_value,
+    )
+
+
+def _log_width(ci: tuple[float, float], name: str) -> float:
+    try:
+        low, high = float(ci[0]), float(ci[1])
+    except (TypeError, ValueError, IndexError):
+        raise AnalysisError(f"{name} must be an interval (low, high), got {ci!r}") from None
+    if not 0 < low <= high:
+        raise AnalysisError(f"{name} must satisfy 0 < low <= high, got ({low:g}, {high:g})")
+    return math.log(high / low)
+
+
+def _span(ci: tuple[float, float]) -> str:
+    if ci[0] == ci[1]:
+        return f"which leave it at {ci[0]:.3g}"
+    return f"alone {ci[0]:.3g} to {ci[1]:.3g}"
