@@ -28,11 +28,16 @@ exact S*(B) comes from the closed-form recursion of E[(w − w*)ᵢ²] in C's ei
 different stochastic trajectory, so the seed bootstrap is exercised too; "exact"
 is the crossing of the *expected* loss, while a study measures single trajectories.
 
+Beside the coverage of the reported interval (the union of the residual and the seed
+bootstrap's, ``batchlab.analysis.summarize_ladder``) it prints each source's coverage
+and width alone. ``--keep DIR`` runs the studies in DIR/<workload>-<seed> and keeps
+them (a second run re-analyses them without training).
+
 ``--edge-extension X`` sets ``[search] edge_extension`` (refinement beyond the edge a
 rung's best is on); each study then also prints how many rungs are flagged on an edge.
 
 Run:  python benchmarks/calibration.py [--studies 20] [--trials 16] [--grid 4000]
-          [--edge-extension 0.125] [--workload nqm|linreg]
+          [--edge-extension 0.125] [--workload nqm|linreg] [--keep DIR]
       (about a minute on 2 cores)
 """
 
@@ -175,17 +180,32 @@ def linreg_median_curve(
 
 
 def run_study(
-    seed: int, trials: int, edge_extension: float = 0.0, workload: str = "nqm"
+    seed: int,
+    trials: int,
+    edge_extension: float = 0.0,
+    workload: str = "nqm",
+    keep: Path | None = None,
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="batchlab-calibration-") as tmp:
-        config = study_config(seed, trials, workload=workload, edge_extension=edge_extension)
-        result = Study(config, Path(tmp) / "s").run()
+    config = study_config(seed, trials, workload=workload, edge_extension=edge_extension)
+    if keep is not None:
+        result = Study(config, keep / f"{workload}-{seed}").run()
+    else:
+        with tempfile.TemporaryDirectory(prefix="batchlab-calibration-") as tmp:
+            result = Study(config, Path(tmp) / "s").run()
     fit = (result.analysis or {}).get("fit") or {}
     rungs = ((result.analysis or {}).get("answer") or {}).get("rungs") or []
+    seeds = (result.analysis or {}).get("seed_bootstrap") or {}
+    steps = [result.steps_to_target[b] for b in LADDER]
+    budgets = [None if s is not None else MAX_STEPS for s in steps]
+    try:
+        residual_ci = fit_scaling(LADDER, steps, budgets=budgets).b_crit_ci
+    except ValueError:
+        residual_ci = None
     return {
         "steps": result.steps_to_target,
         "b_crit": fit.get("b_crit"),
         "ci": fit.get("b_crit_ci"),
+        "sources": {"residuals": residual_ci, "seeds": seeds.get("b_crit_ci")},
         "edges": len(result.edges),
         "rung_ci": {row["batch_size"]: row.get("steps_ci") for row in rungs},
     }
@@ -198,6 +218,9 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=4000)
     parser.add_argument("--edge-extension", type=float, default=0.0)
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="nqm")
+    parser.add_argument(
+        "--keep", type=Path, help="run the studies in DIR/<workload>-<seed> and keep them"
+    )
     args = parser.parse_args()
 
     if args.workload == "nqm":
@@ -211,10 +234,11 @@ def main() -> None:
     print(f"exact B_crit (fit of S* on the ladder): {truth:.2f}\n", flush=True)
 
     covered, ratios, excess = 0, [], {b: [] for b in LADDER}
+    by_source: dict[str, list[tuple[bool, float]]] = {"residuals": [], "seeds": []}
     rung_hits: dict[int, list[bool]] = {b: [] for b in LADDER}
     reach_down: list[float] = []
     for seed in range(args.studies):
-        study = run_study(seed, args.trials, args.edge_extension, args.workload)
+        study = run_study(seed, args.trials, args.edge_extension, args.workload, args.keep)
         for b, s in zip(LADDER, exact, strict=True):
             if study["steps"][b] is not None:
                 excess[b].append(study["steps"][b] / s - 1.0)
@@ -222,6 +246,11 @@ def main() -> None:
             if ci is not None:
                 rung_hits[b].append(ci[0] <= s and (ci[1] is None or s <= ci[1]))
                 reach_down.append(study["steps"][b] / ci[0])
+        for source, source_ci in study["sources"].items():
+            if source_ci is not None:
+                by_source[source].append(
+                    (source_ci[0] <= truth <= source_ci[1], source_ci[1] / source_ci[0])
+                )
         if study["ci"] is None:
             print(f"seed {seed:2d}: no fit")
             continue
@@ -238,6 +267,12 @@ def main() -> None:
     se = math.sqrt(max(covered / n * (1 - covered / n), 1e-12) / n)
     print(f"\ncoverage of the exact B_crit: {covered}/{n} = {covered / n:.0%} (± {se:.0%} s.e.)")
     print(f"median interval upper/lower: {statistics.median(ratios):.2f}")
+    for source, rows in by_source.items():
+        if rows:
+            print(
+                f"  of which the {source} alone: covers {sum(h for h, _ in rows)}/{len(rows)}, "
+                f"median upper/lower {statistics.median(r for _, r in rows):.2f}"
+            )
     print("per rung, best study steps / S*(B) - 1 (median over studies): ", end="")
     print(", ".join(f"{b}: {statistics.median(v):+.1%}" for b, v in excess.items() if v))
     hits = [h for v in rung_hits.values() for h in v]
