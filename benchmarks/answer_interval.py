@@ -17,7 +17,9 @@ It runs the default study (examples/mnist1d-cnn.toml) as
 each into its own temporary directory with ``--workers`` processes, and prints per
 run: wall and CPU time, per rung the steps-to-result (and, after, the search's
 luckiest count beside the confirmed median), and the fit's B_crit with its 95%
-interval and the interval's upper/lower ratio; then the wall-time ratio against
+interval and the interval's upper/lower ratio, what sets it
+(``analysis.answer.interval_sources``) and, as a diagnostic, the interval the rungs'
+own intervals alone would give (``_common.propagated_b_crit_ci``); then the wall-time ratio against
 ``before`` and whether the two seeds' B_crit lie inside each other's interval.
 
 With ``--results DIR ...`` it runs nothing: it re-analyses finished studies (e.g. the
@@ -40,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_seconds, search_only, study_environment
+from _common import cpu_seconds, propagated_b_crit_ci, search_only, study_environment
 
 from batchlab.results import StudyResult, load_study
 from batchlab.study import Study, StudyConfig
@@ -95,6 +97,16 @@ def describe(name: str, wall: float, cpu: float | None, result: StudyResult) -> 
             f"  of which the seed bootstrap alone: [{low:.1f}, {high:.1f}]  upper/lower "
             f"{high / low:.2f} ({seeds['rungs_resampled']} rungs resampled, "
             f"{seeds['n_fitted']}/{seeds['n_bootstrap']} replicates fitted)"
+        )
+    sources = ((result.analysis or {}).get("answer") or {}).get("interval_sources")
+    if sources:
+        print(f"  {sources['sentence']}")
+    rung_only = propagated_b_crit_ci(result.analysis)
+    if rung_only is not None:
+        low, high = rung_only
+        print(
+            f"  the rungs' own intervals alone, propagated: [{low:.1f}, {high:.1f}]  "
+            f"upper/lower {high / low:.2f}"
         )
 
 

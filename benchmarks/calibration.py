@@ -30,7 +30,8 @@ is the crossing of the *expected* loss, while a study measures single trajectori
 
 Beside the coverage of the reported interval (the union of the residual and the seed
 bootstrap's, ``batchlab.analysis.summarize_ladder``) it prints each source's coverage
-and width alone. ``--keep DIR`` runs the studies in DIR/<workload>-<seed> and keeps
+and width alone, and those of the interval the rungs' own intervals give when
+propagated through the fit (``_common.propagated_b_crit_ci``, a diagnostic). ``--keep DIR`` runs the studies in DIR/<workload>-<seed> and keeps
 them (a second run re-analyses them without training).
 
 ``--edge-extension X`` sets ``[search] edge_extension`` (refinement beyond the edge a
@@ -53,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import propagated_b_crit_ci
 
 from batchlab import get_workload
 from batchlab.analysis import fit_scaling
@@ -205,7 +207,11 @@ def run_study(
         "steps": result.steps_to_target,
         "b_crit": fit.get("b_crit"),
         "ci": fit.get("b_crit_ci"),
-        "sources": {"residuals": residual_ci, "seeds": seeds.get("b_crit_ci")},
+        "sources": {
+            "residuals": residual_ci,
+            "seeds": seeds.get("b_crit_ci"),
+            "rung intervals propagated": propagated_b_crit_ci(result.analysis),
+        },
         "edges": len(result.edges),
         "rung_ci": {row["batch_size"]: row.get("steps_ci") for row in rungs},
     }
@@ -234,7 +240,11 @@ def main() -> None:
     print(f"exact B_crit (fit of S* on the ladder): {truth:.2f}\n", flush=True)
 
     covered, ratios, excess = 0, [], {b: [] for b in LADDER}
-    by_source: dict[str, list[tuple[bool, float]]] = {"residuals": [], "seeds": []}
+    by_source: dict[str, list[tuple[bool, float]]] = {
+        "residuals": [],
+        "seeds": [],
+        "rung intervals propagated": [],
+    }
     rung_hits: dict[int, list[bool]] = {b: [] for b in LADDER}
     reach_down: list[float] = []
     for seed in range(args.studies):

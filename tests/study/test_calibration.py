@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,16 @@ STUDIES = 8
 
 @pytest.fixture(scope="module")
 def calibration():
-    spec = importlib.util.spec_from_file_location("calibration", CALIBRATION)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # As `python benchmarks/calibration.py` runs it: its directory first on sys.path
+    # (for `from _common import ...`).
+    sys.path.insert(0, str(CALIBRATION.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("calibration", CALIBRATION)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(CALIBRATION.parent))
     return module
 
 
