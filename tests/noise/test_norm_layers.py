@@ -321,3 +321,44 @@ def test_agrees_with_the_full_tracker_on_shakespeare_char() -> None:
     assert len(norm.per_module) == 5  # two LayerNorms per block, two blocks, and the last
     ratio = norm.b_simple / full.b_simple
     assert 1 / 3 < ratio < 1, (norm.b_simple, full.b_simple)
+
+
+def test_measure_every_records_the_same_steps_as_every_step() -> None:
+    # Two trackers on one model: one measures every step, the other one in three. The
+    # sampled tracker's records are exactly the full one's at steps 0, 3, 6 (its hooks
+    # do nothing in between), with micro-batch sizes that change between steps, so a
+    # reused per-backward matrix of a left-out step would show.
+    model = small_model()
+    full = NormLayerNoiseTracker(model)
+    sampled = NormLayerNoiseTracker(model, measure_every=3)
+    for step in range(8):
+        x, y = data((6 + 2 * (step % 2), 4), seed=step)
+        chunks = 1 + step % 3
+        for xs, ys in zip(x.chunk(chunks), y.chunk(chunks), strict=True):
+            (batch_loss(model, xs, ys) * xs.shape[0] / x.shape[0]).backward()
+        full.step()
+        sampled.step()
+        model.zero_grad()
+    kept = [r for r in full.history if r.step % 3 == 0]
+    assert [r.step for r in sampled.history] == [0, 3, 6] == [r.step for r in kept]
+    for mine, theirs in zip(sampled.history, kept, strict=True):
+        assert mine.sq_norm_small == pytest.approx(theirs.sq_norm_small, rel=1e-12)
+        assert mine.sq_norm_big == pytest.approx(theirs.sq_norm_big, rel=1e-12)
+        assert (mine.b_small, mine.b_big) == (theirs.b_small, theirs.b_big)
+    assert sampled.n == 3 and full.n == 8
+    # Its running average is the plain average of the kept steps' estimates.
+    per_step = [
+        grad_sq_norm_estimate(r.sq_norm_small, r.sq_norm_big, r.b_small, r.b_big) for r in kept
+    ]
+    assert sampled.grad_sq_norm == pytest.approx(np.mean(per_step), rel=1e-9)
+    # The left-out steps need no backward at all: step() only counts them.
+    lone = NormLayerNoiseTracker(model, measure_every=2)
+    x, y = data((6, 4))
+    batch_loss(model, x, y).backward()
+    lone.step()
+    lone.step()  # step 1 is left out: no backward since step 0, and no error
+    with pytest.raises(ValueError, match="no|backward"):
+        lone.step()  # step 2 is measured again and had no backward
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="measure_every must be an int >= 1"):
+            NormLayerNoiseTracker(model, measure_every=bad)  # type: ignore[arg-type]

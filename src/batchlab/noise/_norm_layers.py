@@ -135,6 +135,19 @@ def per_example_sums(
     return (g * u).sum(1), g.sum(1)
 
 
+@dataclass
+class _Sums:
+    """One backward's per-example sums: its examples, their (examples, columns) matrix, its
+    columns per layer (Σ g ⊙ u, or ``None`` without a measured weight; Σ g) and the layers
+    written so far."""
+
+    examples: int
+    matrix: Tensor
+    weighted: list[Tensor | None]
+    plain: list[Tensor]
+    filled: list[bool]
+
+
 class NormLayerNoiseTracker(HookedNoiseScale):
     """B_simple of the normalization layers' parameters, from per-example gradients.
 
@@ -165,12 +178,14 @@ class NormLayerNoiseTracker(HookedNoiseScale):
     to 0.6 times the whole model's B_simple, steady over training.
 
     How it measures: a forward hook on each ``nn.LayerNorm`` (and ``nn.RMSNorm``,
-    weight only) with a trainable weight or bias hooks the gradient g of its output;
-    that hook forms the (examples, parameters) per-example gradient of the module in
-    float32 or better, summed over calls if the module runs more than once per
-    forward. x̂ comes from the output, x̂ = (y − b) / w, applied as one division per
-    example after the sum over positions (``xhat="output"``, the default: Σ_t g ⊙ y
-    and Σ_t g, three elementwise passes; w and b are read at the step's first
+    weight only) with a trainable weight or bias puts a pre-hook on the autograd node
+    of its output, which gets the output's gradient g in backward; that hook writes
+    the module's per-example sums in float32 or better straight into the backward's
+    (examples, columns) matrix (kept and reused by the same backward of every step),
+    summed over calls if the module runs more than once per forward. x̂ comes from
+    the output, x̂ = (y − b) / w, applied as one division per example after the sum
+    over positions (``xhat="output"``, the default: Σ_t g ⊙ y and Σ_t g, one product
+    and two sums per layer and backward; w and b are read at the step's first
     backward), or is recomputed from the input with the module's
     ``eps`` (``xhat="input"``: exact, one more normalization per layer and backward;
     used anyway for half-precision outputs). A weight entry exactly 0 loses x̂ from
@@ -211,10 +226,17 @@ class NormLayerNoiseTracker(HookedNoiseScale):
         ema_decay: ``None`` for a plain average over all steps so far, or β in [0, 1)
             for an exponential moving average.
         confidence: coverage of the intervals.
+        measure_every: measure one optimizer step in every ``measure_every`` (the
+            first of each group: steps 0, k, 2k, ...); on the others every hook returns
+            at once and ``step()`` only counts the step. The overhead falls about k-fold
+            and the estimates average k times fewer steps (their variance over a given
+            span of training grows about k-fold); the noise scale drifts over hundreds
+            of steps, so a sample of them tracks it (``benchmarks/norm_gns.py
+            --measure-every``).
 
     Raises:
         ValueError: no normalization layer with trainable affine parameters, or a bad
-            ``loss_reduction`` or ``xhat``.
+            ``loss_reduction``, ``xhat`` or ``measure_every``.
     """
 
     def __init__(
@@ -225,12 +247,18 @@ class NormLayerNoiseTracker(HookedNoiseScale):
         xhat: Literal["output", "input"] = "output",
         ema_decay: float | None = None,
         confidence: float = 0.95,
+        measure_every: int = 1,
     ) -> None:
         if loss_reduction not in ("mean", "sum"):
             raise ValueError(f"loss_reduction must be 'mean' or 'sum', got {loss_reduction!r}")
         if xhat not in ("output", "input"):
             raise ValueError(f"xhat must be 'output' or 'input', got {xhat!r}")
+        if isinstance(measure_every, bool) or not isinstance(measure_every, int):
+            raise ValueError(f"measure_every must be an int >= 1, got {measure_every!r}")
+        if measure_every < 1:
+            raise ValueError(f"measure_every must be an int >= 1, got {measure_every}")
         self.xhat = xhat
+        self.measure_every = measure_every
         self._layers = find_norm_layers(model, where="NormLayerNoiseTracker")
         super().__init__(
             [layer.name for layer in self._layers], ema_decay=ema_decay, confidence=confidence
@@ -241,8 +269,7 @@ class NormLayerNoiseTracker(HookedNoiseScale):
         self._dtype = torch.float64 if params[0].dtype == torch.float64 else torch.float32
         self._plan_columns()
         self._paused = False
-        # Per backward: layer -> its per-example (Σ g ⊙ u or None, Σ g).
-        self._current: dict[int, tuple[Tensor | None, Tensor]] = {}
+        self._pool: list[_Sums | None] = []  # one matrix per backward of a step, reused
         self._reset_step()
         self._handles: list[Any] = [
             layer.module.register_forward_hook(self._make_forward_hook(index))
@@ -252,11 +279,11 @@ class NormLayerNoiseTracker(HookedNoiseScale):
     # ----- plumbing: hooks -------------------------------------------------------------
 
     def _plan_columns(self) -> None:
-        """Where each layer's per-example gradients go, and 0/1 matrices to layers.
+        """Where each layer's per-example sums go, and 0/1 matrices to layers.
 
-        Per backward, the layers' Σ g ⊙ u (layers with a measured weight) and Σ g (every
-        layer) are concatenated; the per-example gradients are then every measured
-        weight, then every measured bias.
+        Each backward writes one (examples, columns) matrix: the layers' Σ g ⊙ u (layers
+        with a measured weight) side by side, then every layer's Σ g; the per-example
+        gradients are then every measured weight, then every measured bias.
         """
         shapes = [layer.module.normalized_shape for layer in self._layers]
         sizes = [int(np.prod(shape)) for shape in shapes]  # type: ignore[arg-type]
@@ -265,6 +292,17 @@ class NormLayerNoiseTracker(HookedNoiseScale):
         biased = [i for i, layer in enumerate(self._layers) if layer.bias is not None]
         every = list(range(len(self._layers)))
         self._sizes, self._weighted = sizes, weighted
+        # Columns of the per-backward matrix: Σ g ⊙ u of the weighted layers, then Σ g.
+        self._weight_width = int(sum(sizes[i] for i in weighted))
+        self._width = self._weight_width + int(starts[-1])
+        weight_starts = np.cumsum([0, *(sizes[i] for i in weighted)])
+        self._weight_slices: list[slice | None] = [None] * len(self._layers)
+        for k, i in enumerate(weighted):
+            self._weight_slices[i] = slice(int(weight_starts[k]), int(weight_starts[k + 1]))
+        self._plain_slices = [
+            slice(self._weight_width + int(starts[i]), self._weight_width + int(starts[i + 1]))
+            for i in every
+        ]
 
         def columns(layers: list[int]) -> Tensor | None:
             if layers == every:
@@ -313,35 +351,85 @@ class NormLayerNoiseTracker(HookedNoiseScale):
         return matrix.to(self._device)
 
     def _reset_step(self) -> None:
-        self._current.clear()
         self._examples = 0
-        # Per backward: the layers' Σ g ⊙ u and Σ g side by side, (examples, columns).
-        self._raw: list[tuple[Tensor | None, Tensor]] = []
+        # Per backward: the (examples, columns) matrix of the layers' sums (see
+        # _plan_columns) and its columns per layer; None between backward passes.
+        self._sums: _Sums | None = None
+        self._other_sizes: set[int] = set()  # example counts unlike self._sums's
+        self._raw: list[Tensor] = []  # the step's matrices, one per backward
         self._wb: tuple[Tensor, Tensor] | None = None  # (w, b) at the step's first backward
+
+    def _start_backward(self, examples: int) -> _Sums:
+        """At a backward's first hook: its zeroed matrix and the end-of-backward call.
+
+        The k-th backward of every step reuses one matrix (and its column views): a
+        hook then writes its sums straight into it, with no allocation or indexing.
+        """
+        k = len(self._raw)
+        if k == len(self._pool):
+            self._pool.append(None)
+        sums = self._pool[k]
+        if sums is None or sums.examples != examples:
+            matrix = torch.empty(examples, self._width, dtype=self._dtype, device=self._device)
+            sums = _Sums(
+                examples,
+                matrix,
+                [None if c is None else matrix[:, c] for c in self._weight_slices],
+                [matrix[:, c] for c in self._plain_slices],
+                [False] * len(self._layers),
+            )
+            self._pool[k] = sums
+        sums.matrix.zero_()  # layers the backward does not reach count zero
+        sums.filled[:] = [False] * len(self._layers)
+        self._sums = sums
+        Variable._execution_engine.queue_callback(self._end_backward)
+        return sums
 
     def _make_forward_hook(self, index: int):  # noqa: ANN202 - a closure over the module
         layer = self._layers[index]
         ndim = len(layer.module.normalized_shape)  # type: ignore[arg-type]
+        size = self._sizes[index]
         with_weight, from_output = layer.weight is not None, self._from_output[index]
-        full_precision = (torch.float32, torch.float64)
-        queue_callback = Variable._execution_engine.queue_callback
-        current = self._current
+        full_precision, dtype = (torch.float32, torch.float64), self._dtype
 
         def forward_hook(module: nn.Module, args: tuple, output: Tensor) -> None:
-            if self._paused or not torch.is_grad_enabled():
-                return
+            if self._paused or self._steps % self.measure_every or not torch.is_grad_enabled():
+                return  # paused, a step measure_every leaves out, or no backward to come
             if not isinstance(output, Tensor) or not output.requires_grad:
                 return
             if _is_transformed(output):  # a torch.func transform's forward: not ours
                 return
-            x = args[0]
             y = output.detach() if from_output and output.dtype in full_precision else None
+            x = args[0] if y is None and with_weight else None  # x̂ from the input
+            # Sums written straight into the matrix (no conversion, x̂ from y or no weight).
+            direct = (y.dtype == dtype) if y is not None else not with_weight
+            nr = output.output_nr
 
-            def grad_hook(grad: Tensor) -> None:
-                if self._paused:
+            def grad_hook(grads: tuple[Tensor | None, ...]) -> None:
+                grad = grads[nr]  # the gradient of this output, among its node's
+                if self._paused or grad is None:
                     return
-                if not current:
-                    queue_callback(self._end_backward)
+                sums, examples = self._sums, grad.size(0)
+                if sums is None:
+                    sums = self._start_backward(examples)
+                elif examples != sums.examples:  # reported after the backward
+                    self._other_sizes.add(examples)
+                    return
+                if grad.requires_grad:
+                    grad = grad.detach()
+                if direct and grad.dtype == dtype and not sums.filled[index]:
+                    # The usual case: one product and two sums over the positions, written
+                    # straight into this backward's matrix.
+                    if grad.dim() == 3 and ndim == 1:  # (examples, positions, features)
+                        g, u = grad, y
+                    else:
+                        g = grad.reshape(examples, -1, size)
+                        u = None if y is None else y.reshape(g.shape)
+                    if u is not None:
+                        torch.sum(g * u, 1, out=sums.weighted[index])
+                    torch.sum(g, 1, out=sums.plain[index])
+                    sums.filled[index] = True
+                    return
                 if y is not None or not with_weight:
                     weighted, plain = per_example_sums(grad, y, ndim)
                 else:
@@ -352,72 +440,63 @@ class NormLayerNoiseTracker(HookedNoiseScale):
                         weighted = weighted * scale  # type: ignore[operator]
                         if b is not None:
                             weighted = weighted + b.detach().reshape(-1).to(plain.dtype) * plain
-                previous = current.get(index)
-                if previous is not None:  # the module ran more than once in this forward
-                    plain = previous[1] + plain
-                    weighted = None if weighted is None else previous[0] + weighted
-                current[index] = (weighted, plain)
+                # Added if the module already ran in this forward (sums over its calls).
+                write = Tensor.add_ if sums.filled[index] else Tensor.copy_
+                write(sums.plain[index], plain)
+                if weighted is not None:
+                    write(sums.weighted[index], weighted)  # type: ignore[arg-type]
+                sums.filled[index] = True
 
-            output.register_hook(grad_hook)
+            node = output.grad_fn  # a pre-hook on it is cheaper than a tensor hook
+            if node is not None:
+                node.register_prehook(grad_hook)
+            else:
+                nr = 0
+                output.register_hook(lambda grad: grad_hook((grad,)))
 
         return forward_hook
 
-    def _per_example(
-        self, weighted: Tensor | None, plain: Tensor, wb: tuple[Tensor, Tensor] | None
-    ) -> Tensor:
+    def _per_example(self, sums: Tensor, wb: tuple[Tensor, Tensor] | None) -> Tensor:
         """(B, P) per-example gradients, every measured weight then every measured bias.
 
         Args:
-            weighted: the layers' Σ g ⊙ u side by side (layers with a measured weight).
-            plain: every layer's Σ g side by side.
+            sums: the step's (examples, columns) matrix of per-example sums: the layers'
+                Σ g ⊙ u (layers with a measured weight) side by side, then every layer's
+                Σ g (overwritten: the weight columns become ∂L_i/∂w).
             wb: (w, b) of the weight columns when the backward passes ran.
         """
-        parts = []
-        if weighted is not None and wb is not None:
+        width = self._weight_width
+        weighted, plain = sums.narrow(1, 0, width), sums.narrow(1, width, self._width - width)
+        if width and wb is not None:
             w, b = wb
             partner = plain if self._partner_cols is None else plain[:, self._partner_cols]
             # ∂L_i/∂w = (Σ g ⊙ y − b ⊙ Σ g) / w per example (identity from the input).
-            parts.append((weighted - partner * b) / w)
+            weighted.sub_(partner * b).div_(w)
         if self._bias_cols is None:
-            parts.append(plain)
-        elif len(self._bias_cols):
-            parts.append(plain[:, self._bias_cols])
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            return sums  # every measured weight, then every layer's bias
+        if not len(self._bias_cols):
+            return weighted
+        return torch.cat([weighted, plain[:, self._bias_cols]], dim=1)
 
     def _end_backward(self) -> None:
-        """Engine callback after each backward: add this micro-batch's examples."""
-        current = self._current
-        entries = [current.get(i) for i in range(len(self._layers))]
-        current.clear()
-        sizes = {int(entry[1].shape[0]) for entry in entries if entry is not None}
-        if len(sizes) != 1:
+        """Engine callback after each backward: keep this micro-batch's sums."""
+        current, self._sums = self._sums, None
+        if current is None:
+            return
+        sums = current.matrix
+        if self._other_sizes:
+            sizes = sorted({int(sums.shape[0]), *self._other_sizes})
+            self._other_sizes.clear()
             raise ValueError(
                 f"NormLayerNoiseTracker: the normalization layers saw different numbers of "
-                f"examples in one backward ({sorted(sizes)}); inputs must be "
+                f"examples in one backward ({sizes}); inputs must be "
                 "(examples, ..., features) with the examples first"
             )
-        examples = sizes.pop()
-        with torch.no_grad():
-            plain, weighted = [], []
-            for i, entry in enumerate(entries):
-                if entry is None:  # a layer this backward did not reach
-                    zeros = torch.zeros(
-                        examples, self._sizes[i], dtype=self._dtype, device=self._device
-                    )
-                    entry = (zeros, zeros)
-                plain.append(entry[1])
-                if self._layers[i].weight is not None:
-                    weighted.append(entry[0])
-            self._raw.append(
-                (
-                    torch.cat(weighted, dim=1) if weighted else None,
-                    torch.cat(plain, dim=1),
-                )
-            )
-            if self._wb is None and weighted:
-                # Read once per step, before the optimizer changes them.
-                self._wb = self._affine()
-        self._examples += examples
+        self._raw.append(sums)
+        if self._wb is None and self._weighted:
+            # Read once per step, before the optimizer changes them.
+            self._wb = self._affine()
+        self._examples += int(sums.shape[0])
 
     _skip_reason = (
         "a NaN/inf gradient (or, with xhat='output', a normalization weight exactly 0: "
@@ -430,12 +509,16 @@ class NormLayerNoiseTracker(HookedNoiseScale):
         """Close one optimizer step: every example's norm (small) and their sum's (big).
 
         Call once per optimizer step, after the step's backward passes (before or
-        after ``optimizer.step()`` and ``zero_grad``).
+        after ``optimizer.step()`` and ``zero_grad``). On a step that ``measure_every``
+        leaves out it only counts the step.
 
         Raises:
             ValueError: no backward pass since the last step, or fewer than two examples.
         """
         index = self._start_step()
+        if index % self.measure_every:  # left out: its hooks did nothing
+            self._reset_step()
+            return
         raw, wb, examples = self._raw, self._wb, self._examples
         self._reset_step()
         if not raw or examples < 2:
@@ -445,14 +528,8 @@ class NormLayerNoiseTracker(HookedNoiseScale):
                 "scale needs at least two examples per step (B_small = 1 < B_big)"
             )
         with torch.no_grad():
-            parts = [r[0] for r in raw]
-            weighted = None if parts[0] is None else torch.cat(parts)  # type: ignore[arg-type]
-            plain = torch.cat([r[1] for r in raw])
-            per_example = self._per_example(
-                None if weighted is None else weighted.to(self._dtype),
-                plain.to(self._dtype),
-                wb,
-            )
+            sums = raw[0] if len(raw) == 1 else torch.cat(raw)
+            per_example = self._per_example(sums, wb)
             sq_sum, grad_sum = per_example.square().sum(0), per_example.sum(0)
         # Rows: Σ_i |g_i|², then |Σ_i g_i|² (the step's gradient, = what the backward
         # passes added to .grad); columns: all norm layers, then each layer.
