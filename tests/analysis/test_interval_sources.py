@@ -117,3 +117,24 @@ def test_miss_rate_matches_a_binomial_survival_function():
     sources = explain_interval(fit, (50.0, 80.0), None, LADDER, cis)
     assert sources.p_value == pytest.approx(stats.binom.sf(7, 8, RUNG_MISS_RATE))
     assert sources.p_value == pytest.approx(0.1**8)
+
+
+def test_an_off_curve_rung_without_a_search_term_may_be_a_search_miss():
+    fit = fit_scaling(LADDER, hyperbola(200, 64), n_bootstrap=0)
+    curve = hyperbola(fit.s_min, fit.b_crit)
+    cis = around(curve, 0.01)
+    for i in (0, 3, 7):
+        cis[i] = (curve[i] * 1.1, curve[i] * 1.2)
+    bounded = [True] * 8
+    bounded[3] = bounded[5] = False  # B = 128 (off the curve) and 512 (on it)
+    sources = explain_interval(fit, (50.0, 80.0), None, LADDER, cis, bounded)
+    assert sources.unbounded_search == (128,) and sources.shape_limited
+    assert "the search missed the optimum at B = 128" in sources.sentence
+    assert "trials_per_rung" in sources.sentence
+    assert sources.to_dict()["unbounded_search"] == [128]
+    with pytest.raises(AnalysisError, match="search_bounded must have one entry"):
+        explain_interval(fit, (50.0, 80.0), None, LADDER, cis, bounded[:-1])
+    # Every off-curve rung bounded: the curve's shape alone.
+    sources = explain_interval(fit, (50.0, 80.0), None, LADDER, cis, [True] * 8)
+    assert sources.unbounded_search == () and "bends unlike" in sources.sentence
+    assert "missed" not in sources.sentence

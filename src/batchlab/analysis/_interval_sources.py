@@ -17,6 +17,8 @@ call for different remedies, so the answer says which one sets the width:
   the ladder pins it down. The test is binomial: each rung's interval misses the truth
   with probability :data:`RUNG_MISS_RATE` (benchmarks/calibration.py measures the
   per-rung coverage at 91% on the NQM and on linreg), independently across rungs.
+  Where an off-curve rung's interval holds no search term (no search floor), a search
+  that missed its optimum explains the miss as well, and the sentence says so.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ class IntervalSources:
         rungs_checked: the reached rungs that have an interval.
         p_value: the binomial probability of at least ``len(off_curve)`` of
             ``rungs_checked`` intervals missing by chance (:data:`RUNG_MISS_RATE`).
+        unbounded_search: the rungs of ``off_curve`` whose interval holds no search
+            term (no search floor: the best point is not bracketed along the LR alone,
+            e.g. in a two-dimensional space), where a search that missed the optimum
+            explains the miss as well as the curve's shape.
     """
 
     residuals_ci: tuple[float, float]
@@ -61,6 +67,7 @@ class IntervalSources:
     off_curve: tuple[int | float, ...]
     rungs_checked: int
     p_value: float
+    unbounded_search: tuple[int | float, ...] = ()
 
     @property
     def shape_limited(self) -> bool:
@@ -84,11 +91,22 @@ class IntervalSources:
         )
         if self.shape_limited:
             sizes = ", ".join(f"{b:g}" for b in self.off_curve)
-            return (
+            found = (
                 f"{head}. {off} of {self.rungs_checked} rungs' own intervals exclude the "
                 f"curve (B = {sizes}), more than their ~{1 - RUNG_MISS_RATE:.0%} coverage "
-                f"explains (binomial p = {self.p_value:.2g}): the measured S(B) bends unlike "
-                "S_min (1 + B_crit / B), so more seeds will not narrow the interval."
+                f"explains (binomial p = {self.p_value:.2g})"
+            )
+            if not self.unbounded_search:
+                return (
+                    f"{found}: the measured S(B) bends unlike S_min (1 + B_crit / B), so "
+                    "more seeds will not narrow the interval."
+                )
+            open_ = ", ".join(f"{b:g}" for b in self.unbounded_search)
+            return (
+                f"{found}: either the measured S(B) bends unlike S_min (1 + B_crit / B) or "
+                f"the search missed the optimum at B = {open_}, whose intervals hold no "
+                "search term; more seeds will not narrow the interval, more trials per rung "
+                "([search] trials_per_rung, refine) would tell which."
             )
         remedy = (
             "more confirmation seeds ([search] confirm_seeds) or more rungs narrow it"
@@ -110,6 +128,7 @@ class IntervalSources:
             "off_curve": list(self.off_curve),
             "rungs_checked": self.rungs_checked,
             "p_value": float(self.p_value),
+            "unbounded_search": list(self.unbounded_search),
             "shape_limited": self.shape_limited,
             "sentence": self.sentence,
         }
@@ -121,6 +140,7 @@ def explain_interval(
     seeds_ci: tuple[float, float] | None,
     batch_sizes: Sequence[float],
     steps_cis: Sequence[tuple[float, float] | None],
+    search_bounded: Sequence[bool] | None = None,
 ) -> IntervalSources:
     """Which source sets B_crit's interval, and whether the curve fits the rungs.
 
@@ -132,6 +152,8 @@ def explain_interval(
         steps_cis: per rung, its own interval of steps-to-target
             (``RungCost.steps_ci``; ``None`` for an unreached rung or one without an
             interval, which is not checked; ``high`` may be ``inf``).
+        search_bounded: per rung, whether its interval reaches down to a search floor
+            (:func:`batchlab.results.search_floor`); ``None``: every one does.
 
     Returns:
         An :class:`IntervalSources`.
@@ -140,17 +162,18 @@ def explain_interval(
         AnalysisError: mismatched lengths, or an interval that is not (low, high)
             with 0 < low <= high.
     """
-    if len(batch_sizes) != len(steps_cis):
-        raise AnalysisError(
-            f"steps_cis must have one entry per batch size ({len(batch_sizes)}), "
-            f"got {len(steps_cis)}"
-        )
+    for name, values in (("steps_cis", steps_cis), ("search_bounded", search_bounded)):
+        if values is not None and len(values) != len(batch_sizes):
+            raise AnalysisError(
+                f"{name} must have one entry per batch size ({len(batch_sizes)}), got {len(values)}"
+            )
+    bounded = [True] * len(batch_sizes) if search_bounded is None else list(search_bounded)
     widths = {"residuals": _log_width(residuals_ci, "residuals_ci")}
     if seeds_ci is not None:
         widths["seeds"] = _log_width(seeds_ci, "seeds_ci")
     widest = max(SOURCES, key=lambda s: widths.get(s, -math.inf))
-    off_curve, checked = [], 0
-    for b, ci in zip(batch_sizes, steps_cis, strict=True):
+    off_curve, unbounded, checked = [], [], 0
+    for b, ci, has_floor in zip(batch_sizes, steps_cis, bounded, strict=True):
         if ci is None:
             continue
         _log_width(ci, f"steps_cis at B = {b:g}")
@@ -158,6 +181,8 @@ def explain_interval(
         predicted = fit.s_min * (1.0 + fit.b_crit / b)
         if not ci[0] <= predicted <= ci[1]:
             off_curve.append(rung(b))
+            if not has_floor:
+                unbounded.append(rung(b))
     p_value = float(stats.binom.sf(len(off_curve) - 1, checked, RUNG_MISS_RATE))
     return IntervalSources(
         residuals_ci=(float(residuals_ci[0]), float(residuals_ci[1])),
@@ -166,6 +191,7 @@ def explain_interval(
         off_curve=tuple(off_curve),
         rungs_checked=checked,
         p_value=p_value,
+        unbounded_search=tuple(unbounded),
     )
 
 

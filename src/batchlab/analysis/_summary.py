@@ -223,6 +223,7 @@ def summarize_ladder(
                 None if seeds is None else seeds.b_crit_ci,
                 [r.batch_size for r in answer.rungs],
                 [r.steps_ci if r.steps is not None else None for r in answer.rungs],
+                [floors is not None and floors[i] is not None for i in range(len(steps))],
             ),
         )
     return LadderSummary(
