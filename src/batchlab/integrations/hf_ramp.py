@@ -60,6 +60,7 @@ from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import has_length
 
 from ..training import BatchRamp
 from ._ramp_driver import RampDriver
@@ -121,7 +122,8 @@ class BatchRampCallback(RampDriver, NoiseScaleCallback):
         self._lr_scheduler = scheduler if isinstance(getattr(scheduler, "base_lrs", None),
                                                      list) else None  # fmt: skip
         self._user_accumulation = int(args.gradient_accumulation_steps)
-        if train_dataloader is None or not _has_length(train_dataloader):
+        # The Trainer's own test of whether it knows the epoch's length (``_run_epoch``).
+        if train_dataloader is None or not has_length(train_dataloader):
             raise ValueError(
                 "BatchRampCallback needs a train_dataset with a length: without one the "
                 "Trainer runs one 'epoch' of max_steps x gradient_accumulation_steps batches "
@@ -204,11 +206,3 @@ class BatchRampCallback(RampDriver, NoiseScaleCallback):
             "BatchRampCallback: gradient_accumulation_steps %d -> %d (batch %d -> %d) at step %d",
             current, wanted, current * micro, wanted * micro, state.global_step,
         )  # fmt: skip
-
-
-def _has_length(loader: Any) -> bool:
-    try:
-        len(loader)
-    except (TypeError, NotImplementedError):
-        return False
-    return True
