@@ -340,18 +340,6 @@ def _comparison(
     return rows
 
 
-def parameter_count(study: StudyData) -> int | None:
-    """The study's model size N (``workload.parameters`` in ``results.json``), if recorded.
-
-    Files written before studies recorded it have none; a value that is not a positive
-    integer counts as none.
-    """
-    value = study.workload.get("parameters")
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return None
-
-
 def model_size_sentence(fit: PowerLawFit, studies: int) -> str:
     """The exponent of B_crit ∝ N^k with its interval, and what it means.
 
@@ -407,7 +395,7 @@ def model_size_power_law(
         fit = summary.fit
         if fit is None or not (math.isfinite(fit.b_crit) and fit.b_crit > 0):
             continue
-        n = parameter_count(study)
+        n = study.workload.get("parameters")  # checked by load_study: a positive int
         if n is None:
             left_out.append(study.name)
             continue
