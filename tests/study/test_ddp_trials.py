@@ -110,6 +110,50 @@ def test_a_failing_rank_raises_with_torchruns_output() -> None:
 
 
 @pytest.mark.slow
+def test_a_rank_that_aborts_is_relaunched_and_each_evaluation_reported_once(tmp_path) -> None:
+    # A rank killed by SIGABRT with no Python error (gloo's transport does this now and
+    # then) costs a relaunch, not the trial: the relaunch trains the same curve.
+    workload = get_workload("digits-mlp", {})
+    spec = RunSpec(
+        batch_size=64,
+        optimizer="nesterov",
+        hparams={"lr": 0.1, "momentum": 0.9},
+        max_steps=40,
+        eval_every=10,
+        seed=7,
+    )
+    alone = run_training(workload, spec, workload.target, stop_at_target=False)
+    counter = tmp_path / "launches"
+    aborting = {"name": "tests.study.aborting_workload:make", "params": {"counter": str(counter)}}
+    seen: list[int] = []
+    ddp = run_ddp_trial(
+        aborting,
+        spec,
+        workload.target,
+        2,
+        stop_at_target=False,
+        on_eval=lambda step, metrics: seen.append(step),
+    )
+    assert counter.read_text() == "2"  # the first launch aborted, the second trained
+    assert ddp.steps == alone.steps == seen
+    assert ddp.train_loss == pytest.approx(alone.train_loss, rel=1e-4)
+
+    counter.unlink()
+    leaving = {**aborting, "params": {"counter": str(counter), "at_eval": 0}}
+    again = run_ddp_trial(leaving, spec, workload.target, 2, stop_at_target=False)
+    assert (again.steps, again.train_loss) == (ddp.steps, ddp.train_loss)
+    assert counter.read_text() == "1"  # aborted after rank 0 wrote the result: it stands
+
+    counter.unlink()
+    always = {**aborting, "params": {"counter": str(counter), "aborts": 9}}
+    with pytest.raises(DDPTrialError, match=r"exited with code \d+"):
+        run_ddp_trial(always, spec, workload.target, 2, launch_retries=1)
+    assert counter.read_text() == "2"  # one launch and one relaunch, then the error
+    with pytest.raises(ValueError, match="launch_retries must be >= 0, got -1"):
+        run_ddp_trial(always, spec, workload.target, 2, launch_retries=-1)
+
+
+@pytest.mark.slow
 def test_a_study_with_ddp_trials_records_the_same_outcomes_as_one_process(tmp_path) -> None:
     single = Study(StudyConfig.model_validate(DIGITS_STUDY), tmp_path / "one").run(workers=1)
     ddp_config = {**DIGITS_STUDY, "performance": {"processes_per_trial": 2}}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -43,9 +44,15 @@ from ._run import RunResult, RunSpec, run_training
 #: Prefix of the lines in which rank 0 reports an evaluation to the worker.
 EVAL_LINE = "@batchlab-eval "
 
+logger = logging.getLogger(__name__)
+
 
 class DDPTrialError(RuntimeError):
     """The torchrun processes of a trial failed; the message carries their last output."""
+
+
+class _TransportCrash(RuntimeError):
+    """A rank died of a signal without a Python error: the launch, not the trial, failed."""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -67,6 +74,7 @@ def run_ddp_trial(
     stop_after: int | None = None,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
     threads: int | None = None,
+    launch_retries: int = 2,
 ) -> Any:
     """Run one trial on ``processes`` ranks through torchrun and return its ``RunResult``.
 
@@ -83,24 +91,68 @@ def run_ddp_trial(
         stop_after: stop once beaten at this step count (the best known at launch).
         on_eval: called with (step, metrics) at every evaluation of rank 0.
         threads: torch threads per rank (default: this process's threads / ranks).
+        launch_retries: relaunches after a rank died of a signal with no Python
+            error (gloo's TCP transport can abort a rank while connecting, pytorch
+            issue #188266); the trial is deterministic, so a relaunch trains the same
+            curve, and each evaluation reaches ``on_eval`` once.
 
     Raises:
-        DDPTrialError: torchrun exited with an error (its output is in the message).
+        DDPTrialError: a rank raised, or ranks kept dying (their output is in the message).
     """
+    if launch_retries < 0:
+        raise ValueError(f"launch_retries must be >= 0, got {launch_retries}")
     threads = threads or max(1, torch.get_num_threads() // processes)
+    job = {
+        "workload": workload,
+        "spec": {**asdict(spec), "hparams": dict(spec.hparams)},
+        "target": asdict(target),
+        "stop_at_target": stop_at_target,
+        "stop_after": stop_after,
+    }
+    reported = -1
+
+    def forward(step: int, metrics: dict[str, float]) -> None:
+        # A relaunch trains the same curve again: each evaluation is reported once.
+        nonlocal reported
+        if on_eval is not None and step > reported:
+            reported = step
+            on_eval(step, metrics)
+
+    for attempt in range(1 + launch_retries):
+        try:
+            data = _launch(job, processes, threads, forward)
+            break
+        except _TransportCrash as crash:
+            if attempt == launch_retries:
+                raise DDPTrialError(str(crash)) from None
+            logger.warning("relaunching a DDP trial: %s", crash)
+    nan = float("nan")
+    return RunResult(
+        status=data["status"],
+        steps_to_target=data["steps_to_target"],
+        resolution_steps=data["resolution_steps"],
+        steps=data["steps"],
+        metrics={k: [nan if v is None else v for v in vs] for k, vs in data["metrics"].items()},
+        train_loss=[nan if v is None else v for v in data["train_loss"]],
+        reason=data["reason"],
+    )
+
+
+def _launch(
+    job: dict[str, Any],
+    processes: int,
+    threads: int,
+    on_eval: Callable[[int, dict[str, float]], None],
+) -> dict[str, Any]:
+    """One torchrun launch of ``job``; returns rank 0's result as written.
+
+    Raises:
+        DDPTrialError: a rank raised a Python error (its traceback is in the message).
+        _TransportCrash: torchrun failed and no rank raised (e.g. a rank aborted).
+    """
     with tempfile.TemporaryDirectory(prefix="batchlab-ddp-") as tmp:
-        job, out, log = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "log.txt")
-        job.write_text(
-            json.dumps(
-                {
-                    "workload": workload,
-                    "spec": {**asdict(spec), "hparams": dict(spec.hparams)},
-                    "target": asdict(target),
-                    "stop_at_target": stop_at_target,
-                    "stop_after": stop_after,
-                }
-            )
-        )
+        job_path, out, log = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "log.txt")
+        job_path.write_text(json.dumps(job))
         env = {
             **os.environ,
             "OMP_NUM_THREADS": str(threads),
@@ -117,7 +169,7 @@ def run_ddp_trial(
             f"--nproc_per_node={processes}",
             "-m",
             "batchlab.training._ddp_launch",
-            str(job),
+            str(job_path),
             str(out),
         ]
         with log.open("w") as log_file:
@@ -132,7 +184,7 @@ def run_ddp_trial(
             try:
                 assert process.stdout is not None
                 for line in process.stdout:
-                    if line.startswith(EVAL_LINE) and on_eval is not None:
+                    if line.startswith(EVAL_LINE):
                         event = json.loads(line[len(EVAL_LINE) :])
                         on_eval(int(event["step"]), event["metrics"])
                 code = process.wait()
@@ -140,26 +192,38 @@ def run_ddp_trial(
                 if process.poll() is None:
                     process.terminate()
                     process.wait()
-        if code != 0 or not out.exists():
-            errors = sorted(Path(tmp).glob("rank*.error"))
-            if errors:  # a rank's own traceback says more than torchrun's summary
-                lines = errors[0].read_text(errors="replace").strip().splitlines()
-                detail = f"{errors[0].stem} failed: {lines[-1]}\n" + "\n".join(lines[-12:])
-            else:
-                detail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
-            raise DDPTrialError(
-                f"torchrun with {processes} processes exited with code {code}; {detail}"
-            )
-        data = json.loads(out.read_text())
-    nan = float("nan")
-    return RunResult(
-        status=data["status"],
-        steps_to_target=data["steps_to_target"],
-        resolution_steps=data["resolution_steps"],
-        steps=data["steps"],
-        metrics={k: [nan if v is None else v for v in vs] for k, vs in data["metrics"].items()},
-        train_loss=[nan if v is None else v for v in data["train_loss"]],
-        reason=data["reason"],
+        if out.exists():  # written by rank 0 after its last step: the trial is done
+            if code != 0:
+                logger.warning(
+                    "torchrun exited with code %d after rank 0 wrote the trial's result (a "
+                    "rank failed on its way out); the result stands",
+                    code,
+                )
+            return json.loads(out.read_text())
+        failed = f"torchrun with {processes} processes exited with code {code}; "
+        tracebacks = {
+            path.stem: path.read_text(errors="replace").strip().splitlines()
+            for path in sorted(Path(tmp).glob("rank*.error"))
+        }
+        # A rank's own error says more than torchrun's summary; a rank that only lost
+        # its peer ("Connection closed by peer") says where the peer died, not why.
+        own = {rank: lines for rank, lines in tracebacks.items() if not _lost_peer(lines)}
+        for rank, lines in own.items():
+            detail = f"{rank} failed: {lines[-1]}\n" + "\n".join(lines[-12:])
+            raise DDPTrialError(failed + detail)
+        lines = log.read_text(errors="replace").strip().splitlines()
+        # A C++ abort prints "terminate called ..." and "what(): ..." before torchrun's summary.
+        aborts = [line for line in lines if "terminate called" in line or "what():" in line]
+        lost = [lines[-1] for lines in tracebacks.values() if lines]
+        raise _TransportCrash(failed + "\n".join(aborts[:4] + lost[:1] + lines[-15:]))
+
+
+def _lost_peer(traceback_lines: list[str]) -> bool:
+    """Whether a rank's traceback ends in gloo's error for a peer that went away."""
+    last = traceback_lines[-1] if traceback_lines else ""
+    return any(
+        words in last
+        for words in ("Connection closed by peer", "Connection reset by peer", "remote worker")
     )
 
 
