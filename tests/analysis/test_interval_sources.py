@@ -81,7 +81,9 @@ def test_the_wider_source_in_log_units_is_named():
 def test_bad_input_names_the_argument():
     fit = fit_scaling(LADDER, hyperbola(200, 64), n_bootstrap=0)
     cis = around(hyperbola(200, 64), 0.05)
-    with pytest.raises(AnalysisError, match="steps_cis must have one entry per batch size"):
+    with pytest.raises(
+        AnalysisError, match="batch_sizes and steps_cis must have the same length, got 8 and 7"
+    ):
         explain_interval(fit, (50.0, 80.0), None, LADDER, cis[:-1])
     with pytest.raises(AnalysisError, match="residuals_ci must satisfy 0 < low <= high"):
         explain_interval(fit, (80.0, 50.0), None, LADDER, cis)
@@ -132,7 +134,9 @@ def test_an_off_curve_rung_without_a_search_term_may_be_a_search_miss():
     assert "the search missed the optimum at B = 128" in sources.sentence
     assert "trials_per_rung" in sources.sentence
     assert sources.to_dict()["unbounded_search"] == [128]
-    with pytest.raises(AnalysisError, match="search_bounded must have one entry"):
+    with pytest.raises(
+        AnalysisError, match="batch_sizes and search_bounded must have the same length"
+    ):
         explain_interval(fit, (50.0, 80.0), None, LADDER, cis, bounded[:-1])
     # Every off-curve rung bounded: the curve's shape alone.
     sources = explain_interval(fit, (50.0, 80.0), None, LADDER, cis, [True] * 8)

@@ -30,7 +30,7 @@ from typing import Any
 
 from scipy import stats
 
-from ._checks import AnalysisError, plain_pair, rung
+from ._checks import AnalysisError, check_batch_sizes, check_per_rung, plain_pair, rung
 from ._fit import ScalingFit
 
 #: How often a rung's own interval misses its true count (1 − the per-rung coverage
@@ -162,18 +162,17 @@ def explain_interval(
         AnalysisError: mismatched lengths, or an interval that is not (low, high)
             with 0 < low <= high.
     """
-    for name, values in (("steps_cis", steps_cis), ("search_bounded", search_bounded)):
-        if values is not None and len(values) != len(batch_sizes):
-            raise AnalysisError(
-                f"{name} must have one entry per batch size ({len(batch_sizes)}), got {len(values)}"
-            )
+    sizes = check_batch_sizes(batch_sizes)
+    check_per_rung(steps_cis, "steps_cis", sizes, "intervals (low, high) or None")
+    if search_bounded is not None:
+        check_per_rung(search_bounded, "search_bounded", sizes, "booleans")
     bounded = [True] * len(batch_sizes) if search_bounded is None else list(search_bounded)
     widths = {"residuals": _log_width(residuals_ci, "residuals_ci")}
     if seeds_ci is not None:
         widths["seeds"] = _log_width(seeds_ci, "seeds_ci")
     widest = max(SOURCES, key=lambda s: widths.get(s, -math.inf))
     off_curve, unbounded, checked = [], [], 0
-    for b, ci, has_floor in zip(batch_sizes, steps_cis, bounded, strict=True):
+    for b, ci, has_floor in zip(sizes, steps_cis, bounded, strict=True):
         if ci is None:
             continue
         _log_width(ci, f"steps_cis at B = {b:g}")
