@@ -63,3 +63,27 @@ def test_refined_studies_cover_the_exact_b_crit(calibration, tmp_path):
     # P(at most 35 covered) = 1.3% (binomial); without the search floor the benchmark
     # measured 78%, where 35 or fewer has P = 25%.
     assert sum(rung_hits) >= 36, rung_hits
+
+
+@pytest.mark.slow
+def test_linreg_studies_cover_the_b_crit_of_the_median_first_passage(calibration, tmp_path):
+    # On linreg each seed trains its own stochastic trajectory, so the seed bootstrap
+    # is exercised too. The truth is what a perfect search with fresh seeds reports:
+    # the fewest *median* first-passage steps over LRs (benchmarks/calibration.py's
+    # linreg_median_curve; 100 simulated trajectories per LR here instead of 400: the
+    # median's standard error, ~1.25 sd / sqrt(100), stays near 1% of the count).
+    exact = calibration.linreg_median_curve(LADDER, runs=100, exact_up_to=16)
+    truth = fit_scaling(LADDER, exact, n_bootstrap=0).b_crit
+    covered, rung_hits = 0, []
+    for seed in range(STUDIES):
+        config = calibration.study_config(seed, 16, LADDER, workload="linreg")
+        analysis = Study(config, tmp_path / f"s{seed}").run().analysis
+        low, high = analysis["fit"]["b_crit_ci"]
+        covered += low <= truth <= high
+        for row, s in zip(analysis["answer"]["rungs"], exact, strict=True):
+            ci = row["steps_ci"]
+            rung_hits.append(ci is not None and ci[0] <= s <= (ci[1] or math.inf))
+    # The same binomial bounds as on the NQM: at a true 85%, P(at most 4 of 8) = 2.1%
+    # and P(at most 35 of 48 rungs) = 1.3% (the benchmark measured 20/20 and 218/240).
+    assert covered >= 5, (truth, covered)
+    assert sum(rung_hits) >= 36, rung_hits
