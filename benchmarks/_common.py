@@ -34,9 +34,9 @@ def study_environment(workers: int, config_name: str) -> str:
 
 
 def search_only(config: StudyConfig) -> StudyConfig:
-    """``config`` with its search stage alone (``refine = 0``, ``confirm_top = 0``)."""
+    """``config`` with its search stage alone (``refine``, ``neighbours``, ``confirm_top`` 0)."""
     data = config.to_json_dict()
-    data["search"] = {**data["search"], "refine": 0, "confirm_top": 0}
+    data["search"] = {**data["search"], "refine": 0, "neighbours": 0, "confirm_top": 0}
     return StudyConfig.model_validate(data)
 
 

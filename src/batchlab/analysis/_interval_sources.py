@@ -106,7 +106,7 @@ class IntervalSources:
                 f"{found}: either the measured S(B) bends unlike S_min (1 + B_crit / B) or "
                 f"the search missed the optimum at B = {open_}, whose intervals hold no "
                 "search term; more seeds will not narrow the interval, more trials per rung "
-                "([search] trials_per_rung, refine) would tell which."
+                "([search] trials_per_rung, refine, neighbours) would tell which."
             )
         remedy = (
             "more confirmation seeds ([search] confirm_seeds) or more rungs narrow it"

@@ -28,7 +28,13 @@ def smoke_config(config: StudyConfig) -> StudyConfig:
     data = config.to_json_dict()
     sizes = config.batch_sizes()
     data["ladder"] = {"batch_sizes": sorted({sizes[0], sizes[len(sizes) // 2]})}
-    data["search"] = {**data["search"], "trials_per_rung": 2, "refine": 0, "confirm_top": 0}
+    data["search"] = {
+        **data["search"],
+        "trials_per_rung": 2,
+        "refine": 0,
+        "neighbours": 0,
+        "confirm_top": 0,
+    }
     data["budget"] = {"steps": 100}
     data["evaluation"] = {"every": 20}
     return StudyConfig.model_validate(data)

@@ -67,6 +67,9 @@ class TrialRecord:
     retry_of: int | None = None
     #: Under ``search.warm_start``, or for a refinement trial (``search.refine``): the
     #: rung whose best point centred the window this trial searched, and the window.
+    #: For a neighbour trial (``search.neighbours``): the neighbouring rung, its best
+    #: point with the learning rate moved to this batch size, and width 0 where the
+    #: trial ran at that point exactly.
     warm_start: dict[str, Any] | None = None
     #: torch threads of the worker that trained it (a DDP trial's ranks share them):
     #: float rounding depends on them, and near the edge of stability that can move

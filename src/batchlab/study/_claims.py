@@ -27,7 +27,7 @@ from . import _optuna
 from ._config import StudyConfig
 from ._liveness import mark_claimed, reaping, requeue
 from ._order import TransferBase, WarmStart
-from ._plan import Rung, stage, to_hparams
+from ._plan import NEIGHBOUR_SLOT_BASE, Rung, neighbour_rungs, stage, to_hparams
 from ._space import ParamRange, extended_windows, point_in_window, warm_start_point
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class Claimed:
 
 
 #: The stages whose best trials a refinement or confirmation trial starts from.
-STAGES_BEFORE = {"refine": ("search",), "confirm": ("search", "refine")}
+STAGES_BEFORE = {"refine": ("search",), "confirm": ("search", "refine", "neighbour")}
 
 
 def open_stages(study: optuna.Study) -> set[str]:
@@ -95,7 +95,8 @@ def candidates(
     study: optuna.Study, target: Target, stages: tuple[str, ...] = ("search", "refine")
 ) -> list[FrozenTrial]:
     """A finished search's trials, best first: the points refinement centres on (the
-    best of stage ``search``) and confirmation trials re-run (of ``search`` and ``refine``).
+    best of stage ``search``), neighbour trials of other rungs start from (of ``search``
+    and ``refine``) and confirmation trials re-run (of every stage before them).
 
     First those that reached the target, by fewest steps-to-target (then lowest slot);
     then the others (stopped once beaten, or out of budget) by the best target-metric
@@ -122,6 +123,40 @@ def candidates(
     return sorted(done, key=rank)
 
 
+def neighbour_starts(
+    config: StudyConfig,
+    rung: Rung,
+    rung_studies: list[tuple[Rung, optuna.Study]],
+    target: Target,
+) -> list[WarmStart] | None:
+    """Where a rung's neighbour trials start (``[search] neighbours``); ``None`` to wait.
+
+    Per neighbouring rung (:func:`~batchlab.study._plan.neighbour_rungs`), once its
+    search and refinement are over: its best point (:func:`candidates`), the learning
+    rate moved from its batch size to this one by the optimizer's default rule
+    (:func:`batchlab.optim.transfer_hparams`: linear for the SGD family, square root
+    for the Adam family; a starting point that brackets the optimum with the other
+    neighbour's, not a prediction). A neighbour without a finished trial is left out.
+    """
+    studies = {r.index: s for r, s in rung_studies}
+    starts = []
+    for other in neighbour_rungs(config, rung, [r for r, _ in rung_studies]):
+        study = studies[other.index]
+        if open_stages(study) & {"search", "refine"}:
+            return None
+        best = candidates(study, target, ("search", "refine"))
+        if not best:
+            continue
+        center = dict(best[0].user_attrs["params"])
+        if "lr" in center:
+            moved = transfer_hparams(
+                {"lr": center["lr"]}, other.batch_size, rung.batch_size, optimizer=config.optimizer
+            )
+            center["lr"] = float(moved.hparams["lr"])
+        starts.append(WarmStart(other.batch_size, center, config.search.refine_width))
+    return starts
+
+
 def claim(
     study: optuna.Study,
     config: StudyConfig,
@@ -131,6 +166,7 @@ def claim(
     order: Callable[[FrozenTrial], float] | None = None,
     target: Target | None = None,
     base: TransferBase | None = None,
+    neighbours: Callable[[], list[WarmStart] | None] | None = None,
 ) -> list[Claimed]:
     """Claim up to ``count`` waiting trials of a rung and resolve their hyperparameters.
 
@@ -138,11 +174,14 @@ def claim(
     with (different under warm start) are its ``params`` user attribute. ``order``
     ranks the waiting trials (see :func:`~batchlab.study._order.nearest_first`).
     Refinement trials wait until the rung's search is over, then search a window of
-    ``refine_width`` around its best point; confirmation trials wait for both, then
-    each takes the point of its candidate (:func:`candidates`, ranked by ``target``).
-    Trials run by a transfer rule wait for all three and for ``base`` (the tuned rung
-    the rule starts from, ``None`` until it is over). A claim therefore holds the
-    trials of one stage.
+    ``refine_width`` around its best point; neighbour trials wait for both and for
+    ``neighbours()`` (:func:`neighbour_starts`, asked only then; ``None`` while a
+    neighbouring rung is still searching), then trial ``i`` runs at start ``i`` (of ``n``) exactly, or for
+    ``i >= n`` in a ``refine_width`` window around start ``i % n`` (clamped to the
+    searched range); confirmation trials wait for all three, then each takes the point
+    of its candidate (:func:`candidates`, ranked by ``target``). Trials run by a
+    transfer rule wait for all four and for ``base`` (the tuned rung the rule starts
+    from, ``None`` until it is over). A claim therefore holds the trials of one stage.
     """
     claimed: list[Claimed] = []
     space = config.search_space()
@@ -150,11 +189,15 @@ def claim(
     # then confirm (the best candidates on fresh seeds); a stage waits for the ones
     # before it. Without a target (tests that claim by hand) only the search runs.
     busy = open_stages(study) if target is not None else {"search", "refine"}
+    starts = None
+    if "neighbour" in busy and not busy & {"search", "refine"} and neighbours is not None:
+        starts = neighbours()
     ready = {
         "search": True,
         "refine": "search" not in busy,
-        "confirm": not busy & {"search", "refine"},
-        "rule": base is not None and not busy & {"search", "refine", "confirm"},
+        "neighbour": starts is not None,
+        "confirm": not busy & {"search", "refine", "neighbour"},
+        "rule": base is not None and not busy & {"search", "refine", "neighbour", "confirm"},
     }
     ranked: dict[str, list[FrozenTrial]] = {}  # per stage, read once: its stages before are over
     while len(claimed) < count:
@@ -181,6 +224,22 @@ def claim(
                         trial, int(trial.user_attrs["slot"]), spec, rule=trial.user_attrs["rule"]
                     )
                 )
+                continue
+            if kind == "neighbour":
+                assert starts is not None  # (see ``ready`` above)
+                if not starts:
+                    trial.set_user_attr("status", "error")
+                    trial.set_user_attr(
+                        "reason", "nothing to start from: no neighbouring rung finished a trial"
+                    )
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
+                index = int(trial.user_attrs["slot"]) - NEIGHBOUR_SLOT_BASE
+                start = starts[index % len(starts)]
+                width = 0.0 if index < len(starts) else start.width
+                window = WarmStart(start.from_batch_size, start.center, width)
+                spec = _resolve(trial, config, rung, space, window)
+                claimed.append(Claimed(trial, int(trial.user_attrs["slot"]), spec))
                 continue
             if kind != "search" and kind not in ranked:
                 assert target is not None  # (see ``ready`` above)

@@ -155,6 +155,26 @@ class SearchConfig(_Strict):
             "refinement stays inside the configured range; the examples use 0.125."
         ),
     )
+    neighbours: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description=(
+            "After a rung's search and refinement, and those of its neighbouring rungs, "
+            "this many more trials that start from the neighbours' best points, the "
+            "learning rate moved to this batch size by the optimizer's default rule "
+            "(linear for the SGD family, square root for the Adam family; "
+            "batchlab.optim.transfer_hparams): trial i starts from the i-th nearest rung "
+            "(the one below first), exactly at its moved point while every neighbour has "
+            "one, then in a refine_width window around it. Tuned hyperparameters change "
+            "gradually from one batch size to the next (the tuned learning rates of "
+            "Shallue et al. 2018), so a rung whose "
+            "own search missed the optimum (most likely in a two-dimensional space) finds "
+            "it there. Under warm_start only smaller rungs count, and the smallest rung "
+            "has none. Sobol and random samplers; 0 (the default, so that studies started "
+            "before it existed keep their meaning): off; the examples use 2."
+        ),
+    )
     confirm_top: int = Field(
         default=2,
         ge=0,

@@ -27,12 +27,14 @@ SAFE_CHANGES = (
     "search.confirm_top",
     "search.confirm_seeds",
     "search.refine",
+    "search.neighbours",
 )
 #: Of the safe changes, those that may only grow: planned trials are never taken back
 #: (a field missing from an older config counts as 0: confirmations came later).
 GROW_ONLY = (
     "search.trials_per_rung",
     "search.refine",
+    "search.neighbours",
     "search.confirm_top",
     "search.confirm_seeds",
 )

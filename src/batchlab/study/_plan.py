@@ -30,6 +30,7 @@ PLANNED_ATTR = "batchlab:planned"
 CONFIRMS_ATTR = "batchlab:confirms_planned"
 REFINES_ATTR = "batchlab:refines_planned"
 RULES_ATTR = "batchlab:rules_planned"
+NEIGHBOURS_ATTR = "batchlab:neighbours_planned"
 #: Confirmation trials (the best candidates re-run on fresh seeds) and refinement trials
 #: (a window around the search's best) take slots from here on, so that raising
 #: ``trials_per_rung`` on resume never collides with them.
@@ -37,6 +38,8 @@ CONFIRM_SLOT_BASE = 1_000_000
 REFINE_SLOT_BASE = 2_000_000
 #: Trials run by a transfer rule (``[transfer]``) instead of tuned.
 RULE_SLOT_BASE = 3_000_000
+#: Trials that start from the neighbouring rungs' best points (``[search] neighbours``).
+NEIGHBOUR_SLOT_BASE = 4_000_000
 CONFIG_ATTR = "batchlab:config"
 RUNG_ATTR = "batchlab:rung"
 
@@ -177,6 +180,53 @@ def enqueue_refinements(
         )
 
 
+def neighbours_wanted(config: StudyConfig, rung: Rung) -> int:
+    """Trials of a rung that start from its neighbours' best points (``[search] neighbours``).
+
+    None for TPE (it proposes its own points), on a one-rung ladder, or under
+    ``warm_start`` for the smallest rung (warm-started rungs wait for the rung below
+    to finish, so only smaller rungs may be neighbours, and it has none).
+    """
+    if config.search.sampler == "tpe" or len(config.batch_sizes()) < 2:
+        return 0
+    if config.search.warm_start and rung.index == 0:
+        return 0
+    return config.search.neighbours
+
+
+def neighbour_rungs(config: StudyConfig, rung: Rung, rungs: list[Rung]) -> list[Rung]:
+    """The rungs a rung's neighbour trials start from, in order: trial ``i`` starts from
+    ``neighbour_rungs(...)[i % len]``.
+
+    The nearest first, the smaller of two equally near first (index − 1, + 1, − 2, ...),
+    as many as the rung has neighbour trials; under ``warm_start`` smaller rungs only.
+    """
+    others = [r for r in rungs if r.index != rung.index]
+    if config.search.warm_start:
+        others = [r for r in others if r.index < rung.index]
+    others.sort(key=lambda r: (abs(r.index - rung.index), r.index))
+    return others[: neighbours_wanted(config, rung)]
+
+
+def enqueue_neighbours(
+    study: optuna.Study, config: StudyConfig, rung: Rung, start: int, stop: int
+) -> None:
+    """Enqueue the neighbour trials ``start`` ... ``stop - 1`` of a rung.
+
+    Each carries a quasi-random point of the whole space (:func:`sample_points`,
+    stream 2); a worker maps it to (or into a window around) a neighbouring rung's best
+    point when it claims the trial, once that rung's search and refinement are over.
+    """
+    points = sample_points(config, stop, stream=2)
+    for index in range(start, stop):
+        slot = NEIGHBOUR_SLOT_BASE + index
+        study.enqueue_trial(
+            points[index],
+            user_attrs={"slot": slot, "seed": slot_seed(config, rung, slot), "neighbour": True},
+            skip_if_exists=False,
+        )
+
+
 def transfer_base(config: StudyConfig) -> int | None:
     """The tuned rung the transfer rules start from (``None`` without rules)."""
     if not config.transfer.rules:
@@ -245,11 +295,14 @@ def is_confirmation(trial: FrozenTrial) -> bool:
 
 def stage(trial: FrozenTrial) -> str:
     """A trial's stage: ``"search"``, then ``"refine"`` (around the best), then
-    ``"confirm"``; ``"rule"`` for a trial run by a transfer rule instead of tuned."""
+    ``"neighbour"`` (from the neighbouring rungs' best points), then ``"confirm"``;
+    ``"rule"`` for a trial run by a transfer rule instead of tuned."""
     if "rule" in trial.user_attrs:
         return "rule"
     if is_confirmation(trial):
         return "confirm"
+    if trial.user_attrs.get("neighbour"):
+        return "neighbour"
     return "refine" if trial.user_attrs.get("refine") else "search"
 
 
@@ -260,6 +313,7 @@ def planned_slots(study: optuna.Study) -> list[int]:
         (REFINES_ATTR, REFINE_SLOT_BASE),
         (CONFIRMS_ATTR, CONFIRM_SLOT_BASE),
         (RULES_ATTR, RULE_SLOT_BASE),
+        (NEIGHBOURS_ATTR, NEIGHBOUR_SLOT_BASE),
     )
     return [
         base + index for attr, base in attrs for index in range(int(study.user_attrs.get(attr, 0)))
@@ -269,6 +323,7 @@ def planned_slots(study: optuna.Study) -> list[int]:
 def enqueue_slot(study: optuna.Study, config: StudyConfig, rung: Rung, slot: int) -> None:
     """Enqueue one planned slot afresh, whichever stage it belongs to (a lost slot)."""
     for base, enqueue in (
+        (NEIGHBOUR_SLOT_BASE, enqueue_neighbours),
         (RULE_SLOT_BASE, enqueue_rule_trials),
         (REFINE_SLOT_BASE, enqueue_refinements),
         (CONFIRM_SLOT_BASE, enqueue_confirmations),
@@ -281,7 +336,7 @@ def enqueue_slot(study: optuna.Study, config: StudyConfig, rung: Rung, slot: int
 
 def planned_count(study: optuna.Study) -> int:
     """How many trials of a rung have been planned (enqueued) so far, every stage included."""
-    attrs = (PLANNED_ATTR, REFINES_ATTR, CONFIRMS_ATTR, RULES_ATTR)
+    attrs = (PLANNED_ATTR, REFINES_ATTR, CONFIRMS_ATTR, RULES_ATTR, NEIGHBOURS_ATTR)
     return sum(int(study.user_attrs.get(attr, 0)) for attr in attrs)
 
 

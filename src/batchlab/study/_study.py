@@ -39,6 +39,7 @@ from ._locks import storage_lock
 from ._plan import (
     CONFIG_ATTR,
     CONFIRMS_ATTR,
+    NEIGHBOURS_ATTR,
     PLANNED_ATTR,
     REFINES_ATTR,
     RULES_ATTR,
@@ -46,11 +47,13 @@ from ._plan import (
     Rung,
     confirmations_wanted,
     enqueue_confirmations,
+    enqueue_neighbours,
     enqueue_refinements,
     enqueue_rule_trials,
     enqueue_slot,
     enqueue_slots,
     load_rung_studies,
+    neighbours_wanted,
     plan_rungs,
     refinements_wanted,
     rule_trials_wanted,
@@ -225,6 +228,11 @@ class Study:
                 if have < want:
                     enqueue_refinements(study, self.config, rung, have, want)
                     study.set_user_attr(REFINES_ATTR, want)
+                have = int(study.user_attrs.get(NEIGHBOURS_ATTR, 0))
+                want = neighbours_wanted(self.config, rung)
+                if have < want:
+                    enqueue_neighbours(study, self.config, rung, have, want)
+                    study.set_user_attr(NEIGHBOURS_ATTR, want)
                 have = int(study.user_attrs.get(CONFIRMS_ATTR, 0))
                 want = confirmations_wanted(self.config)
                 if have < want:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable, Collection
+from functools import partial
 
 from optuna.trial import TrialState
 
 from .._errors import ConfigError
 from ..workloads import BUILTIN_WORKLOADS, get_workload, on_device
-from ._claims import claim
+from ._claims import claim, neighbour_starts
 from ._collect import unfinished_by_rung
 from ._config import StudyConfig, validate_against_workload
 from ._liveness import requeue_stale_trials
@@ -173,7 +174,17 @@ def _work(
             order = None
             if config.stopping.once_beaten:
                 order = nearest_first(config, rung, rung_studies, warm)
-            trials = claim(study, config, rung, want, warm, order, runner.target, base)
+            trials = claim(
+                study,
+                config,
+                rung,
+                want,
+                warm,
+                order,
+                runner.target,
+                base,
+                partial(neighbour_starts, config, rung, rung_studies, runner.target),
+            )
             if trials:
                 claimed = (rung, study, trials)
                 break
