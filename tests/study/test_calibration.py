@@ -41,20 +41,30 @@ def calibration():
     return module
 
 
-@pytest.mark.slow
-def test_refined_studies_cover_the_exact_b_crit(calibration, tmp_path):
-    exact = calibration.exact_curve(4000, LADDER)
-    truth = fit_scaling(LADDER, exact, n_bootstrap=0).b_crit
+def coverage(configs, exact, truth, tmp_path) -> tuple[int, list[bool]]:
+    """Run each study: how many B_crit intervals cover ``truth``, and per rung whether
+    its interval (``answer.rungs[].steps_ci``) covers ``exact``."""
     covered, rung_hits = 0, []
-    for seed in range(STUDIES):
-        # Exact curves: a fresh seed changes nothing, so confirmation is left out.
-        config = calibration.study_config(seed, 16, LADDER, refine=8, confirm_top=0)
-        analysis = Study(config, tmp_path / f"s{seed}").run().analysis
+    for i, config in enumerate(configs):
+        analysis = Study(config, tmp_path / f"s{i}").run().analysis
         low, high = analysis["fit"]["b_crit_ci"]
         covered += low <= truth <= high
         for row, s in zip(analysis["answer"]["rungs"], exact, strict=True):
             ci = row["steps_ci"]
             rung_hits.append(ci is not None and ci[0] <= s <= (ci[1] or math.inf))
+    return covered, rung_hits
+
+
+@pytest.mark.slow
+def test_refined_studies_cover_the_exact_b_crit(calibration, tmp_path):
+    exact = calibration.exact_curve(4000, LADDER)
+    truth = fit_scaling(LADDER, exact, n_bootstrap=0).b_crit
+    # Exact curves: a fresh seed changes nothing, so confirmation is left out.
+    configs = [
+        calibration.study_config(seed, 16, LADDER, refine=8, confirm_top=0)
+        for seed in range(STUDIES)
+    ]
+    covered, rung_hits = coverage(configs, exact, truth, tmp_path)
     # At a true coverage of 85% (the acceptance level), P(at most 4 of 8) = 2.1%
     # (binomial); at the 25% the search alone reached (benchmarks/calibration.py), 4 or
     # fewer is the likely outcome (P = 97%).
@@ -74,15 +84,10 @@ def test_linreg_studies_cover_the_b_crit_of_the_median_first_passage(calibration
     # median's standard error, ~1.25 sd / sqrt(100), stays near 1% of the count).
     exact = calibration.linreg_median_curve(LADDER, runs=100, exact_up_to=16)
     truth = fit_scaling(LADDER, exact, n_bootstrap=0).b_crit
-    covered, rung_hits = 0, []
-    for seed in range(STUDIES):
-        config = calibration.study_config(seed, 16, LADDER, workload="linreg")
-        analysis = Study(config, tmp_path / f"s{seed}").run().analysis
-        low, high = analysis["fit"]["b_crit_ci"]
-        covered += low <= truth <= high
-        for row, s in zip(analysis["answer"]["rungs"], exact, strict=True):
-            ci = row["steps_ci"]
-            rung_hits.append(ci is not None and ci[0] <= s <= (ci[1] or math.inf))
+    configs = [
+        calibration.study_config(seed, 16, LADDER, workload="linreg") for seed in range(STUDIES)
+    ]
+    covered, rung_hits = coverage(configs, exact, truth, tmp_path)
     # The same binomial bounds as on the NQM: at a true 85%, P(at most 4 of 8) = 2.1%
     # and P(at most 35 of 48 rungs) = 1.3% (the benchmark measured 20/20 and 218/240).
     assert covered >= 5, (truth, covered)

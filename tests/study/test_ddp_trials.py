@@ -37,6 +37,19 @@ DIGITS_STUDY = {
 }
 
 
+def digits_spec(max_steps: int, seed: int, **extra) -> RunSpec:
+    """Nesterov SGD on digits-mlp at global batch 64, evaluated every 10 steps."""
+    return RunSpec(
+        batch_size=64,
+        optimizer="nesterov",
+        hparams={"lr": 0.1, "momentum": 0.9},
+        max_steps=max_steps,
+        eval_every=10,
+        seed=seed,
+        **extra,
+    )
+
+
 def test_shard_batch_gives_each_rank_an_equal_slice() -> None:
     x, y = torch.arange(12).view(6, 2), torch.arange(6)
     parts = [shard_batch((x, y), rank, 3) for rank in range(3)]
@@ -64,15 +77,7 @@ def test_exact_workloads_refuse_processes_per_trial(nqm_study) -> None:
 def test_ddp_trial_curve_equals_the_single_process_curve_at_the_same_global_batch() -> None:
     # Evaluated at the same steps too, dense ones included (decided from rank 0's metrics).
     workload = get_workload("digits-mlp", {})
-    spec = RunSpec(
-        batch_size=64,
-        optimizer="nesterov",
-        hparams={"lr": 0.1, "momentum": 0.9},
-        max_steps=60,
-        eval_every=10,
-        seed=7,
-        resolution=0.02,
-    )
+    spec = digits_spec(60, 7, resolution=0.02)
     alone = run_training(workload, spec, workload.target, stop_at_target=False)
     assert any(step % 10 for step in alone.steps)  # dense evaluations: the ranks agree on them
     seen: list[int] = []
@@ -97,14 +102,7 @@ def test_ddp_trial_curve_equals_the_single_process_curve_at_the_same_global_batc
 @pytest.mark.slow
 def test_a_failing_rank_raises_with_torchruns_output() -> None:
     workload = get_workload("digits-mlp", {})
-    spec = RunSpec(
-        batch_size=64,
-        optimizer="nesterov",
-        hparams={"lr": 0.1, "momentum": 0.9},
-        max_steps=20,
-        eval_every=10,
-        seed=0,
-    )
+    spec = digits_spec(20, 0)
     with pytest.raises(DDPTrialError, match=r"(?s)exited with code \d+.*no_such_module"):
         run_ddp_trial({"name": "no_such_module:build", "params": {}}, spec, workload.target, 2)
 
@@ -114,14 +112,7 @@ def test_a_rank_that_aborts_is_relaunched_and_each_evaluation_reported_once(tmp_
     # A rank killed by SIGABRT with no Python error (gloo's transport does this now and
     # then) costs a relaunch, not the trial: the relaunch trains the same curve.
     workload = get_workload("digits-mlp", {})
-    spec = RunSpec(
-        batch_size=64,
-        optimizer="nesterov",
-        hparams={"lr": 0.1, "momentum": 0.9},
-        max_steps=40,
-        eval_every=10,
-        seed=7,
-    )
+    spec = digits_spec(40, 7)
     alone = run_training(workload, spec, workload.target, stop_at_target=False)
     counter = tmp_path / "launches"
     aborting = {"name": "tests.study.aborting_workload:make", "params": {"counter": str(counter)}}

@@ -170,14 +170,7 @@ def enqueue_refinements(
     stream 1); a worker maps it into the window around the rung's best search point
     when it claims the trial, once the search is over.
     """
-    points = sample_points(config, stop, stream=1)
-    for index in range(start, stop):
-        slot = REFINE_SLOT_BASE + index
-        study.enqueue_trial(
-            points[index],
-            user_attrs={"slot": slot, "seed": slot_seed(config, rung, slot), "refine": True},
-            skip_if_exists=False,
-        )
+    _enqueue_mapped(study, config, rung, REFINE_SLOT_BASE, range(start, stop), "refine")
 
 
 def neighbours_wanted(config: StudyConfig, rung: Rung) -> int:
@@ -217,12 +210,31 @@ def enqueue_neighbours(
     stream 2); a worker maps it to (or into a window around) a neighbouring rung's best
     point when it claims the trial, once that rung's search and refinement are over.
     """
-    points = sample_points(config, stop, stream=2)
-    for index in range(start, stop):
-        slot = NEIGHBOUR_SLOT_BASE + index
+    _enqueue_mapped(study, config, rung, NEIGHBOUR_SLOT_BASE, range(start, stop), "neighbour")
+
+
+#: The stage of trials whose planned point is mapped at claim time, and its Sobol stream.
+MAPPED_STREAMS = {"refine": 1, "neighbour": 2}
+
+
+def _enqueue_mapped(
+    study: optuna.Study,
+    config: StudyConfig,
+    rung: Rung,
+    slot_base: int,
+    indices: range,
+    stage_attr: str,
+) -> None:
+    """Enqueue trials carrying a planned point of their own Sobol stream, mapped when claimed.
+
+    The user attribute ``stage_attr`` (``True``) marks their stage (:func:`stage`).
+    """
+    points = sample_points(config, indices.stop, stream=MAPPED_STREAMS[stage_attr])
+    for index in indices:
+        slot = slot_base + index
         study.enqueue_trial(
             points[index],
-            user_attrs={"slot": slot, "seed": slot_seed(config, rung, slot), "neighbour": True},
+            user_attrs={"slot": slot, "seed": slot_seed(config, rung, slot), stage_attr: True},
             skip_if_exists=False,
         )
 
