@@ -95,9 +95,9 @@ def run_ddp_trial(
             error before rank 0 wrote the result (gloo aborts a rank now and then,
             e.g. pytorch issue #188266); the trial is deterministic, so a relaunch
             trains the same curve, and each evaluation reaches ``on_eval`` once. A
-            rank that dies after rank 0 wrote the result (on 2 CPU cores, about 1
-            launch in 30-65 dies so in its teardown, with "terminate called without
-            an active exception": ``benchmarks/ddp_launches.py``) costs nothing.
+            rank that dies after rank 0 wrote the result (rarely, in its teardown,
+            with "terminate called without an active exception";
+            ``benchmarks/ddp_launches.py`` counts them) costs nothing.
 
     Raises:
         DDPTrialError: a rank raised, or ranks kept dying (their output is in the message).
