@@ -60,6 +60,21 @@ def test_shard_batch_gives_each_rank_an_equal_slice() -> None:
         shard_batch(x, 0, 4)
 
 
+def test_a_rank_that_only_lost_its_peer_is_told_from_one_that_failed() -> None:
+    # gloo's error in the surviving rank says where the peer died, not why: the trial's
+    # error quotes the rank that failed, and a launch where no rank did is relaunched.
+    from batchlab.training._ddp_launch import _lost_peer
+
+    lost = (
+        "RuntimeError: [../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed "
+        "by peer [127.0.0.1]:401. This is typically caused by a remote worker crashing."
+    )
+    assert _lost_peer(["Traceback (most recent call last):", lost])
+    assert _lost_peer(["RuntimeError: Connection reset by peer"])
+    assert not _lost_peer(["Traceback (most recent call last):", "ValueError: bad batch"])
+    assert not _lost_peer([])
+
+
 def test_processes_per_trial_must_divide_every_batch_size() -> None:
     config = {**DIGITS_STUDY, "ladder": {"batch_sizes": [32, 48, 100]}}
     config["performance"] = {"processes_per_trial": 3}
