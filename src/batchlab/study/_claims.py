@@ -176,10 +176,10 @@ def claim(
     Refinement trials wait until the rung's search is over, then search a window of
     ``refine_width`` around its best point; neighbour trials wait for both and for
     ``neighbours()`` (:func:`neighbour_starts`, asked only then; ``None`` while a
-    neighbouring rung is still searching), then trial ``i`` runs at start ``i`` (of ``n``) exactly, or for
-    ``i >= n`` in a ``refine_width`` window around start ``i % n`` (clamped to the
-    searched range); confirmation trials wait for all three, then each takes the point
-    of its candidate (:func:`candidates`, ranked by ``target``). Trials run by a
+    neighbouring rung is still searching), then trial ``i`` runs exactly at start
+    ``i`` of ``n``, or for ``i >= n`` in a ``refine_width`` window around start
+    ``i % n`` (clamped to the searched range); confirmation trials wait for all three,
+    then each takes the point of its candidate (:func:`candidates`, ranked by ``target``). Trials run by a
     transfer rule wait for all four and for ``base`` (the tuned rung the rule starts
     from, ``None`` until it is over). A claim therefore holds the trials of one stage.
     """
