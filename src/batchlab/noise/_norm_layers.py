@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd import Variable
 
+from .._checks import check_positive_int
 from ._plumbing import check_not_sharded
 from ._running import HookedNoiseScale, Step
 
@@ -253,12 +254,8 @@ class NormLayerNoiseTracker(HookedNoiseScale):
             raise ValueError(f"loss_reduction must be 'mean' or 'sum', got {loss_reduction!r}")
         if xhat not in ("output", "input"):
             raise ValueError(f"xhat must be 'output' or 'input', got {xhat!r}")
-        if isinstance(measure_every, bool) or not isinstance(measure_every, int):
-            raise ValueError(f"measure_every must be an int >= 1, got {measure_every!r}")
-        if measure_every < 1:
-            raise ValueError(f"measure_every must be an int >= 1, got {measure_every}")
         self.xhat = xhat
-        self.measure_every = measure_every
+        self.measure_every = check_positive_int(measure_every, "measure_every")
         self._layers = find_norm_layers(model, where="NormLayerNoiseTracker")
         super().__init__(
             [layer.name for layer in self._layers], ema_decay=ema_decay, confidence=confidence
