@@ -24,13 +24,13 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from batchlab.training import RunSpec
+from batchlab.training._ddp_launch import torchrun_command
 from batchlab.workloads import get_workload
 
 
@@ -58,19 +58,10 @@ def launch(seed: int) -> tuple[int, bool, str]:
                 }
             )
         )
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "batchlab.training._ddp_launch",
-            str(job),
-            str(out),
-        ]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        done = subprocess.run(
+            torchrun_command(2, job, out), capture_output=True, text=True, env=env, check=False
+        )
         return done.returncode, out.exists(), done.stdout + "\n" + done.stderr
 
 

@@ -141,6 +141,22 @@ def run_ddp_trial(
     )
 
 
+def torchrun_command(processes: int, job_path: Path, out_path: Path) -> list[str]:
+    """The torchrun command that trains the job in ``job_path`` on ``processes`` ranks
+    (gloo or NCCL) and has rank 0 write its result to ``out_path``."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "batchlab.training._ddp_launch",
+        str(job_path),
+        str(out_path),
+    ]
+
+
 def _launch(
     job: dict[str, Any],
     processes: int,
@@ -164,20 +180,9 @@ def _launch(
                 p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p
             ),
         }
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={processes}",
-            "-m",
-            "batchlab.training._ddp_launch",
-            str(job_path),
-            str(out),
-        ]
         with log.open("w") as log_file:
             process = subprocess.Popen(
-                command,
+                torchrun_command(processes, job_path, out),
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 text=True,
