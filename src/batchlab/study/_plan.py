@@ -318,56 +318,38 @@ def stage(trial: FrozenTrial) -> str:
     return "refine" if trial.user_attrs.get("refine") else "search"
 
 
-@dataclass(frozen=True)
-class PlannedStage:
-    """A stage's planned trials in every rung: the user attribute counting those planned
-    so far, the first slot, how many a rung wants, and how to enqueue trials
-    ``start`` ... ``stop - 1``."""
-
-    attr: str
-    slot_base: int
-    wanted: Callable[[StudyConfig, Rung], int]
-    enqueue: Callable[[optuna.Study, StudyConfig, Rung, int, int], None]
-
-
-#: Every stage that plans trials, in planning order (which numbers the trials).
-PLANNED_STAGES = (
-    PlannedStage(PLANNED_ATTR, 0, lambda config, _: config.search.trials_per_rung, enqueue_slots),
-    PlannedStage(
-        REFINES_ATTR,
-        REFINE_SLOT_BASE,
-        lambda config, _: refinements_wanted(config),
-        enqueue_refinements,
-    ),
-    PlannedStage(NEIGHBOURS_ATTR, NEIGHBOUR_SLOT_BASE, neighbours_wanted, enqueue_neighbours),
-    PlannedStage(
-        CONFIRMS_ATTR,
-        CONFIRM_SLOT_BASE,
-        lambda config, _: confirmations_wanted(config),
-        enqueue_confirmations,
-    ),
-    PlannedStage(RULES_ATTR, RULE_SLOT_BASE, rule_trials_wanted, enqueue_rule_trials),
-)
-
-
 def planned_slots(study: optuna.Study) -> list[int]:
     """Every slot planned so far in a rung, from its stages' planned counts."""
+    attrs = (
+        (PLANNED_ATTR, 0),
+        (REFINES_ATTR, REFINE_SLOT_BASE),
+        (CONFIRMS_ATTR, CONFIRM_SLOT_BASE),
+        (RULES_ATTR, RULE_SLOT_BASE),
+        (NEIGHBOURS_ATTR, NEIGHBOUR_SLOT_BASE),
+    )
     return [
-        stage.slot_base + index
-        for stage in PLANNED_STAGES
-        for index in range(int(study.user_attrs.get(stage.attr, 0)))
+        base + index for attr, base in attrs for index in range(int(study.user_attrs.get(attr, 0)))
     ]
 
 
 def enqueue_slot(study: optuna.Study, config: StudyConfig, rung: Rung, slot: int) -> None:
     """Enqueue one planned slot afresh, whichever stage it belongs to (a lost slot)."""
-    stage = max((s for s in PLANNED_STAGES if slot >= s.slot_base), key=lambda s: s.slot_base)
-    stage.enqueue(study, config, rung, slot - stage.slot_base, slot - stage.slot_base + 1)
+    for base, enqueue in (
+        (NEIGHBOUR_SLOT_BASE, enqueue_neighbours),
+        (RULE_SLOT_BASE, enqueue_rule_trials),
+        (REFINE_SLOT_BASE, enqueue_refinements),
+        (CONFIRM_SLOT_BASE, enqueue_confirmations),
+        (0, enqueue_slots),
+    ):
+        if slot >= base:
+            enqueue(study, config, rung, slot - base, slot - base + 1)
+            return
 
 
 def planned_count(study: optuna.Study) -> int:
     """How many trials of a rung have been planned (enqueued) so far, every stage included."""
-    return sum(int(study.user_attrs.get(stage.attr, 0)) for stage in PLANNED_STAGES)
+    attrs = (PLANNED_ATTR, REFINES_ATTR, CONFIRMS_ATTR, RULES_ATTR, NEIGHBOURS_ATTR)
+    return sum(int(study.user_attrs.get(attr, 0)) for attr in attrs)
 
 
 def rung_attrs(rung: Rung) -> dict[str, Any]:
