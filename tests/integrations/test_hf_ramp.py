@@ -225,9 +225,9 @@ def test_one_micro_batch_per_step_is_refused(tmp_path):
         train(tmp_path, BatchRampCallback(), examples=64, gradient_accumulation_steps=1)
 
 
-def test_resuming_is_refused(tmp_path):
+def test_a_callback_not_attached_refuses_to_resume(tmp_path):
     callback = BatchRampCallback()
-    with pytest.raises(ValueError, match="cannot resume a run"):
+    with pytest.raises(ValueError, match=r"cannot resume this run .*attach\(trainer\)"):
         callback.on_train_begin(training_args(tmp_path), TrainerState(global_step=5),
                                 TrainerControl(), model=Regression())  # fmt: skip
 

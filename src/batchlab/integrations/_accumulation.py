@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..training import BatchRamp, BatchSizeSchedule
+from ._moved_hparams import check_hparams, moved_hparams
 from .lightning import NoiseScaleCallback, _examples, pl
 
 logger = logging.getLogger(__name__)
@@ -50,28 +51,9 @@ logger = logging.getLogger(__name__)
 #: ``accumulation_steps``, ``step(examples=)`` and ``state_dict()``).
 Grower = BatchSizeSchedule | BatchRamp
 
-#: The param-group entries a grower moves (``initial_lr``: set by torch LR schedulers).
-MOVED_HPARAMS = ("lr", "betas", "weight_decay", "initial_lr")
-
 #: Keys of :meth:`AccumulationCallback.state_dict` besides the grower's own.
 _STATE_KEYS = ("tracker", "micro_batch_size", "base_accumulation", "accumulation",
                "hparams", "pending_backwards")  # fmt: skip
-
-
-def moved_hparams(optimizer: Any, lr_scheduler: Any) -> dict[str, Any]:
-    """What a grower moves, as plain numbers: each param group's :data:`MOVED_HPARAMS`
-    (those it has) and the LR scheduler's ``base_lrs`` (``None`` without them)."""
-    groups = [
-        {key: _plain(group[key]) for key in MOVED_HPARAMS if key in group}
-        for group in optimizer.param_groups
-    ]
-    base_lrs = getattr(lr_scheduler, "base_lrs", None)  # ReduceLROnPlateau has none
-    base_lrs = None if base_lrs is None else [float(v) for v in base_lrs]
-    return {"param_groups": groups, "base_lrs": base_lrs}
-
-
-def _plain(value: Any) -> Any:
-    return [float(v) for v in value] if isinstance(value, list | tuple) else float(value)
 
 
 class AccumulationCallback(NoiseScaleCallback, ABC):
@@ -307,7 +289,7 @@ class AccumulationCallback(NoiseScaleCallback, ABC):
             )
         schedulers = getattr(trainer, "lr_scheduler_configs", None) or []
         now = moved_hparams(trainer.optimizers[0], schedulers[0].scheduler if schedulers else None)
-        _check_hparams(name, state["hparams"], now)
+        check_hparams(name, state["hparams"], now)
         if self.tracker is not None:
             self.tracker.load_state_dict(state["tracker"])
         trainer.accumulate_grad_batches = int(state["accumulation"])
@@ -325,30 +307,3 @@ class AccumulationCallback(NoiseScaleCallback, ABC):
             )
         self._grower.load_state_dict(state[self._state_key])
         self._load_extra_state(state, trainer)
-
-
-def _check_hparams(name: str, saved: Mapping[str, Any], now: Mapping[str, Any]) -> None:
-    """A ValueError naming the first moved hyperparameter that did not come back as saved."""
-    groups, saved_groups = now["param_groups"], saved["param_groups"]
-    if len(groups) != len(saved_groups):
-        raise ValueError(
-            f"{name} cannot resume: the checkpointed optimizer had {len(saved_groups)} param "
-            f"groups, this one {len(groups)}"
-        )
-    hint = (
-        "the optimizer's state was not restored from the checkpoint (or was changed after); "
-        "the batch-size moves it holds would be lost"
-    )
-    for index, (before, after) in enumerate(zip(saved_groups, groups, strict=True)):
-        for key in sorted(set(before) | set(after)):
-            if before.get(key) != after.get(key):
-                raise ValueError(
-                    f"{name} cannot resume exactly: param group {index}'s {key} is "
-                    f"{after.get(key)!r} but was {before.get(key)!r} at the checkpoint; {hint}"
-                )
-    if saved["base_lrs"] != now["base_lrs"]:
-        raise ValueError(
-            f"{name} cannot resume exactly: the LR scheduler's base_lrs are {now['base_lrs']!r} "
-            f"but were {saved['base_lrs']!r} at the checkpoint; its state was not restored "
-            "(or the scheduler differs)"
-        )
