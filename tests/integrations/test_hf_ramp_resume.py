@@ -7,9 +7,10 @@ accumulation, the same micro-batches (the Trainer's data order, the batch skippe
 inside the epoch), the same gradients and param-group ``lr`` / ``betas`` /
 ``weight_decay``, the same ramp history and calibration points, the same tracker
 statistics and the same final weights; ``calibrate`` is asked only after the
-checkpoint. Checkpoints are taken mid-epoch after the ramp grew the batch (where the
-Trainer alone would skip the wrong batches: ``global_step`` × the starting
-accumulation) and at an epoch's end. Runs that cannot resume exactly are refused.
+checkpoint. The reference saves a checkpoint at every step; the runs resume from one
+taken mid-epoch after the ramp grew the batch (where the Trainer alone would skip the
+wrong batches: ``global_step`` × the starting accumulation), from one with a growth
+decided but still waiting for an aligned window, and from one at an epoch's end. Runs that cannot resume exactly are refused.
 
 Needs the ``hf`` extra; without it the tests are skipped, unless
 ``BATCHLAB_REQUIRE_INTEGRATIONS=1`` (set by CI).
@@ -55,10 +56,11 @@ def ramp_callback() -> tuple[BatchRampCallback, Calibrations]:
 def run(output: Path, *, resume: Path | None = None, attach: bool = True, **overrides):
     """One training run (fresh model, Trainer and callback); what it did."""
     callback, calibrate = ramp_callback()
+    torch.manual_seed(0)  # the same start whatever ran before (a resumed run loads its own)
     model = Regression()
     recorder = StepRecorder(model)
     options = dict(optim="adamw_torch", lr_scheduler_type="linear", weight_decay=0.1,
-                   num_train_epochs=EPOCHS, save_strategy="steps", save_steps=3)  # fmt: skip
+                   num_train_epochs=EPOCHS, save_strategy="steps", save_steps=1)  # fmt: skip
     args = training_args(output, **{**options, **overrides})
     callbacks = [recorder] if attach else [recorder, callback]
     trainer = Trainer(model=model, args=args, train_dataset=regression_data(EXAMPLES),
@@ -80,19 +82,26 @@ def checkpoint(reference, step: int) -> Path:
 
 
 def resume_points(reference) -> dict[str, int]:
-    """A mid-epoch checkpoint after the first growth, and one at an epoch's end."""
+    """A mid-epoch checkpoint after the first growth, one with a growth decided but not yet
+    applied (no aligned window yet), and one at an epoch's end."""
     steps, ramp = reference["steps"], reference["callback"].ramp
     assert ramp is not None and ramp.history, "the ramp never grew the batch"
-    saved = {
-        int(p.name.split("-")[1]) for p in checkpoint(reference, 0).parent.glob("checkpoint-*")
-    }
     micro = [0]
     for step in steps:
         micro.append(micro[-1] + step["k"])  # micro-batches done after each step
     grown = next(n for n in range(1, len(steps)) if steps[n]["k"] > K)  # first grown step
-    mid = min(s for s in saved if s > grown + 1 and micro[s] % (EXAMPLES // BATCH))
-    end = min(s for s in saved if s > grown and micro[s] % (EXAMPLES // BATCH) == 0)
-    return {"mid-epoch": mid, "epoch end": end}
+    per_epoch = EXAMPLES // BATCH
+    pending = [
+        n for n in range(1, len(steps))
+        if (state := torch.load(checkpoint(reference, n) / RESUME_FILE, weights_only=True))
+        ["ramp"]["batch_size"] != state["accumulation"] * BATCH
+    ]  # fmt: skip
+    assert pending, "no checkpoint with a pending growth: change the set-up"
+    return {
+        "mid-epoch": min(n for n in range(grown + 2, len(steps)) if micro[n] % per_epoch),
+        "pending": pending[0],
+        "epoch end": min(n for n in range(grown + 1, len(steps)) if micro[n] % per_epoch == 0),
+    }
 
 
 def test_a_resumed_run_takes_the_same_steps_as_the_uninterrupted_one(reference, tmp_path):
