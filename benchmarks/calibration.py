@@ -28,6 +28,11 @@ exact S*(B) comes from the closed-form recursion of E[(w − w*)ᵢ²] in C's ei
 different stochastic trajectory, so the seed bootstrap is exercised too; "exact"
 is the crossing of the *expected* loss, while a study measures single trajectories.
 
+It also fits each study with a bend of free sharpness (``fit_knee``,
+S_min (1 + (B_crit / B)^α)^(1/α)) and prints how often that interval covers the same
+fit of S*(B), and in how many studies the answer added it (only where the rungs bend
+unlike the hyperbola).
+
 Beside the coverage of the reported interval (the union of the residual and the seed
 bootstrap's, ``batchlab.analysis.summarize_ladder``) it prints each source's coverage
 and width alone, and those of the interval the rungs' own intervals give when
@@ -57,7 +62,7 @@ import torch
 from _common import propagated_b_crit_ci
 
 from batchlab import get_workload
-from batchlab.analysis import fit_scaling
+from batchlab.analysis import fit_knee, fit_scaling
 from batchlab.study import Study, StudyConfig
 from batchlab.workloads.linreg import linreg_sgd_steps_to_target
 from batchlab.workloads.nqm import sgd_steps_to_target
@@ -203,6 +208,13 @@ def run_study(
         residual_ci = fit_scaling(LADDER, steps, budgets=budgets).b_crit_ci
     except ValueError:
         residual_ci = None
+    try:
+        knee = fit_knee(
+            LADDER, steps, budgets=budgets, candidates=[r.candidates for r in result.rungs]
+        )
+    except ValueError:
+        knee = None
+    sources = ((result.analysis or {}).get("answer") or {}).get("interval_sources") or {}
     return {
         "steps": result.steps_to_target,
         "b_crit": fit.get("b_crit"),
@@ -214,6 +226,8 @@ def run_study(
         },
         "edges": len(result.edges),
         "rung_ci": {row["batch_size"]: row.get("steps_ci") for row in rungs},
+        "knee": knee,
+        "knee_in_answer": sources.get("knee") is not None,
     }
 
 
@@ -236,8 +250,12 @@ def main() -> None:
         print(f"expected-loss S*(B): {dict(zip(LADDER, (int(s) for s in expected), strict=True))}")
         exact = linreg_median_curve()
     truth = fit_scaling(LADDER, exact, n_bootstrap=0).b_crit
+    knee_truth = fit_knee(LADDER, exact, n_bootstrap=0)
     print(f"exact S*(B): {dict(zip(LADDER, (int(s) for s in exact), strict=True))}")
-    print(f"exact B_crit (fit of S* on the ladder): {truth:.2f}\n", flush=True)
+    print(f"exact B_crit (fit of S* on the ladder): {truth:.2f}")
+    print(f"  with a bend of free sharpness (fit_knee): {knee_truth.b_crit:.2f}, "
+          f"α {knee_truth.sharpness:.2f}\n", flush=True)  # fmt: skip
+    knee_rows: list[tuple[bool, float, bool]] = []
 
     covered, ratios, excess = 0, [], {b: [] for b in LADDER}
     by_source: dict[str, list[tuple[bool, float]]] = {
@@ -261,6 +279,11 @@ def main() -> None:
                 by_source[source].append(
                     (source_ci[0] <= truth <= source_ci[1], source_ci[1] / source_ci[0])
                 )
+        knee = study["knee"]
+        if knee is not None:
+            low, high = knee.b_crit_ci
+            knee_rows.append((low <= knee_truth.b_crit <= high, high / low,
+                              study["knee_in_answer"]))  # fmt: skip
         if study["ci"] is None:
             print(f"seed {seed:2d}: no fit")
             continue
@@ -283,6 +306,13 @@ def main() -> None:
                 f"  of which the {source} alone: covers {sum(h for h, _ in rows)}/{len(rows)}, "
                 f"median upper/lower {statistics.median(r for _, r in rows):.2f}"
             )
+    if knee_rows:
+        print(
+            f"  the free bend's (fit_knee) interval covers its exact B_crit in "
+            f"{sum(h for h, _, _ in knee_rows)}/{len(knee_rows)}, median upper/lower "
+            f"{statistics.median(r for _, r, _ in knee_rows):.2f}; the answer added it in "
+            f"{sum(a for _, _, a in knee_rows)}"
+        )
     print("per rung, best study steps / S*(B) - 1 (median over studies): ", end="")
     print(", ".join(f"{b}: {statistics.median(v):+.1%}" for b, v in excess.items() if v))
     hits = [h for v in rung_hits.values() for h in v]

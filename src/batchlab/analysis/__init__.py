@@ -5,6 +5,8 @@ rates), so it works on any study's results and on published tables typed in by h
 
 * :func:`fit_scaling` — S(B) = S_min (1 + B_crit / B) (McCandlish et al. 2018), robust,
   with bootstrap intervals;
+* :func:`fit_knee` — the same asymptotes with a bend of free sharpness,
+  S_min (1 + (B_crit / B)^α)^(1/α), for rungs that bend unlike the hyperbola;
 * :func:`scaling_regimes` — perfect scaling, diminishing returns, maximal data
   parallelism (Shallue et al. 2018), from the fit and from the data alone;
 * :func:`lr_trend` — the tuned learning rate's exponent against the linear and √ rules;
@@ -45,6 +47,7 @@ from ._hparam_trends import (
     hparam_trends,
 )
 from ._interval_sources import IntervalSources, explain_interval
+from ._knee import KneeFit, fit_knee
 from ._lr_trend import LR_RULES, LRTrend, lr_trend
 from ._power_law import PowerLawFit, fit_power_law
 from ._regimes import PairReading, RegimeBoundaries, ScalingRegimes, scaling_regimes
@@ -70,6 +73,8 @@ __all__ = [
     "search_gap",
     "IntervalSources",
     "explain_interval",
+    "KneeFit",
+    "fit_knee",
     "batch_size_answer",
     "lr_at",
     "AnalysisError",

@@ -18,7 +18,12 @@ call for different remedies, so the answer says which one sets the width:
   with probability :data:`RUNG_MISS_RATE` (benchmarks/calibration.py measures the
   per-rung coverage at 91% on the NQM and on linreg), independently across rungs.
   Where an off-curve rung's interval holds no search term (no search floor), a search
-  that missed its optimum explains the miss as well, and the sentence says so.
+  that missed its optimum explains the miss as well, and the sentence says so. When
+  the curve's shape is to blame, :func:`summarize_ladder` also fits a bend of free
+  sharpness, S_min (1 + (B_crit / B)^α)^(1/α) (:func:`fit_knee`: the same asymptotes,
+  the same B_crit = E_min / S_min), and when α's interval excludes 1 and that curve
+  moves B_crit by 10% or more (:data:`batchlab.analysis._knee.MATERIAL_FACTOR`), a
+  second sentence (:attr:`IntervalSources.knee_sentence`) gives its B_crit and interval.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from scipy import stats
 
 from ._checks import AnalysisError, check_batch_sizes, check_per_rung, plain_pair, rung
 from ._fit import ScalingFit
+from ._knee import SHARPNESS_RANGE, KneeFit
 
 #: How often a rung's own interval misses its true count (1 − the per-rung coverage
 #: measured by benchmarks/calibration.py: 219/240 on the NQM, 218/240 on linreg).
@@ -59,6 +65,9 @@ class IntervalSources:
             term (no search floor: the best point is not bracketed along the LR alone,
             e.g. in a two-dimensional space), where a search that missed the optimum
             explains the miss as well as the curve's shape.
+        knee: the fit of a bend of free sharpness (:func:`fit_knee`), given when the
+            shape is to blame, the rungs bend unlike S_min (1 + B_crit / B) (α's
+            interval excludes 1) and its B_crit differs by 10% or more; ``None`` otherwise.
     """
 
     residuals_ci: tuple[float, float]
@@ -68,6 +77,7 @@ class IntervalSources:
     rungs_checked: int
     p_value: float
     unbounded_search: tuple[int | float, ...] = ()
+    knee: KneeFit | None = None
 
     @property
     def shape_limited(self) -> bool:
@@ -119,6 +129,24 @@ class IntervalSources:
             f"as their coverage allows, so the scatter is measurement noise: {remedy}."
         )
 
+    @property
+    def knee_sentence(self) -> str | None:
+        """The free-sharpness fit's B_crit, for the CLI and report (``None``: no such fit)."""
+        knee = self.knee
+        if knee is None:
+            return None
+        kind = "sharper" if knee.sharpness > 1 else "softer"
+        high = knee.sharpness_ci[1]
+        top = f"{high:.2g}" + (" or more" if high >= 0.999 * SHARPNESS_RANGE[1] else "")
+        return (
+            f"A {kind} bend fits the rungs: S_min (1 + (B_crit / B)^α)^(1/α) with α = "
+            f"{knee.sharpness:.2g} ({knee.sharpness_ci[0]:.2g} to {top}; α = 1 is "
+            "S_min (1 + B_crit / B)) has the same asymptotes and puts B_crit = E_min / S_min, "
+            "where they cross, at "
+            f"{knee.b_crit:.3g} ({knee.confidence:.0%} interval {knee.b_crit_ci[0]:.3g} to "
+            f"{knee.b_crit_ci[1]:.3g})."
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, with the sentence."""
         return {
@@ -130,7 +158,9 @@ class IntervalSources:
             "p_value": float(self.p_value),
             "unbounded_search": list(self.unbounded_search),
             "shape_limited": self.shape_limited,
+            "knee": None if self.knee is None else self.knee.to_dict(),
             "sentence": self.sentence,
+            "knee_sentence": self.knee_sentence,
         }
 
 

@@ -17,6 +17,7 @@ from ._checks import MIN_FIT_POINTS, AnalysisError, check_ladder
 from ._fit import ScalingFit, fit_scaling
 from ._hparam_trends import HparamTrends, hparam_trends
 from ._interval_sources import explain_interval
+from ._knee import MIN_KNEE_POINTS, fit_knee
 from ._lr_trend import LRTrend, lr_trend
 from ._regimes import ScalingRegimes, check_tol, scaling_regimes
 from ._rule_costs import RuleCost, rule_costs
@@ -215,17 +216,19 @@ def summarize_ladder(
         floors=floors,
     )
     if fit is not None and residuals_ci is not None and not fit.at_bound:
-        answer = replace(
-            answer,
-            interval_sources=explain_interval(
-                fit,
-                residuals_ci,
-                None if seeds is None else seeds.b_crit_ci,
-                [r.batch_size for r in answer.rungs],
-                [r.steps_ci if r.steps is not None else None for r in answer.rungs],
-                [floors is not None and floors[i] is not None for i in range(len(steps))],
-            ),
+        sources = explain_interval(
+            fit,
+            residuals_ci,
+            None if seeds is None else seeds.b_crit_ci,
+            [r.batch_size for r in answer.rungs],
+            [r.steps_ci if r.steps is not None else None for r in answer.rungs],
+            [floors is not None and floors[i] is not None for i in range(len(steps))],
         )
+        if sources.shape_limited and reached >= MIN_KNEE_POINTS:
+            knee = fit_knee(batch_sizes, steps, budgets=budgets, candidates=candidates, seed=seed)
+            if knee.unlike_hyperbola and knee.moves(fit.b_crit):
+                sources = replace(sources, knee=knee)
+        answer = replace(answer, interval_sources=sources)
     return LadderSummary(
         fit=fit,
         regimes=regimes,

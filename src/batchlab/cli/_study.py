@@ -168,6 +168,9 @@ def print_summary(result: StudyResult) -> None:
     sources = answer.get("interval_sources")
     if sources:
         console.print(escape(sources["sentence"]), highlight=False)
+        if sources.get("knee_sentence"):
+            console.print(f"[bold]Free bend:[/] {escape(sources['knee_sentence'])}",
+                          highlight=False)  # fmt: skip
 
 
 def _print_rule_costs(result: StudyResult) -> None:

@@ -55,6 +55,8 @@ def scaling_figure(study: StudyData, summary: StudySummary) -> str:
     Left: measured steps, the fitted S(B) = S_min (1 + B_crit/B), the perfect-scaling
     line (slope −1 through the smallest reached rung) and the S_min asymptote.
     Right: examples B·S(B) with the fitted E(B) and E_min. Both shade the regimes.
+    Where the rungs bend unlike that curve and the answer gives the free-sharpness fit
+    (:func:`batchlab.analysis.fit_knee`), both panels draw it too.
     """
     fig, (ax_s, ax_e) = new_figure(11.0, 4.2, ncols=2)
     sizes = [r.batch_size for r in study.rungs]
@@ -107,6 +109,19 @@ def scaling_figure(study: StudyData, summary: StudySummary) -> str:
                 ls=":",
                 lw=1.2,
                 label=f"{'E_min' if examples else 'S_min'} = {asymptote:,.0f}",
+            )
+        sources = summary.answer.interval_sources if summary.answer else None
+        knee = sources.knee if sources else None
+        if knee is not None:  # the rungs bend unlike the hyperbola (explain_interval)
+            steps = np.array([knee.predict_steps(x) for x in grid])
+            ax.plot(
+                grid,
+                steps * (grid if examples else 1.0),
+                "-.",
+                color="#ff7f0e",
+                lw=1.6,
+                zorder=4,
+                label=f"free bend α = {knee.sharpness:.2g}: B_crit = {knee.b_crit:.3g}",
             )
         if len(b) and not examples:
             ax.plot(

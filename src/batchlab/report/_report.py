@@ -280,7 +280,14 @@ def _study_view(index: int, study: StudyData, summary: StudySummary) -> _view.St
         analysis_note=summary.analysis_note,
         answer_text=summary.answer.headline if summary.answer else "",
         interval_text=(
-            summary.answer.interval_sources.sentence
+            " ".join(
+                text
+                for text in (
+                    summary.answer.interval_sources.sentence,
+                    summary.answer.interval_sources.knee_sentence,
+                )
+                if text
+            )
             if summary.answer and summary.answer.interval_sources
             else None
         ),
