@@ -24,8 +24,9 @@ The fit works in log space with the soft-L1 loss and censored budgets as
 :func:`fit_scaling`; its intervals come from the same residual bootstrap
 (leverage-adjusted, centred log residuals; studentized for B_crit, Davison & Hinkley
 1997 Alg. 6.1 and Sec. 5.2.1) and, with confirmation seeds, from resampling each rung's
-seeds and candidate choice (:func:`resample_rung_steps`), each replicate refitted by
-``scipy.optimize.least_squares``; the reported interval is their union.
+seeds and candidate choice (:func:`resample_rung_steps`), all replicates refitted at
+once by a vectorised Levenberg–Marquardt iteration; the reported interval is their
+union.
 
 References:
     McCandlish, Kaplan, Amodei et al. 2018, arXiv:1812.06162, eq. 2.11.
@@ -53,6 +54,7 @@ from ._checks import (
     plain_pair,
 )
 from ._fit import _BCRIT_RANGE, Data, check_budgets, percentile_interval
+from ._model import sigmoid, soft_l1
 from ._seed_bootstrap import Candidates, resample_rung_steps, widen
 
 #: Reached rungs the fit needs: three parameters and two degrees of freedom.
@@ -62,8 +64,8 @@ MIN_KNEE_POINTS = 5
 #: 16 times sharper (at α = 16, S(B_crit) = 1.04 S_min: a broken line to the eye).
 SHARPNESS_RANGE = (0.25, 16.0)
 
-#: Bootstrap replicates by default (each one ``least_squares`` refit, ~2 ms).
-KNEE_REPLICATES = 300
+#: Bootstrap replicates by default (refitted together: tens of milliseconds).
+KNEE_REPLICATES = 1000
 
 #: The free bend changes the answer when its B_crit differs from the hyperbola's by at
 #: least this factor. On the NQM's exact curve (α ≈ 1.1) the two differ by 1%, and
@@ -243,42 +245,106 @@ def _residuals(theta: np.ndarray, data: Data) -> np.ndarray:
     return np.where(data.censored, np.minimum(r, 0.0), r)
 
 
-def _solve(data: Data, start: np.ndarray, limits: tuple[np.ndarray, np.ndarray],
-           scale: float) -> Any:  # fmt: skip
-    start = np.clip(start, limits[0] + 1e-9, limits[1] - 1e-9)
-    return least_squares(_residuals, start, args=(data,), bounds=limits, loss="soft_l1",
-                         f_scale=scale, xtol=1e-12, ftol=1e-12, gtol=1e-12)  # fmt: skip
-
-
 def _fit_point(data: Data, limits: tuple[np.ndarray, np.ndarray], scale: float) -> np.ndarray:
-    """The best of starts at α = 1/2, 1, 2, 4, 8 and B_crit at each measured rung."""
+    """Vectorised fits from a grid of starts (B_crit over the ladder × α from 1/2 to 8),
+    the best one polished by ``least_squares``."""
     measured = ~data.censored
-    best = None
-    for k in np.log([0.5, 1.0, 2.0, 4.0, 8.0]):
-        for c in data.log_b[measured]:
-            a = float(np.mean(data.log_s[measured] - knee_log_model(data.log_b[measured], 0.0,
-                                                                    c, k)))  # fmt: skip
-            solution = _solve(data, np.array([a, c, k]), limits, scale)
-            if best is None or solution.cost < best.cost:
-                best = solution
-    assert best is not None
-    return best.x
+    grid_c = np.linspace(data.log_b[measured].min(), data.log_b[measured].max(), 12)
+    grid_k = np.log([0.5, 1.0, 2.0, 4.0, 8.0])
+    c, k = (v.ravel() for v in np.meshgrid(grid_c, grid_k))
+    shape = np.stack(
+        [knee_log_model(data.log_b[measured], 0.0, ci, ki) for ci, ki in zip(c, k, strict=True)]
+    )
+    a = (data.log_s[measured][None, :] - shape).mean(axis=1)
+    rows = a.size
+    starts = _fit_rows(
+        data.log_b,
+        np.broadcast_to(data.log_s, (rows, data.log_s.size)),
+        np.column_stack([a, c, k]),
+        limits,
+        scale,
+        np.broadcast_to(data.censored, (rows, data.log_s.size)),
+    )
+    r = _rows(data.log_b, np.broadcast_to(data.log_s, (rows, data.log_s.size)), starts[0],
+              np.broadcast_to(data.censored, (rows, data.log_s.size)))[0]  # fmt: skip
+    best = starts[0][int(np.argmin(soft_l1(r, scale).sum(axis=1)))]
+    best = np.clip(best, limits[0] + 1e-9, limits[1] - 1e-9)
+    solution = least_squares(_residuals, best, args=(data,), bounds=limits, loss="soft_l1",
+                             f_scale=scale, xtol=1e-14, ftol=1e-14, gtol=1e-14)  # fmt: skip
+    return solution.x
 
 
-def _se_c(data: Data, theta: np.ndarray, scale: float) -> float:
-    """Asymptotic standard error of c = log B_crit, σ²(JᵀWJ)⁻¹ with IRLS weights."""
-    r = _residuals(theta, data)
-    active = ~data.censored | (r < 0)
-    weights = np.where(active, 1.0 / np.sqrt(1.0 + (r / scale) ** 2), 0.0)
-    step = 1e-6
-    jac = np.column_stack([
-        (_residuals(theta + step * e, data) - _residuals(theta - step * e, data)) / (2 * step)
-        for e in np.eye(3)
-    ])  # fmt: skip
-    info = jac.T @ (weights[:, None] * jac)
-    dof = max(int((~data.censored).sum()) - 3, 1)
-    sigma2 = float((weights * r * r).sum()) / dof
-    return math.sqrt(max(sigma2 * float(np.linalg.pinv(info)[1, 1]), 0.0))
+def _rows(
+    log_b: np.ndarray,
+    log_s: np.ndarray,
+    theta: np.ndarray,
+    censored: np.ndarray,
+    used: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``theta``: residuals log S − log S_fit, the model's Jacobian, active columns.
+
+    A censored column's residual is max(0, ·) and active only where positive; a column
+    not ``used`` by a row has residual 0 and is never active.
+    """
+    a, c, k = theta[:, 0:1], theta[:, 1:2], theta[:, 2:3]
+    alpha = np.exp(k)
+    u = alpha * (c - log_b[None, :])
+    softplus = np.logaddexp(0.0, u)
+    slope = sigmoid(u)
+    fitted = a + softplus / alpha
+    jac = np.stack(
+        [np.ones_like(u), slope, slope * (c - log_b[None, :]) - softplus / alpha], axis=-1
+    )
+    r = log_s - fitted
+    r = np.where(censored, np.maximum(r, 0.0), r)
+    used = np.ones_like(censored) if used is None else used
+    active = used & (~censored | (r > 0))
+    return np.where(used, r, 0.0), jac, active
+
+
+def _fit_rows(
+    log_b: np.ndarray,
+    log_s: np.ndarray,
+    theta: np.ndarray,
+    limits: tuple[np.ndarray, np.ndarray],
+    scale: float,
+    censored: np.ndarray,
+    used: np.ndarray | None = None,
+    iterations: int = 80,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Robust fits of many rows at once by damped Gauss–Newton (Levenberg–Marquardt) on the
+    soft-L1 loss (IRLS weights), as ``_fit_many.fit_many`` for the hyperbola; a step is
+    kept only where it lowers that row's loss. Returns θ per row and se(c) per row,
+    σ²(JᵀWJ)⁻¹ with σ² = Σwr²/(n − 3) over the row's measured columns."""
+    theta = theta.astype(float).copy()
+    damping = np.full(theta.shape[0], 1e-3)
+    r, jac, active = _rows(log_b, log_s, theta, censored, used)
+    current = soft_l1(r, scale).sum(axis=1)
+    eye = np.eye(3)
+    for _ in range(iterations):
+        w = np.where(active, 1.0 / np.sqrt(1.0 + (r / scale) ** 2), 0.0)
+        weighted = jac * w[..., None]
+        hessian = np.einsum("rni,rnj->rij", weighted, jac)
+        gradient = np.einsum("rni,rn->ri", weighted, r)
+        damped = hessian + damping[:, None, None] * hessian * eye + 1e-12 * eye
+        step = np.linalg.solve(damped, gradient[..., None])[..., 0]
+        new = np.clip(theta + step, limits[0], limits[1])
+        r_new, jac_new, active_new = _rows(log_b, log_s, new, censored, used)
+        candidate = soft_l1(r_new, scale).sum(axis=1)
+        better = candidate <= current
+        theta = np.where(better[:, None], new, theta)
+        r = np.where(better[:, None], r_new, r)
+        jac = np.where(better[:, None, None], jac_new, jac)
+        active = np.where(better[:, None], active_new, active)
+        current = np.where(better, candidate, current)
+        damping = np.where(better, damping * 0.3, damping * 10.0).clip(1e-12, 1e12)
+    w = np.where(active, 1.0 / np.sqrt(1.0 + (r / scale) ** 2), 0.0)
+    weighted = jac * w[..., None]
+    hessian = np.einsum("rni,rnj->rij", weighted, jac)
+    measured = (~censored if used is None else used & ~censored).sum(axis=-1)
+    sigma2 = (w * r * r).sum(axis=1) / np.maximum(measured - 3, 1)
+    var_c = sigma2 * np.linalg.pinv(hessian)[:, 1, 1]
+    return theta, np.sqrt(np.maximum(var_c, 0.0))
 
 
 def _residual_bootstrap(
@@ -292,31 +358,29 @@ def _residual_bootstrap(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draws of c (studentized: ĉ − t*·se) and of k (the refits) from resampled residuals."""
     measured = ~data.censored
-    fitted = knee_log_model(data.log_b[measured], *theta)
-    # Leverage of the weighted fit: h = w J (JᵀWJ)⁻¹ Jᵀ, J of the measured rungs.
+    one = theta[None, :]
+    _, jac, _ = _rows(data.log_b[measured], data.log_s[None, measured], one,
+                      np.zeros((1, int(measured.sum())), dtype=bool))  # fmt: skip
+    jac = jac[0]
+    # Leverage of the weighted fit: h = w J (JᵀWJ)⁻¹ Jᵀ over the measured rungs.
     weights = 1.0 / np.sqrt(1.0 + (residuals / scale) ** 2)
-    step = 1e-6
-    jac = np.column_stack([
-        (knee_log_model(data.log_b[measured], *(theta + step * e))
-         - knee_log_model(data.log_b[measured], *(theta - step * e))) / (2 * step)
-        for e in np.eye(3)
-    ])  # fmt: skip
     info = jac.T @ (weights[:, None] * jac)
     leverage = weights * np.einsum("ij,jk,ik->i", jac, np.linalg.pinv(info), jac)
     modified = residuals / np.sqrt(np.maximum(1.0 - leverage, 1e-2))
     modified -= modified.mean()
-    se_hat = _se_c(data, theta, scale)
-    draws_c, draws_k = np.empty(n_bootstrap), np.empty(n_bootstrap)
-    for i in range(n_bootstrap):
-        log_s = data.log_s.copy()
-        log_s[measured] = fitted + modified[rng.integers(0, modified.size, modified.size)]
-        replicate = Data(data.log_b, log_s, data.censored)
-        star = _solve(replicate, theta, limits, scale).x
-        se_star = _se_c(replicate, star, scale)
-        t = (star[1] - theta[1]) / se_star if se_star > 0 else 0.0
-        draws_c[i] = np.clip(theta[1] - t * se_hat, limits[0][1], limits[1][1])
-        draws_k[i] = star[2]
-    return draws_c, draws_k
+    fitted = data.log_s[measured] - residuals
+    replicates = np.broadcast_to(data.log_s, (n_bootstrap, data.log_s.size)).copy()
+    replicates[:, measured] = (
+        fitted[None, :]
+        + modified[rng.integers(0, modified.size, size=(n_bootstrap, modified.size))]
+    )
+    censored = np.broadcast_to(data.censored, replicates.shape)
+    _, se = _fit_rows(data.log_b, data.log_s[None, :], one, limits, scale, censored[:1])
+    star, se_star = _fit_rows(data.log_b, replicates, np.repeat(one, n_bootstrap, axis=0),
+                              limits, scale, censored)  # fmt: skip
+    t = np.where(se_star > 0, (star[:, 1] - theta[1]) / np.where(se_star > 0, se_star, 1.0), 0.0)
+    draws_c = np.clip(theta[1] - t * se[0], limits[0][1], limits[1][1])
+    return draws_c, star[:, 2]
 
 
 def _seed_interval(
@@ -343,21 +407,22 @@ def _seed_interval(
     if not resampled:
         return None
     table = np.column_stack(columns)
-    draws = []
-    for row in table:
-        hit = np.isfinite(row)
-        if int(hit.sum()) < MIN_KNEE_POINTS:
-            continue  # too few rungs reached on these seeds to fit
-        censor = ~hit & np.isfinite(bounds)
-        replicate = Data(
-            log_b=np.log(np.concatenate([batch_sizes[hit], batch_sizes[censor]])),
-            log_s=np.log(np.concatenate([row[hit], bounds[censor]])),
-            censored=np.arange(int(hit.sum() + censor.sum())) >= int(hit.sum()),
-        )
-        draws.append(_solve(replicate, theta, limits, scale).x[1])
-    if len(draws) < n_bootstrap / 2:
+    hit = np.isfinite(table)
+    censored = ~hit & np.isfinite(bounds)[None, :]
+    keep = hit.sum(axis=1) >= MIN_KNEE_POINTS  # too few reached rungs on these seeds: no fit
+    if int(keep.sum()) < n_bootstrap / 2:
         return None
-    return _exp_interval(np.asarray(draws), theta[1], confidence)
+    log_s = np.log(np.where(hit, table, np.where(censored, bounds[None, :], 1.0)))[keep]
+    fitted, _ = _fit_rows(
+        np.log(batch_sizes),
+        log_s,
+        np.repeat(theta[None, :], int(keep.sum()), axis=0),
+        limits,
+        scale,
+        censored[keep],
+        used=(hit | censored)[keep],
+    )
+    return _exp_interval(fitted[:, 1], theta[1], confidence)
 
 
 def _exp_interval(log_draws: np.ndarray, estimate: float, confidence: float) -> tuple[float, float]:
