@@ -100,18 +100,24 @@ def mark_claimed(study: optuna.Study, trial: optuna.Trial) -> None:
 def heartbeat(
     study: optuna.Study, trials: Sequence[optuna.Trial], interval: float
 ) -> Iterator[None]:
-    """Record a heartbeat for each of ``trials`` every ``interval`` seconds while inside."""
-    if _optuna.has_optuna_heartbeat(study):
-        with _optuna.optuna_heartbeats(study, trials):
-            yield
-        return
+    """Record a heartbeat for each of ``trials`` every ``interval`` seconds while inside.
+
+    On an RDB storage the heartbeat is Optuna's (server time, read by its reaper),
+    recorded from this loop rather than from Optuna's own threads: a failed beat (the
+    trial finished meanwhile, or the server is down) is logged, not printed as a
+    thread's traceback; the worker itself reports an outage once, with what to do.
+    """
+    optuna_beats = _optuna.has_optuna_heartbeat(study)
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(interval):
             for trial in trials:
                 try:
-                    _optuna.set_system_attrs(study, trial, {HEARTBEAT_ATTR: time.time()})
+                    if optuna_beats:
+                        _optuna.record_optuna_heartbeat(study, trial)
+                    else:
+                        _optuna.set_system_attrs(study, trial, {HEARTBEAT_ATTR: time.time()})
                 except Exception:  # the trial finished meanwhile, or a storage hiccup
                     logger.debug("heartbeat for trial %d failed", trial.number, exc_info=True)
 

@@ -25,9 +25,8 @@ attribute or module, so an Optuna upgrade that moves one of them breaks here onl
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -207,18 +206,6 @@ def record_optuna_heartbeat(study: optuna.Study, trial: AnyTrial) -> None:
     storage = _unwrapped(storage_of(study))
     assert isinstance(storage, RDBStorage)
     storage.record_heartbeat(trial_id(trial))
-
-
-@contextlib.contextmanager
-def optuna_heartbeats(study: optuna.Study, trials: Sequence[AnyTrial]) -> Iterator[None]:
-    """Optuna's heartbeat threads for ``trials`` while inside (private module of Optuna)."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    storage = storage_of(study)
-    with contextlib.ExitStack() as stack:
-        for trial in trials:
-            stack.enter_context(get_heartbeat_thread(trial_id(trial), storage))
-        yield
 
 
 def is_storage_outage(error: BaseException) -> bool:
