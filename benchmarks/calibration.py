@@ -31,7 +31,9 @@ is the crossing of the *expected* loss, while a study measures single trajectori
 It also fits each study with a bend of free sharpness (``fit_knee``,
 S_min (1 + (B_crit / B)^α)^(1/α)) and prints how often that interval covers the same
 fit of S*(B), and in how many studies the answer added it (only where the rungs bend
-unlike the hyperbola).
+unlike the hyperbola); and how often the answer's own interval (the headline: the
+free bend's where the answer took it, else the hyperbola's) covers its curve's exact
+B_crit.
 
 Beside the coverage of the reported interval (the union of the residual and the seed
 bootstrap's, ``batchlab.analysis.summarize_ladder``) it prints each source's coverage
@@ -214,7 +216,8 @@ def run_study(
         )
     except ValueError:
         knee = None
-    sources = ((result.analysis or {}).get("answer") or {}).get("interval_sources") or {}
+    answer = (result.analysis or {}).get("answer") or {}
+    sources = answer.get("interval_sources") or {}
     return {
         "steps": result.steps_to_target,
         "b_crit": fit.get("b_crit"),
@@ -228,6 +231,7 @@ def run_study(
         "rung_ci": {row["batch_size"]: row.get("steps_ci") for row in rungs},
         "knee": knee,
         "knee_in_answer": sources.get("knee") is not None,
+        "answer": (answer.get("b_crit_ci"), answer.get("b_crit_model", "hyperbola")),
     }
 
 
@@ -256,6 +260,7 @@ def main() -> None:
     print(f"  with a bend of free sharpness (fit_knee): {knee_truth.b_crit:.2f}, "
           f"α {knee_truth.sharpness:.2f}\n", flush=True)  # fmt: skip
     knee_rows: list[tuple[bool, float, bool]] = []
+    answer_rows: list[tuple[bool, float]] = []  # the headline's interval, either model
 
     covered, ratios, excess = 0, [], {b: [] for b in LADDER}
     by_source: dict[str, list[tuple[bool, float]]] = {
@@ -284,6 +289,12 @@ def main() -> None:
             low, high = knee.b_crit_ci
             knee_rows.append((low <= knee_truth.b_crit <= high, high / low,
                               study["knee_in_answer"]))  # fmt: skip
+        answer_ci, model = study["answer"]
+        if answer_ci is not None:
+            exact_b = knee_truth.b_crit if model == "free bend" else truth
+            answer_rows.append(
+                (answer_ci[0] <= exact_b <= answer_ci[1], answer_ci[1] / answer_ci[0])
+            )
         if study["ci"] is None:
             print(f"seed {seed:2d}: no fit")
             continue
@@ -312,6 +323,13 @@ def main() -> None:
             f"{sum(h for h, _, _ in knee_rows)}/{len(knee_rows)}, median upper/lower "
             f"{statistics.median(r for _, r, _ in knee_rows):.2f}; the answer added it in "
             f"{sum(a for _, _, a in knee_rows)}"
+        )
+    if answer_rows:
+        print(
+            f"the answer's B_crit interval (the headline: the free bend's where it took "
+            f"that) covers its curve's exact B_crit in {sum(h for h, _ in answer_rows)}/"
+            f"{len(answer_rows)}, median upper/lower "
+            f"{statistics.median(r for _, r in answer_rows):.2f}"
         )
     print("per rung, best study steps / S*(B) - 1 (median over studies): ", end="")
     print(", ".join(f"{b}: {statistics.median(v):+.1%}" for b, v in excess.items() if v))

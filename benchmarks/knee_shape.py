@@ -18,8 +18,16 @@ Two parts:
   α and B_crit with theirs (the same two sources), the rms log residual of each, and
   across studies whether each fit's B_crit values lie inside each other's intervals.
 
+* ``--synthetic N``: N ladders (B = 16 ... 2048, the default study's) drawn from
+  S_min (1 + (B_crit / B)^α)^(1/α) with S_min = 200, B_crit = 80, α = 3 and
+  log-normal scatter of 8% and 15% per rung: how often the free bend's interval
+  covers the true B_crit, how wide it is, how often α's interval excludes 1 (where
+  the answer would take the free bend), and the coverage among those draws alone
+  (after that selection).
+
 Run:  python benchmarks/knee_shape.py [--grid 400]                      (~30 s)
       python benchmarks/knee_shape.py --no-exact --results runs/a runs/b  (seconds each)
+      python benchmarks/knee_shape.py --no-exact --synthetic 300          (~3 min)
 """
 
 from __future__ import annotations
@@ -100,14 +108,45 @@ def results_part(directories: list[Path]) -> None:
                   f"other's interval: {inside}")  # fmt: skip
 
 
+def synthetic_part(draws: int) -> None:
+    ladder = np.array([16, 32, 64, 128, 256, 512, 1024, 2048], dtype=float)
+    s_min, b_crit, alpha = 200.0, 80.0, 3.0
+    truth = s_min * (1 + (b_crit / ladder) ** alpha) ** (1 / alpha)
+    print(
+        f"\nSynthetic ladders: S_min {s_min:g}, B_crit {b_crit:g}, α {alpha:g}, {draws} draws each"
+    )
+    for sigma in (0.08, 0.15):
+        rng = np.random.default_rng(0)
+        rows = []  # (covered, upper/lower, α's interval excludes 1)
+        for draw in range(draws):
+            steps = truth * np.exp(rng.normal(0.0, sigma, ladder.size))
+            free = fit_knee(ladder, steps, seed=draw)
+            low, high = free.b_crit_ci
+            rows.append((low <= b_crit <= high, high / low, free.unlike_hyperbola))
+        chosen = [r for r in rows if r[2]]
+        print(
+            f"  scatter {sigma:.0%}: covers {sum(r[0] for r in rows)}/{draws}, median "
+            f"upper/lower {float(np.median([r[1] for r in rows])):.2f}; α's interval excludes 1 "
+            f"in {len(chosen)}, of which covered {sum(r[0] for r in chosen)}"
+            + (
+                f" (median upper/lower {float(np.median([r[1] for r in chosen])):.2f})"
+                if chosen
+                else ""
+            )
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, default=400, help="LRs per rung of the exact curves")
     parser.add_argument("--exact", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--results", type=Path, nargs="*", default=[])
+    parser.add_argument("--synthetic", type=int, default=0, metavar="N", help="draws per scatter")
     args = parser.parse_args()
     if args.exact:
         exact_part(args.grid)
+    if args.synthetic:
+        synthetic_part(args.synthetic)
     if args.results:
         results_part(args.results)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -86,6 +87,13 @@ def test_to_dict_is_json_safe():
     assert data["largest_efficient"] == 32
     assert all(v is None or math.isfinite(v) for r in data["rungs"] for v in (r["steps_ratio"],))
     assert data["headline"].startswith("B_crit = ")
+    assert data["b_crit_model"] == "hyperbola"
+
+
+def test_an_unknown_b_crit_model_names_the_field():
+    answer = batch_size_answer(LADDER, exact_steps(LADDER), None)
+    with pytest.raises(AnalysisError, match="b_crit_model must be one of"):
+        replace(answer, b_crit_model="parabola")
 
 
 @pytest.mark.parametrize("overhead", [0, -0.1, float("nan"), "0.2", True])

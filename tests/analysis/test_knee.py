@@ -114,13 +114,23 @@ def test_to_dict_is_plain_json():
     assert all(isinstance(v, float) for v in data["b_crit_ci"])
 
 
-def test_the_answer_adds_the_sharper_bend_when_the_rungs_need_it():
+def test_the_answer_takes_b_crit_off_the_sharper_bend_when_the_rungs_need_it():
     # A sharp bend (α = 4) measured with tight seeds: the rungs' own intervals exclude
-    # the hyperbola, and the explanation gives the free-sharpness fit's B_crit.
+    # the hyperbola; the answer's B_crit is the free-sharpness fit's, the hyperbola's
+    # stays in the fit and the explanation names it.
     steps = knee(220, 96, 4.0)
     seeds = [[[int(s), int(s * 1.01), int(s * 0.99)]] for s in steps]
-    sources = summarize_ladder(LADDER, steps, candidates=seeds).answer.interval_sources
+    summary = summarize_ladder(LADDER, steps, candidates=seeds)
+    answer, sources = summary.answer, summary.answer.interval_sources
     assert sources is not None and sources.shape_limited
+    assert answer.b_crit_model == "free bend" and sources.knee is not None
+    assert (answer.b_crit, answer.b_crit_ci) == (sources.knee.b_crit, sources.knee.b_crit_ci)
+    assert summary.fit is not None and sources.knee.moves(summary.fit.b_crit)
+    assert answer.headline.startswith(f"B_crit = {answer.b_crit:.3g} (95% interval ")
+    assert "a free bend, α = 4" in answer.headline
+    assert answer.to_dict()["b_crit_model"] == "free bend"
+    assert sources.sentence.startswith("The hyperbola's B_crit interval is set by")
+    assert sources.knee_sentence.endswith("the answer's B_crit.")
     assert isinstance(sources.knee, KneeFit) and sources.knee.b_crit == pytest.approx(96, rel=0.02)
     assert sources.knee_sentence is not None
     assert sources.knee_sentence.startswith("A sharper bend fits the rungs")
@@ -130,8 +140,13 @@ def test_the_answer_adds_the_sharper_bend_when_the_rungs_need_it():
     # The hyperbola itself, measured the same way: nothing to add.
     steps = knee(220, 96, 1.0)
     seeds = [[[int(s), int(s * 1.01), int(s * 0.99)]] for s in steps]
-    sources = summarize_ladder(LADDER, steps, candidates=seeds).answer.interval_sources
+    summary = summarize_ladder(LADDER, steps, candidates=seeds)
+    sources = summary.answer.interval_sources
     assert sources is not None and sources.knee is None and sources.knee_sentence is None
+    assert summary.answer.b_crit_model == "hyperbola" and summary.fit is not None
+    assert (
+        summary.answer.b_crit == summary.fit.b_crit and "free bend" not in summary.answer.headline
+    )
 
 
 def test_the_interval_covers_the_true_b_crit_at_about_its_level():

@@ -15,6 +15,11 @@ References:
     Zhang, Nado, ..., Kakade et al. 2024/2025, "How Does Critical Batch Size Scale in
     Pre-training?", arXiv:2410.21676, Sec. 2: the critical batch size as the largest
     batch whose cost exceeds the best by at most a fixed overhead (20%).
+
+B_crit is E_min / S_min, where the two asymptotes of S(B) cross (McCandlish et al.'s
+definition). It is read off the hyperbola S_min (1 + B_crit / B), unless the rungs
+reject that bend: then off a bend of free sharpness with the same asymptotes
+(:func:`batchlab.analysis.fit_knee`; ``BatchSizeAnswer.b_crit_model`` says which).
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ from ._interval_sources import IntervalSources
 
 #: Default overhead of Zhang et al.'s critical-batch definition (20% more than the best).
 DEFAULT_OVERHEAD = 0.2
+
+#: Where the answer's B_crit comes from: the hyperbola S_min (1 + B_crit / B)
+#: (:func:`fit_scaling`), or a bend of free sharpness (:func:`fit_knee`) where the
+#: rungs reject the hyperbola's.
+B_CRIT_MODELS = ("hyperbola", "free bend")
 
 
 @dataclass(frozen=True)
@@ -117,8 +127,13 @@ class BatchSizeAnswer:
     """What to train with, read off a study's ladder and its fit.
 
     Attributes:
-        b_crit, b_crit_ci: the knee (2·S_min steps at 2·E_min examples) and its interval;
-            ``None`` when the fit does not identify it.
+        b_crit, b_crit_ci: E_min / S_min, where the asymptotes cross, and its interval;
+            ``None`` when the fit does not identify it. On the hyperbola it is the knee
+            (2·S_min steps at 2·E_min examples).
+        b_crit_model: which curve gives ``b_crit`` (:data:`B_CRIT_MODELS`):
+            ``"hyperbola"``, or ``"free bend"`` where the rungs reject the hyperbola's
+            bend and a bend of free sharpness moves B_crit by 10% or more
+            (``interval_sources.knee``; :func:`summarize_ladder`).
         largest_efficient: the largest rung whose examples-to-target are at most
             ``(1 + overhead)`` times the fewest any rung needed (Zhang et al.'s
             critical batch size, measured on the ladder); ``None`` if none.
@@ -141,6 +156,13 @@ class BatchSizeAnswer:
     rungs: tuple[RungCost, ...] = field(default=())
     reason: str | None = None
     interval_sources: IntervalSources | None = None
+    b_crit_model: str = "hyperbola"
+
+    def __post_init__(self) -> None:
+        if self.b_crit_model not in B_CRIT_MODELS:
+            raise AnalysisError(
+                f"b_crit_model must be one of {B_CRIT_MODELS}, got {self.b_crit_model!r}"
+            )
 
     @property
     def headline(self) -> str:
@@ -148,7 +170,15 @@ class BatchSizeAnswer:
         parts = []
         if self.b_crit is not None and self.b_crit_ci is not None:
             low, high = self.b_crit_ci
-            parts.append(f"B_crit = {self.b_crit:.3g} (95% interval {low:.3g} to {high:.3g})")
+            knee = self.interval_sources.knee if self.interval_sources else None
+            model = (
+                f"; a free bend, α = {knee.sharpness:.2g}"
+                if self.b_crit_model == "free bend" and knee is not None
+                else ""
+            )
+            parts.append(
+                f"B_crit = {self.b_crit:.3g} (95% interval {low:.3g} to {high:.3g}{model})"
+            )
         percent = f"{self.overhead:.0%}"
         if self.largest_efficient is not None:
             parts.append(
@@ -170,6 +200,7 @@ class BatchSizeAnswer:
             "b_crit_ci": None
             if self.b_crit_ci is None
             else [plain(self.b_crit_ci[0]), plain(self.b_crit_ci[1])],
+            "b_crit_model": self.b_crit_model,
             "largest_efficient": self.largest_efficient,
             "smallest_fast": self.smallest_fast,
             "overhead": float(self.overhead),

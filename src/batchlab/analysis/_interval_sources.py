@@ -23,7 +23,8 @@ call for different remedies, so the answer says which one sets the width:
   sharpness, S_min (1 + (B_crit / B)^α)^(1/α) (:func:`fit_knee`: the same asymptotes,
   the same B_crit = E_min / S_min), and when α's interval excludes 1 and that curve
   moves B_crit by 10% or more (:data:`batchlab.analysis._knee.MATERIAL_FACTOR`), a
-  second sentence (:attr:`IntervalSources.knee_sentence`) gives its B_crit and interval.
+  second sentence (:attr:`IntervalSources.knee_sentence`) gives its B_crit and interval,
+  which the answer then gives (``BatchSizeAnswer.b_crit_model`` ``"free bend"``).
 """
 
 from __future__ import annotations
@@ -96,9 +97,8 @@ class IntervalSources:
                 f"B_crit's interval is set by {seeds}, more than by {scatter}: more "
                 "confirmation seeds per candidate ([search] confirm_seeds) narrow it."
             )
-        head = f"B_crit's interval is set by {scatter}" + (
-            f", more than by {seeds}" if seeds else ""
-        )
+        subject = "The hyperbola's B_crit interval" if self.knee else "B_crit's interval"
+        head = f"{subject} is set by {scatter}" + (f", more than by {seeds}" if seeds else "")
         if self.shape_limited:
             sizes = ", ".join(f"{b:g}" for b in self.off_curve)
             found = (
@@ -144,7 +144,7 @@ class IntervalSources:
             "S_min (1 + B_crit / B)) has the same asymptotes and puts B_crit = E_min / S_min, "
             "where they cross, at "
             f"{knee.b_crit:.3g} ({knee.confidence:.0%} interval {knee.b_crit_ci[0]:.3g} to "
-            f"{knee.b_crit_ci[1]:.3g})."
+            f"{knee.b_crit_ci[1]:.3g}): the answer's B_crit."
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -43,7 +43,11 @@ class LadderSummary:
             with the transfer rules' errors (:func:`hparam_trends`), or ``None``
             (no per-rung hyperparameters given, or fewer than two tuned rungs).
         answer: what to train with; always present (its ``reason`` says why when the
-            ladder cannot place the knee).
+            ladder cannot place the knee). Its B_crit is the hyperbola's (``fit``'s),
+            or the free bend's (``answer.interval_sources.knee``) where the rungs
+            reject the hyperbola's bend and the free bend moves B_crit by 10% or more;
+            ``answer.b_crit_model`` says which. ``fit``, ``regimes`` and the rungs'
+            ratios to S_min and E_min stay the hyperbola's.
         note: why there is no fit, when there is none.
         error: the fit's error, when it failed on enough reached rungs.
     """
@@ -229,6 +233,13 @@ def summarize_ladder(
             if knee.unlike_hyperbola and knee.moves(fit.b_crit):
                 sources = replace(sources, knee=knee)
         answer = replace(answer, interval_sources=sources)
+        if sources.knee is not None:  # the rungs reject the hyperbola: B_crit off the bend
+            answer = replace(
+                answer,
+                b_crit=sources.knee.b_crit,
+                b_crit_ci=sources.knee.b_crit_ci,
+                b_crit_model="free bend",
+            )
     return LadderSummary(
         fit=fit,
         regimes=regimes,

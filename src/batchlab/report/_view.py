@@ -214,13 +214,24 @@ def _regime_of(batch_size: int, summary: StudySummary) -> str:
 def headline_facts(study: StudyData, summary: StudySummary) -> list[Fact]:
     """The headline numbers: B_crit, S_min, E_min (with intervals) and the two 20% rules."""
     fit, answer = summary.fit, summary.answer
-    facts = [
-        Fact(
+    knee = answer.interval_sources.knee if answer and answer.interval_sources else None
+    if answer is not None and answer.b_crit_model == "free bend" and knee is not None:
+        b_crit = Fact(  # the rungs reject the hyperbola's bend (batchlab.analysis.fit_knee)
+            "Critical batch size B_crit",
+            answer.b_crit,
+            answer.b_crit_ci,
+            hint=f"S(B) = S_min (1 + (B_crit / B)^α)^(1/α), α = {knee.sharpness:.2g}"
+            + ("" if fit is None else f"; the hyperbola's B_crit: {fit.b_crit:.3g}"),
+        )
+    else:
+        b_crit = Fact(
             "Critical batch size B_crit",
             fit.b_crit if fit else None,
             fit.b_crit_ci if fit else None,
             hint="S(B) = S_min (1 + B_crit / B)",
-        ),
+        )
+    facts = [
+        b_crit,
         Fact(
             "Fewest steps S_min",
             fit.s_min if fit else None,
@@ -271,6 +282,11 @@ def regime_text(study: StudyData, summary: StudySummary) -> list[str]:
     if regimes is None:
         return []
     lines = []
+    if _free_bend(summary) and summary.fit is not None:
+        lines.append(
+            f"Regimes of the hyperbola S_min (1 + B_crit / B), B_crit = "
+            f"{_short(summary.fit.b_crit)}, which the rungs reject (see the answer):"
+        )
     bounds = regimes.boundaries
     if _usable(bounds.perfect_end):
         lines.append(f"Perfect scaling up to B ≈ {_short(bounds.perfect_end)}.")
@@ -286,6 +302,11 @@ def regime_text(study: StudyData, summary: StudySummary) -> list[str]:
             f"The measured points alone read differently from the fitted model at B = {sizes}."
         )
     return lines
+
+
+def _free_bend(summary: StudySummary) -> bool:
+    """Whether the answer's B_crit is the free bend's, not the hyperbola's of ``fit``."""
+    return summary.answer is not None and summary.answer.b_crit_model == "free bend"
 
 
 def _usable(value: float | None) -> bool:
@@ -307,7 +328,8 @@ def prediction_text(study: StudyData, summary: StudySummary) -> list[str]:
     )
     if summary.fit is None:
         return [f"Predicted: {measured}. No measured B_crit to compare it with (no fit)."]
-    lines = [f"Predicted: {measured}; measured: B_crit = {_short(summary.fit.b_crit)}."]
+    shape = " (of the hyperbola)" if _free_bend(summary) else ""
+    lines = [f"Predicted: {measured}; measured: B_crit = {_short(summary.fit.b_crit)}{shape}."]
     if summary.prediction is not None:
         lines.append(summary.prediction.message)
     return lines
