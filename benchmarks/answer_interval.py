@@ -11,13 +11,14 @@ It runs the default study (examples/mnist1d-cnn.toml) as
   refine = 0``, ``confirm_top = 0``), seed 0;
 * ``after``: the defaults (dense evaluation near the target; 8 more trials in a
   window around each rung's best; the best two candidates re-run on two fresh
-  seeds, the median deciding; unreached rungs as censored bounds in the fit), at
-  seeds 0 and 1;
+  seeds, the median deciding, and the next one too where the chosen one missed on a
+  seed; unreached rungs as censored bounds in the fit), at seeds 0 and 1;
 
 each into its own temporary directory with ``--workers`` processes, and prints per
 run: wall and CPU time, per rung the steps-to-result (and, after, the search's
-luckiest count beside the confirmed median), and the fit's B_crit with its 95%
-interval and the interval's upper/lower ratio, what sets it
+luckiest count beside the confirmed median), and the answer's B_crit (the headline:
+the free bend's where the rungs reject the hyperbola) with its 95% interval and the
+interval's upper/lower ratio, the hyperbola's beside it, what sets the latter
 (``analysis.answer.interval_sources``) and, as a diagnostic, the interval the rungs'
 own intervals alone would give (``_common.propagated_b_crit_ci``); then the wall-time ratio against
 ``before`` and whether the two seeds' B_crit lie inside each other's interval.
@@ -68,11 +69,13 @@ def run(config: StudyConfig, workers: int) -> tuple[float, float, StudyResult]:
 
 
 def interval(result: StudyResult) -> tuple[float, float, float] | None:
-    fit = (result.analysis or {}).get("fit")
-    if fit is None:
+    """The answer's B_crit and interval: the headline (the free bend's where the
+    rungs reject the hyperbola, ``answer.b_crit_model``)."""
+    answer = (result.analysis or {}).get("answer") or {}
+    if answer.get("b_crit") is None or answer.get("b_crit_ci") is None:
         return None
-    low, high = fit["b_crit_ci"]
-    return fit["b_crit"], low, high
+    low, high = answer["b_crit_ci"]
+    return answer["b_crit"], low, high
 
 
 def describe(name: str, wall: float, cpu: float | None, result: StudyResult) -> None:
@@ -84,12 +87,20 @@ def describe(name: str, wall: float, cpu: float | None, result: StudyResult) -> 
             counts = ", ".join("-" if s is None else str(s) for s in rung.seed_steps)
             seeds = f"  (search best {rung.search_steps}; seeds {counts})"
         print(f"  B={rung.batch_size:5d}: {rung.steps_to_target}{seeds}")
-    fit = interval(result)
-    if fit is None:
-        print("  no fit")
+    answer = interval(result)
+    if answer is None:
+        print("  no B_crit in the answer")
     else:
-        b, low, high = fit
-        print(f"  B_crit {b:.1f} [{low:.1f}, {high:.1f}]  upper/lower {high / low:.2f}")
+        b, low, high = answer
+        model = ((result.analysis or {}).get("answer") or {}).get("b_crit_model", "hyperbola")
+        print(f"  B_crit {b:.1f} [{low:.1f}, {high:.1f}]  upper/lower {high / low:.2f} ({model})")
+    fit = (result.analysis or {}).get("fit")
+    if fit is not None:
+        low, high = fit["b_crit_ci"]
+        print(
+            f"  the hyperbola's: {fit['b_crit']:.1f} [{low:.1f}, {high:.1f}]  upper/lower "
+            f"{high / low:.2f}"
+        )
     seeds = (result.analysis or {}).get("seed_bootstrap")
     if seeds is not None:
         low, high = seeds["b_crit_ci"]
@@ -101,6 +112,8 @@ def describe(name: str, wall: float, cpu: float | None, result: StudyResult) -> 
     sources = ((result.analysis or {}).get("answer") or {}).get("interval_sources")
     if sources:
         print(f"  {sources['sentence']}")
+        if sources.get("knee_sentence"):
+            print(f"  {sources['knee_sentence']}")
     rung_only = propagated_b_crit_ci(result.analysis)
     if rung_only is not None:
         low, high = rung_only

@@ -295,6 +295,7 @@ def _run(
                 on_event=display.on_event,
                 on_poll=display.on_poll,
             )
+            display.on_poll(study.status())  # final counts: skipped reserve trials too
     except FailFast as error:
         err_console.print(
             f"[bold red]stopped (--fail-fast):[/] {escape(redact_url(str(error)))}\n"

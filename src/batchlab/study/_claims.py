@@ -27,7 +27,7 @@ from . import _optuna
 from ._config import StudyConfig
 from ._liveness import mark_claimed, reaping, requeue
 from ._order import TransferBase, WarmStart
-from ._plan import NEIGHBOUR_SLOT_BASE, Rung, neighbour_rungs, stage, to_hparams
+from ._plan import NEIGHBOUR_SLOT_BASE, SKIPPED, Rung, neighbour_rungs, stage, to_hparams
 from ._space import ParamRange, extended_windows, point_in_window, warm_start_point
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,11 @@ class Claimed:
 
 
 #: The stages whose best trials a refinement or confirmation trial starts from.
-STAGES_BEFORE = {"refine": ("search",), "confirm": ("search", "refine", "neighbour")}
+STAGES_BEFORE = {
+    "refine": ("search",),
+    "confirm": ("search", "refine", "neighbour"),
+    "reserve": ("search", "refine", "neighbour"),
+}
 
 
 def open_stages(study: optuna.Study) -> set[str]:
@@ -179,8 +183,10 @@ def claim(
     neighbouring rung is still searching), then trial ``i`` runs exactly at start
     ``i`` of ``n``, or for ``i >= n`` in a ``refine_width`` window around start
     ``i % n`` (clamped to the searched range); confirmation trials wait for all three,
-    then each takes the point of its candidate (:func:`candidates`, ranked by ``target``). Trials run by a
-    transfer rule wait for all four and for ``base`` (the tuned rung the rule starts
+    then each takes the point of its candidate (:func:`candidates`, ranked by ``target``);
+    reserve trials wait for all four, then confirm the next candidates where the rung
+    needs it (:func:`reserve_not_needed`) and are skipped otherwise. Trials run by a
+    transfer rule wait for all five and for ``base`` (the tuned rung the rule starts
     from, ``None`` until it is over). A claim therefore holds the trials of one stage.
     """
     claimed: list[Claimed] = []
@@ -197,7 +203,9 @@ def claim(
         "refine": "search" not in busy,
         "neighbour": starts is not None,
         "confirm": not busy & {"search", "refine", "neighbour"},
-        "rule": base is not None and not busy & {"search", "refine", "neighbour", "confirm"},
+        "reserve": not busy & {"search", "refine", "neighbour", "confirm"},
+        "rule": base is not None
+        and not busy & {"search", "refine", "neighbour", "confirm", "reserve"},
     }
     ranked: dict[str, list[FrozenTrial]] = {}  # per stage, read once: its stages before are over
     while len(claimed) < count:
@@ -245,12 +253,22 @@ def claim(
                 assert target is not None  # (see ``ready`` above)
                 ranked[kind] = candidates(study, target, STAGES_BEFORE[kind])
             best = ranked.get(kind, [])
+            if kind == "reserve":
+                rank = int(trial.user_attrs["confirm_rank"])
+                skip = reserve_not_needed(study)
+                if skip is None and rank >= len(best):
+                    skip = f"no candidate of rank {rank} to confirm ({len(best)} finished)"
+                if skip is not None:
+                    trial.set_user_attr("status", SKIPPED)
+                    trial.set_user_attr("reason", f"reserve not run: {skip}")
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
             if kind != "search" and not best:
                 trial.set_user_attr("status", "error")
                 trial.set_user_attr("reason", f"nothing to {kind}: no search trial finished")
                 study.tell(trial, state=TrialState.FAIL)
                 continue
-            if kind == "confirm":
+            if kind in ("confirm", "reserve"):
                 candidate = best[int(trial.user_attrs["confirm_rank"]) % len(best)]
                 confirm_of = int(candidate.user_attrs["slot"])
                 spec = _confirm(trial, config, rung, candidate)
@@ -277,6 +295,42 @@ def claim(
             continue
         claimed.append(Claimed(trial, int(trial.user_attrs["slot"]), spec, confirm_of))
     return claimed
+
+
+def reserve_not_needed(study: optuna.Study) -> str | None:
+    """Why a rung's reserve candidates need no confirmation; ``None``: they do.
+
+    Decided from the rung's finished confirmations alone (every one is over once a
+    reserve trial may be claimed), so every worker decides alike: the candidate the
+    rung would choose (:func:`batchlab.analysis.confirmed_candidate`, the fewest
+    median steps over seeds) reached the target on every seed it ran. Otherwise (no
+    candidate's median reached it, or the chosen one missed on some seed: a point at
+    the edge of stability, fast on one seed and never on another) the next
+    candidates are confirmed too.
+    """
+    # analysis pulls in SciPy's fits, which a worker need not load for the rest.
+    from ..analysis import confirmed_candidate
+
+    done = sorted(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+        key=lambda t: int(t.user_attrs.get("slot", -1)),
+    )  # slot order: the candidates in rank order, as the results list them
+    runs: dict[int, list[int | None]] = {}
+    for trial in done:
+        if stage(trial) == "confirm" and trial.user_attrs.get("confirm_of") is not None:
+            runs.setdefault(int(trial.user_attrs["confirm_of"]), []).append(
+                trial.user_attrs.get("steps_to_target")
+            )
+    first = {int(t.user_attrs["slot"]): t for t in done if stage(t) in STAGES_BEFORE["confirm"]}
+    slots = [slot for slot in runs if slot in first]
+    per_candidate = [[first[slot].user_attrs.get("steps_to_target"), *runs[slot]] for slot in slots]
+    chosen = confirmed_candidate(per_candidate) if per_candidate else None
+    if chosen is None or None in per_candidate[chosen]:
+        return None
+    return (
+        f"the confirmed candidate of slot {slots[chosen]} reached the target on all "
+        f"{len(per_candidate[chosen])} of its seeds"
+    )
 
 
 def _confirm(

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..results import RungResult, SearchRange, TrialRecord, summarize_rungs
-from ._plan import Rung, planned_count, planned_slots
+from ._plan import SKIPPED, Rung, planned_count, planned_slots
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +50,11 @@ def _record(trial: FrozenTrial) -> TrialRecord:
 
 
 def _is_final(trial: FrozenTrial) -> bool:
-    """Finished for good: completed, or failed by its own error (not by a dead worker)."""
+    """Finished for good: completed, failed by its own error (not by a dead worker), or
+    a reserve trial skipped as not needed."""
     if trial.state == TrialState.COMPLETE:
         return True
-    return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error"
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("status") in ("error", SKIPPED)
 
 
 def unfinished_slots(study: optuna.Study) -> list[int]:
@@ -119,7 +120,8 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
     """A rung's result, read from its Optuna study: every final trial, and the best.
 
     A trial is final once completed, or failed by its own error (a trial failed because
-    its worker died is re-run, not counted). Each planned slot counts once; a slot
+    its worker died is re-run, not counted); a reserve trial skipped as not needed is
+    final too, counted in ``trials_done`` but not listed. Each planned slot counts once; a slot
     finished twice is logged as an error and its later trial ignored. The rung's best
     search trial, and so its steps-to-target, is chosen by
     :func:`batchlab.analysis.best_run_per_batch_size` over the search trials in slot
@@ -127,8 +129,8 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
     when no trial reached the target. When the rung's best candidates were re-run on
     fresh seeds (confirmation trials), the rung's steps-to-target is instead the
     fewest *median* over seeds of a candidate
-    (:func:`batchlab.analysis.confirmed_candidate`), and its best trial is that
-    candidate's search trial.
+    (:func:`batchlab.analysis.confirmed_candidate`; reserve candidates, where they
+    were confirmed, compete too), and its best trial is that candidate's search trial.
 
     Args:
         rung: the planned rung (batch size, budget, evaluation interval).
@@ -161,7 +163,12 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
             )
             continue
         by_slot[slot] = trial
-    records = [_record(by_slot[slot]) for slot in sorted(by_slot)]
+    # A skipped reserve trial is final (its slot is done) but was never trained.
+    records = [
+        _record(by_slot[slot])
+        for slot in sorted(by_slot)
+        if by_slot[slot].user_attrs.get("status") != SKIPPED
+    ]
     search = [r for r in records if r.confirm_of is None and r.tuned]
     index = best_run_per_batch_size(
         {"batch_size": rung.batch_size, "steps_to_target": r.steps_to_target} for r in search
@@ -173,7 +180,7 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
         budget_steps=rung.budget_steps,
         eval_every=rung.eval_every,
         trials_planned=planned_count(study),
-        trials_done=len(records),
+        trials_done=len(by_slot),
         trials_running=sum(1 for t in trials if t.state == TrialState.RUNNING),
         steps_to_target=search_steps,
         best_hparams=None if best is None else best.hparams,

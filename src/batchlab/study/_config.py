@@ -191,6 +191,20 @@ class SearchConfig(_Strict):
         le=64,
         description="Fresh seeds per confirmed candidate (the search trial makes one more).",
     )
+    confirm_reserve: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description=(
+            "Candidates held in reserve for confirmation: when the candidate a rung "
+            "would choose after confirmation did not reach the target on every seed it "
+            "ran (near the edge of stability the luckiest points are often unstable: "
+            "one seed fast, another never), the next this-many candidates are confirmed "
+            "too, on confirm_seeds fresh seeds each; otherwise their trials are skipped "
+            "(never trained). 0 (the default, so that studies started before it existed "
+            "keep their meaning): off; the examples use 1."
+        ),
+    )
 
     @model_validator(mode="after")
     def _warm_start_sampler(self) -> SearchConfig:

@@ -26,6 +26,7 @@ SAFE_CHANGES = (
     "search.trials_per_rung",
     "search.confirm_top",
     "search.confirm_seeds",
+    "search.confirm_reserve",
     "search.refine",
     "search.neighbours",
 )
@@ -37,6 +38,7 @@ GROW_ONLY = (
     "search.neighbours",
     "search.confirm_top",
     "search.confirm_seeds",
+    "search.confirm_reserve",
 )
 
 

@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import _optuna
 from ._locks import storage_lock
+from ._plan import SKIPPED
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,9 @@ PID_ATTR = "batchlab:pid"
 RETRY_ATTR = "batchlab:retry_of"
 
 
-#: Statuses of failed trials that were not a dead worker (an interrupt, the trial's own error).
-_NOT_DEATHS = ("interrupted", "error")
+#: Statuses of failed trials that were not a dead worker (an interrupt, the trial's own
+#: error, a reserve trial skipped as not needed).
+_NOT_DEATHS = ("interrupted", "error", SKIPPED)
 
 
 def deaths(study: optuna.Study, root: int) -> int:

@@ -31,6 +31,7 @@ CONFIRMS_ATTR = "batchlab:confirms_planned"
 REFINES_ATTR = "batchlab:refines_planned"
 RULES_ATTR = "batchlab:rules_planned"
 NEIGHBOURS_ATTR = "batchlab:neighbours_planned"
+RESERVES_ATTR = "batchlab:reserves_planned"
 #: Confirmation trials (the best candidates re-run on fresh seeds) and refinement trials
 #: (a window around the search's best) take slots from here on, so that raising
 #: ``trials_per_rung`` on resume never collides with them.
@@ -40,6 +41,10 @@ REFINE_SLOT_BASE = 2_000_000
 RULE_SLOT_BASE = 3_000_000
 #: Trials that start from the neighbouring rungs' best points (``[search] neighbours``).
 NEIGHBOUR_SLOT_BASE = 4_000_000
+#: Confirmations of the candidates held in reserve (``[search] confirm_reserve``).
+RESERVE_SLOT_BASE = 5_000_000
+#: The status of a reserve trial that was not needed (never trained; a final outcome).
+SKIPPED = "skipped"
 CONFIG_ATTR = "batchlab:config"
 RUNG_ATTR = "batchlab:rung"
 
@@ -158,6 +163,29 @@ def enqueue_confirmations(
         CONFIRM_SLOT_BASE,
         range(start, stop),
         lambda index: {"confirm_rank": index // config.search.confirm_seeds},
+    )
+
+
+def enqueue_reserves(
+    study: optuna.Study, config: StudyConfig, rung: Rung, start: int, stop: int
+) -> None:
+    """Enqueue the reserve confirmation trials ``start`` ... ``stop - 1`` of a rung.
+
+    Reserve trial ``i`` re-runs the candidate of rank ``confirm_top + i //
+    confirm_seeds`` on a fresh seed, if the rung needs it: whether it does is known
+    only once the confirmations are over, so it is decided when a worker claims the
+    trial (:func:`batchlab.study._claims.claim`), which otherwise skips it.
+    """
+    _enqueue_unresolved(
+        study,
+        config,
+        rung,
+        RESERVE_SLOT_BASE,
+        range(start, stop),
+        lambda index: {
+            "confirm_rank": config.search.confirm_top + index // config.search.confirm_seeds,
+            "reserve": True,
+        },
     )
 
 
@@ -300,6 +328,14 @@ def confirmations_wanted(config: StudyConfig) -> int:
     return config.search.confirm_top * config.search.confirm_seeds
 
 
+def reserves_wanted(config: StudyConfig) -> int:
+    """Reserve confirmation trials per rung: ``confirm_reserve`` x ``confirm_seeds``
+    (none without confirmation)."""
+    if config.search.confirm_top == 0:
+        return 0
+    return config.search.confirm_reserve * config.search.confirm_seeds
+
+
 def is_confirmation(trial: FrozenTrial) -> bool:
     """Whether a trial re-runs a candidate on a fresh seed (rather than searching)."""
     return "confirm_rank" in trial.user_attrs
@@ -308,9 +344,12 @@ def is_confirmation(trial: FrozenTrial) -> bool:
 def stage(trial: FrozenTrial) -> str:
     """A trial's stage: ``"search"``, then ``"refine"`` (around the best), then
     ``"neighbour"`` (from the neighbouring rungs' best points), then ``"confirm"``;
+    ``"reserve"`` (the candidates held in reserve, confirmed only if needed);
     ``"rule"`` for a trial run by a transfer rule instead of tuned."""
     if "rule" in trial.user_attrs:
         return "rule"
+    if trial.user_attrs.get("reserve"):
+        return "reserve"
     if is_confirmation(trial):
         return "confirm"
     if trial.user_attrs.get("neighbour"):
@@ -318,38 +357,63 @@ def stage(trial: FrozenTrial) -> str:
     return "refine" if trial.user_attrs.get("refine") else "search"
 
 
+@dataclass(frozen=True)
+class PlannedStage:
+    """One stage of a rung's planned trials: where its count and slots live, how many
+    a config wants, and how they are enqueued.
+
+    Attributes:
+        attr: the rung study's user attribute holding how many were planned so far.
+        slot_base: its trials' slots are ``slot_base + i``.
+        wanted: how many trials the config wants at a rung.
+        enqueue: enqueues trials ``start`` ... ``stop - 1`` (``(study, config, rung,
+            start, stop)``).
+    """
+
+    attr: str
+    slot_base: int
+    wanted: Callable[[StudyConfig, Rung], int]
+    enqueue: Callable[[optuna.Study, StudyConfig, Rung, int, int], None]
+
+
+#: Every stage of a rung's planned trials, in the order they are planned and run.
+PLANNED_STAGES = (
+    PlannedStage(PLANNED_ATTR, 0, lambda c, r: c.search.trials_per_rung, enqueue_slots),
+    PlannedStage(
+        REFINES_ATTR, REFINE_SLOT_BASE, lambda c, r: refinements_wanted(c), enqueue_refinements
+    ),
+    PlannedStage(NEIGHBOURS_ATTR, NEIGHBOUR_SLOT_BASE, neighbours_wanted, enqueue_neighbours),
+    PlannedStage(
+        CONFIRMS_ATTR,
+        CONFIRM_SLOT_BASE,
+        lambda c, r: confirmations_wanted(c),
+        enqueue_confirmations,
+    ),
+    PlannedStage(
+        RESERVES_ATTR, RESERVE_SLOT_BASE, lambda c, r: reserves_wanted(c), enqueue_reserves
+    ),
+    PlannedStage(RULES_ATTR, RULE_SLOT_BASE, rule_trials_wanted, enqueue_rule_trials),
+)
+
+
 def planned_slots(study: optuna.Study) -> list[int]:
     """Every slot planned so far in a rung, from its stages' planned counts."""
-    attrs = (
-        (PLANNED_ATTR, 0),
-        (REFINES_ATTR, REFINE_SLOT_BASE),
-        (CONFIRMS_ATTR, CONFIRM_SLOT_BASE),
-        (RULES_ATTR, RULE_SLOT_BASE),
-        (NEIGHBOURS_ATTR, NEIGHBOUR_SLOT_BASE),
-    )
     return [
-        base + index for attr, base in attrs for index in range(int(study.user_attrs.get(attr, 0)))
+        planned.slot_base + index
+        for planned in PLANNED_STAGES
+        for index in range(int(study.user_attrs.get(planned.attr, 0)))
     ]
 
 
 def enqueue_slot(study: optuna.Study, config: StudyConfig, rung: Rung, slot: int) -> None:
     """Enqueue one planned slot afresh, whichever stage it belongs to (a lost slot)."""
-    for base, enqueue in (
-        (NEIGHBOUR_SLOT_BASE, enqueue_neighbours),
-        (RULE_SLOT_BASE, enqueue_rule_trials),
-        (REFINE_SLOT_BASE, enqueue_refinements),
-        (CONFIRM_SLOT_BASE, enqueue_confirmations),
-        (0, enqueue_slots),
-    ):
-        if slot >= base:
-            enqueue(study, config, rung, slot - base, slot - base + 1)
-            return
+    owner = max((s for s in PLANNED_STAGES if s.slot_base <= slot), key=lambda s: s.slot_base)
+    owner.enqueue(study, config, rung, slot - owner.slot_base, slot - owner.slot_base + 1)
 
 
 def planned_count(study: optuna.Study) -> int:
     """How many trials of a rung have been planned (enqueued) so far, every stage included."""
-    attrs = (PLANNED_ATTR, REFINES_ATTR, CONFIRMS_ATTR, RULES_ATTR, NEIGHBOURS_ATTR)
-    return sum(int(study.user_attrs.get(attr, 0)) for attr in attrs)
+    return sum(int(study.user_attrs.get(planned.attr, 0)) for planned in PLANNED_STAGES)
 
 
 def rung_attrs(rung: Rung) -> dict[str, Any]:

@@ -38,25 +38,13 @@ from ._liveness import reaping, requeue
 from ._locks import storage_lock
 from ._plan import (
     CONFIG_ATTR,
-    CONFIRMS_ATTR,
-    NEIGHBOURS_ATTR,
     PLANNED_ATTR,
-    REFINES_ATTR,
-    RULES_ATTR,
+    PLANNED_STAGES,
     RUNG_ATTR,
     Rung,
-    confirmations_wanted,
-    enqueue_confirmations,
-    enqueue_neighbours,
-    enqueue_refinements,
-    enqueue_rule_trials,
     enqueue_slot,
-    enqueue_slots,
     load_rung_studies,
-    neighbours_wanted,
     plan_rungs,
-    refinements_wanted,
-    rule_trials_wanted,
     rung_attrs,
 )
 from ._processes import default_workers, run_worker_processes, spread_devices
@@ -216,33 +204,15 @@ class Study:
                     direction="minimize",
                     load_if_exists=True,
                 )
-                have = int(study.user_attrs.get(PLANNED_ATTR, 0))
-                want = self.config.search.trials_per_rung
-                if have < want:
+                if int(study.user_attrs.get(PLANNED_ATTR, 0)) < self.config.search.trials_per_rung:
                     study.set_user_attr(CONFIG_ATTR, config_json)
                     study.set_user_attr(RUNG_ATTR, rung_attrs(rung))
-                    enqueue_slots(study, self.config, rung, have, want)
-                    study.set_user_attr(PLANNED_ATTR, want)
-                have = int(study.user_attrs.get(REFINES_ATTR, 0))
-                want = refinements_wanted(self.config)
-                if have < want:
-                    enqueue_refinements(study, self.config, rung, have, want)
-                    study.set_user_attr(REFINES_ATTR, want)
-                have = int(study.user_attrs.get(NEIGHBOURS_ATTR, 0))
-                want = neighbours_wanted(self.config, rung)
-                if have < want:
-                    enqueue_neighbours(study, self.config, rung, have, want)
-                    study.set_user_attr(NEIGHBOURS_ATTR, want)
-                have = int(study.user_attrs.get(CONFIRMS_ATTR, 0))
-                want = confirmations_wanted(self.config)
-                if have < want:
-                    enqueue_confirmations(study, self.config, rung, have, want)
-                    study.set_user_attr(CONFIRMS_ATTR, want)
-                have = int(study.user_attrs.get(RULES_ATTR, 0))
-                want = rule_trials_wanted(self.config, rung)
-                if have < want:
-                    enqueue_rule_trials(study, self.config, rung, have, want)
-                    study.set_user_attr(RULES_ATTR, want)
+                for planned in PLANNED_STAGES:
+                    have = int(study.user_attrs.get(planned.attr, 0))
+                    want = planned.wanted(self.config, rung)
+                    if have < want:
+                        planned.enqueue(study, self.config, rung, have, want)
+                        study.set_user_attr(planned.attr, want)
                 self._enqueue_lost(study, rung)
 
     def _enqueue_lost(self, study: optuna.Study, rung: Rung) -> None:
