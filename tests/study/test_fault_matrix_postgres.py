@@ -221,15 +221,17 @@ def _prepare_at_once(url: str, directory: str, barrier) -> None:
     reading how many slots are planned and recording the new count: without the
     storage's lock, every process reads "none planned" and enqueues them all.
     """
+    from dataclasses import replace
+
     from batchlab.study import _study
 
-    enqueue = _study.enqueue_slots
+    search, *later = _study.PLANNED_STAGES  # the search stage's slots come first
 
     def slow_enqueue(*args, **kwargs):
         time.sleep(0.5)
-        enqueue(*args, **kwargs)
+        search.enqueue(*args, **kwargs)
 
-    _study.enqueue_slots = slow_enqueue
+    _study.PLANNED_STAGES = (replace(search, enqueue=slow_enqueue), *later)
     config = copy.deepcopy(LINREG_STUDY)
     config["storage"] = url
     study = Study(StudyConfig.model_validate(config), directory)
