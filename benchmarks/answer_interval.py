@@ -78,6 +78,10 @@ def interval(result: StudyResult) -> tuple[float, float, float] | None:
     return answer["b_crit"], low, high
 
 
+def span(b: float, low: float, high: float) -> str:
+    return f"{b:.1f} [{low:.1f}, {high:.1f}]  upper/lower {high / low:.2f}"
+
+
 def describe(name: str, wall: float, cpu: float | None, result: StudyResult) -> None:
     spent = f"{wall:.0f} s wall" + ("" if cpu is None else f", {cpu:.0f} s CPU")
     print(f"\n{name}: {spent}", flush=True)
@@ -91,16 +95,11 @@ def describe(name: str, wall: float, cpu: float | None, result: StudyResult) -> 
     if answer is None:
         print("  no B_crit in the answer")
     else:
-        b, low, high = answer
         model = ((result.analysis or {}).get("answer") or {}).get("b_crit_model", "hyperbola")
-        print(f"  B_crit {b:.1f} [{low:.1f}, {high:.1f}]  upper/lower {high / low:.2f} ({model})")
+        print(f"  B_crit {span(*answer)} ({model})")
     fit = (result.analysis or {}).get("fit")
     if fit is not None:
-        low, high = fit["b_crit_ci"]
-        print(
-            f"  the hyperbola's: {fit['b_crit']:.1f} [{low:.1f}, {high:.1f}]  upper/lower "
-            f"{high / low:.2f}"
-        )
+        print(f"  the hyperbola's: {span(fit['b_crit'], *fit['b_crit_ci'])}")
     seeds = (result.analysis or {}).get("seed_bootstrap")
     if seeds is not None:
         low, high = seeds["b_crit_ci"]

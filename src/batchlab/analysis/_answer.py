@@ -42,6 +42,7 @@ from ._checks import (
 )
 from ._fit import ScalingFit
 from ._interval_sources import IntervalSources
+from ._knee import KneeFit
 
 #: Default overhead of Zhang et al.'s critical-batch definition (20% more than the best).
 DEFAULT_OVERHEAD = 0.2
@@ -165,17 +166,20 @@ class BatchSizeAnswer:
             )
 
     @property
+    def free_bend(self) -> KneeFit | None:
+        """The fit ``b_crit`` comes from when it is the free bend's (``None``: the hyperbola's)."""
+        if self.b_crit_model != "free bend" or self.interval_sources is None:
+            return None
+        return self.interval_sources.knee
+
+    @property
     def headline(self) -> str:
         """One line for the end of a CLI run or the top of a report."""
         parts = []
         if self.b_crit is not None and self.b_crit_ci is not None:
             low, high = self.b_crit_ci
-            knee = self.interval_sources.knee if self.interval_sources else None
-            model = (
-                f"; a free bend, α = {knee.sharpness:.2g}"
-                if self.b_crit_model == "free bend" and knee is not None
-                else ""
-            )
+            knee = self.free_bend
+            model = "" if knee is None else f"; a free bend, α = {knee.sharpness:.2g}"
             parts.append(
                 f"B_crit = {self.b_crit:.3g} (95% interval {low:.3g} to {high:.3g}{model})"
             )

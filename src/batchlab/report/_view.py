@@ -214,8 +214,8 @@ def _regime_of(batch_size: int, summary: StudySummary) -> str:
 def headline_facts(study: StudyData, summary: StudySummary) -> list[Fact]:
     """The headline numbers: B_crit, S_min, E_min (with intervals) and the two 20% rules."""
     fit, answer = summary.fit, summary.answer
-    knee = answer.interval_sources.knee if answer and answer.interval_sources else None
-    if answer is not None and answer.b_crit_model == "free bend" and knee is not None:
+    knee = answer.free_bend if answer is not None else None
+    if answer is not None and knee is not None:
         b_crit = Fact(  # the rungs reject the hyperbola's bend (batchlab.analysis.fit_knee)
             "Critical batch size B_crit",
             answer.b_crit,
@@ -306,7 +306,7 @@ def regime_text(study: StudyData, summary: StudySummary) -> list[str]:
 
 def _free_bend(summary: StudySummary) -> bool:
     """Whether the answer's B_crit is the free bend's, not the hyperbola's of ``fit``."""
-    return summary.answer is not None and summary.answer.b_crit_model == "free bend"
+    return summary.answer is not None and summary.answer.free_bend is not None
 
 
 def _usable(value: float | None) -> bool:
