@@ -182,22 +182,18 @@ def test_server_stopped_and_restarted_mid_study(tmp_path, server):
     outage_s = time.monotonic() - stopped
 
     # Resumed where it was started: the study completes, each slot once.
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "batchlab",
-            "study",
-            "resume",
-            str(study.directory),
-            "--workers",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    resume = [sys.executable, "-m", "batchlab", "study", "resume", str(study.directory)]
+    try:
+        done = subprocess.run(
+            [*resume, "--workers", "2"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+    except subprocess.TimeoutExpired as hung:  # say what it waited on
+        held = [(n, t.number, t.system_attrs) for n, t in trials(url, (TrialState.RUNNING,))]
+        pytest.fail(f"resume still running after 300 s; running trials: {held}\n{hung.stdout}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert_each_slot_once(url, per_rung)
     counts = final_trials_per_slot(url)

@@ -37,7 +37,7 @@ def reserve_study(linreg_study: dict, unstable: bool) -> StudyConfig:
         never = [
             slot_seed(config, rung, CONFIRM_SLOT_BASE + i)
             for rung in plan_rungs(config)
-            for i in (1, 3)
+            for i in (2, 3)  # seed-major: trials 0, 1 are each candidate's first seed
         ]
         data["workload"] = {"name": SPEC, "params": {"never": never, "dim": 8}}
         config = StudyConfig.model_validate(data)

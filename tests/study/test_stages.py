@@ -10,6 +10,7 @@ import copy
 
 import pytest
 
+from batchlab._errors import ConfigError
 from batchlab.analysis import median_steps
 from batchlab.results import load_study
 from batchlab.study import Study, StudyConfig
@@ -46,8 +47,9 @@ def test_the_best_two_candidates_run_on_two_fresh_seeds_each(confirmed_linreg):
             ),
         )
         top = [t.slot for t in ranked[:2]]
-        # Confirmation i re-runs candidate i // confirm_seeds (the best first).
-        assert [t.confirm_of for t in confirm] == [top[i // 2] for i in range(4)]
+        # Confirmation i re-runs candidate i % confirm_top (the best first): one round
+        # of seeds after another, so that more seeds can be added on resume.
+        assert [t.confirm_of for t in confirm] == [top[i % 2] for i in range(4)]
         by_slot = {t.slot: t for t in search}
         seeds = {t.seed for t in rung.trials}
         assert len(seeds) == len(rung.trials)  # every run on its own seed
@@ -159,3 +161,40 @@ def test_confirmation_waits_for_refinement_and_confirms_its_points(linreg_study,
         )
         # Candidates come from the search and the refinement together.
         assert [t.confirm_of for t in confirm] == [t.slot for t in ranked[:2]]
+
+
+def test_more_confirmation_seeds_on_resume_add_a_round_per_candidate(linreg_study, tmp_path):
+    """Raising ``confirm_seeds`` on a finished study (``--force``) runs one more seed of
+    each confirmed candidate; the trials already run keep their candidate."""
+    data = copy.deepcopy(linreg_study)
+    data["search"].update(confirm_top=2, confirm_seeds=1)
+    first = Study(StudyConfig.model_validate(data), tmp_path / "s").run()
+    before = {
+        rung.batch_size: {t.slot: t.confirm_of for t in rung.trials if t.confirm_of is not None}
+        for rung in first.rungs
+    }
+    data["search"]["confirm_seeds"] = 2
+    again = Study(StudyConfig.model_validate(data), tmp_path / "s").run(force=True)
+    assert again.complete
+    for rung in again.rungs:
+        assert rung.trials_done == rung.trials_planned == 6 + 2 * 2
+        confirm = {t.slot: t.confirm_of for t in rung.trials if t.confirm_of is not None}
+        assert {s: confirm[s] for s in before[rung.batch_size]} == before[rung.batch_size]
+        old = list(before[rung.batch_size].values())
+        assert len(set(old)) == 2  # the two candidates, one seed each ...
+        new = [confirm[CONFIRM_SLOT_BASE + i] for i in (2, 3)]
+        assert new == old  # ... and one more seed each, in the same order
+        assert [len(runs) for runs in rung.candidates] == [3, 3]  # search + two seeds
+
+
+def test_more_confirmed_candidates_on_resume_are_refused_before_anything_changes(
+    linreg_study, tmp_path
+):
+    data = copy.deepcopy(linreg_study)
+    data["search"].update(confirm_top=1, confirm_seeds=1)
+    Study(StudyConfig.model_validate(data), tmp_path / "s").run()
+    saved = (tmp_path / "s" / "config.json").read_text()
+    data["search"]["confirm_top"] = 2
+    with pytest.raises(ConfigError, match="search.confirm_top: .* planned for 1 candidates"):
+        Study(StudyConfig.model_validate(data), tmp_path / "s").run(force=True)
+    assert (tmp_path / "s" / "config.json").read_text() == saved

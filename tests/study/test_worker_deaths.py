@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from optuna.trial import TrialState
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 from batchlab.study import Study, StudyConfig
 from batchlab.study._claims import claim
 from batchlab.study._liveness import PID_ATTR, requeue_stale_trials
-from batchlab.study._optuna import set_system_attrs
+from batchlab.study._optuna import set_system_attrs, start_trial
 from batchlab.study._plan import load_rung_studies
 
 
@@ -63,3 +64,40 @@ def test_a_bad_max_retries_is_named():
     data = {**LINREG_STUDY, "workers": {**LINREG_STUDY["workers"], "max_retries": -1}}
     with pytest.raises(ValidationError, match="workers.max_retries"):
         StudyConfig.model_validate(data)
+
+
+@pytest.mark.parametrize("storage", [None, "sqlite:///study.db"], ids=["journal", "sqlite"])
+def test_a_trial_claimed_by_a_worker_that_died_before_marking_it_is_rerun(
+    tmp_path, linreg_study, storage
+):
+    """The storage went away (or the worker died) between the claim and the marks that
+    follow it (host, pid, first heartbeat): nothing says who holds the trial, and an RDB
+    storage's reaper ignores a trial that never had a heartbeat. Such a trial is re-run
+    once the grace period has passed; it does not hold its slot (and the study) forever:
+    CI saw ``study resume`` wait 600 s on one after a PostgreSQL outage."""
+    if storage:
+        linreg_study["storage"] = storage
+    config = StudyConfig.model_validate(linreg_study)
+    study = Study(config, tmp_path / "study")
+    study.prepare()
+    rung, rung_study = load_rung_studies(study._storage(), config)[0]
+    waiting = rung_study.get_trials(states=(TrialState.WAITING,))[0]
+    unmarked = start_trial(rung_study, waiting)  # claimed, never marked
+    assert unmarked is not None
+    grace = config.workers.grace_period
+    # Not before the grace period: a live worker may be about to mark it.
+    assert requeue_stale_trials(rung_study, grace) == 0
+    assert rung_study.trials[unmarked.number].state == TrialState.RUNNING
+    deadline = time.monotonic() + 30
+    while (reaped := requeue_stale_trials(rung_study, grace)) == 0:
+        assert time.monotonic() < deadline, "the unmarked trial was never re-run"
+        time.sleep(0.2)
+    assert reaped == 1
+    assert rung_study.trials[unmarked.number].state == TrialState.FAIL
+    waiting_now = rung_study.get_trials(states=(TrialState.WAITING,))
+    assert waiting_now[-1].number > unmarked.number  # its slot, enqueued again
+    assert waiting_now[-1].user_attrs["slot"] == waiting.user_attrs["slot"]
+    result = study.run()
+    first = result.rungs[0]
+    assert first.trials_done == first.trials_planned == config.search.trials_per_rung
+    assert waiting.user_attrs["slot"] in {t.slot for t in first.trials if t.status != "error"}

@@ -40,6 +40,7 @@ HEARTBEAT_ATTR = "batchlab:heartbeat"
 HOST_ATTR = "batchlab:host"
 PID_ATTR = "batchlab:pid"
 RETRY_ATTR = "batchlab:retry_of"
+ADOPTED_ATTR = "batchlab:adopted"
 
 
 #: Statuses of failed trials that were not a dead worker (an interrupt, the trial's own
@@ -85,17 +86,19 @@ def requeue(study: optuna.Study, trial: FrozenTrial, max_retries: int | None = N
 def mark_claimed(study: optuna.Study, trial: optuna.Trial) -> None:
     """Record who runs a just-claimed trial (host, pid) and its first heartbeat.
 
-    On an RDB storage that heartbeat is Optuna's too: its reaper ignores a trial
-    that has none, so a worker killed before it started training would otherwise
-    hold its slot forever.
+    On an RDB storage that heartbeat is Optuna's too, recorded first: its reaper
+    ignores a trial that has none, so a worker killed before it started training
+    would otherwise hold its slot forever. A worker that died (or lost the storage)
+    between the claim and these marks left a trial with no host: the reaper adopts
+    it (:func:`_adopt_unmarked`).
     """
+    if _optuna.has_optuna_heartbeat(study):  # first: a trial with a host has a heartbeat
+        _optuna.record_optuna_heartbeat(study, trial)
     _optuna.set_system_attrs(
         study,
         trial,
         {HOST_ATTR: socket.gethostname(), PID_ATTR: os.getpid(), HEARTBEAT_ATTR: time.time()},
     )
-    if _optuna.has_optuna_heartbeat(study):
-        _optuna.record_optuna_heartbeat(study, trial)
 
 
 @contextlib.contextmanager
@@ -156,6 +159,26 @@ def _is_dead(trial: FrozenTrial, grace_period: float, now: float) -> bool:
     return now - float(last) > grace_period
 
 
+def _adopt_unmarked(study: optuna.Study, running: Sequence[FrozenTrial]) -> None:
+    """Give Optuna's reaper the ``RUNNING`` trials no worker marked as its own.
+
+    A worker that died, or lost the storage, between claiming a trial and marking it
+    (:func:`mark_claimed`) left it with no host, pid or heartbeat, and Optuna's reaper
+    never fails a trial without a heartbeat: it would hold its slot, and the study,
+    forever. The first reaper to see such a trial records one heartbeat for it
+    (server time), once: a live worker about to mark it beats on; a dead one's trial
+    goes stale after the grace period and is re-run like any other.
+    """
+    for trial in running:
+        if HOST_ATTR in trial.system_attrs or ADOPTED_ATTR in trial.system_attrs:
+            continue
+        try:
+            _optuna.record_optuna_heartbeat(study, trial)
+            _optuna.set_system_attrs(study, trial, {ADOPTED_ATTR: True})
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it finished meanwhile
+
+
 def reaping(study: optuna.Study) -> contextlib.AbstractContextManager[None]:
     """The storage lock under which a rung's trials are failed and re-enqueued.
 
@@ -179,9 +202,12 @@ def requeue_stale_trials(
         optuna_reaps = _optuna.has_optuna_heartbeat(study)
         now = time.time()
         requeued = 0
+        running = study.get_trials(states=(TrialState.RUNNING,))
+        if optuna_reaps:
+            _adopt_unmarked(study, running)
         # First the trials whose worker is known dead (gone from this machine; on a
         # journal, also a stale heartbeat): failed as ``worker_died``, then re-enqueued.
-        for trial in study.get_trials(states=(TrialState.RUNNING,)):
+        for trial in running:
             if not (_process_gone(trial) if optuna_reaps else _is_dead(trial, grace_period, now)):
                 continue
             try:

@@ -32,6 +32,10 @@ REFINES_ATTR = "batchlab:refines_planned"
 RULES_ATTR = "batchlab:rules_planned"
 NEIGHBOURS_ATTR = "batchlab:neighbours_planned"
 RESERVES_ATTR = "batchlab:reserves_planned"
+#: How many candidates a rung's confirmations (reserve confirmations) were planned
+#: for: trial ``i`` confirms candidate ``i % n`` (:func:`_rank_layout`).
+CONFIRM_TOP_ATTR = "batchlab:confirm_top"
+RESERVE_TOP_ATTR = "batchlab:confirm_reserve"
 #: Confirmation trials (the best candidates re-run on fresh seeds) and refinement trials
 #: (a window around the search's best) take slots from here on, so that raising
 #: ``trials_per_rung`` on resume never collides with them.
@@ -151,18 +155,19 @@ def enqueue_confirmations(
 ) -> None:
     """Enqueue the confirmation trials ``start`` ... ``stop - 1`` of a rung.
 
-    Confirmation ``i`` re-runs the rung's candidate of rank ``i // confirm_seeds``
-    (0: the search's best) on a fresh seed; which point that is is known only once the
+    Confirmation ``i`` re-runs the rung's candidate of rank ``i % confirm_top``
+    (0: the search's best; :func:`_rank_layout`) on a fresh seed; which point that is is known only once the
     search is over, so it is resolved when a worker claims the trial
     (:func:`batchlab.study._claims.claim`).
     """
+    rank = _rank_layout(study, config, CONFIRMS_ATTR, CONFIRM_TOP_ATTR, "confirm_top")
     _enqueue_unresolved(
         study,
         config,
         rung,
         CONFIRM_SLOT_BASE,
         range(start, stop),
-        lambda index: {"confirm_rank": index // config.search.confirm_seeds},
+        lambda index: {"confirm_rank": rank(index)},
     )
 
 
@@ -171,22 +176,72 @@ def enqueue_reserves(
 ) -> None:
     """Enqueue the reserve confirmation trials ``start`` ... ``stop - 1`` of a rung.
 
-    Reserve trial ``i`` re-runs the candidate of rank ``confirm_top + i //
-    confirm_seeds`` on a fresh seed, if the rung needs it: whether it does is known
+    Reserve trial ``i`` re-runs the candidate of rank ``confirm_top + i %
+    confirm_reserve`` (:func:`_rank_layout`) on a fresh seed, if the rung needs it: whether it does is known
     only once the confirmations are over, so it is decided when a worker claims the
     trial (:func:`batchlab.study._claims.claim`), which otherwise skips it.
     """
+    rank = _rank_layout(study, config, RESERVES_ATTR, RESERVE_TOP_ATTR, "confirm_reserve")
     _enqueue_unresolved(
         study,
         config,
         rung,
         RESERVE_SLOT_BASE,
         range(start, stop),
-        lambda index: {
-            "confirm_rank": config.search.confirm_top + index // config.search.confirm_seeds,
-            "reserve": True,
-        },
+        lambda index: {"confirm_rank": config.search.confirm_top + rank(index), "reserve": True},
     )
+
+
+def _rank_layout(
+    study: optuna.Study, config: StudyConfig, count_attr: str, top_attr: str, field: str
+) -> Callable[[int], int]:
+    """Which candidate (rank within its stage) confirmation trial ``i`` of a stage re-runs.
+
+    Seed-major: trial ``i`` confirms candidate ``i % n`` (``n`` = ``confirm_top``, or
+    ``confirm_reserve`` for the reserve), so raising ``confirm_seeds`` on resume appends
+    whole rounds of one more seed per candidate and every planned trial keeps its
+    candidate. ``n`` is recorded in the rung's study when the stage is first planned
+    and may not change afterwards (:func:`confirmation_growth_error`). Stages planned
+    before ``n`` was recorded keep their layout, ``i // confirm_seeds``.
+    """
+    if top_attr not in study.user_attrs and int(study.user_attrs.get(count_attr, 0)) == 0:
+        study.set_user_attr(top_attr, getattr(config.search, field))
+    top = study.user_attrs.get(top_attr)
+    if top is None:  # planned by an older batchlab
+        return lambda index: index // config.search.confirm_seeds
+    return lambda index: index % top
+
+
+def confirmation_growth_error(study: optuna.Study, config: StudyConfig) -> str | None:
+    """Why ``config`` cannot grow a planned rung's confirmations (``None``: it can).
+
+    More seeds per candidate may be added on resume; more candidates may not, once a
+    stage's trials are planned (:func:`_rank_layout`): they would move planned trials
+    to other candidates.
+    """
+    stages = (
+        (CONFIRMS_ATTR, CONFIRM_TOP_ATTR, "confirm_top", confirmations_wanted(config)),
+        (RESERVES_ATTR, RESERVE_TOP_ATTR, "confirm_reserve", reserves_wanted(config)),
+    )
+    for count_attr, top_attr, field, wanted in stages:
+        planned = int(study.user_attrs.get(count_attr, 0))
+        if planned == 0 or wanted <= planned:
+            continue
+        top = study.user_attrs.get(top_attr)
+        if top is None:
+            return (
+                f"search.{field} / search.confirm_seeds: {study.study_name}'s confirmations "
+                "were planned by an older batchlab and cannot grow; run the changed config in "
+                "a new --out directory"
+            )
+        if top != getattr(config.search, field):
+            return (
+                f"search.{field}: {study.study_name}'s confirmations were planned for {top} "
+                f"candidates, the config asks for {getattr(config.search, field)}; more seeds "
+                "per candidate (search.confirm_seeds) may be added on resume, more candidates "
+                "may not: run the changed config in a new --out directory"
+            )
+    return None
 
 
 def enqueue_refinements(

@@ -42,6 +42,7 @@ from ._plan import (
     PLANNED_STAGES,
     RUNG_ATTR,
     Rung,
+    confirmation_growth_error,
     enqueue_slot,
     load_rung_studies,
     plan_rungs,
@@ -176,6 +177,7 @@ class Study:
         """
         if (self.directory / CONFIG_FILE).exists():
             self._require_trials()
+            self._require_growable()
         validate_against_workload(self.config, self.workload())
         self.storage_url  # noqa: B018 - validates a configured storage path first
         created = not self.directory.exists()
@@ -189,6 +191,17 @@ class Study:
                 shutil.rmtree(self.directory, ignore_errors=True)
                 self._storage_handle = None
             raise
+
+    def _require_growable(self) -> None:
+        """Refuse, before anything is written, a config whose confirmations cannot grow
+        on the studies already planned (:func:`confirmation_growth_error`)."""
+        storage = self._storage()
+        names = set(optuna.study.get_all_study_names(storage))
+        for rung in plan_rungs(self.config):
+            if rung.study_name in names:
+                study = optuna.load_study(study_name=rung.study_name, storage=storage)
+                if (error := confirmation_growth_error(study, self.config)) is not None:
+                    raise ConfigError(error)
 
     def _plan(self) -> None:
         """Create every rung's Optuna study and enqueue its missing trials (idempotent)."""
