@@ -33,6 +33,8 @@ the two sources of width can be told apart.
 Run:  python benchmarks/answer_interval.py [--workers 2] [--config examples/mnist1d-cnn.toml]
       (about 10 minutes on 2 cores)
       python benchmarks/answer_interval.py --results runs/mnist1d-cnn   (seconds)
+      python benchmarks/answer_interval.py --config benchmarks/protocol-2d.toml --more-seeds 4
+      (the study once, then 2 more seeds per confirmed candidate: about 10 minutes)
 """
 
 from __future__ import annotations
@@ -66,6 +68,22 @@ def run(config: StudyConfig, workers: int) -> tuple[float, float, StudyResult]:
         started, cpu = time.perf_counter(), cpu_seconds()
         result = study.run(workers=workers)
         return time.perf_counter() - started, cpu_seconds() - cpu, result
+
+
+def with_more_seeds(config: StudyConfig, workers: int, counts: list[int]) -> None:
+    """Run ``config``, then raise ``[search] confirm_seeds`` to each of ``counts`` on the
+    same study (``--force``: only the new seeds of each confirmed candidate train) and
+    print the answer after each: does more replication narrow the interval?"""
+    with tempfile.TemporaryDirectory(prefix="batchlab-answer-") as tmp:
+        directory = Path(tmp) / config.name
+        for count in [config.search.confirm_seeds, *counts]:
+            data = config.to_json_dict()
+            data["search"] = {**data["search"], "confirm_seeds": count}
+            study = Study(StudyConfig.model_validate(data), directory)
+            started, cpu = time.perf_counter(), cpu_seconds()
+            result = study.run(workers=workers, force=True)
+            wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+            describe(f"confirm_seeds = {count} (this step)", wall, cpu, result)
 
 
 def interval(result: StudyResult) -> tuple[float, float, float] | None:
@@ -145,7 +163,18 @@ def main() -> None:
     parser.add_argument(
         "--results", type=Path, nargs="+", help="re-analyse these finished studies instead"
     )
+    parser.add_argument(
+        "--more-seeds",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="run --config once, then raise its confirm_seeds to each N on the same study",
+    )
     args = parser.parse_args()
+    if args.more_seeds:
+        print(study_environment(args.workers, args.config.name), flush=True)
+        with_more_seeds(StudyConfig.from_toml(args.config), args.workers, args.more_seeds)
+        return
     if args.results:
         for directory in args.results:
             data = reanalysed(directory)
