@@ -155,10 +155,10 @@ def enqueue_confirmations(
 ) -> None:
     """Enqueue the confirmation trials ``start`` ... ``stop - 1`` of a rung.
 
-    Confirmation ``i`` re-runs the rung's candidate of rank ``i % confirm_top``
-    (0: the search's best; :func:`_rank_layout`) on a fresh seed; which point that is is known only once the
-    search is over, so it is resolved when a worker claims the trial
-    (:func:`batchlab.study._claims.claim`).
+    Confirmation ``i`` re-runs the rung's candidate of rank ``i % confirm_top`` (0:
+    the search's best; :func:`_rank_layout`) on a fresh seed; which point that is is
+    known only once the search is over, so it is resolved when a worker claims the
+    trial (:func:`batchlab.study._claims.claim`).
     """
     rank = _rank_layout(study, config, CONFIRMS_ATTR, CONFIRM_TOP_ATTR, "confirm_top")
     _enqueue_unresolved(
@@ -177,9 +177,10 @@ def enqueue_reserves(
     """Enqueue the reserve confirmation trials ``start`` ... ``stop - 1`` of a rung.
 
     Reserve trial ``i`` re-runs the candidate of rank ``confirm_top + i %
-    confirm_reserve`` (:func:`_rank_layout`) on a fresh seed, if the rung needs it: whether it does is known
-    only once the confirmations are over, so it is decided when a worker claims the
-    trial (:func:`batchlab.study._claims.claim`), which otherwise skips it.
+    confirm_reserve`` (:func:`_rank_layout`) on a fresh seed, if the rung needs it:
+    whether it does is known only once the confirmations are over, so it is decided
+    when a worker claims the trial (:func:`batchlab.study._claims.claim`), which
+    otherwise skips it.
     """
     rank = _rank_layout(study, config, RESERVES_ATTR, RESERVE_TOP_ATTR, "confirm_reserve")
     _enqueue_unresolved(
