@@ -35,6 +35,8 @@ Run:  python benchmarks/answer_interval.py [--workers 2] [--config examples/mnis
       python benchmarks/answer_interval.py --results runs/mnist1d-cnn   (seconds)
       python benchmarks/answer_interval.py --config benchmarks/protocol-2d.toml --more-seeds 4
       (the study once, then 2 more seeds per confirmed candidate: about 10 minutes)
+      python benchmarks/answer_interval.py --seeds 0 1 2 3 4
+      (the default study at 5 study seeds: its answers' spread against their intervals)
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from _common import cpu_seconds, propagated_b_crit_ci, search_only, study_environment
 
 from batchlab.results import StudyResult, load_study
@@ -84,6 +87,39 @@ def with_more_seeds(config: StudyConfig, workers: int, counts: list[int]) -> Non
             result = study.run(workers=workers, force=True)
             wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
             describe(f"confirm_seeds = {count} (this step)", wall, cpu, result)
+
+
+def across_seeds(base: StudyConfig, workers: int, seeds: list[int]) -> None:
+    """The default ("after") study at each of ``seeds``: is each answer's interval as
+    wide as the answers' spread between study seeds? Prints, per seed, the answer; then
+    how many intervals hold the median of the B_crits and how many pairs of seeds hold
+    each other's B_crit."""
+    answers: dict[int, tuple[float, float, float]] = {}
+    for seed in seeds:
+        wall, cpu, result = run(variant(base, seed=seed, before=False), workers)
+        describe(f"after seed {seed}", wall, cpu, result)
+        if (answer := interval(result)) is not None:
+            answers[seed] = answer
+    if len(answers) < 2:
+        print("\nfewer than two answers: nothing to compare")
+        return
+    values = sorted(b for b, _, _ in answers.values())
+    middle = float(np.median(values))
+    holding = sum(low <= middle <= high for _, low, high in answers.values())
+    pairs = [(a, b) for a in answers for b in answers if a < b]
+    mutual = sum(
+        answers[a][1] <= answers[b][0] <= answers[a][2]
+        and answers[b][1] <= answers[a][0] <= answers[b][2]
+        for a, b in pairs
+    )
+    ratios = sorted(high / low for _, low, high in answers.values())
+    print(
+        f"\n{len(answers)} seeds: B_crit {', '.join(f'{v:.1f}' for v in values)} "
+        f"(max/min {values[-1] / values[0]:.2f}); interval upper/lower median "
+        f"{float(np.median(ratios)):.2f}, largest {ratios[-1]:.2f}; {holding} of "
+        f"{len(answers)} intervals hold the median B_crit {middle:.1f}; {mutual} of "
+        f"{len(pairs)} pairs hold each other's B_crit"
+    )
 
 
 def interval(result: StudyResult) -> tuple[float, float, float] | None:
@@ -170,7 +206,18 @@ def main() -> None:
         metavar="N",
         help="run --config once, then raise its confirm_seeds to each N on the same study",
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="S",
+        help="run only the default ('after') study at each of these study seeds and compare",
+    )
     args = parser.parse_args()
+    if args.seeds:
+        print(study_environment(args.workers, args.config.name), flush=True)
+        across_seeds(StudyConfig.from_toml(args.config), args.workers, args.seeds)
+        return
     if args.more_seeds:
         print(study_environment(args.workers, args.config.name), flush=True)
         with_more_seeds(StudyConfig.from_toml(args.config), args.workers, args.more_seeds)
