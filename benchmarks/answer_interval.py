@@ -65,12 +65,21 @@ def variant(base: StudyConfig, *, seed: int, before: bool) -> StudyConfig:
     return StudyConfig.model_validate(data)
 
 
+def timed(study: Study, workers: int, force: bool = False) -> tuple[float, float, StudyResult]:
+    """Run ``study``: its wall and CPU seconds, and its result."""
+    started, cpu = time.perf_counter(), cpu_seconds()
+    result = study.run(workers=workers, force=force)
+    return time.perf_counter() - started, cpu_seconds() - cpu, result
+
+
 def run(config: StudyConfig, workers: int) -> tuple[float, float, StudyResult]:
     with tempfile.TemporaryDirectory(prefix="batchlab-answer-") as tmp:
-        study = Study(config, Path(tmp) / config.name)
-        started, cpu = time.perf_counter(), cpu_seconds()
-        result = study.run(workers=workers)
-        return time.perf_counter() - started, cpu_seconds() - cpu, result
+        return timed(Study(config, Path(tmp) / config.name), workers)
+
+
+def hold_each_other(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:
+    """Whether two answers (B_crit, low, high) each lie inside the other's interval."""
+    return a[1] <= b[0] <= a[2] and b[1] <= a[0] <= b[2]
 
 
 def with_more_seeds(config: StudyConfig, workers: int, counts: list[int]) -> None:
@@ -83,10 +92,7 @@ def with_more_seeds(config: StudyConfig, workers: int, counts: list[int]) -> Non
             data = config.to_json_dict()
             data["search"] = {**data["search"], "confirm_seeds": count}
             study = Study(StudyConfig.model_validate(data), directory)
-            started, cpu = time.perf_counter(), cpu_seconds()
-            result = study.run(workers=workers, force=True)
-            wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
-            describe(f"confirm_seeds = {count} (this step)", wall, cpu, result)
+            describe(f"confirm_seeds = {count} (this step)", *timed(study, workers, force=True))
 
 
 def across_seeds(base: StudyConfig, workers: int, seeds: list[int]) -> None:
@@ -107,11 +113,7 @@ def across_seeds(base: StudyConfig, workers: int, seeds: list[int]) -> None:
     middle = float(np.median(values))
     holding = sum(low <= middle <= high for _, low, high in answers.values())
     pairs = [(a, b) for a in answers for b in answers if a < b]
-    mutual = sum(
-        answers[a][1] <= answers[b][0] <= answers[a][2]
-        and answers[b][1] <= answers[a][0] <= answers[b][2]
-        for a, b in pairs
-    )
+    mutual = sum(hold_each_other(answers[a], answers[b]) for a, b in pairs)
     ratios = sorted(high / low for _, low, high in answers.values())
     print(
         f"\n{len(answers)} seeds: B_crit {', '.join(f'{v:.1f}' for v in values)} "
@@ -214,14 +216,6 @@ def main() -> None:
         help="run only the default ('after') study at each of these study seeds and compare",
     )
     args = parser.parse_args()
-    if args.seeds:
-        print(study_environment(args.workers, args.config.name), flush=True)
-        across_seeds(StudyConfig.from_toml(args.config), args.workers, args.seeds)
-        return
-    if args.more_seeds:
-        print(study_environment(args.workers, args.config.name), flush=True)
-        with_more_seeds(StudyConfig.from_toml(args.config), args.workers, args.more_seeds)
-        return
     if args.results:
         for directory in args.results:
             data = reanalysed(directory)
@@ -229,6 +223,12 @@ def main() -> None:
         return
     print(study_environment(args.workers, args.config.name), flush=True)
     base = StudyConfig.from_toml(args.config)
+    if args.seeds:
+        across_seeds(base, args.workers, args.seeds)
+        return
+    if args.more_seeds:
+        with_more_seeds(base, args.workers, args.more_seeds)
+        return
     runs: dict[str, tuple[float, float, Any]] = {}
     for name, seed, before in (
         ("before", 0, True),
@@ -243,9 +243,9 @@ def main() -> None:
         print(f"wall time {name} / before: {runs[name][0] / wall0:.2f}x")
     a, b = interval(runs["after"][2]), interval(runs["after seed 1"][2])
     if a is not None and b is not None:
-        inside = a[1] <= b[0] <= a[2] and b[1] <= a[0] <= b[2]
         print(
-            f"seeds 0 and 1: B_crit {a[0]:.1f} and {b[0]:.1f}, each inside the other's interval: {inside}"
+            f"seeds 0 and 1: B_crit {a[0]:.1f} and {b[0]:.1f}, each inside the other's "
+            f"interval: {hold_each_other(a, b)}"
         )
 
 
