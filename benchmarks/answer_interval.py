@@ -17,7 +17,7 @@ It runs the default study (examples/mnist1d-cnn.toml) as
 each into its own temporary directory with ``--workers`` processes, and prints per
 run: wall and CPU time, per rung the steps-to-result (and, after, the search's
 luckiest count beside the confirmed median), and the answer's B_crit (the headline:
-the free bend's where the rungs reject the hyperbola) with its 95% interval and the
+the free bend's where its α's interval excludes 1) with its 95% interval and the
 interval's upper/lower ratio, the hyperbola's beside it, what sets the latter
 (``analysis.answer.interval_sources``) and, as a diagnostic, the interval the rungs'
 own intervals alone would give (``_common.propagated_b_crit_ci``); then the wall-time ratio against
@@ -25,7 +25,9 @@ own intervals alone would give (``_common.propagated_b_crit_ci``); then the wall
 
 With ``--results DIR ...`` it runs nothing: it re-analyses finished studies (e.g. the
 default study of ``make demo``, ``runs/mnist1d-cnn``) with this version's analysis and
-prints the same lines. Each fit's interval is the union of the residual bootstrap's and
+prints the same lines (and, for two or more, the spread between them as ``--seeds``
+does). ``--keep DIR`` runs the studies in DIR/<run>-seed<seed> and keeps them, so
+they can be re-analysed so. Each fit's interval is the union of the residual bootstrap's and
 the seed bootstrap's (``analysis.seed_bootstrap``: each rung's confirmation seeds and
 candidate choice resampled); the seed bootstrap's own interval is printed beside it, so
 the two sources of width can be told apart.
@@ -35,8 +37,10 @@ Run:  python benchmarks/answer_interval.py [--workers 2] [--config examples/mnis
       python benchmarks/answer_interval.py --results runs/mnist1d-cnn   (seconds)
       python benchmarks/answer_interval.py --config benchmarks/protocol-2d.toml --more-seeds 4
       (the study once, then 2 more seeds per confirmed candidate: about 10 minutes)
-      python benchmarks/answer_interval.py --seeds 0 1 2 3 4
-      (the default study at 5 study seeds: its answers' spread against their intervals)
+      python benchmarks/answer_interval.py --seeds 0 1 2 3 4 [--keep DIR]
+      (the default study at 5 study seeds: its answers' spread against their intervals;
+      about 22 minutes)
+      python benchmarks/answer_interval.py --results DIR/*   (re-analyse kept studies)
 """
 
 from __future__ import annotations
@@ -72,7 +76,14 @@ def timed(study: Study, workers: int, force: bool = False) -> tuple[float, float
     return time.perf_counter() - started, cpu_seconds() - cpu, result
 
 
-def run(config: StudyConfig, workers: int) -> tuple[float, float, StudyResult]:
+def run(
+    config: StudyConfig, workers: int, keep: Path | None = None, label: str = "after"
+) -> tuple[float, float, StudyResult]:
+    """Run ``config`` in a temporary directory, or in ``keep``/<label>-seed<seed> (kept,
+    for ``--results``; a finished one there is only re-read)."""
+    if keep is not None:
+        directory = keep / f"{label.replace(' ', '-')}-seed{config.seed}"
+        return timed(Study(config, directory), workers)
     with tempfile.TemporaryDirectory(prefix="batchlab-answer-") as tmp:
         return timed(Study(config, Path(tmp) / config.name), workers)
 
@@ -95,17 +106,22 @@ def with_more_seeds(config: StudyConfig, workers: int, counts: list[int]) -> Non
             describe(f"confirm_seeds = {count} (this step)", *timed(study, workers, force=True))
 
 
-def across_seeds(base: StudyConfig, workers: int, seeds: list[int]) -> None:
+def across_seeds(base: StudyConfig, workers: int, seeds: list[int], keep: Path | None) -> None:
     """The default ("after") study at each of ``seeds``: is each answer's interval as
-    wide as the answers' spread between study seeds? Prints, per seed, the answer; then
-    how many intervals hold the median of the B_crits and how many pairs of seeds hold
-    each other's B_crit."""
-    answers: dict[int, tuple[float, float, float]] = {}
+    wide as the answers' spread between study seeds? Prints, per seed, the answer, then
+    :func:`compare`."""
+    answers: dict[str, tuple[float, float, float]] = {}
     for seed in seeds:
-        wall, cpu, result = run(variant(base, seed=seed, before=False), workers)
+        wall, cpu, result = run(variant(base, seed=seed, before=False), workers, keep)
         describe(f"after seed {seed}", wall, cpu, result)
         if (answer := interval(result)) is not None:
-            answers[seed] = answer
+            answers[f"seed {seed}"] = answer
+    compare(answers)
+
+
+def compare(answers: dict[str, tuple[float, float, float]]) -> None:
+    """The answers' spread against their intervals: how many intervals hold the median
+    of the B_crits and how many pairs hold each other's B_crit."""
     if len(answers) < 2:
         print("\nfewer than two answers: nothing to compare")
         return
@@ -116,7 +132,7 @@ def across_seeds(base: StudyConfig, workers: int, seeds: list[int]) -> None:
     mutual = sum(hold_each_other(answers[a], answers[b]) for a, b in pairs)
     ratios = sorted(high / low for _, low, high in answers.values())
     print(
-        f"\n{len(answers)} seeds: B_crit {', '.join(f'{v:.1f}' for v in values)} "
+        f"\n{len(answers)} answers: B_crit {', '.join(f'{v:.1f}' for v in values)} "
         f"(max/min {values[-1] / values[0]:.2f}); interval upper/lower median "
         f"{float(np.median(ratios)):.2f}, largest {ratios[-1]:.2f}; {holding} of "
         f"{len(answers)} intervals hold the median B_crit {middle:.1f}; {mutual} of "
@@ -125,8 +141,8 @@ def across_seeds(base: StudyConfig, workers: int, seeds: list[int]) -> None:
 
 
 def interval(result: StudyResult) -> tuple[float, float, float] | None:
-    """The answer's B_crit and interval: the headline (the free bend's where the
-    rungs reject the hyperbola, ``answer.b_crit_model``)."""
+    """The answer's B_crit and interval: the headline (the free bend's where the answer
+    took it, ``answer.b_crit_model``)."""
     answer = (result.analysis or {}).get("answer") or {}
     if answer.get("b_crit") is None or answer.get("b_crit_ci") is None:
         return None
@@ -215,16 +231,27 @@ def main() -> None:
         metavar="S",
         help="run only the default ('after') study at each of these study seeds and compare",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="run the studies in DIR/<run>-seed<seed> and keep them (for --results)",
+    )
     args = parser.parse_args()
     if args.results:
+        answers = {}
         for directory in args.results:
             data = reanalysed(directory)
             describe(f"{directory} (re-analysed)", data.wall_time_s, None, data)
+            if (answer := interval(data)) is not None:
+                answers[str(directory)] = answer
+        if len(answers) >= 2:
+            compare(answers)
         return
     print(study_environment(args.workers, args.config.name), flush=True)
     base = StudyConfig.from_toml(args.config)
     if args.seeds:
-        across_seeds(base, args.workers, args.seeds)
+        across_seeds(base, args.workers, args.seeds, args.keep)
         return
     if args.more_seeds:
         with_more_seeds(base, args.workers, args.more_seeds)
@@ -235,7 +262,7 @@ def main() -> None:
         ("after", 0, False),
         ("after seed 1", 1, False),
     ):
-        runs[name] = run(variant(base, seed=seed, before=before), args.workers)
+        runs[name] = run(variant(base, seed=seed, before=before), args.workers, args.keep, name)
         describe(name, *runs[name])
     print()
     wall0 = runs["before"][0]

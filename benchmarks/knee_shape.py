@@ -19,15 +19,17 @@ Two parts:
   across studies whether each fit's B_crit values lie inside each other's intervals.
 
 * ``--synthetic N``: N ladders (B = 16 ... 2048, the default study's) drawn from
-  S_min (1 + (B_crit / B)^α)^(1/α) with S_min = 200, B_crit = 80, α = 3 and
-  log-normal scatter of 8% and 15% per rung: how often the free bend's interval
-  covers the true B_crit, how wide it is, how often α's interval excludes 1 (where
-  the answer would take the free bend), and the coverage among those draws alone
-  (after that selection).
+  S_min (1 + (B_crit / B)^α)^(1/α) with S_min = 200, B_crit = 80, α = 3 (a sharp
+  bend) and α = 1 (the hyperbola), and log-normal scatter of 8% and 15% per rung: how
+  often the free bend's interval covers the true B_crit, how wide it is, how often
+  α's interval excludes 1, and the coverage among those draws alone (after that
+  selection); then what the answer does (``summarize_ladder``, which chooses between
+  the two curves): how often it took the free bend, and how often its interval covers
+  the true B_crit (on the hyperbola both curves' B_crit is 80).
 
 Run:  python benchmarks/knee_shape.py [--grid 400]                      (~30 s)
       python benchmarks/knee_shape.py --no-exact --results runs/a runs/b  (seconds each)
-      python benchmarks/knee_shape.py --no-exact --synthetic 300          (~3 min)
+      python benchmarks/knee_shape.py --no-exact --synthetic 300          (~10 min)
 """
 
 from __future__ import annotations
@@ -110,29 +112,41 @@ def results_part(directories: list[Path]) -> None:
 
 def synthetic_part(draws: int) -> None:
     ladder = np.array([16, 32, 64, 128, 256, 512, 1024, 2048], dtype=float)
-    s_min, b_crit, alpha = 200.0, 80.0, 3.0
-    truth = s_min * (1 + (b_crit / ladder) ** alpha) ** (1 / alpha)
-    print(
-        f"\nSynthetic ladders: S_min {s_min:g}, B_crit {b_crit:g}, α {alpha:g}, {draws} draws each"
-    )
-    for sigma in (0.08, 0.15):
+    s_min, b_crit = 200.0, 80.0
+    for alpha, sigma in itertools.product((3.0, 1.0), (0.08, 0.15)):
+        truth = s_min * (1 + (b_crit / ladder) ** alpha) ** (1 / alpha)
         rng = np.random.default_rng(0)
-        rows = []  # (covered, upper/lower, α's interval excludes 1)
+        free_rows, answer_rows = [], []  # (covered, upper/lower, free bend chosen)
         for draw in range(draws):
             steps = truth * np.exp(rng.normal(0.0, sigma, ladder.size))
             free = fit_knee(ladder, steps, seed=draw)
             low, high = free.b_crit_ci
-            rows.append((low <= b_crit <= high, high / low, free.unlike_hyperbola))
-        chosen = [r for r in rows if r[2]]
+            free_rows.append((low <= b_crit <= high, high / low, free.unlike_hyperbola))
+            answer = summarize_ladder(ladder, steps, seed=draw).answer
+            low, high = answer.b_crit_ci or (math.nan, math.nan)
+            answer_rows.append(
+                (low <= b_crit <= high, high / low, answer.b_crit_model == "free bend")
+            )
+        chosen = [r for r in free_rows if r[2]]
         print(
-            f"  scatter {sigma:.0%}: covers {sum(r[0] for r in rows)}/{draws}, median "
-            f"upper/lower {float(np.median([r[1] for r in rows])):.2f}; α's interval excludes 1 "
+            f"\nSynthetic ladders: S_min {s_min:g}, B_crit {b_crit:g}, α {alpha:g}, "
+            f"scatter {sigma:.0%}, {draws} draws"
+        )
+        print(
+            f"  free bend: covers {sum(r[0] for r in free_rows)}/{draws}, median upper/lower "
+            f"{float(np.median([r[1] for r in free_rows])):.2f}; α's interval excludes 1 "
             f"in {len(chosen)}, of which covered {sum(r[0] for r in chosen)}"
             + (
                 f" (median upper/lower {float(np.median([r[1] for r in chosen])):.2f})"
                 if chosen
                 else ""
             )
+        )
+        print(
+            f"  the answer (summarize_ladder): took the free bend in "
+            f"{sum(r[2] for r in answer_rows)}/{draws}; its interval covers {b_crit:g} in "
+            f"{sum(r[0] for r in answer_rows)}/{draws}, median upper/lower "
+            f"{float(np.median([r[1] for r in answer_rows])):.2f}"
         )
 
 

@@ -161,3 +161,39 @@ def test_the_interval_covers_the_true_b_crit_at_about_its_level():
         ratios.append(fit.b_crit_ci[1] / fit.b_crit_ci[0])
     assert covered >= 52, covered
     assert float(np.median(ratios)) < 1.8
+
+
+def test_the_answer_takes_the_free_bend_where_its_fit_rejects_the_hyperbola_alone():
+    # A sharp bend (α = 4) whose rungs' own intervals are wide (seeds ±30%): none of
+    # them excludes the hyperbola, but the free bend's fit, whose residuals are tiny,
+    # excludes α = 1, so the answer's B_crit is the free bend's.
+    steps = knee(220, 96, 4.0)
+    seeds = [[[int(s), int(s * 1.3), int(s * 0.77)]] for s in steps]
+    summary = summarize_ladder(LADDER, steps, candidates=seeds)
+    sources = summary.answer.interval_sources
+    assert sources is not None and not sources.off_curve and sources.widest == "residuals"
+    assert sources.knee is not None and sources.knee.unlike_hyperbola
+    assert summary.answer.b_crit_model == "free bend"
+    assert summary.answer.b_crit == pytest.approx(96, rel=0.02)
+    assert "as their coverage allows, but a bend of free sharpness fits" in sources.sentence
+    assert sources.sentence.startswith("The hyperbola's B_crit interval")
+
+
+@pytest.mark.slow
+def test_on_the_hyperbola_the_answer_rarely_takes_the_free_bend_and_still_covers():
+    # 60 ladders from S_min (1 + 80 / B) with 8% log-normal scatter per rung. The free
+    # bend is taken only where α's 95% interval excludes 1 (about 5% of draws under
+    # this null) and it moves B_crit by 10%: at a 10% rate, P(more than 12 of 60) < 1%.
+    # On the hyperbola both curves' B_crit is 80; the answer's interval covers it at
+    # about the bootstraps' level (90% measured, benchmarks/knee_shape.py --synthetic):
+    # at 90%, P(fewer than 48 of 60) < 1%.
+    rng = np.random.default_rng(1)
+    truth, taken, covered = knee(200, 80, 1.0), 0, 0
+    for draw in range(60):
+        steps = [s * math.exp(rng.normal(0, 0.08)) for s in truth]
+        answer = summarize_ladder(LADDER, steps, seed=draw).answer
+        taken += answer.b_crit_model == "free bend"
+        assert answer.b_crit_ci is not None
+        covered += answer.b_crit_ci[0] <= 80 <= answer.b_crit_ci[1]
+    assert taken <= 12, taken
+    assert covered >= 48, covered

@@ -132,8 +132,8 @@ class BatchSizeAnswer:
             ``None`` when the fit does not identify it. On the hyperbola it is the knee
             (2·S_min steps at 2·E_min examples).
         b_crit_model: which curve gives ``b_crit`` (:data:`B_CRIT_MODELS`):
-            ``"hyperbola"``, or ``"free bend"`` where the rungs reject the hyperbola's
-            bend and a bend of free sharpness moves B_crit by 10% or more
+            ``"hyperbola"``, or ``"free bend"`` where a bend of free sharpness fits
+            the rungs with α's interval excluding 1 and moves B_crit by 10% or more
             (``interval_sources.knee``; :func:`summarize_ladder`).
         largest_efficient: the largest rung whose examples-to-target are at most
             ``(1 + overhead)`` times the fewest any rung needed (Zhang et al.'s

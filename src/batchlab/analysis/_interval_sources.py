@@ -18,13 +18,16 @@ call for different remedies, so the answer says which one sets the width:
   with probability :data:`RUNG_MISS_RATE` (benchmarks/calibration.py measures the
   per-rung coverage at 91% on the NQM and on linreg), independently across rungs.
   Where an off-curve rung's interval holds no search term (no search floor), a search
-  that missed its optimum explains the miss as well, and the sentence says so. When
-  the curve's shape is to blame, :func:`summarize_ladder` also fits a bend of free
-  sharpness, S_min (1 + (B_crit / B)^α)^(1/α) (:func:`fit_knee`: the same asymptotes,
-  the same B_crit = E_min / S_min), and when α's interval excludes 1 and that curve
-  moves B_crit by 10% or more (:data:`batchlab.analysis._knee.MATERIAL_FACTOR`), a
-  second sentence (:attr:`IntervalSources.knee_sentence`) gives its B_crit and interval,
-  which the answer then gives (``BatchSizeAnswer.b_crit_model`` ``"free bend"``).
+  that missed its optimum explains the miss as well, and the sentence says so.
+
+With five reached rungs or more, :func:`summarize_ladder` also fits a bend of free
+sharpness, S_min (1 + (B_crit / B)^α)^(1/α) (:func:`fit_knee`: the same asymptotes,
+the same B_crit = E_min / S_min). When α's interval excludes 1 (the rungs' scatter
+rejects the hyperbola's bend, whether or not the binomial test above does: it is the
+more powerful test where the rungs' own intervals are wide) and that curve moves B_crit
+by 10% or more (:data:`batchlab.analysis._knee.MATERIAL_FACTOR`), a second sentence
+(:attr:`IntervalSources.knee_sentence`) gives its B_crit and interval, which the answer
+then gives (``BatchSizeAnswer.b_crit_model`` ``"free bend"``).
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ class IntervalSources:
             e.g. in a two-dimensional space), where a search that missed the optimum
             explains the miss as well as the curve's shape.
         knee: the fit of a bend of free sharpness (:func:`fit_knee`), given when the
-            shape is to blame, the rungs bend unlike S_min (1 + B_crit / B) (α's
-            interval excludes 1) and its B_crit differs by 10% or more; ``None`` otherwise.
+            rungs bend unlike S_min (1 + B_crit / B) (α's interval excludes 1) and its
+            B_crit differs by 10% or more; ``None`` otherwise.
     """
 
     residuals_ci: tuple[float, float]
@@ -91,13 +94,13 @@ class IntervalSources:
         scatter = f"the rungs' scatter about the fitted curve ({_span(self.residuals_ci)})"
         seeds = None if self.seeds_ci is None else f"fresh seeds ({_span(self.seeds_ci)})"
         off = len(self.off_curve)
+        subject = "The hyperbola's B_crit interval" if self.knee else "B_crit's interval"
         if self.widest == "seeds":
             assert seeds is not None
             return (
-                f"B_crit's interval is set by {seeds}, more than by {scatter}: more "
+                f"{subject} is set by {seeds}, more than by {scatter}: more "
                 "confirmation seeds per candidate ([search] confirm_seeds) narrow it."
             )
-        subject = "The hyperbola's B_crit interval" if self.knee else "B_crit's interval"
         head = f"{subject} is set by {scatter}" + (f", more than by {seeds}" if seeds else "")
         if self.shape_limited:
             sizes = ", ".join(f"{b:g}" for b in self.off_curve)
@@ -117,6 +120,12 @@ class IntervalSources:
                 f"the search missed the optimum at B = {open_}, whose intervals hold no "
                 "search term; more seeds will not narrow the interval, more trials per rung "
                 "([search] trials_per_rung, refine, neighbours) would tell which."
+            )
+        if self.knee is not None:
+            return (
+                f"{head}; {off} of {self.rungs_checked} rungs' own intervals exclude the "
+                "curve, as their coverage allows, but a bend of free sharpness fits the "
+                "rungs better than S_min (1 + B_crit / B) does (its α's interval excludes 1)."
             )
         remedy = (
             "more confirmation seeds ([search] confirm_seeds) or more rungs narrow it"

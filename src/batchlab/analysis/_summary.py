@@ -44,8 +44,9 @@ class LadderSummary:
             (no per-rung hyperparameters given, or fewer than two tuned rungs).
         answer: what to train with; always present (its ``reason`` says why when the
             ladder cannot place the knee). Its B_crit is the hyperbola's (``fit``'s),
-            or the free bend's (``answer.interval_sources.knee``) where the rungs
-            reject the hyperbola's bend and the free bend moves B_crit by 10% or more;
+            or the free bend's (``answer.interval_sources.knee``) where the free
+            bend's fit rejects the hyperbola's bend (α's interval excludes 1) and moves
+            B_crit by 10% or more;
             ``answer.b_crit_model`` says which. ``fit``, ``regimes`` and the rungs'
             ratios to S_min and E_min stay the hyperbola's.
         note: why there is no fit, when there is none.
@@ -228,12 +229,12 @@ def summarize_ladder(
             [r.steps_ci if r.steps is not None else None for r in answer.rungs],
             [floors is not None and floors[i] is not None for i in range(len(steps))],
         )
-        if sources.shape_limited and reached >= MIN_KNEE_POINTS:
+        if reached >= MIN_KNEE_POINTS:
             knee = fit_knee(batch_sizes, steps, budgets=budgets, candidates=candidates, seed=seed)
             if knee.unlike_hyperbola and knee.moves(fit.b_crit):
                 sources = replace(sources, knee=knee)
         answer = replace(answer, interval_sources=sources)
-        if sources.knee is not None:  # the rungs reject the hyperbola: B_crit off the bend
+        if sources.knee is not None:  # α's interval excludes 1: B_crit off the free bend
             answer = replace(
                 answer,
                 b_crit=sources.knee.b_crit,
