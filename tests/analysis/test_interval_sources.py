@@ -141,4 +141,30 @@ def test_an_off_curve_rung_without_a_search_term_may_be_a_search_miss():
     # Every off-curve rung bounded: the curve's shape alone.
     sources = explain_interval(fit, (50.0, 80.0), None, LADDER, cis, [True] * 8)
     assert sources.unbounded_search == () and "bends unlike" in sources.sentence
-    assert "missed" not in sources.sentence
+    assert "the search missed the optimum at" not in sources.sentence
+
+
+def test_a_rung_above_a_smaller_rung_beyond_both_intervals_is_named_as_a_likely_search_miss():
+    fit = fit_scaling(LADDER, hyperbola(200, 64), n_bootstrap=0)
+    cis = around(hyperbola(200, 64), 0.05)
+    cis[7] = (291.0, 468.0)  # B = 2048 above B = 512 (~213 to 235) and B = 1024
+    cis[6] = (230.0, 250.0)  # B = 1024 overlaps B = 512's interval: not rising
+    sources = explain_interval(fit, (50.0, 80.0), None, LADDER, cis)
+    smaller = cis[5]
+    assert sources.rising == ((2048, 512, (291.0, 468.0), smaller),)
+    assert sources.sentence.endswith(
+        f"B = 2048 needs more steps than B = 512, beyond both rungs' intervals (291 to 468 "
+        f"against {smaller[0]:.3g} to {smaller[1]:.3g}); a larger batch at its best "
+        "settings needs no more steps, so its search most likely missed its optimum; more "
+        "trials there ([search] trials_per_rung, refine, neighbours) would show whether."
+    )
+    assert sources.to_dict()["rising"] == [
+        {"batch_size": 2048, "smaller": 512, "steps_ci": [291.0, 468.0],
+         "smaller_steps_ci": list(smaller)}
+    ]  # fmt: skip
+    # Overlapping intervals, an unchecked rung (None) and an open upper end never rise.
+    cis[7], cis[4] = (230.0, math.inf), None
+    assert explain_interval(fit, (50.0, 80.0), None, LADDER, cis).rising == ()
+    # A decreasing ladder never rises.
+    plain = explain_interval(fit, (50.0, 80.0), None, LADDER, around(hyperbola(200, 64), 0.01))
+    assert plain.rising == () and "needs more steps than" not in plain.sentence

@@ -52,6 +52,10 @@ SHAPE_TEST_LEVEL = 0.05
 
 SOURCES = ("residuals", "seeds")
 
+#: A rung that needs more steps than a smaller one (:func:`rising_rungs`):
+#: (B, the smaller B, B's interval of steps, the smaller rung's interval).
+Rise = tuple[int | float, int | float, tuple[float, float], tuple[float, float]]
+
 
 @dataclass(frozen=True)
 class IntervalSources:
@@ -72,6 +76,10 @@ class IntervalSources:
         knee: the fit of a bend of free sharpness (:func:`fit_knee`), given when the
             rungs bend unlike S_min (1 + B_crit / B) (α's interval excludes 1) and its
             B_crit differs by 10% or more; ``None`` otherwise.
+        rising: per rung that needs more steps than a smaller one beyond both rungs'
+            own intervals, ``(B, smaller B, its interval, the smaller's interval)``
+            (the smaller rung with the lowest upper end). No curve fitted here rises
+            with B, so such a rung's search most likely missed its optimum.
     """
 
     residuals_ci: tuple[float, float]
@@ -82,6 +90,7 @@ class IntervalSources:
     p_value: float
     unbounded_search: tuple[int | float, ...] = ()
     knee: KneeFit | None = None
+    rising: tuple[Rise, ...] = ()
 
     @property
     def shape_limited(self) -> bool:
@@ -90,7 +99,11 @@ class IntervalSources:
 
     @property
     def sentence(self) -> str:
-        """What sets B_crit's interval and what would narrow it, for the CLI and report."""
+        """What sets B_crit's interval and what would narrow it, for the CLI and report;
+        then, for each rising rung, that its search likely missed its optimum."""
+        return " ".join([self._width_sentence(), *(_rise_sentence(r) for r in self.rising)])
+
+    def _width_sentence(self) -> str:
         scatter = f"the rungs' scatter about the fitted curve ({_span(self.residuals_ci)})"
         seeds = None if self.seeds_ci is None else f"fresh seeds ({_span(self.seeds_ci)})"
         off = len(self.off_curve)
@@ -166,6 +179,10 @@ class IntervalSources:
             "rungs_checked": self.rungs_checked,
             "p_value": float(self.p_value),
             "unbounded_search": list(self.unbounded_search),
+            "rising": [
+                {"batch_size": b, "smaller": a, "steps_ci": list(ci), "smaller_steps_ci": list(ca)}
+                for b, a, ci, ca in self.rising
+            ],
             "shape_limited": self.shape_limited,
             "knee": None if self.knee is None else self.knee.to_dict(),
             "sentence": self.sentence,
@@ -223,6 +240,7 @@ def explain_interval(
                 unbounded.append(rung(b))
     p_value = float(stats.binom.sf(len(off_curve) - 1, checked, RUNG_MISS_RATE))
     return IntervalSources(
+        rising=rising_rungs(sizes, steps_cis),
         residuals_ci=(float(residuals_ci[0]), float(residuals_ci[1])),
         seeds_ci=None if seeds_ci is None else (float(seeds_ci[0]), float(seeds_ci[1])),
         widest=widest,
@@ -231,6 +249,52 @@ def explain_interval(
         p_value=p_value,
         unbounded_search=tuple(unbounded),
     )
+
+
+def rising_rungs(
+    batch_sizes: Sequence[float], steps_cis: Sequence[tuple[float, float] | None]
+) -> tuple[Rise, ...]:
+    """The rungs that need more steps than a smaller rung beyond both rungs' intervals.
+
+    S(B) does not rise with B on any curve fitted here (McCandlish et al. 2018,
+    eq. 2.11, and the free bend, :func:`fit_knee`): at its best settings a larger batch
+    needs no more steps. A rung whose interval lies wholly above a smaller rung's is
+    therefore most likely one whose search missed its optimum. Each such rung is
+    paired with the smaller rung whose interval ends lowest.
+
+    Args:
+        batch_sizes: the rungs, increasing.
+        steps_cis: per rung, its interval of steps-to-target (``None``: not checked).
+
+    Returns:
+        ``(B, smaller B, its interval, the smaller's interval)`` per rising rung.
+    """
+    rises: list[Rise] = []
+    lowest: tuple[float, tuple[float, float]] | None = None  # (B, interval) ending lowest
+    for b, ci in zip(batch_sizes, steps_cis, strict=True):
+        if ci is None:
+            continue
+        interval = (float(ci[0]), float(ci[1]))
+        if lowest is not None and interval[0] > lowest[1][1]:
+            rises.append((rung(b), rung(lowest[0]), interval, lowest[1]))
+        if lowest is None or interval[1] < lowest[1][1]:
+            lowest = (b, interval)
+    return tuple(rises)
+
+
+def _rise_sentence(rise: Rise) -> str:
+    b, smaller, (low, high), (s_low, s_high) = rise
+    return (
+        f"B = {b:g} needs more steps than B = {smaller:g}, beyond both rungs' intervals "
+        f"({low:.3g} to {_end(high)} against {s_low:.3g} to {_end(s_high)}); a larger batch "
+        "at its best settings needs no more steps, so its search most likely missed its "
+        "optimum; more trials there ([search] trials_per_rung, refine, neighbours) would "
+        "show whether."
+    )
+
+
+def _end(value: float) -> str:
+    return "never" if math.isinf(value) else f"{value:.3g}"
 
 
 def _log_width(ci: tuple[float, float], name: str) -> float:
