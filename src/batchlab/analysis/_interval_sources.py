@@ -180,7 +180,12 @@ class IntervalSources:
             "p_value": float(self.p_value),
             "unbounded_search": list(self.unbounded_search),
             "rising": [
-                {"batch_size": b, "smaller": a, "steps_ci": list(ci), "smaller_steps_ci": list(ca)}
+                {
+                    "batch_size": b,
+                    "smaller": a,
+                    "steps_ci": plain_pair(ci),
+                    "smaller_steps_ci": plain_pair(ca),
+                }
                 for b, a, ci, ca in self.rising
             ],
             "shape_limited": self.shape_limited,
