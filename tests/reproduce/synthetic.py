@@ -32,6 +32,17 @@ def noisy_steps(
     )
 
 
+def sharp_bend_steps(
+    batch_sizes: Sequence[int], s_min: float, b_crit: float, alpha: float, sigma: float, seed: int
+) -> tuple[int, ...]:
+    """S_min (1 + (B_crit / B)^α)^(1/α) (α > 1: sharper than the hyperbola), with scatter."""
+    rng = np.random.default_rng(seed)
+    return tuple(
+        round(s_min * (1 + (b_crit / b) ** alpha) ** (1 / alpha) * math.exp(sigma * z))
+        for b, z in zip(batch_sizes, rng.standard_normal(len(batch_sizes)), strict=True)
+    )
+
+
 def make_curve(
     name: str,
     steps: Sequence[int | None],

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from batchlab.analysis import interval_ratio
 from batchlab.reproduce import (
     evaluate_dataset_size,
     evaluate_fixed_epochs,
@@ -17,7 +18,7 @@ from batchlab.reproduce import (
     evaluate_regimes,
 )
 
-from .synthetic import LADDER, exact_steps, make_curve, noisy_steps
+from .synthetic import LADDER, exact_steps, make_curve, noisy_steps, sharp_bend_steps
 
 TARGET = {"metric": "accuracy", "value": 0.85, "direction": "max"}
 
@@ -172,6 +173,32 @@ def test_dataset_size_did_not_hold_when_b_crit_moves_by_a_decade():
     small = make_curve("small", exact_steps(LADDER, 200, 40))
     large = make_curve("large", exact_steps(LADDER, 200, 400))
     assert evaluate_dataset_size(small, large).verdict == "did not hold"
+
+
+def test_findings_read_each_studys_answer_and_its_free_bend_where_that_fits_better():
+    # A sharp bend (α = 4) at B_crit 80: the hyperbola puts B_crit near 56 with a
+    # wide interval; the study's answer reads it off the free bend, as the CLI does,
+    # and the findings compare that answer, with the ratio's interval built from the
+    # two answers' intervals.
+    small = make_curve("small", noisy_steps(LADDER, 200, 100, 0.02, seed=5), train_size=4000)
+    large = make_curve(
+        "large", sharp_bend_steps(LADDER, 200, 80, 4.0, 0.02, seed=5), train_size=40000
+    )
+    finding = evaluate_dataset_size(small, large)
+    assert finding.small.b_crit_model == "hyperbola"
+    assert finding.small.b_crit == finding.small.fit.b_crit
+    assert finding.large.b_crit_model == "free bend"
+    assert finding.large.b_crit == finding.large.answer.b_crit
+    assert close_in_log(finding.large.b_crit, 80, 0.05)
+    assert not close_in_log(finding.large.fit.b_crit, 80, 0.2)
+    knee = finding.large.answer.free_bend
+    assert finding.large.predict_steps(64) == pytest.approx(knee.predict_steps(64))
+    value, ci = interval_ratio(
+        finding.large.b_crit, finding.large.b_crit_ci, finding.small.b_crit, finding.small.b_crit_ci
+    )
+    assert finding.b_crit_ratio.value == pytest.approx(value)
+    assert finding.b_crit_ratio.ci == pytest.approx(ci)
+    assert finding.b_crit_ratio.ci[1] < 1  # 80 against 100, each pinned to a few %
 
 
 # ----- 5. fixed epochs ----------------------------------------------------------------

@@ -122,8 +122,8 @@ def test_finished_jobs_are_not_run_again(tmp_path):
         calls.append(job.key)
         return {"job": job.describe(), "key": job.key}
 
-    run_jobs(jobs, function, tmp_path, "stage", workers=1, report=lambda d, t: None)
-    run_jobs(jobs, function, tmp_path, "stage", workers=1, report=lambda d, t: None)
+    assert run_jobs(jobs, function, tmp_path, "stage", workers=1, report=lambda d, t: None) == 2
+    assert run_jobs(jobs, function, tmp_path, "stage", workers=1, report=lambda d, t: None) == 0
     assert calls == [jobs[0].key, jobs[1].key]
     assert (tmp_path / "measurements" / "stage" / f"{jobs[0].key}.json").is_file()
 

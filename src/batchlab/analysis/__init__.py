@@ -14,6 +14,7 @@ rates), so it works on any study's results and on published tables typed in by h
   exponent's interval and each transfer rule's prediction error;
 * :func:`compare_prediction` — measured B_crit against the noise scale B_simple;
 * :func:`compare_fits` — two curves (e.g. SGD against momentum) as ratios;
+* :func:`interval_ratio` — a ratio of two estimates from their intervals (MOVER);
 * :func:`fit_power_law` — a quantity across studies (B_crit against data seen or model
   size) as a power law, with the exponent's interval;
 * :func:`summarize_ladder` — all of the above for one ladder, plus the answer
@@ -36,7 +37,13 @@ from ._answer import (
     rung_steps_interval,
 )
 from ._checks import AnalysisError
-from ._compare import FitComparison, PredictionComparison, compare_fits, compare_prediction
+from ._compare import (
+    FitComparison,
+    PredictionComparison,
+    compare_fits,
+    compare_prediction,
+    interval_ratio,
+)
 from ._fit import ScalingFit, fit_scaling
 from ._hparam_trends import (
     TREND_HPARAMS,
@@ -104,6 +111,7 @@ __all__ = [
     "ScalingRegimes",
     "compare_fits",
     "compare_prediction",
+    "interval_ratio",
     "fit_scaling",
     "median_interval",
     "median_steps",

@@ -242,6 +242,72 @@ def compare_fits(
     )
 
 
+def interval_ratio(
+    numerator: float,
+    numerator_ci: Sequence[float],
+    denominator: float,
+    denominator_ci: Sequence[float],
+) -> tuple[float, tuple[float, float]]:
+    """``numerator / denominator`` with an interval built from the two quantities' intervals.
+
+    For two estimates whose intervals are known but whose draws are not (an answer's
+    B_crit may be widened by the seed bootstrap, or read off the free bend, and a
+    measured noise scale comes with its own interval), the ratio's interval is
+    recovered from the two intervals on the log scale by the MOVER rule: each side of
+    the log ratio's interval adds in quadrature the distance from the estimate to
+    the matching end of each input interval (the numerator's lower end with the
+    denominator's upper end for the lower side, and the reverse for the upper side).
+    It keeps each interval's skew and its level, for independent estimates (two
+    studies, or a study and a noise-scale run, share no runs). An input interval
+    that is open (a low end ≤ 0 or a high end of ∞) opens the ratio's on that side.
+
+    References:
+        Zou & Donner 2008, "Construction of confidence limits about effect measures:
+        A general approach", Statistics in Medicine 27(10):1693-1702, eq. 5 (the
+        difference of two parameters; here of two logs).
+
+    Args:
+        numerator, numerator_ci: the numerator, positive, and its interval (low, high).
+        denominator, denominator_ci: the denominator, positive, and its interval.
+
+    Returns:
+        ``(ratio, (low, high))``.
+
+    Raises:
+        AnalysisError (a ValueError): a non-positive estimate, or an interval that is
+            not a pair containing its estimate.
+    """
+    top = check_positive(numerator, "numerator")
+    bottom = check_positive(denominator, "denominator")
+    top_low, top_high = _interval_around(numerator_ci, top, "numerator_ci")
+    bottom_low, bottom_high = _interval_around(denominator_ci, bottom, "denominator_ci")
+    log_ratio = math.log(top) - math.log(bottom)
+    down = math.hypot(_log_gap(top_low, top), _log_gap(bottom, bottom_high))
+    up = math.hypot(_log_gap(top, top_high), _log_gap(bottom_low, bottom))
+    return top / bottom, (_exp(log_ratio - down), _exp(log_ratio + up))
+
+
+def _interval_around(ci: Any, estimate: float, name: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in ci)
+    except (TypeError, ValueError):
+        raise AnalysisError(f"{name} must be a (low, high) pair, got {ci!r}") from None
+    if math.isnan(low) or math.isnan(high) or not low <= estimate <= high:
+        raise AnalysisError(f"{name} must contain its estimate ({estimate:g}), got {ci!r}")
+    return low, high
+
+
+def _log_gap(low: float, high: float) -> float:
+    """log(high) − log(low), ∞ where either end is open (low ≤ 0 or high = ∞)."""
+    if low <= 0 or math.isinf(high):
+        return math.inf
+    return math.log(high) - math.log(low)
+
+
+def _exp(x: float) -> float:
+    return 0.0 if x == -math.inf else math.inf if x == math.inf else math.exp(x)
+
+
 def _check_fit(fit: Any, name: str) -> None:
     if not isinstance(fit, ScalingFit):
         raise TypeError(f"{name} must be a ScalingFit (from fit_scaling), got {type(fit).__name__}")

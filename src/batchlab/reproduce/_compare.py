@@ -1,9 +1,10 @@
 """What several findings share: two studies' fits side by side, and the band they are read against.
 
 Findings 2 (momentum against plain SGD) and 4 (a large against a small training set)
-both fit S(B) = S_min (1 + B_crit / B) to two studies and read the ratio of their
-B_crit and S_min (McCandlish et al. 2018, Eq. 2.11; Shallue et al. 2018, Sec. 4.4-4.5);
-findings 1, 4 and 6 call a ratio inside [1/factor, factor] "the same".
+both summarize two studies as their answers do (B_crit off S_min (1 + B_crit / B), or
+off a free bend where that fits better; McCandlish et al. 2018, Eq. 2.11) and read the
+ratio of their B_crit and S_min (Shallue et al. 2018, Sec. 4.4-4.5); findings 1, 4
+and 6 call a ratio inside [1/factor, factor] "the same".
 """
 
 from __future__ import annotations

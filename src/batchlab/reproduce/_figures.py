@@ -56,14 +56,20 @@ def _log_axes(axes: Axes, xlabel: str, ylabel: str) -> None:
 
 
 def _curve(axes: Axes, fit: FitSummary, color: str, label: str, scale: float = 1.0) -> None:
-    """Measured steps-to-target (dots) and the fitted S(B) (line), both divided by ``scale``."""
+    """Measured steps-to-target (dots) and the curve B_crit is read off (line), both / ``scale``."""
     reached = [(b, s) for b, s in zip(fit.batch_sizes, fit.steps, strict=True) if s is not None]
     xs, ys = zip(*reached, strict=True)
+    bend = ", free bend" if fit.b_crit_model == "free bend" else ""
     axes.plot(
-        xs, np.array(ys) / scale, "o", color=color, label=f"{label} (B_crit {fit.b_crit:.3g})"
+        xs,
+        np.array(ys) / scale,
+        "o",
+        color=color,
+        label=f"{label} (B_crit {fit.b_crit:.3g}{bend})",
     )
     grid = np.geomspace(min(fit.batch_sizes), max(fit.batch_sizes), 100)
-    axes.plot(grid, (1 + fit.b_crit / grid) * (fit.s_min / scale), "-", color=color, alpha=0.7)
+    curve = np.array([fit.predict_steps(b) for b in grid])
+    axes.plot(grid, curve / scale, "-", color=color, alpha=0.7)
 
 
 def _curves_figure(

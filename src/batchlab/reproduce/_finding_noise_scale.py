@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis import AnalysisError, compare_prediction
+from ..analysis import AnalysisError, interval_ratio
 from ._compare import fmt_band
 from ._curves import Curve
 from ._fits import (
@@ -59,7 +59,7 @@ _Z95 = 1.959963984540054
 
 @dataclass(frozen=True, kw_only=True)
 class NoiseRow:
-    """One model: B_simple over its run against its fitted B_crit.
+    """One model: B_simple over its run against its B_crit (the study's answer).
 
     Attributes:
         optimizer: the study's optimizer; ``judged`` is False for an adaptive one.
@@ -120,8 +120,9 @@ class NoiseFinding:
     def criterion(self) -> str:
         return (
             "per model trained with an SGD-family optimizer, B_simple averaged over the run "
-            "to the target (geometric mean of its checkpoints), divided by the fitted "
-            "B_crit, with a 95% interval: it agrees if the interval overlaps "
+            "to the target (geometric mean of its checkpoints), divided by the study's "
+            "B_crit (its answer's: the hyperbola's, or a free bend's where that fits the "
+            "rungs better), with a 95% interval: it agrees if the interval overlaps "
             f"{fmt_band(self.factor)} and is narrower than a factor of {fmt(WIDE_RATIO)}. "
             "The band is McCandlish et al.'s own claim, agreement to within an order of "
             "magnitude. Held if every such model agrees; did not hold if any model's "
@@ -158,16 +159,25 @@ def trajectory_average(
 def _reading(
     fit: FitSummary, b_simple: float, ci: tuple[Any, Any] | None, factor: float
 ) -> tuple[float, tuple[float, float] | None, str]:
-    """B_simple / B_crit, its interval and its reading (see :class:`NoiseRow`)."""
+    """B_simple / B_crit, its interval and its reading (see :class:`NoiseRow`).
+
+    B_crit is the study's answer (:attr:`FitSummary.b_crit`); the interval combines
+    its interval with B_simple's (:func:`batchlab.analysis.interval_ratio`). An end of
+    B_simple's interval that is ``None`` is open (0 or ∞); without an interval (a
+    checkpoint without one), the reading is ``"unclear"``.
+    """
+    ratio = b_simple / fit.b_crit
+    if ci is None:
+        return ratio, None, "unclear"
+    low, high = (d if v is None else v for v, d in zip(ci, (0.0, math.inf), strict=True))
     try:
-        comparison = compare_prediction(fit.fit, b_simple, ci, factor=factor)
+        ratio, ratio_ci = interval_ratio(b_simple, (low, high), fit.b_crit, fit.b_crit_ci)
     except AnalysisError:
-        comparison = compare_prediction(fit.fit, b_simple, None, factor=factor)
-        return comparison.ratio, None, "unclear"
-    ratio_ci = comparison.ratio_ci
+        return ratio, None, "unclear"
+    agrees = ratio_ci[0] <= factor and ratio_ci[1] >= 1.0 / factor
     wide = ratio_ci[1] / ratio_ci[0] > WIDE_RATIO if ratio_ci[0] > 0 else True
-    status = "disagrees" if not comparison.agrees else "unclear" if wide else "agrees"
-    return comparison.ratio, ratio_ci, status
+    status = "disagrees" if not agrees else "unclear" if wide else "agrees"
+    return ratio, ratio_ci, status
 
 
 def _noise_row(
@@ -223,7 +233,7 @@ def evaluate_noise_scale(
     curves: Mapping[str, Curve],
     factor: float = 10.0,
 ) -> NoiseFinding:
-    """B_simple at checkpoints of a run to the target against each model's fitted B_crit.
+    """B_simple at checkpoints of a run to the target against each model's B_crit (its study's answer).
 
     Args:
         records: :func:`~batchlab.reproduce.run_noise_job` records whose checkpoints hold

@@ -12,7 +12,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..analysis import ScalingFit, ScalingRegimes, compare_fits, summarize_ladder
+from ..analysis import (
+    BatchSizeAnswer,
+    ScalingFit,
+    ScalingRegimes,
+    interval_ratio,
+    summarize_ladder,
+)
 from ._curves import Curve
 
 logger = logging.getLogger(__name__)
@@ -63,18 +69,25 @@ def fmt_signed(value: float | None, digits: int = 3) -> str:
 
 @dataclass(frozen=True)
 class FitSummary:
-    """One study's fitted S(B) = S_min (1 + B_crit / B) and its regimes.
+    """One study's B_crit as its answer gives it, its fitted hyperbola and its regimes.
 
-    The numbers are read from ``fit`` and ``regimes`` (what
-    :func:`batchlab.analysis.summarize_ladder` computed), not copied.
+    The numbers are read from ``answer``, ``fit`` and ``regimes`` (what
+    :func:`batchlab.analysis.summarize_ladder` computed), not copied. B_crit and its
+    interval are the answer's, as the study's CLI, report and results.json give
+    them: the hyperbola's S_min (1 + B_crit / B), or a bend of free sharpness where
+    that fits the rungs better (``b_crit_model``). S_min, E_min and the regimes are
+    the hyperbola's.
 
     Attributes:
         study, workload, optimizer: what was fitted.
         batch_sizes, steps: the whole ladder (``None``: rung never reached the target).
         tol: the regime tolerance.
-        fit: the analysis' fit (for ratios with other fits).
+        fit: the analysis' fit of the hyperbola.
         regimes: the analysis' regimes.
-        b_crit, b_crit_ci, s_min, s_min_ci, e_min: the fit (95% bootstrap intervals).
+        answer: the analysis' answer (it identifies B_crit: see :func:`summarize_fit`).
+        b_crit, b_crit_ci, b_crit_model: the answer's B_crit, its 95% interval, and
+            the curve it is read off.
+        s_min, s_min_ci, e_min: the hyperbola's (95% bootstrap intervals).
         at_bound: B_crit is not identified (no bend in the data).
         perfect, diminishing, maximal, unreached: rungs by regime.
         ideal_batch_size: largest rung in perfect scaling.
@@ -89,14 +102,28 @@ class FitSummary:
     # The fit follows from the ladder and tol (fixed seed): comparing those compares it.
     fit: ScalingFit = field(repr=False, compare=False)
     regimes: ScalingRegimes = field(repr=False, compare=False)
+    answer: BatchSizeAnswer = field(repr=False, compare=False)
 
     @property
     def b_crit(self) -> float:
-        return self.fit.b_crit
+        return self.answer.b_crit if self.answer.b_crit is not None else self.fit.b_crit
 
     @property
     def b_crit_ci(self) -> tuple[float, float]:
-        return self.fit.b_crit_ci
+        ci = self.answer.b_crit_ci
+        return ci if ci is not None else self.fit.b_crit_ci
+
+    @property
+    def b_crit_model(self) -> str:
+        """``"hyperbola"`` or ``"free bend"``: the curve B_crit is read off."""
+        return self.answer.b_crit_model
+
+    def predict_steps(self, batch_size: float) -> float:
+        """S(B) on the curve B_crit is read off (the free bend's where the answer took it)."""
+        knee = self.answer.free_bend
+        if knee is not None:
+            return knee.predict_steps(batch_size)
+        return self.fit.s_min * (1.0 + self.fit.b_crit / batch_size)
 
     @property
     def s_min(self) -> float:
@@ -172,6 +199,7 @@ def summarize_fit(curve: Curve, tol: float = 0.25) -> FitSummary | None:
         tol=tol,
         fit=ladder.fit,
         regimes=ladder.regimes,
+        answer=ladder.answer,
     )
 
 
@@ -213,10 +241,16 @@ WIDE_RATIO = 16.0
 
 
 def fit_ratio(reference: FitSummary, other: FitSummary, what: str = "b_crit") -> Ratio:
-    """``other``'s B_crit (or S_min) over ``reference``'s, with its interval."""
-    comparison = compare_fits(reference.fit, other.fit, confidence=CONFIDENCE)
+    """``other``'s B_crit (or S_min) over ``reference``'s, with its interval.
+
+    The interval is built from the two studies' own intervals
+    (:func:`batchlab.analysis.interval_ratio`), the ones the document prints, so it
+    carries everything they do: the seed bootstrap, and for B_crit the free bend's
+    fit where the answer took it.
+    """
     if what == "b_crit":
-        value, ci = comparison.b_crit_ratio, comparison.b_crit_ratio_ci
+        parts = (other.b_crit, other.b_crit_ci, reference.b_crit, reference.b_crit_ci)
     else:
-        value, ci = comparison.s_min_ratio, comparison.s_min_ratio_ci
+        parts = (other.s_min, other.s_min_ci, reference.s_min, reference.s_min_ci)
+    value, ci = interval_ratio(*parts)
     return Ratio(other.study, reference.study, value, ci)

@@ -149,19 +149,23 @@ def run_jobs(
     *,
     workers: int,
     report: Callable[[int, int], None],
-) -> None:
-    """Run the jobs not done yet (``workers`` processes), writing each result as it finishes."""
+) -> int:
+    """Run the jobs not done yet (``workers`` processes), writing each result as it finishes.
+
+    Returns:
+        How many jobs ran (0 when every job was already done).
+    """
     todo = [job for job in jobs if not _job_done(_job_file(out, stage, job.key), job)]
     done = len(jobs) - len(todo)
     report(done, len(jobs))
     if not todo:
-        return
+        return 0
     if workers == 1 or len(todo) == 1:
         for job in todo:
             atomic_write_json(_job_file(out, stage, job.key), function(job))
             done += 1
             report(done, len(jobs))
-        return
+        return len(todo)
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     # Longest first: the pool then ends with the short runs and no worker idles long.
@@ -187,6 +191,7 @@ def run_jobs(
             for future in pending:
                 future.cancel()
             raise
+    return len(todo)
 
 
 def _read_jobs(out: Path, stage: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -317,8 +322,9 @@ def run_plan(
     ):
         started = time.perf_counter()
         jobs = plan_jobs(plan, curves)
-        run_jobs(jobs, function, out, stage, workers=workers, report=reporter(title, index))
-        seconds[title] = time.perf_counter() - started
+        # A stage whose jobs were all done keeps the time of the run that did them.
+        if run_jobs(jobs, function, out, stage, workers=workers, report=reporter(title, index)):
+            seconds[title] = time.perf_counter() - started
         records[stage] = _read_jobs(out, stage, [job.key for job in jobs])
     measurements = Measurements(
         curves=curves,

@@ -62,14 +62,17 @@ HTML report (`{{ run.out_dir }}/index.html`, one report per study and comparison
 **Claim** (Shallue et al. 2018). Steps-to-target S(B) falls as 1/B at small batch sizes
 (perfect scaling), then more slowly (diminishing returns), then not at all (maximal
 data parallelism), and where these bends lie depends on the model. Here the bend is
-B_crit of the fit S(B) = S_min (1 + B_crit/B) (McCandlish et al. 2018); a rung is in
-perfect scaling if B ≤ {{ tol | fmt }}·B_crit and in maximal data parallelism if
-B ≥ B_crit/{{ tol | fmt }}.
+B_crit as each study's answer gives it: of the fit S(B) = S_min (1 + B_crit/B)
+(McCandlish et al. 2018), or of S_min (1 + (B_crit/B)^α)^(1/α) where a bend of free
+sharpness α fits the rungs better ("free bend", with the hyperbola's B_crit beside
+it). The regimes are the hyperbola's: a rung is in perfect scaling if
+B ≤ {{ tol | fmt }}·B_crit and in maximal data parallelism if B ≥ B_crit/{{ tol | fmt }},
+with the hyperbola's B_crit.
 
 | study | workload | optimizer | target | B_crit [95% CI] | S_min [95% CI] | perfect | diminishing | maximal | unreached |
 |---|---|---|---|---|---|---|---|---|---|
 {% for fit in f.fits %}
-| {{ fit.study }} | {{ fit.workload }} | {{ fit.optimizer }} | {{ studies[fit.study].target }} | {{ fit.b_crit | fmt }} {{ fit.b_crit_ci | fmt_ci }}{% if fit.at_bound %} (not identified){% endif %} | {{ fit.s_min | fmt }} {{ fit.s_min_ci | fmt_ci }} | {{ fit.perfect | rungs }} | {{ fit.diminishing | rungs }} | {{ fit.maximal | rungs }} | {{ fit.unreached | rungs }} |
+| {{ fit.study }} | {{ fit.workload }} | {{ fit.optimizer }} | {{ studies[fit.study].target }} | {{ fit.b_crit | fmt }} {{ fit.b_crit_ci | fmt_ci }}{% if fit.at_bound %} (not identified){% endif %}{% if fit.b_crit_model == "free bend" %} (free bend; hyperbola {{ fit.fit.b_crit | fmt }}){% endif %} | {{ fit.s_min | fmt }} {{ fit.s_min_ci | fmt_ci }} | {{ fit.perfect | rungs }} | {{ fit.diminishing | rungs }} | {{ fit.maximal | rungs }} | {{ fit.unreached | rungs }} |
 {% endfor %}
 {% for name in f.missing %}
 | {{ name }} | {{ studies[name].workload }} | {{ studies[name].optimizer }} | {{ studies[name].target }} | no fit (fewer than 3 rungs reached the target) | | | | | |
@@ -114,7 +117,7 @@ only the optimizer (and its learning-rate range) differs.
 
 | | {{ f.sgd_study }} | {{ f.momentum_study }} | ratio (momentum / SGD) [95% CI] |
 |---|---|---|---|
-| B_crit | {{ f.sgd.b_crit | fmt if f.sgd else "—" }} | {{ f.momentum.b_crit | fmt if f.momentum else "—" }} | {% if f.b_crit_ratio %}{{ f.b_crit_ratio.value | fmt }} {{ f.b_crit_ratio.ci | fmt_ci }}{% else %}—{% endif %} |
+| B_crit | {{ f.sgd.b_crit | fmt if f.sgd else "—" }}{% if f.sgd and f.sgd.b_crit_model == "free bend" %} (free bend){% endif %} | {{ f.momentum.b_crit | fmt if f.momentum else "—" }}{% if f.momentum and f.momentum.b_crit_model == "free bend" %} (free bend){% endif %} | {% if f.b_crit_ratio %}{{ f.b_crit_ratio.value | fmt }} {{ f.b_crit_ratio.ci | fmt_ci }}{% else %}—{% endif %} |
 | S_min | {{ f.sgd.s_min | fmt if f.sgd else "—" }} | {{ f.momentum.s_min | fmt if f.momentum else "—" }} | {% if f.s_min_ratio %}{{ f.s_min_ratio.value | fmt }} {{ f.s_min_ratio.ci | fmt_ci }}{% else %}—{% endif %} |
 
 {{ figure(f.number, "Steps to target with plain SGD and with momentum, with the fits.") }}
@@ -172,7 +175,7 @@ training examples (same validation set, target, search and budget).
 | study | training examples | B_crit [95% CI] | S_min [95% CI] |
 |---|---|---|---|
 {% for name, size, fit in [(f.small_study, f.small_size, f.small), (f.large_study, f.large_size, f.large)] %}
-| {{ name }} | {{ size | fmt }} | {% if fit %}{{ fit.b_crit | fmt }} {{ fit.b_crit_ci | fmt_ci }} | {{ fit.s_min | fmt }} {{ fit.s_min_ci | fmt_ci }}{% else %}no fit | —{% endif %} |
+| {{ name }} | {{ size | fmt }} | {% if fit %}{{ fit.b_crit | fmt }} {{ fit.b_crit_ci | fmt_ci }}{% if fit.b_crit_model == "free bend" %} (free bend; hyperbola {{ fit.fit.b_crit | fmt }}){% endif %} | {{ fit.s_min | fmt }} {{ fit.s_min_ci | fmt_ci }}{% else %}no fit | —{% endif %} |
 {% endfor %}
 {% if f.b_crit_ratio %}
 | ratio large / small | | {{ f.b_crit_ratio.value | fmt }} {{ f.b_crit_ratio.ci | fmt_ci }} | {{ f.s_min_ratio.value | fmt }} {{ f.s_min_ratio.ci | fmt_ci }} |
