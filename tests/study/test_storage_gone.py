@@ -66,3 +66,23 @@ def test_python_run_of_a_study_whose_sqlite_file_is_gone_is_refused(tmp_path, li
         Study.load(study.directory).run()
     assert str(database.resolve()) in str(error.value)
     assert snapshot(study.directory) == before
+
+
+def test_preparing_a_started_study_again_lists_the_storages_studies_once(
+    tmp_path, linreg_study, monkeypatch
+):
+    # The checks before re-planning (its trials are there; its confirmations can grow)
+    # share one listing of the storage's studies: on a remote database each is a query.
+    import optuna
+
+    started(tmp_path, linreg_study)
+    listing = optuna.study.get_all_study_names
+    calls = []
+
+    def counted(storage):
+        calls.append(storage)
+        return listing(storage)
+
+    monkeypatch.setattr(optuna.study, "get_all_study_names", counted)
+    Study(StudyConfig.model_validate(linreg_study), tmp_path / "study").prepare()
+    assert len(calls) == 1

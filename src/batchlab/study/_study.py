@@ -176,8 +176,7 @@ class Study:
         (:meth:`_require_trials`): planning it afresh would silently start over.
         """
         if (self.directory / CONFIG_FILE).exists():
-            self._require_trials()
-            self._require_growable()
+            self._require_growable(self._require_trials())
         validate_against_workload(self.config, self.workload())
         self.storage_url  # noqa: B018 - validates a configured storage path first
         created = not self.directory.exists()
@@ -192,11 +191,13 @@ class Study:
                 self._storage_handle = None
             raise
 
-    def _require_growable(self) -> None:
+    def _require_growable(self, names: set[str] | None) -> None:
         """Refuse, before anything is written, a config whose confirmations cannot grow
-        on the studies already planned (:func:`confirmation_growth_error`)."""
+        on the studies already planned (``names``: the storage's study names, read here
+        if ``None``; :func:`confirmation_growth_error`)."""
         storage = self._storage()
-        names = set(optuna.study.get_all_study_names(storage))
+        if names is None:
+            names = set(optuna.study.get_all_study_names(storage))
         for rung in plan_rungs(self.config):
             if rung.study_name in names:
                 study = optuna.load_study(study_name=rung.study_name, storage=storage)
@@ -251,8 +252,12 @@ class Study:
                     slot,
                 )
 
-    def _require_trials(self) -> None:
+    def _require_trials(self) -> set[str] | None:
         """Open the storage of a started study, refusing one that no longer holds it.
+
+        Returns:
+            The names of the studies the storage holds, read when it opens it
+            (``None``: it was open already, and nothing was read).
 
         Raises:
             StorageError: the journal (or SQLite) file is missing, or the storage
@@ -260,7 +265,7 @@ class Study:
                 created or written.
         """
         if self._storage_handle is not None:
-            return
+            return None
         url = self.storage_url
         path = journal_path(url)
         if path is None and url.startswith("sqlite:///"):
@@ -268,12 +273,14 @@ class Study:
         if path is not None and not path.exists():
             raise self._trials_gone(f"its storage file {path} does not exist")
         names = {rung.study_name for rung in plan_rungs(self.config)}
-        if not names & set(optuna.study.get_all_study_names(self._storage())):
+        stored = set(optuna.study.get_all_study_names(self._storage()))
+        if not names & stored:
             self._storage_handle = None
             where = f"the file {path}" if path is not None else redact_url(url)
             raise self._trials_gone(
                 f"{where} holds none of its {len(names)} rung studies (e.g. {min(names)!r})"
             )
+        return stored
 
     def _trials_gone(self, why: str) -> StorageError:
         if not (self.directory / CONFIG_FILE).exists():
