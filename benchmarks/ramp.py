@@ -31,7 +31,13 @@ ramp (branches included), the one with the fewest steps; the summary gives the m
 over seeds of steps and examples with a 95% t-interval (Student's t, n-1 dof) and the
 mean step ratio ramp/best-fixed.
 
+With ``--carry-ratio`` the ramp calibrates on the first seed only; later seeds start
+from that run's ratio r̂ and branch no more (``prior_ratio``): a ratio measured once for
+a model and optimizer, reused by its later runs. Their "branches included" rows then
+hold no branches; the first seed's row holds the calibration's whole cost.
+
 Run:  python benchmarks/ramp.py                        # both workloads, seeds 0 1 2
+      python benchmarks/ramp.py --carry-ratio           # calibrate once, reuse the ratio
       python benchmarks/ramp.py --workloads mnist1d-cnn --seeds 0 --lr-grid 1
 """
 
@@ -56,8 +62,14 @@ from batchlab.workloads import get_workload
 
 
 def ramp_run(work: Any, cfg: dict[str, Any], base_lr: float, max_lr_factor: float,
-             args: argparse.Namespace, seed: int) -> tuple[Outcome, Outcome, RampResult]:  # fmt: skip
-    """The closed-loop ramp; (training only, branches included, the full result)."""
+             args: argparse.Namespace, seed: int,
+             carried: float | None = None) -> tuple[Outcome, Outcome, RampResult]:  # fmt: skip
+    """The closed-loop ramp; (training only, branches included, the full result).
+
+    With ``carried`` (r̂ = B_crit/B_simple from an earlier run of the same workload and
+    optimizer), the ramp starts from that ratio and branches no more (``prior_ratio``,
+    ``max_calibrations = 0``): the calibration's cost was paid once, in that run.
+    """
     started = time.perf_counter()
     micro = cfg["base_batch_size"] // 2
     hparams = {**cfg["hparams"], "lr": base_lr}
@@ -66,7 +78,9 @@ def ramp_run(work: Any, cfg: dict[str, Any], base_lr: float, max_lr_factor: floa
         max_batch_size=max(cfg["batch_sizes"]), fraction=args.fraction,
         lr_rule=args.lr_rule or cfg["lr_rule"], max_lr_factor=max_lr_factor,
         max_steps=cfg["max_steps"], eval_every=cfg["eval_every"], update_every=args.update_every,
-        min_steps=args.min_steps, ema_decay=args.ema_decay, max_calibrations=args.max_calibrations,
+        min_steps=args.min_steps, ema_decay=args.ema_decay,
+        max_calibrations=args.max_calibrations if carried is None else 0,
+        prior_ratio=1.0 if carried is None else carried,
         calibration_gap=args.calibration_gap, branch_factors=args.branch_factors,
         branch_improvement=args.branch_improvement, branch_max_steps=args.branch_max_steps,
         seed=seed,
@@ -109,6 +123,9 @@ def main() -> None:
     parser.add_argument("--branch-improvement", type=float, default=0.05)
     parser.add_argument("--branch-max-steps", type=int, default=150)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--carry-ratio", action="store_true",
+                        help="calibrate on the first seed only; later seeds start from its "
+                             "ratio B_crit/B_simple and branch no more")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"batchlab {bl.__version__}, torch {torch.__version__}, Python {sys.version.split()[0]}, "
@@ -120,6 +137,7 @@ def main() -> None:
         cfg = dict(DEFAULTS[name])
         if args.lr_grid:
             cfg["lr_grid"] = args.lr_grid
+        carried: float | None = None
         for seed in args.seeds:
             print(f"\n{name}, seed {seed}: target {work.target.describe()}", flush=True)
             cfg = {**cfg, "base_batch_size": DEFAULTS[name]["base_batch_size"]}
@@ -139,7 +157,11 @@ def main() -> None:
             )  # fmt: skip
             schedule = adaptive_run(work, cfg, base_lr, cap, args.fraction, schedule_args, seed)
             schedule.label = "B_simple-only"
-            train, total, result = ramp_run(work, cfg, base_lr, cap, args, seed)
+            train, total, result = ramp_run(work, cfg, base_lr, cap, args, seed, carried)
+            if carried is not None:
+                print(f"    ratio carried from seed {args.seeds[0]}: {carried:.3g} (no branches)")
+            elif args.carry_ratio and result.ratio.n:
+                carried = result.ratio.ratio
             for o in (schedule, train, total):
                 print(f"  {o.label:<14} steps {_n(o.steps):>6}  examples {_n(o.examples):>9}"
                       f"  batch sizes {o.batch_sizes}  ({o.wall_s:.0f} s)", flush=True)  # fmt: skip

@@ -125,4 +125,9 @@ def test_the_study_the_report_and_the_findings_share_one_analysis(old_study):
     )
     finding = summarize_fit(load_curve(old_study))
     assert finding is not None and finding.fit == summarize_ladder(sizes, steps, seed=FIT_SEED).fit
-    assert finding.b_crit == ladder.fit.b_crit and finding.perfect == tuple(ladder.regimes.perfect)
+    # The findings read B_crit off the answer, as the CLI and the report do.
+    assert (finding.b_crit, finding.b_crit_model) == (
+        ladder.answer.b_crit,
+        ladder.answer.b_crit_model,
+    )
+    assert finding.perfect == tuple(ladder.regimes.perfect)

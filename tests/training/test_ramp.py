@@ -149,6 +149,24 @@ def test_the_batch_waits_for_the_first_calibration_then_follows_it():
     assert not ramp.calibration_due  # B_simple has not doubled since
 
 
+def test_without_calibrations_to_come_the_batch_follows_the_prior_ratio():
+    # A ratio carried over from an earlier run: no calibration will come, so waiting
+    # for one would keep the batch forever; it follows prior_ratio · B_simple instead.
+    carried = BatchRamp(FakeTracker(1000.0), micro_batch_size=8, update_every=1, min_steps=1,
+                        max_growth=None, max_calibrations=0, prior_ratio=0.2)  # fmt: skip
+    assert not carried.calibration_due
+    run(carried, 1)
+    assert carried.batch_size == 64  # largest 16·2^j <= 0.5 · 0.2 · 1000
+    # Every calibration spent without a usable point: the same.
+    spent = BatchRamp(FakeTracker(1000.0), micro_batch_size=8, update_every=1, min_steps=1,
+                      max_growth=None, max_calibrations=1, prior_ratio=0.2)  # fmt: skip
+    run(spent, 3)
+    assert spent.batch_size == 16 and spent.calibration_due
+    spent.skip_calibration()
+    run(spent, 1)
+    assert spent.batch_size == 64
+
+
 def test_growth_is_monotone_rounded_and_capped():
     tracker = FakeTracker(1000.0)
     ramp = BatchRamp(tracker, micro_batch_size=8, max_batch_size=256, fraction=1.0,

@@ -185,6 +185,9 @@ class BatchRamp(AccumulationGrowth):
     or any multiple; capped at ``max_batch_size`` and at ``max_growth`` × now; never
     smaller than now). Until the
     first calibration the batch stays put (``wait_for_calibration``) or follows
+    ``prior_ratio`` · B_simple; it stays put only while a calibration can still come:
+    with ``max_calibrations = 0`` (a ratio carried over from an earlier run as
+    ``prior_ratio``), or every calibration spent without a usable point, it follows
     ``prior_ratio`` · B_simple. A calibration is due at the first update once the
     tracker has ``min_steps`` steps, and again whenever B_simple has grown by
     ``recalibrate_growth`` since the last one and ``calibration_gap`` steps have
@@ -226,7 +229,8 @@ class BatchRamp(AccumulationGrowth):
         recalibrate_growth: B_simple growth factor that calls for a new calibration, > 1.
         max_calibrations: calibrations at most, >= 0.
         calibration_gap: steps at least between two calibrations, >= 0.
-        wait_for_calibration: keep the batch until the first calibration point.
+        wait_for_calibration: keep the batch until the first calibration point (while
+            one can still come).
         prior_ratio: r before any calibration, > 0.
         confidence: level of the intervals.
     """
@@ -416,13 +420,23 @@ class BatchRamp(AccumulationGrowth):
         b_crit = self.b_crit
         return b_crit if math.isfinite(b_crit) else None
 
+    @property
+    def _waiting(self) -> bool:
+        """The batch waits for a first calibration point, while one can still come
+        (with ``max_calibrations`` spent, or 0, it follows ``prior_ratio`` · B_simple)."""
+        return (
+            self.wait_for_calibration
+            and not self._points
+            and len(self._attempts) < self.max_calibrations
+        )
+
     # ----- the loop's one call ---------------------------------------------------------
 
     def step(self, *, examples: int | None = None) -> bool:
         """Count one optimizer step; maybe grow the batch. Returns True if it grew."""
         if not self._count(examples):  # examples_seen never counts the branches
             return False
-        if self.wait_for_calibration and not self._points:
+        if self._waiting:
             return False
         b_simple = self._b_simple()
         b_crit = self._estimate.ratio * b_simple
