@@ -14,6 +14,7 @@ from ._cbs import cbs_command
 from ._common import console
 from ._init import init_command
 from ._noise import noise_scale_command
+from ._ramp import ramp_command
 from ._report import report_command
 from ._reproduce import reproduce_command
 from ._study import study_app
@@ -55,6 +56,7 @@ app.command("workloads")(workloads_command)
 app.command("train")(train_command)
 app.command("noise-scale")(noise_scale_command)
 app.command("cbs")(cbs_command)
+app.command("ramp")(ramp_command)
 app.add_typer(study_app, name="study")
 app.command("report")(report_command)
 app.command("reproduce")(reproduce_command)

@@ -25,7 +25,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -257,6 +257,7 @@ def ramp_training(
     branch_eval_resolution: float = 0.1,
     n_bootstrap: int = 200,
     seed: int = 0,
+    on_eval: Callable[[int, int, float], None] | None = None,
 ) -> RampResult:
     """Train ``workload`` from scratch under a :class:`BatchRamp`, calibrating by branches.
 
@@ -291,6 +292,8 @@ def ramp_training(
         branch_eval_resolution: relative spacing of a branch's evaluations.
         n_bootstrap: bootstrap replicates of each fit.
         seed: model, data and branch seeds.
+        on_eval: called after every evaluation with (step, batch size, the target
+            metric's value), e.g. to show progress.
 
     Returns:
         A :class:`RampResult`; its ``total_*`` counts include every branch.
@@ -381,6 +384,8 @@ def ramp_training(
             model.train()
             eval_steps.append(step)
             eval_values.append(value)
+            if on_eval is not None:
+                on_eval(step, ramp.batch_size, value)
             if not math.isfinite(value):
                 status = "diverged"
                 break
