@@ -69,3 +69,28 @@ def test_bad_input_is_a_one_line_error_naming_it(args, message):
     result = runner.invoke(app, [*LINREG, *args], env=ENV)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_saved_run_carries_its_points_and_their_interval_to_the_next(tmp_path):
+    first = tmp_path / "ramp.json"
+    result = runner.invoke(app, [*LINREG, "--out", str(first)], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert f"--carry-from {first}" in " ".join(result.output.split())
+    saved = json.loads(first.read_text())
+    points = [c["point"] for c in saved["calibrations"] if c["point"]]
+    args = [*LINREG, "--carry-from", str(first), "--max-calibrations", "0", "--seed", "1"]
+    result = runner.invoke(app, [*args, "--json"], env=ENV)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["carried"] == points and data["calibrations"] == []
+    assert data["ratio"] == saved["ratio"]  # the same points, the same r̂ and interval
+    assert data["changes"] and data["changes"][0]["ratio"] == pytest.approx(saved["ratio"]["ratio"])
+
+
+def test_carry_from_a_file_that_is_not_a_ramp_run_names_the_option(tmp_path):
+    bad = tmp_path / "other.json"
+    bad.write_text('{"kind": "batchlab-cbs"}')
+    for path in (bad, tmp_path / "missing.json"):
+        result = runner.invoke(app, [*LINREG, "--carry-from", str(path)], env=ENV)
+        assert result.exit_code == 2, result.output
+        assert "--carry-from" in result.output and "Traceback" not in result.output

@@ -167,6 +167,24 @@ def test_without_calibrations_to_come_the_batch_follows_the_prior_ratio():
     assert spent.batch_size == 64
 
 
+def test_carried_points_set_the_ratio_with_their_interval_from_the_first_step():
+    # Two points from an earlier run (r = 0.2 and 0.3): r̂ and its interval are theirs
+    # from the start, the batch does not wait, and this run's point joins them.
+    earlier = [point(20.0, 0.2, b_simple=100.0), point(60.0, 0.2, b_simple=200.0)]
+    ramp = BatchRamp(FakeTracker(1000.0), micro_batch_size=8, update_every=1, min_steps=1,
+                     max_growth=None, carried=earlier)  # fmt: skip
+    assert ramp.ratio == estimate_ratio(earlier)
+    assert math.isfinite(ramp.ratio.log_ratio_se) and ramp.ratio.n == 2
+    run(ramp, 1)
+    r = estimate_ratio(earlier).ratio  # about 0.245: target 0.5 · 245 = 122
+    assert ramp.batch_size == 64 and ramp.history[-1].ratio == pytest.approx(r)
+    assert ramp.calibration_due and ramp.calibrations == []  # this run's own come on top
+    ramp.add_calibration(300.0, (150.0, 600.0))
+    assert ramp.ratio == estimate_ratio([*earlier, ramp.calibrations[0]])
+    with pytest.raises(TypeError, match="carried"):
+        BatchRamp(FakeTracker(), micro_batch_size=8, carried=[0.2])
+
+
 def test_growth_is_monotone_rounded_and_capped():
     tracker = FakeTracker(1000.0)
     ramp = BatchRamp(tracker, micro_batch_size=8, max_batch_size=256, fraction=1.0,

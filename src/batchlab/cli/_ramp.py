@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,8 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .._io import atomic_write_json
 from ..optim import check_optimizer_name
-from ..training import RampResult, ramp_training
+from ..training import CalibrationPoint, RampResult, ramp_training
 from ..workloads import get_workload, on_device, workload_device
 from ._common import (
     DeviceOption,
@@ -59,6 +62,25 @@ def _calibrations_table(result: RampResult) -> Table:
     return table
 
 
+def read_carried(path: Path) -> list[CalibrationPoint]:
+    """The calibration points of an earlier ``batchlab ramp --out`` (its carried ones too)."""
+    try:
+        data = json.loads(path.read_text())
+        raw = [*data.get("carried", []), *(c["point"] for c in data["calibrations"] if c["point"])]
+        points = [CalibrationPoint.from_dict(p) for p in raw]
+    except FileNotFoundError:
+        raise ValueError(f"--carry-from: no file {path}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(
+            f"--carry-from: {path} is not the output of `batchlab ramp --out` ({error})"
+        ) from None
+    if not points:
+        raise ValueError(
+            f"--carry-from: {path} holds no calibration point (its calibrations gave no fit)"
+        )
+    return points
+
+
 def ramp_command(
     workload: Annotated[
         str, typer.Option(help="Built-in name or module:function.")
@@ -90,6 +112,16 @@ def ramp_command(
         float,
         typer.Option(help="B_crit / B_simple before any calibration (e.g. a carried r̂)."),
     ] = 1.0,
+    carry_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from the calibration points of an earlier run's --out file "
+            "(same model and optimizer): r̂ with its interval."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the run as JSON to this file.")
+    ] = None,
     branch_improvement: Annotated[
         float, typer.Option(help="Improvement every branch must reach (relative for a loss).")
     ] = 0.1,
@@ -113,12 +145,13 @@ def ramp_command(
 
     Examples:
 
-      batchlab ramp --workload shakespeare-char --micro-batch-size 8 --branch-improvement 0.05
+      batchlab ramp --workload shakespeare-char --micro-batch-size 8 --out runs/ramp.json
 
-      batchlab ramp --workload shakespeare-char --micro-batch-size 8 --prior-ratio 2.5 --max-calibrations 0
+      batchlab ramp --workload shakespeare-char --micro-batch-size 8 --carry-from runs/ramp.json --max-calibrations 0 --seed 1
     """
-    out = human_console(as_json)
+    console = human_console(as_json)
     with cli_errors():
+        carried = [] if carry_from is None else read_carried(carry_from)
         target_device, _ = device_options(device, "fp32")
         work = get_workload(workload, parse_params(param), workload_path or ())
         hparams = dict(work.default_hparams)
@@ -132,7 +165,7 @@ def ramp_command(
         if max_batch_size is None and work.train_size is not None:
             max_batch_size = work.train_size
         work = on_device(work, target_device)
-        out.print(
+        console.print(
             f"Ramp on [bold]{work.name}[/] with {name} {hparams}, from batch "
             f"{2 * micro_batch_size}, target {work.target.describe()}, "
             f"on {workload_device(work)}"
@@ -142,7 +175,7 @@ def ramp_command(
             BarColumn(),
             TextColumn("step {task.completed}/{task.total}"),
             TimeElapsedColumn(),
-            console=out,
+            console=console,
         ) as progress:
             task = progress.add_task("training", total=budget)
 
@@ -157,18 +190,20 @@ def ramp_command(
                 work, optimizer=name, hparams=hparams, micro_batch_size=micro_batch_size,
                 max_batch_size=max_batch_size, fraction=fraction, max_steps=budget,
                 eval_every=eval_every, max_calibrations=max_calibrations,
-                prior_ratio=prior_ratio, branch_improvement=branch_improvement,
+                prior_ratio=prior_ratio, carried=carried, branch_improvement=branch_improvement,
                 branch_max_steps=branch_max_steps, seed=seed, on_eval=on_eval,
             )  # fmt: skip
+        if out is not None:
+            atomic_write_json(out, result.to_dict())
         if as_json:
             print_json(result.to_dict())
             return
         if result.changes:
-            out.print(_changes_table(result))
+            console.print(_changes_table(result))
         if result.calibrations:
-            out.print(_calibrations_table(result))
-        _print_outcome(out, result, work.target.describe())
-        _print_ratio(out, result)
+            console.print(_calibrations_table(result))
+        _print_outcome(console, result, work.target.describe())
+        _print_ratio(console, result, out)
 
 
 def _print_outcome(out: Console, result: RampResult, target: str) -> None:
@@ -187,16 +222,23 @@ def _print_outcome(out: Console, result: RampResult, target: str) -> None:
 WIDE_RATIO = 4.0
 
 
-def _print_ratio(out: Console, result: RampResult) -> None:
+def _print_ratio(out: Console, result: RampResult, path: Path | None) -> None:
     ratio = result.ratio
     if not ratio.n:
         out.print(f"r̂ = B_crit / B_simple = {ratio.ratio:.3g} (no calibration point: the prior)")
         return
     low, high = ratio.ratio_ci
+    carried = f", {len(result.carried)} of them carried in" if result.carried else ""
+    carry = (
+        f"--carry-from {path} (r̂ with its interval)"
+        if path is not None
+        else f"--prior-ratio {ratio.ratio:.3g} (or save this run with --out FILE and add "
+        "--carry-from FILE, to keep its interval)"
+    )
     out.print(
         f"r̂ = B_crit / B_simple = {ratio.ratio:.3g} (95% interval {_num(low)} to {_num(high)}, "
-        f"from {ratio.n} calibration point(s)). Later runs of this model and optimizer can "
-        f"start from it and branch no more: add --prior-ratio {ratio.ratio:.3g} "
+        f"from {ratio.n} calibration point(s){carried}). Later runs of this model and "
+        f"optimizer can start from it and branch no more: add {carry} "
         "--max-calibrations 0 to this command."
     )
     if not low > 0 or high / low > WIDE_RATIO:

@@ -23,7 +23,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,7 +188,8 @@ class BatchRamp(AccumulationGrowth):
     ``prior_ratio`` · B_simple; it stays put only while a calibration can still come:
     with ``max_calibrations = 0`` (a ratio carried over from an earlier run as
     ``prior_ratio``), or every calibration spent without a usable point, it follows
-    ``prior_ratio`` · B_simple. A calibration is due at the first update once the
+    ``prior_ratio`` · B_simple. Points ``carried`` from earlier runs count as
+    calibrations already made (with their intervals). A calibration is due at the first update once the
     tracker has ``min_steps`` steps, and again whenever B_simple has grown by
     ``recalibrate_growth`` since the last one and ``calibration_gap`` steps have
     passed (early in training the tracked B_simple can jump several-fold in a few
@@ -230,8 +231,14 @@ class BatchRamp(AccumulationGrowth):
         max_calibrations: calibrations at most, >= 0.
         calibration_gap: steps at least between two calibrations, >= 0.
         wait_for_calibration: keep the batch until the first calibration point (while
-            one can still come).
+            one can still come, and none was carried).
         prior_ratio: r before any calibration, > 0.
+        carried: calibration points carried from earlier runs of the same model and
+            optimizer (:attr:`RampResult.points <batchlab.training.RampResult.points>`):
+            they enter r̂ from the first step with their intervals, and the spread
+            between them and this run's points widens its interval (τ²), so a ratio
+            carried over keeps its uncertainty. Not part of :meth:`state_dict` (pass
+            them again when resuming).
         confidence: level of the intervals.
     """
 
@@ -258,6 +265,7 @@ class BatchRamp(AccumulationGrowth):
         calibration_gap: int = 100,
         wait_for_calibration: bool = True,
         prior_ratio: float = 1.0,
+        carried: Sequence[CalibrationPoint] = (),
         confidence: float = 0.95,
     ) -> None:
         super().__init__(
@@ -310,9 +318,10 @@ class BatchRamp(AccumulationGrowth):
         self._points: list[CalibrationPoint] = []
         # (step, B_simple) of every calibration, failed ones too
         self._attempts: list[tuple[int, float]] = []
-        self._estimate = estimate_ratio(
-            [], prior_ratio=self.prior_ratio, confidence=self.confidence
-        )
+        self._carried = tuple(carried)
+        if not all(isinstance(p, CalibrationPoint) for p in self._carried):
+            raise TypeError("carried must hold CalibrationPoint objects (e.g. RampResult.points)")
+        self._update_estimate()
 
     # ----- what the loop reads ---------------------------------------------------------
 
@@ -385,9 +394,7 @@ class BatchRamp(AccumulationGrowth):
         )
         self._points.append(point)
         self._attempts.append((self._steps, point.b_simple))
-        self._estimate = estimate_ratio(
-            self._points, prior_ratio=self.prior_ratio, confidence=self.confidence
-        )
+        self._update_estimate()
         return point
 
     def skip_calibration(self) -> None:
@@ -422,12 +429,21 @@ class BatchRamp(AccumulationGrowth):
 
     @property
     def _waiting(self) -> bool:
-        """The batch waits for a first calibration point, while one can still come
-        (with ``max_calibrations`` spent, or 0, it follows ``prior_ratio`` · B_simple)."""
+        """The batch waits for a first calibration point, while one can still come and
+        none was carried (with ``max_calibrations`` spent, or 0, it follows
+        ``prior_ratio`` · B_simple)."""
         return (
             self.wait_for_calibration
             and not self._points
+            and not self._carried
             and len(self._attempts) < self.max_calibrations
+        )
+
+    def _update_estimate(self) -> None:
+        self._estimate = estimate_ratio(
+            [*self._carried, *self._points],
+            prior_ratio=self.prior_ratio,
+            confidence=self.confidence,
         )
 
     # ----- the loop's one call ---------------------------------------------------------
@@ -513,6 +529,4 @@ class BatchRamp(AccumulationGrowth):
         ]
         if state.get("initial_lrs"):
             self._initial_lrs = [float(v) for v in state["initial_lrs"]]
-        self._estimate = estimate_ratio(
-            self._points, prior_ratio=self.prior_ratio, confidence=self.confidence
-        )
+        self._update_estimate()

@@ -132,9 +132,10 @@ class RampResult:
         examples: training examples used.
         changes: every batch-size change.
         calibrations: every calibration, with its branches.
-        ratio: the final estimate of B_crit/B_simple.
+        ratio: the final estimate of B_crit/B_simple (carried points included).
         eval_steps, eval_values: the target metric along the run.
         wall_time_s: seconds, branches included.
+        carried: the calibration points carried in from earlier runs.
     """
 
     status: RampStatus
@@ -150,6 +151,13 @@ class RampResult:
     eval_steps: tuple[int, ...] = field(default=(), repr=False)
     eval_values: tuple[float, ...] = field(default=(), repr=False)
     wall_time_s: float = 0.0
+    carried: tuple[CalibrationPoint, ...] = ()
+
+    @property
+    def points(self) -> tuple[CalibrationPoint, ...]:
+        """Every calibration point behind :attr:`ratio`, carried ones first: what a later
+        run of the same model and optimizer passes as ``carried``."""
+        return self.carried + tuple(c.point for c in self.calibrations if c.point is not None)
 
     @property
     def total_steps_to_target(self) -> int | None:
@@ -185,6 +193,7 @@ class RampResult:
             "eval_steps": list(self.eval_steps),
             "eval_values": list(self.eval_values),
             "wall_time_s": self.wall_time_s,
+            "carried": [p.to_dict() for p in self.carried],
         }
 
 
@@ -251,6 +260,7 @@ def ramp_training(
     calibration_gap: int = 100,
     recalibrate_growth: float = 2.0,
     prior_ratio: float = 1.0,
+    carried: Sequence[CalibrationPoint] = (),
     branch_factors: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
     branch_improvement: float = 0.1,
     branch_max_steps: int = 200,
@@ -282,7 +292,8 @@ def ramp_training(
         base_accumulation: micro-batches per step at the start, >= 2.
         max_batch_size: cap of the ramp (``None``: none).
         fraction, max_growth, lr_rule, seesaw, max_lr_factor, update_every, min_steps,
-        max_calibrations, calibration_gap, recalibrate_growth, prior_ratio: see :class:`BatchRamp`.
+        max_calibrations, calibration_gap, recalibrate_growth, prior_ratio, carried: see
+            :class:`BatchRamp` (``carried``: e.g. an earlier run's :attr:`RampResult.points`).
         max_steps: training step budget (default: the workload's ``default_steps``).
         eval_every: steps between evaluations of the target.
         ema_decay: the tracker's EMA (``None``: plain average).
@@ -340,7 +351,7 @@ def ramp_training(
         lr_rule=lr_rule, seesaw=seesaw, max_lr_factor=max_lr_factor, update_every=update_every,
         min_steps=min_steps, recalibrate_growth=recalibrate_growth,
         max_calibrations=max_calibrations, calibration_gap=calibration_gap,
-        prior_ratio=prior_ratio,
+        prior_ratio=prior_ratio, carried=carried,
     )  # fmt: skip
     stream = workload.train_batches(micro_batch_size, make_generator(seed))
     metric, direction = _branch_metric(workload)
@@ -409,6 +420,7 @@ def ramp_training(
         eval_steps=tuple(eval_steps),
         eval_values=tuple(eval_values),
         wall_time_s=time.perf_counter() - started,
+        carried=tuple(carried),
     )
 
 
