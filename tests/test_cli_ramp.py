@@ -13,16 +13,6 @@ LINREG = ["ramp", "--workload", "linreg", "--micro-batch-size", "4", "--max-batc
 LINREG += ["--steps", "400", "--eval-every", "5", "--branch-improvement", "0.3"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_a_calibrated_run_reports_its_cost_with_the_branches_and_how_to_carry_r():
     result = runner.invoke(app, LINREG, env=ENV)
     assert result.exit_code == 0, result.output

@@ -45,6 +45,7 @@ from rich.table import Table
 from .._device import PRECISIONS, check_precision, resolve_device
 from .._errors import BatchlabError
 from .._secrets import redact_url
+from ..optim import check_optimizer_name
 
 console = Console()
 err_console = Console(stderr=True)
@@ -224,3 +225,21 @@ def human_console(as_json: bool) -> Console:
 def print_json(data: Any) -> None:
     """``data`` as JSON on stdout (no colour, no wrapping), for scripts."""
     console.file.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def run_hparams(
+    default_hparams: dict[str, Any], optimizer: str | None, lr: float | None
+) -> tuple[str, dict[str, Any]]:
+    """The optimizer name and hyperparameters of one run from ``--optimizer`` and ``--lr``.
+
+    A workload's defaults hold for its own optimizer; another optimizer keeps only its
+    learning rate (``--lr`` overrides it).
+    """
+    hparams = dict(default_hparams)
+    default = hparams.pop("optimizer", None)
+    name = check_optimizer_name(optimizer or default)
+    if optimizer and optimizer != default:
+        hparams = {"lr": hparams["lr"]}
+    if lr is not None:
+        hparams["lr"] = lr
+    return name, hparams

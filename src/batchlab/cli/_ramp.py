@@ -13,7 +13,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .._io import atomic_write_json
-from ..optim import check_optimizer_name
 from ..training import CalibrationPoint, RampResult, ramp_training
 from ..workloads import get_workload, on_device, workload_device
 from ._common import (
@@ -25,6 +24,7 @@ from ._common import (
     human_console,
     parse_params,
     print_json,
+    run_hparams,
 )
 
 
@@ -154,13 +154,7 @@ def ramp_command(
         carried = [] if carry_from is None else read_carried(carry_from)
         target_device, _ = device_options(device, "fp32")
         work = get_workload(workload, parse_params(param), workload_path or ())
-        hparams = dict(work.default_hparams)
-        name = check_optimizer_name(optimizer or hparams.pop("optimizer"))
-        hparams.pop("optimizer", None)
-        if optimizer and optimizer != work.default_hparams.get("optimizer"):
-            hparams = {"lr": hparams["lr"]}
-        if lr is not None:
-            hparams["lr"] = lr
+        name, hparams = run_hparams(work.default_hparams, optimizer, lr)
         budget = steps if steps is not None else work.default_steps
         if max_batch_size is None and work.train_size is not None:
             max_batch_size = work.train_size

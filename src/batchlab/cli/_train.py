@@ -9,7 +9,6 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..optim import check_optimizer_name
 from ..training import RunSpec, run_training
 from ..workloads import (
     Target,
@@ -30,6 +29,7 @@ from ._common import (
     key_table,
     parse_params,
     print_json,
+    run_hparams,
 )
 
 
@@ -114,13 +114,7 @@ def train_command(
     with cli_errors():
         target_device, precision = device_options(device, precision)
         work = get_workload(workload, parse_params(param), workload_path or ())
-        hparams = dict(work.default_hparams)
-        opt_name = check_optimizer_name(optimizer or hparams.pop("optimizer"))
-        hparams.pop("optimizer", None)
-        if optimizer and optimizer != work.default_hparams.get("optimizer"):
-            hparams = {"lr": hparams["lr"]}
-        if lr is not None:
-            hparams["lr"] = lr
+        opt_name, hparams = run_hparams(work.default_hparams, optimizer, lr)
         if momentum is not None:
             hparams["momentum"] = momentum
         budget = steps if steps is not None else work.default_steps
