@@ -40,6 +40,7 @@ import tomllib
 import torch
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .._device import PRECISIONS, check_precision, resolve_device
@@ -243,3 +244,14 @@ def run_hparams(
     if lr is not None:
         hparams["lr"] = lr
     return name, hparams
+
+
+def step_progress(out: Console) -> Progress:
+    """A progress bar over a run's steps, its description set by the caller."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("step {task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=out,
+    )

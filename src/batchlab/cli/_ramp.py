@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .._io import atomic_write_json
@@ -25,6 +24,7 @@ from ._common import (
     parse_params,
     print_json,
     run_hparams,
+    step_progress,
 )
 
 
@@ -164,13 +164,7 @@ def ramp_command(
             f"{2 * micro_batch_size}, target {work.target.describe()}, "
             f"on {workload_device(work)}"
         )
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            TextColumn("step {task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with step_progress(console) as progress:
             task = progress.add_task("training", total=budget)
 
             def on_eval(step: int, batch_size: int, value: float) -> None:

@@ -6,7 +6,6 @@ import time
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..training import RunSpec, run_training
@@ -30,6 +29,7 @@ from ._common import (
     parse_params,
     print_json,
     run_hparams,
+    step_progress,
 )
 
 
@@ -139,13 +139,7 @@ def train_command(
             f"{hparams}, target {target.describe()}, on {workload_device(work)} in {precision}"
         )
         start = time.perf_counter()
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            TextColumn("step {task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with step_progress(console) as progress:
             task = progress.add_task("training", total=budget)
 
             def on_eval(step: int, metrics: dict[str, float]) -> None:
