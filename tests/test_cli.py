@@ -74,3 +74,21 @@ def test_train_reaches_the_linreg_target():
     )
     assert result.exit_code == 0, result.output
     assert "Reached excess_loss <= 0.05 at step" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["train"], "Step budget [default: the workload's]."),
+        (["ramp"], "Cap of the ramp [default: none]."),
+        (["study", "run"], "Study directory [default: runs/<name>]."),
+        (["report"], "[default: DIR/report.html for one study, else ./report.html]"),
+        (["cbs"], "[default: largest branch B]; 0 skips it."),
+    ],
+)
+def test_a_default_written_in_an_options_help_is_shown_not_eaten_as_markup(command, shown):
+    # Help text is rich markup: an unescaped "[default: ...]" is read as a style tag
+    # and vanishes, leaving "Step budget ." behind.
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert shown in " ".join(result.output.split())

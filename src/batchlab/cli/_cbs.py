@@ -149,7 +149,7 @@ def cbs_command(
     ] = None,
     improvement: Annotated[
         float | None,
-        typer.Option(help="Relative improvement of the metric, in (0, 1) [default: 0.2]."),
+        typer.Option(help="Relative improvement of the metric, in (0, 1) \\[default: 0.2]."),
     ] = None,
     improvement_delta: Annotated[
         float | None, typer.Option(help="Absolute improvement instead of --improvement.")
@@ -167,7 +167,7 @@ def cbs_command(
     noise_batch_size: Annotated[
         int | None,
         typer.Option(
-            help="Big batch of the noise-scale measurement [default: largest branch B]; 0 skips it."
+            help="Big batch of the noise-scale measurement \\[default: largest branch B]; 0 skips it."
         ),
     ] = None,
     noise_batches: Annotated[int, typer.Option(help="Batches averaged for B_simple.")] = 20,

@@ -89,20 +89,20 @@ def ramp_command(
         int, typer.Option(help="Examples per micro-batch; the run starts at 2 of them.")
     ] = 16,
     max_batch_size: Annotated[
-        int | None, typer.Option(help="Cap of the ramp [default: none].")
+        int | None, typer.Option(help="Cap of the ramp \\[default: none].")
     ] = None,
     fraction: Annotated[
         float, typer.Option(help="Grow the batch to this fraction of the calibrated B_crit.")
     ] = 0.5,
     optimizer: Annotated[
-        str | None, typer.Option(help="Optimizer name [default: the workload's].")
+        str | None, typer.Option(help="Optimizer name \\[default: the workload's].")
     ] = None,
     lr: Annotated[
         float | None,
-        typer.Option(help="Learning rate at the starting batch [default: the workload's]."),
+        typer.Option(help="Learning rate at the starting batch \\[default: the workload's]."),
     ] = None,
     steps: Annotated[
-        int | None, typer.Option(help="Step budget [default: the workload's].")
+        int | None, typer.Option(help="Step budget \\[default: the workload's].")
     ] = None,
     eval_every: Annotated[int, typer.Option(help="Evaluate every this many steps.")] = 10,
     max_calibrations: Annotated[

@@ -25,7 +25,7 @@ def report_command(
         typer.Option(
             "--out",
             "-o",
-            help="HTML file to write [default: DIR/report.html for one study, else ./report.html].",
+            help="HTML file to write \\[default: DIR/report.html for one study, else ./report.html].",
         ),
     ] = None,
     title: Annotated[str | None, typer.Option(help="Page title.")] = None,

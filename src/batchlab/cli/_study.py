@@ -325,7 +325,7 @@ WorkersOption = Annotated[
         "-w",
         min=1,
         help="Local worker processes (each gets cores/N threads) "
-        "[default: one per GPU on CUDA, else 1].",
+        "\\[default: one per GPU on CUDA, else 1].",
     ),
 ]
 #: ``--device`` of the study commands: unset means the config's ``performance.device``.
@@ -334,7 +334,7 @@ StudyDeviceOption = Annotated[
     typer.Option(
         "--device",
         help="Where trials train: auto (CUDA if seen), cpu, cuda (workers spread over "
-        "the GPUs) or cuda:N [default: the config's performance.device, auto].",
+        "the GPUs) or cuda:N \\[default: the config's performance.device, auto].",
     ),
 ]
 ThreadsOption = Annotated[
@@ -342,7 +342,7 @@ ThreadsOption = Annotated[
     typer.Option(
         "--threads",
         min=1,
-        help="torch threads per worker [default: this process's with 1 worker, cores/N with N].",
+        help="torch threads per worker \\[default: this process's with 1 worker, cores/N with N].",
     ),
 ]
 ForceOption = Annotated[
@@ -355,7 +355,7 @@ FailFastOption = Annotated[bool, typer.Option(help="Stop at the first trial that
 def run_command(
     config: Annotated[Path, typer.Argument(help="Study config (TOML); see examples/.")],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Study directory [default: runs/<name>].")
+        Path | None, typer.Option("--out", "-o", help="Study directory \\[default: runs/<name>].")
     ] = None,
     workers: WorkersOption = None,
     device: StudyDeviceOption = None,

@@ -81,13 +81,13 @@ def train_command(
     ] = "mnist1d-cnn",
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 128,
     steps: Annotated[
-        int | None, typer.Option(help="Step budget [default: the workload's].")
+        int | None, typer.Option(help="Step budget \\[default: the workload's].")
     ] = None,
     optimizer: Annotated[
-        str | None, typer.Option(help="Optimizer name [default: the workload's].")
+        str | None, typer.Option(help="Optimizer name \\[default: the workload's].")
     ] = None,
     lr: Annotated[
-        float | None, typer.Option(help="Learning rate [default: the workload's].")
+        float | None, typer.Option(help="Learning rate \\[default: the workload's].")
     ] = None,
     momentum: Annotated[
         float | None, typer.Option(help="Momentum (momentum methods, LARS).")
