@@ -160,6 +160,7 @@ def test_interval_ratio_pairs_each_side_with_the_matching_end_of_the_other():
 
 def test_interval_ratio_opens_on_the_side_of_an_open_input():
     assert interval_ratio(8.0, (0.0, 10.0), 4.0, (3.0, 5.0))[1][0] == 0.0
+    assert interval_ratio(8.0, (None, 10.0), 4.0, (3.0, 5.0))[1][0] == 0.0  # None: open
     assert interval_ratio(8.0, (6.0, 10.0), 4.0, (3.0, math.inf))[1][0] == 0.0
     assert interval_ratio(8.0, (6.0, math.inf), 4.0, (3.0, 5.0))[1] == pytest.approx(
         (8 / 4 * math.exp(-math.hypot(math.log(8 / 6), math.log(5 / 4))), math.inf)

@@ -153,7 +153,11 @@ def compare_prediction(
     if b_simple_ci is None:
         log_b_simple = np.array([math.log(b_simple)])
     else:
-        ci = _check_interval(b_simple_ci, b_simple)
+        ci = _check_interval(b_simple_ci, b_simple, "b_simple_ci", "b_simple")
+        if ci[0] <= 0 and not math.isfinite(ci[1]):
+            raise AnalysisError(
+                f"b_simple_ci must have a finite positive bound, got ({ci[0]:g}, {ci[1]:g})"
+            )
         sigma = _log_normal_sigma(b_simple, ci, level)
         log_b_simple = math.log(b_simple) + sigma * rng.standard_normal(log_b_crit.size)
     ratio = b_simple / fit.b_crit
@@ -244,9 +248,9 @@ def compare_fits(
 
 def interval_ratio(
     numerator: float,
-    numerator_ci: Sequence[float],
+    numerator_ci: Sequence[float | None],
     denominator: float,
-    denominator_ci: Sequence[float],
+    denominator_ci: Sequence[float | None],
 ) -> tuple[float, tuple[float, float]]:
     """``numerator / denominator`` with an interval built from the two quantities' intervals.
 
@@ -267,7 +271,8 @@ def interval_ratio(
         difference of two parameters; here of two logs).
 
     Args:
-        numerator, numerator_ci: the numerator, positive, and its interval (low, high).
+        numerator, numerator_ci: the numerator, positive, and its interval (low, high;
+            an end that is ``None`` is open: 0 or ∞).
         denominator, denominator_ci: the denominator, positive, and its interval.
 
     Returns:
@@ -279,22 +284,14 @@ def interval_ratio(
     """
     top = check_positive(numerator, "numerator")
     bottom = check_positive(denominator, "denominator")
-    top_low, top_high = _interval_around(numerator_ci, top, "numerator_ci")
-    bottom_low, bottom_high = _interval_around(denominator_ci, bottom, "denominator_ci")
+    top_low, top_high = _check_interval(numerator_ci, top, "numerator_ci", "its estimate")
+    bottom_low, bottom_high = _check_interval(
+        denominator_ci, bottom, "denominator_ci", "its estimate"
+    )
     log_ratio = math.log(top) - math.log(bottom)
     down = math.hypot(_log_gap(top_low, top), _log_gap(bottom, bottom_high))
     up = math.hypot(_log_gap(top, top_high), _log_gap(bottom_low, bottom))
     return top / bottom, (_exp(log_ratio - down), _exp(log_ratio + up))
-
-
-def _interval_around(ci: Any, estimate: float, name: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in ci)
-    except (TypeError, ValueError):
-        raise AnalysisError(f"{name} must be a (low, high) pair, got {ci!r}") from None
-    if math.isnan(low) or math.isnan(high) or not low <= estimate <= high:
-        raise AnalysisError(f"{name} must contain its estimate ({estimate:g}), got {ci!r}")
-    return low, high
 
 
 def _log_gap(low: float, high: float) -> float:
@@ -313,20 +310,15 @@ def _check_fit(fit: Any, name: str) -> None:
         raise TypeError(f"{name} must be a ScalingFit (from fit_scaling), got {type(fit).__name__}")
 
 
-def _check_interval(ci: Any, estimate: float) -> tuple[float, float]:
+def _check_interval(ci: Any, estimate: float, name: str, what: str) -> tuple[float, float]:
+    """``ci`` as ``(low, high)`` around ``estimate`` (``what`` names it in errors)."""
     try:
         # None stands for an unbounded end, as in the to_dict() of an interval.
         low, high = (float(d if v is None else v) for v, d in zip(ci, (0.0, math.inf), strict=True))
     except (TypeError, ValueError):
-        raise AnalysisError(f"b_simple_ci must be a (low, high) pair, got {ci!r}") from None
+        raise AnalysisError(f"{name} must be a (low, high) pair, got {ci!r}") from None
     if math.isnan(low) or math.isnan(high) or not low <= estimate <= high:
-        raise AnalysisError(
-            f"b_simple_ci must contain b_simple ({estimate:g}), got ({low:g}, {high:g})"
-        )
-    if low <= 0 and not math.isfinite(high):
-        raise AnalysisError(
-            f"b_simple_ci must have a finite positive bound, got ({low:g}, {high:g})"
-        )
+        raise AnalysisError(f"{name} must contain {what} ({estimate:g}), got ({low:g}, {high:g})")
     return low, high
 
 

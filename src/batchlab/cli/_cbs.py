@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +21,8 @@ from ._common import (
     WorkloadPathOption,
     cli_errors,
     device_options,
+    fmt_interval,
+    fmt_number,
     human_console,
     parse_params,
     print_json,
@@ -40,18 +41,6 @@ def _number_list(text: str, option: str, kind: type[int] | type[float]) -> list[
     if not values:
         raise ValueError(f"{option} expects at least one {what}, got {text!r}")
     return values
-
-
-def _num(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if math.isinf(value):
-        return "∞"
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
-
-
-def _ci(ci: tuple[float, float] | None) -> str:
-    return "-" if ci is None else f"[{_num(ci[0])}, {_num(ci[1])}]"
 
 
 def _tables(result: CriticalBatchResult) -> tuple[Table, Table]:
@@ -73,16 +62,16 @@ def _tables(result: CriticalBatchResult) -> tuple[Table, Table]:
         row = [
             str(c.step),
             f"{'≥' if c.target.direction == 'max' else '≤'} {c.target.value:.4g}",
-            _num(fit.b_crit if fit else None),
-            _ci(fit.b_crit_ci if fit else None),
+            fmt_number(fit.b_crit if fit else None),
+            fmt_interval(fit.b_crit_ci if fit else None),
         ]
         if exact:
-            row.append(_num(c.exact_fit.b_crit if c.exact_fit else None))
+            row.append(fmt_number(c.exact_fit.b_crit if c.exact_fit else None))
         row += [
-            _num(fit.s_min if fit else None),
-            _num(noise.b_simple if noise else None),
-            _ci(noise.b_simple_ci if noise else None),
-            "-" if pred is None else f"{_num(pred.ratio)} {_ci(pred.ratio_ci)}",
+            fmt_number(fit.s_min if fit else None),
+            fmt_number(noise.b_simple if noise else None),
+            fmt_interval(noise.b_simple_ci if noise else None),
+            "-" if pred is None else f"{fmt_number(pred.ratio)} {fmt_interval(pred.ratio_ci)}",
         ]
         summary.add_row(*row)
     ladder = Table(title="Steps to the target, S(B)" + (" (exact expected curve)" if exact else ""))
@@ -97,9 +86,9 @@ def _tables(result: CriticalBatchResult) -> tuple[Table, Table]:
             if rung is None:
                 cells.append("")
                 continue
-            text = _num(rung.steps_to_target)
+            text = fmt_number(rung.steps_to_target)
             if exact:
-                text += f" ({_num(rung.exact_steps_to_target)})"
+                text += f" ({fmt_number(rung.exact_steps_to_target)})"
             cells.append(text)
         ladder.add_row(str(size), *cells)
     return summary, ladder

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,3 +256,17 @@ def step_progress(out: Console) -> Progress:
         TimeElapsedColumn(),
         console=out,
     )
+
+
+def fmt_number(value: float | None) -> str:
+    """A number for a table: 3 significant digits, thousands whole with separators."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "∞"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def fmt_interval(ci: tuple[float, float] | None) -> str:
+    """``[low, high]`` by :func:`fmt_number`, ``-`` without an interval."""
+    return "-" if ci is None else f"[{fmt_number(ci[0])}, {fmt_number(ci[1])}]"

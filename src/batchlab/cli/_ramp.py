@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +19,8 @@ from ._common import (
     WorkloadPathOption,
     cli_errors,
     device_options,
+    fmt_interval,
+    fmt_number,
     human_console,
     parse_params,
     print_json,
@@ -28,19 +29,13 @@ from ._common import (
 )
 
 
-def _num(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "-" if value is None or math.isnan(value) else "∞"
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
-
-
 def _changes_table(result: RampResult) -> Table:
     table = Table(title="Batch-size changes")
     for column in ("step", "examples seen", "batch size", "B_simple", "B_crit = r̂·B_simple", "lr"):
         table.add_column(column, justify="right")
     for c in result.changes:
         table.add_row(str(c.step), f"{c.examples_seen:,}", str(c.batch_size),
-                      _num(c.b_simple), _num(c.b_crit), f"{c.lr:.4g}")  # fmt: skip
+                      fmt_number(c.b_simple), fmt_number(c.b_crit), f"{c.lr:.4g}")  # fmt: skip
     return table
 
 
@@ -50,15 +45,14 @@ def _calibrations_table(result: RampResult) -> Table:
         table.add_column(column, justify="right")
     for c in result.calibrations:
         branches = ", ".join(
-            f"{b.batch_size}: {_num(b.steps_to_target)}/{b.steps_run}" for b in c.branches
+            f"{b.batch_size}: {fmt_number(b.steps_to_target)}/{b.steps_run}" for b in c.branches
         )
         point = (
             "no fit"
             if c.point is None
-            else f"{_num(c.point.b_crit)} [{_num(c.point.b_crit_ci[0])}, "
-            f"{_num(c.point.b_crit_ci[1])}]"
+            else f"{fmt_number(c.point.b_crit)} {fmt_interval(c.point.b_crit_ci)}"
         )
-        table.add_row(str(c.step), _num(c.b_simple), branches, point, str(c.steps))
+        table.add_row(str(c.step), fmt_number(c.b_simple), branches, point, str(c.steps))
     return table
 
 
@@ -181,10 +175,11 @@ def ramp_command(
                 prior_ratio=prior_ratio, carried=carried, branch_improvement=branch_improvement,
                 branch_max_steps=branch_max_steps, seed=seed, on_eval=on_eval,
             )  # fmt: skip
+        data = result.to_dict()
         if out is not None:
-            atomic_write_json(out, result.to_dict())
+            atomic_write_json(out, data)
         if as_json:
-            print_json(result.to_dict())
+            print_json(data)
             return
         if result.changes:
             console.print(_changes_table(result))
@@ -224,14 +219,14 @@ def _print_ratio(out: Console, result: RampResult, path: Path | None) -> None:
         "--carry-from FILE, to keep its interval)"
     )
     out.print(
-        f"r̂ = B_crit / B_simple = {ratio.ratio:.3g} (95% interval {_num(low)} to {_num(high)}, "
+        f"r̂ = B_crit / B_simple = {ratio.ratio:.3g} (95% interval {fmt_number(low)} to {fmt_number(high)}, "
         f"from {ratio.n} calibration point(s){carried}). Later runs of this model and "
         f"optimizer can start from it and branch no more: add {carry} "
         "--max-calibrations 0 to this command."
     )
     if not low > 0 or high / low > WIDE_RATIO:
         out.print(
-            f"[yellow]The interval spans more than a factor of {WIDE_RATIO:g}: a carried r̂ "
-            "drops it, so calibrate again (more --max-calibrations, or a larger "
-            "--branch-max-steps) before relying on it.[/]"
+            f"[yellow]The interval spans more than a factor of {WIDE_RATIO:g}: --prior-ratio "
+            "would drop it and --carry-from would carry it, so calibrate again (more "
+            "--max-calibrations, or a larger --branch-max-steps) before relying on it.[/]"
         )

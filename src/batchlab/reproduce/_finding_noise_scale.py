@@ -169,9 +169,8 @@ def _reading(
     ratio = b_simple / fit.b_crit
     if ci is None:
         return ratio, None, "unclear"
-    low, high = (d if v is None else v for v, d in zip(ci, (0.0, math.inf), strict=True))
     try:
-        ratio, ratio_ci = interval_ratio(b_simple, (low, high), fit.b_crit, fit.b_crit_ci)
+        ratio, ratio_ci = interval_ratio(b_simple, ci, fit.b_crit, fit.b_crit_ci)
     except AnalysisError:
         return ratio, None, "unclear"
     agrees = ratio_ci[0] <= factor and ratio_ci[1] >= 1.0 / factor

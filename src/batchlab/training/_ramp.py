@@ -183,17 +183,16 @@ class BatchRamp(AccumulationGrowth):
     The batch size every ``update_every`` steps is :func:`next_batch_size` of
     r̂ · B_simple (allowed sizes: ``micro_batch_size`` × ``base_accumulation`` × 2^j,
     or any multiple; capped at ``max_batch_size`` and at ``max_growth`` × now; never
-    smaller than now). Until the
-    first calibration the batch stays put (``wait_for_calibration``) or follows
-    ``prior_ratio`` · B_simple; it stays put only while a calibration can still come:
-    with ``max_calibrations = 0`` (a ratio carried over from an earlier run as
-    ``prior_ratio``), or every calibration spent without a usable point, it follows
-    ``prior_ratio`` · B_simple. Points ``carried`` from earlier runs count as
-    calibrations already made (with their intervals). A calibration is due at the first update once the
-    tracker has ``min_steps`` steps, and again whenever B_simple has grown by
-    ``recalibrate_growth`` since the last one and ``calibration_gap`` steps have
-    passed (early in training the tracked B_simple can jump several-fold in a few
-    steps), at most ``max_calibrations`` times.
+    smaller than now). Until the first calibration the batch stays put
+    (``wait_for_calibration``) or follows ``prior_ratio`` · B_simple; it stays put only
+    while a calibration can still come: with ``max_calibrations = 0`` (a ratio carried
+    over from an earlier run as ``prior_ratio``), or every calibration spent without a
+    usable point, it follows ``prior_ratio`` · B_simple. Points ``carried`` from
+    earlier runs count as calibrations already made (with their intervals). A
+    calibration is due at the first update once the tracker has ``min_steps`` steps,
+    and again whenever B_simple has grown by ``recalibrate_growth`` since the last one
+    and ``calibration_gap`` steps have passed (early in training the tracked B_simple
+    can jump several-fold in a few steps), at most ``max_calibrations`` times.
 
     On a change from B to B', each param group's ``lr``, ``betas[1]`` (Adam family)
     and ``weight_decay`` become :func:`move_hparams` of their values at B: the rules of
