@@ -57,6 +57,7 @@ from _common import cpu_seconds, propagated_b_crit_ci, search_only, study_enviro
 from batchlab.results import StudyResult, load_study
 from batchlab.study import Study, StudyConfig
 from batchlab.study._collect import analyse
+from batchlab.study._recheck import decide_recheck
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,6 +164,8 @@ def describe(name: str, wall: float, cpu: float | None, result: StudyResult) -> 
             counts = ", ".join("-" if s is None else str(s) for s in rung.seed_steps)
             seeds = f"  (search best {rung.search_steps}; seeds {counts})"
         print(f"  B={rung.batch_size:5d}: {rung.steps_to_target}{seeds}")
+    for line in rechecks(result):
+        print(f"  {line}")
     answer = interval(result)
     if answer is None:
         print("  no B_crit in the answer")
@@ -192,6 +195,25 @@ def describe(name: str, wall: float, cpu: float | None, result: StudyResult) -> 
             f"  the rungs' own intervals alone, propagated: [{low:.1f}, {high:.1f}]  "
             f"upper/lower {high / low:.2f}"
         )
+
+
+def rechecks(result: StudyResult) -> list[str]:
+    """What each rung's recheck ran (``[search] recheck``); in a study run without it,
+    which rungs it would have rechecked (:func:`decide_recheck` on the rungs' tuning)."""
+    lines = []
+    planned = int((result.config.get("search") or {}).get("recheck", 0))
+    for i, rung in enumerate(result.rungs):
+        runs = [t for t in rung.trials if t.recheck_from is not None]
+        if runs:
+            counts = ", ".join(
+                "-" if t.steps_to_target is None else str(t.steps_to_target) for t in runs
+            )
+            lines.append(
+                f"recheck at B={rung.batch_size}: B={runs[0].recheck_from}'s point, seeds {counts}"
+            )
+        elif not planned and i > 0 and (decision := decide_recheck(rung, result.rungs[:i])).runs:
+            lines.append(f"recheck off in this study; it would run: {decision.reason}")
+    return lines
 
 
 def reanalysed(directory: Path) -> StudyResult:

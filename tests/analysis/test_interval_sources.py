@@ -156,7 +156,7 @@ def test_a_rung_above_a_smaller_rung_beyond_both_intervals_is_named_as_a_likely_
         f"B = 2048 needs more steps than B = 512, beyond both rungs' intervals (291 to 468 "
         f"against {smaller[0]:.3g} to {smaller[1]:.3g}); a larger batch at its best "
         "settings needs no more steps, so its search most likely missed its optimum; more "
-        "trials there ([search] trials_per_rung, refine, neighbours) would show whether."
+        "trials there ([search] recheck, trials_per_rung, refine, neighbours) would show whether."
     )
     assert sources.to_dict()["rising"] == [
         {"batch_size": 2048, "smaller": 512, "steps_ci": [291.0, 468.0],

@@ -99,3 +99,29 @@ def test_a_failed_fit_is_reported_as_the_analysis_error(monkeypatch):
 def test_a_malformed_ladder_is_refused_naming_the_argument(sizes, steps, lrs, tol, match):
     with pytest.raises(AnalysisError, match=match):
         summarize_ladder(sizes, steps, lrs, tol=tol)
+
+
+def test_a_rung_left_out_is_not_fitted_but_stays_in_the_answer():
+    sizes = [*LADDER, 2048]
+    steps = [*exact_steps(LADDER), 3 * S_MIN]  # the largest batch rises to 3 S_min
+    why = "B = 2048 needs more steps than B = 1024 even at its point."
+    summary = summarize_ladder(sizes, steps, left_out=[None] * len(LADDER) + [why], seed=3)
+    assert summary.fit is not None and summary.regimes is not None
+    assert list(summary.fit.batch_sizes) == LADDER
+    assert summary.fit.b_crit == pytest.approx(B_CRIT, rel=1e-6)
+    assert summary.fit.s_min == pytest.approx(S_MIN, rel=1e-6)
+    assert [r.batch_size for r in summary.answer.rungs] == sizes
+    assert summary.answer.rungs[-1].steps == pytest.approx(3 * S_MIN)
+    sources = summary.answer.interval_sources
+    assert sources is not None and sources.left_out == ((2048, why),)
+    assert sources.sentence.endswith(why)
+    data = summary.to_dict()["answer"]["interval_sources"]
+    assert data["left_out"] == [{"batch_size": 2048, "reason": why}]
+    # Fitted, the rise drags the curve: B_crit moves by far more than the fit's tolerance.
+    fitted = summarize_ladder(sizes, steps, seed=3).fit
+    assert fitted is not None and abs(fitted.b_crit / B_CRIT - 1) > 0.05
+
+
+def test_left_out_needs_one_entry_per_rung():
+    with pytest.raises(AnalysisError, match=r"left_out must have one entry per batch size \(7\)"):
+        summarize_ladder(LADDER, exact_steps(LADDER), left_out=[None] * 6)

@@ -80,6 +80,9 @@ class IntervalSources:
             own intervals, ``(B, smaller B, its interval, the smaller's interval)``
             (the smaller rung with the lowest upper end). No curve fitted here rises
             with B, so such a rung's search most likely missed its optimum.
+        left_out: per rung the fit left out, ``(B, why)``: it rose above a smaller rung
+            even at that rung's own chosen point
+            (:func:`batchlab.results.rising_after_recheck`).
     """
 
     residuals_ci: tuple[float, float]
@@ -91,6 +94,7 @@ class IntervalSources:
     unbounded_search: tuple[int | float, ...] = ()
     knee: KneeFit | None = None
     rising: tuple[Rise, ...] = ()
+    left_out: tuple[tuple[int | float, str], ...] = ()
 
     @property
     def shape_limited(self) -> bool:
@@ -100,8 +104,15 @@ class IntervalSources:
     @property
     def sentence(self) -> str:
         """What sets B_crit's interval and what would narrow it, for the CLI and report;
-        then, for each rising rung, that its search likely missed its optimum."""
-        return " ".join([self._width_sentence(), *(_rise_sentence(r) for r in self.rising)])
+        then, for each rising rung, that its search likely missed its optimum; then why
+        each rung the fit left out is left out."""
+        return " ".join(
+            [
+                self._width_sentence(),
+                *(_rise_sentence(r) for r in self.rising),
+                *(why for _, why in self.left_out),
+            ]
+        )
 
     def _width_sentence(self) -> str:
         scatter = f"the rungs' scatter about the fitted curve ({_span(self.residuals_ci)})"
@@ -188,6 +199,7 @@ class IntervalSources:
                 }
                 for b, a, ci, ca in self.rising
             ],
+            "left_out": [{"batch_size": b, "reason": why} for b, why in self.left_out],
             "shape_limited": self.shape_limited,
             "knee": None if self.knee is None else self.knee.to_dict(),
             "sentence": self.sentence,
@@ -293,7 +305,7 @@ def _rise_sentence(rise: Rise) -> str:
         f"B = {b:g} needs more steps than B = {smaller:g}, beyond both rungs' intervals "
         f"({low:.3g} to {_end(high)} against {s_low:.3g} to {_end(s_high)}); a larger batch "
         "at its best settings needs no more steps, so its search most likely missed its "
-        "optimum; more trials there ([search] trials_per_rung, refine, neighbours) would "
+        "optimum; more trials there ([search] recheck, trials_per_rung, refine, neighbours) would "
         "show whether."
     )
 

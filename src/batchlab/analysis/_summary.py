@@ -103,6 +103,7 @@ def summarize_ladder(
     rule_runs: Sequence[Mapping[str, Sequence[int | None]]] | None = None,
     resolutions: Sequence[float | None] | None = None,
     floors: Sequence[float | None] | None = None,
+    left_out: Sequence[str | None] | None = None,
     tol: float = 0.25,
     seed: int = 0,
 ) -> LadderSummary:
@@ -136,6 +137,11 @@ def summarize_ladder(
         floors: per rung, a lower bound on the fewest steps any point of its searched
             range takes (:func:`batchlab.results.search_floor`, from
             :func:`search_gap`): the interval reaches down to it.
+        left_out: per rung, why the fit leaves it out (``None``: it is in the fit;
+            :func:`batchlab.results.rising_after_recheck`). The fits, their bootstraps
+            and the check of the rungs against the curve use the other rungs; the
+            answer's table lists every rung, and ``answer.interval_sources.left_out``
+            says why each left-out one is.
         tol: the regime tolerance (bends at tol·B_crit and B_crit/tol; DESIGN.md).
         seed: bootstrap seed of the fit (a fixed seed makes documents reproducible).
 
@@ -161,7 +167,18 @@ def summarize_ladder(
         raise AnalysisError(
             f"lrs must have one entry per batch size ({len(ladder.batch_sizes)}), got {len(lrs)}"
         )
-    reached = int(ladder.reached.sum())
+    if left_out is not None and len(left_out) != len(ladder.batch_sizes):
+        raise AnalysisError(
+            f"left_out must have one entry per batch size ({len(ladder.batch_sizes)}), "
+            f"got {len(left_out)}"
+        )
+    kept = [i for i in range(len(ladder.batch_sizes)) if not (left_out and left_out[i])]
+
+    def fitted(values: Sequence[Any] | None) -> list[Any] | None:
+        """The entries of the rungs in the fit."""
+        return None if values is None else [values[i] for i in kept]
+
+    reached = int(ladder.reached[kept].sum())
     fit = regimes = trend = seeds = residuals_ci = None
     note = error = None
     if reached < MIN_RUNGS_FOR_FIT:
@@ -171,10 +188,14 @@ def summarize_ladder(
         )
     else:
         try:
-            fit = fit_scaling(batch_sizes, steps, budgets=budgets, seed=seed)
+            fit = fit_scaling(
+                fitted(batch_sizes), fitted(steps), budgets=fitted(budgets), seed=seed
+            )
             residuals_ci = fit.b_crit_ci
             if candidates is not None:
-                seeds = seed_bootstrap(fit, batch_sizes, candidates, budgets, seed=seed)
+                seeds = seed_bootstrap(
+                    fit, fitted(batch_sizes), fitted(candidates), fitted(budgets), seed=seed
+                )
             if seeds is not None:
                 fit = replace(
                     fit,
@@ -183,7 +204,7 @@ def summarize_ladder(
                     e_min_ci=widen(fit.e_min_ci, seeds.e_min_ci),
                     interval_sources=(*fit.interval_sources, "seeds"),
                 )
-            regimes = scaling_regimes(batch_sizes, steps, tol=tol, fit=fit)
+            regimes = scaling_regimes(fitted(batch_sizes), fitted(steps), tol=tol, fit=fit)
         except ValueError as failure:
             fit = regimes = seeds = None
             error = str(failure)
@@ -211,26 +232,41 @@ def summarize_ladder(
                 )
             except ValueError as failure:
                 logger.warning("hyperparameter trends skipped: %s", failure)
+    rung_seeds_ci: list[tuple[float, float] | None] | None = None
+    if seeds is not None:  # the bootstrap resampled the rungs in the fit
+        rung_seeds_ci = [None] * len(steps)
+        for i, ci in zip(kept, seeds.rung_steps_ci, strict=True):
+            rung_seeds_ci[i] = ci
     answer = batch_size_answer(
         batch_sizes,
         steps,
         fit,
         lrs=lrs,
-        seeds_ci=None if seeds is None else seeds.rung_steps_ci,
+        seeds_ci=rung_seeds_ci,
         resolutions=resolutions,
         floors=floors,
     )
     if fit is not None and residuals_ci is not None and not fit.at_bound:
+        rungs = [answer.rungs[i] for i in kept]
         sources = explain_interval(
             fit,
             residuals_ci,
             None if seeds is None else seeds.b_crit_ci,
-            [r.batch_size for r in answer.rungs],
-            [r.steps_ci if r.steps is not None else None for r in answer.rungs],
-            [floors is not None and floors[i] is not None for i in range(len(steps))],
+            [r.batch_size for r in rungs],
+            [r.steps_ci if r.steps is not None else None for r in rungs],
+            [floors is not None and floors[i] is not None for i in kept],
         )
+        if left_out is not None:
+            why = tuple((answer.rungs[i].batch_size, r) for i, r in enumerate(left_out) if r)
+            sources = replace(sources, left_out=why)
         if reached >= MIN_KNEE_POINTS:
-            knee = fit_knee(batch_sizes, steps, budgets=budgets, candidates=candidates, seed=seed)
+            knee = fit_knee(
+                fitted(batch_sizes),
+                fitted(steps),
+                budgets=fitted(budgets),
+                candidates=fitted(candidates),
+                seed=seed,
+            )
             if knee.unlike_hyperbola and knee.moves(fit.b_crit):
                 sources = replace(sources, knee=knee)
         answer = replace(answer, interval_sources=sources)

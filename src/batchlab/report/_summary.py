@@ -91,6 +91,31 @@ def _opt_in_notes(study: StudyData) -> list[str]:
     return notes
 
 
+def recheck_notes(study: StudyData) -> list[str]:
+    """Per rung that rose above a smaller one and ran its point (``[search] recheck``):
+    what the recheck measured, and whether it became the rung's chosen candidate."""
+    notes = []
+    for rung in study.rungs:
+        runs = [t for t in rung.trials if t.recheck_from is not None]
+        if not runs:
+            continue
+        steps = ", ".join(
+            "never" if t.steps_to_target is None else f"{t.steps_to_target}" for t in runs
+        )
+        best = rung.best
+        outcome = (
+            "that point is now its chosen candidate"
+            if best is not None and best.recheck_from is not None
+            else "its own candidate stayed the faster"
+        )
+        notes.append(
+            f"Recheck: B = {rung.batch_size} needed more steps than a smaller batch size on "
+            f"every seed, so it also ran B = {runs[0].recheck_from}'s chosen point "
+            f"({len(runs)} seeds: {steps} steps); {outcome}."
+        )
+    return notes
+
+
 def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
     """Fit, regimes, LR trend, prediction check and warnings for one study.
 
@@ -111,6 +136,7 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
             "results may change."
         )
     notes += _opt_in_notes(study)
+    notes += recheck_notes(study)
     missed = [r for r in study.rungs if r.steps_to_target is None and r.complete]
     if missed:
         sizes = ", ".join(str(r.batch_size) for r in missed)

@@ -19,6 +19,7 @@ from ._read import (
     parse_noise_scale,
     search_space,
 )
+from ._rises import rises_above, rising_after_recheck, seeds_of
 from ._schema import (
     RESULTS_CSV,
     RESULTS_JSON,
@@ -66,11 +67,14 @@ __all__ = [
     "now_iso",
     "parse_noise_scale",
     "range_position",
+    "rises_above",
+    "rising_after_recheck",
     "read_json",
     "rung_hparams",
     "rung_lrs",
     "search_floor",
     "search_space",
     "searched_ranges",
+    "seeds_of",
     "summarize_rungs",
 ]

@@ -258,6 +258,7 @@ def _parse_trial(f: Fields, raw: Any, at: str) -> TrialRecord:
         compiled=f.get(raw, "compiled", f"{at}.compiled", "bool", optional=True),
         ensemble=f.get(raw, "ensemble", f"{at}.ensemble", "int", optional=True),
         extended=_windows(raw.get("extended")),
+        recheck_from=f.get(raw, "recheck_from", f"{at}.recheck_from", "int", optional=True),
     )
 
 

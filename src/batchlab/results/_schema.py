@@ -94,6 +94,9 @@ class TrialRecord:
     #: rung's best search point was on its edge (``[search] edge_extension``): per such
     #: parameter, the window ``[low, high]`` it searched; ``None`` when it stayed inside.
     extended: dict[str, list[float]] | None = None
+    #: A rising rung's recheck (``[search] recheck``): the smaller rung whose chosen point
+    #: it ran here (the first is a candidate of its own, the others confirm it).
+    recheck_from: int | None = None
 
     @property
     def resolution_steps(self) -> int | None:
@@ -113,10 +116,13 @@ class TrialRecord:
 
     @property
     def stage(self) -> str:
-        """``search`` (refinement included), ``confirm``, or ``rule:<name>`` (a transfer
-        rule's run, not part of the rung's tuning)."""
+        """``search`` (refinement included), ``confirm``, ``recheck`` (a smaller rung's
+        point run here, ``[search] recheck``), or ``rule:<name>`` (a transfer rule's
+        run, not part of the rung's tuning)."""
         if self.rule is not None:
             return f"rule:{self.rule}"
+        if self.recheck_from is not None:
+            return "recheck"
         return "confirm" if self.confirm_of is not None else "search"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from ._rises import rising_after_recheck
 from ._schema import RungResult
 from ._space import SearchRange, search_floor
 
@@ -66,5 +67,6 @@ def summarize_rungs(
         rule_runs=[r.rule_steps for r in rungs],
         resolutions=[r.resolution_steps for r in rungs],
         floors=[search_floor(r, search_space) if search_space else None for r in rungs],
+        left_out=rising_after_recheck(rungs),
         tol=tol,
     )

@@ -27,7 +27,16 @@ from . import _optuna
 from ._config import StudyConfig
 from ._liveness import mark_claimed, reaping, requeue
 from ._order import TransferBase, WarmStart
-from ._plan import NEIGHBOUR_SLOT_BASE, SKIPPED, Rung, neighbour_rungs, stage, to_hparams
+from ._plan import (
+    NEIGHBOUR_SLOT_BASE,
+    RECHECK_SLOT_BASE,
+    SKIPPED,
+    Rung,
+    neighbour_rungs,
+    stage,
+    to_hparams,
+)
+from ._recheck import TUNING_STAGES, Recheck
 from ._space import ParamRange, extended_windows, point_in_window, warm_start_point
 
 logger = logging.getLogger(__name__)
@@ -65,8 +74,9 @@ class Claimed:
 
     ``confirm_of``: for a confirmation trial, the slot of the search trial whose
     point it re-runs on a fresh seed; ``rule``: for a trial run by a transfer rule,
-    the rule. Both run to the target or the budget: neither stop-once-beaten nor
-    pruning applies to them.
+    the rule; ``recheck``: a rising rung's recheck (:mod:`batchlab.study._recheck`).
+    These run to the target or the budget: neither stop-once-beaten nor pruning
+    applies to them.
     """
 
     trial: optuna.Trial
@@ -74,11 +84,12 @@ class Claimed:
     spec: RunSpec
     confirm_of: int | None = None
     rule: str | None = None
+    recheck: bool = False
 
     @property
     def measures_alone(self) -> bool:
         """Whether the trial measures its point to the end, not whether it beats others."""
-        return self.confirm_of is not None or self.rule is not None
+        return self.confirm_of is not None or self.rule is not None or self.recheck
 
 
 #: The stages whose best trials a refinement or confirmation trial starts from.
@@ -171,6 +182,7 @@ def claim(
     target: Target | None = None,
     base: TransferBase | None = None,
     neighbours: Callable[[], list[WarmStart] | None] | None = None,
+    recheck: Callable[[], Recheck | None] | None = None,
 ) -> list[Claimed]:
     """Claim up to ``count`` waiting trials of a rung and resolve their hyperparameters.
 
@@ -187,7 +199,10 @@ def claim(
     reserve trials wait for all four, then confirm the next candidates where the rung
     needs it (:func:`reserve_not_needed`) and are skipped otherwise. Trials run by a
     transfer rule wait for all five and for ``base`` (the tuned rung the rule starts
-    from, ``None`` until it is over). A claim therefore holds the trials of one stage.
+    from, ``None`` until it is over). Recheck trials wait for all five and for
+    ``recheck()`` (:func:`~batchlab.study._recheck.recheck_for`, asked only then;
+    ``None`` while a smaller rung is still tuning), then run its point or are skipped.
+    A claim therefore holds the trials of one stage.
     """
     claimed: list[Claimed] = []
     space = config.search_space()
@@ -198,14 +213,17 @@ def claim(
     starts = None
     if "neighbour" in busy and not busy & {"search", "refine"} and neighbours is not None:
         starts = neighbours()
+    rechecked = None
+    if "recheck" in busy and not busy & TUNING_STAGES and recheck is not None:
+        rechecked = recheck()
     ready = {
         "search": True,
         "refine": "search" not in busy,
         "neighbour": starts is not None,
         "confirm": not busy & {"search", "refine", "neighbour"},
         "reserve": not busy & {"search", "refine", "neighbour", "confirm"},
-        "rule": base is not None
-        and not busy & {"search", "refine", "neighbour", "confirm", "reserve"},
+        "rule": base is not None and not busy & TUNING_STAGES,
+        "recheck": rechecked is not None,
     }
     ranked: dict[str, list[FrozenTrial]] = {}  # per stage, read once: its stages before are over
     while len(claimed) < count:
@@ -232,6 +250,18 @@ def claim(
                         trial, int(trial.user_attrs["slot"]), spec, rule=trial.user_attrs["rule"]
                     )
                 )
+                continue
+            if kind == "recheck":
+                assert rechecked is not None  # (see ``ready`` above)
+                if rechecked.params is None:
+                    trial.set_user_attr("status", SKIPPED)
+                    trial.set_user_attr("reason", f"recheck not run: {rechecked.reason}")
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
+                slot = int(trial.user_attrs["slot"])
+                first = None if slot == RECHECK_SLOT_BASE else RECHECK_SLOT_BASE
+                spec = _recheck(trial, config, rung, rechecked, first)
+                claimed.append(Claimed(trial, slot, spec, first, recheck=True))
                 continue
             if kind == "neighbour":
                 assert starts is not None  # (see ``ready`` above)
@@ -341,6 +371,25 @@ def _confirm(
     trial.set_user_attr("params", params)
     trial.set_user_attr("hparams", hparams)
     trial.set_user_attr("confirm_of", int(candidate.user_attrs["slot"]))
+    trial.set_user_attr("budget_steps", rung.budget_steps)
+    return _spec(config, rung, hparams, int(trial.user_attrs["seed"]))
+
+
+def _recheck(
+    trial: optuna.Trial, config: StudyConfig, rung: Rung, recheck: Recheck, first: int | None
+) -> RunSpec:
+    """A recheck trial: the smaller rung's chosen point, at this rung's budget and on the
+    trial's own seed. Trial 0 is the candidate's first run (``first`` ``None``); the
+    others re-run it (``first``: trial 0's slot, recorded as their ``confirm_of``), so
+    the rung reads one more confirmed candidate."""
+    assert recheck.params is not None and recheck.from_batch_size is not None
+    params = dict(recheck.params)
+    hparams = to_hparams(config, params, rung.budget_steps)
+    if first is not None:
+        trial.set_user_attr("confirm_of", first)
+    trial.set_user_attr("params", params)
+    trial.set_user_attr("hparams", hparams)
+    trial.set_user_attr("recheck_from", recheck.from_batch_size)
     trial.set_user_attr("budget_steps", rung.budget_steps)
     return _spec(config, rung, hparams, int(trial.user_attrs["seed"]))
 

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..results import RungResult, SearchRange, TrialRecord, summarize_rungs
-from ._plan import SKIPPED, Rung, planned_count, planned_slots
+from ._plan import SKIPPED, Rung, planned_count, planned_slots, stage
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         compiled=attrs.get("compiled"),
         ensemble=attrs.get("ensemble"),
         extended=attrs.get("extended"),
+        recheck_from=attrs.get("recheck_from"),
     )
 
 
@@ -116,7 +117,7 @@ def slot_counts(study: optuna.Study) -> dict[int, int]:
     return counts
 
 
-def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
+def collect_rung(rung: Rung, study: optuna.Study, tuned_only: bool = False) -> RungResult:
     """A rung's result, read from its Optuna study: every final trial, and the best.
 
     A trial is final once completed, or failed by its own error (a trial failed because
@@ -135,6 +136,8 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
     Args:
         rung: the planned rung (batch size, budget, evaluation interval).
         study: its Optuna study.
+        tuned_only: read the rung's own tuning alone, leaving out its recheck trials
+            (``[search] recheck``): what decides whether it rises.
 
     Returns:
         The :class:`~batchlab.results.RungResult`, with trials ordered by slot; a
@@ -149,6 +152,8 @@ def collect_rung(rung: Rung, study: optuna.Study) -> RungResult:
     )
 
     trials = study.get_trials(deepcopy=False)
+    if tuned_only:
+        trials = [t for t in trials if stage(t) != "recheck"]
     final = sorted((t for t in trials if _is_final(t)), key=lambda t: t.number)
     by_slot: dict[int, FrozenTrial] = {}
     for trial in final:

@@ -205,6 +205,23 @@ class SearchConfig(_Strict):
             "keep their meaning): off; the examples use 1."
         ),
     )
+    recheck: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description=(
+            "Seeds of a rising rung's recheck. Once a rung and every smaller one are "
+            "tuned, a rung rises where every seed of its chosen candidate needed more "
+            "steps than every seed of a smaller rung's (with 3 seeds each, 1 chance in 20 "
+            "when both need the same): at its best settings a larger batch needs no more "
+            "steps, so its search most likely missed its optimum. Such a rung then runs the "
+            "chosen point of the smaller rung with the fewest steps on this many seeds, as "
+            "one more candidate; rungs that do not rise skip these trials (never trained). "
+            "None without confirmation (confirm_top = 0). 0 (the default, so that studies started "
+            "before it existed keep their meaning): off; the examples use 3, a candidate's "
+            "seeds under confirm_seeds = 2."
+        ),
+    )
 
     @model_validator(mode="after")
     def _warm_start_sampler(self) -> SearchConfig:

@@ -32,6 +32,7 @@ REFINES_ATTR = "batchlab:refines_planned"
 RULES_ATTR = "batchlab:rules_planned"
 NEIGHBOURS_ATTR = "batchlab:neighbours_planned"
 RESERVES_ATTR = "batchlab:reserves_planned"
+RECHECKS_ATTR = "batchlab:rechecks_planned"
 #: How many candidates a rung's confirmations (reserve confirmations) were planned
 #: for: trial ``i`` confirms candidate ``i % n`` (:func:`_rank_layout`).
 CONFIRM_TOP_ATTR = "batchlab:confirm_top"
@@ -47,6 +48,8 @@ RULE_SLOT_BASE = 3_000_000
 NEIGHBOUR_SLOT_BASE = 4_000_000
 #: Confirmations of the candidates held in reserve (``[search] confirm_reserve``).
 RESERVE_SLOT_BASE = 5_000_000
+#: A rising rung's recheck: a smaller rung's chosen point run here (``[search] recheck``).
+RECHECK_SLOT_BASE = 6_000_000
 #: The status of a reserve trial that was not needed (never trained; a final outcome).
 SKIPPED = "skipped"
 CONFIG_ATTR = "batchlab:config"
@@ -379,6 +382,32 @@ def refinements_wanted(config: StudyConfig) -> int:
     return 0 if config.search.sampler == "tpe" else config.search.refine
 
 
+def rechecks_wanted(config: StudyConfig, rung: Rung) -> int:
+    """Recheck trials of a rung (``[search] recheck``): none at the smallest rung, which
+    has no smaller rung to rise above, nor without confirmation (a rung rises on every
+    seed of its confirmed candidate)."""
+    if rung.index == 0 or config.search.confirm_top == 0:
+        return 0
+    return config.search.recheck
+
+
+def enqueue_rechecks(
+    study: optuna.Study, config: StudyConfig, rung: Rung, start: int, stop: int
+) -> None:
+    """Enqueue the recheck trials ``start`` ... ``stop - 1`` of a rung.
+
+    Whether the rung rises above a smaller one, and so whether they run and from which
+    rung's point, is known only once this rung and every smaller one are tuned, so it is
+    decided when a worker claims them (:func:`batchlab.study._recheck.recheck_source`);
+    they are skipped otherwise. Trial 0 runs the point as a candidate of its own, the
+    others re-run it on fresh seeds (their ``confirm_of`` is trial 0's slot), so the
+    rung reads it as one more confirmed candidate.
+    """
+    _enqueue_unresolved(
+        study, config, rung, RECHECK_SLOT_BASE, range(start, stop), lambda index: {"recheck": True}
+    )
+
+
 def confirmations_wanted(config: StudyConfig) -> int:
     """Confirmation trials per rung: ``confirm_top`` candidates x ``confirm_seeds`` seeds."""
     return config.search.confirm_top * config.search.confirm_seeds
@@ -401,9 +430,12 @@ def stage(trial: FrozenTrial) -> str:
     """A trial's stage: ``"search"``, then ``"refine"`` (around the best), then
     ``"neighbour"`` (from the neighbouring rungs' best points), then ``"confirm"``;
     ``"reserve"`` (the candidates held in reserve, confirmed only if needed);
+    ``"recheck"`` (a smaller rung's chosen point, where this rung rises above it);
     ``"rule"`` for a trial run by a transfer rule instead of tuned."""
     if "rule" in trial.user_attrs:
         return "rule"
+    if trial.user_attrs.get("recheck"):
+        return "recheck"
     if trial.user_attrs.get("reserve"):
         return "reserve"
     if is_confirmation(trial):
@@ -448,6 +480,7 @@ PLANNED_STAGES = (
     PlannedStage(
         RESERVES_ATTR, RESERVE_SLOT_BASE, lambda c, r: reserves_wanted(c), enqueue_reserves
     ),
+    PlannedStage(RECHECKS_ATTR, RECHECK_SLOT_BASE, rechecks_wanted, enqueue_rechecks),
     PlannedStage(RULES_ATTR, RULE_SLOT_BASE, rule_trials_wanted, enqueue_rule_trials),
 )
 

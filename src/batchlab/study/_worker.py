@@ -31,6 +31,7 @@ from ._liveness import requeue_stale_trials
 from ._optuna import is_storage_outage
 from ._order import TransferBase, nearest_first, transfer_base_for, warm_start_for
 from ._plan import load_rung_studies
+from ._recheck import recheck_for
 from ._runner import TrialEvent, TrialRunner
 from ._storage import open_storage, storage_unreachable
 
@@ -184,6 +185,7 @@ def _work(
                 runner.target,
                 base,
                 partial(neighbour_starts, config, rung, rung_studies, runner.target),
+                partial(recheck_for, rung, rung_studies),
             )
             if trials:
                 claimed = (rung, study, trials)

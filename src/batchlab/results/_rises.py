@@ -1,0 +1,73 @@
+"""Rungs that need more steps than a smaller rung: by chance, a search miss, or the data.
+
+Steps-to-target does not rise with the batch size while gradient noise is what limits
+training: at the same hyperparameters a larger batch's gradient is less noisy, so at
+its best settings it needs no more steps (McCandlish et al. 2018, eq. 2.11; Shallue et
+al. 2018, Fig. 1). A rung whose chosen candidate needs more steps on every seed than a
+smaller rung's does on every seed (with 3 seeds each, 1 chance in 20 when both need the
+same: 1 / C(6, 3)) has either missed its optimum, which its recheck (``[search]
+recheck``: the smaller rung's chosen point run here) can show, or rises for a reason
+S_min (1 + B_crit / B) does not describe: a small training set seen for many epochs at
+large batches generalizes worse (Keskar et al. 2017), so the held-out target takes more
+steps. A rung whose recheck rises above that same smaller rung too is of the second
+kind, and the fit leaves it out (:func:`rising_after_recheck`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ._schema import RungResult
+
+
+def seeds_of(rung: RungResult) -> list[float]:
+    """A rung's chosen candidate's steps per seed (``inf``: a seed that never reached
+    the target); its single count without confirmation, ``[inf]`` when unreached."""
+    runs: Sequence[int | None] = rung.seed_steps or [rung.steps_to_target]
+    return [math.inf if s is None else float(s) for s in runs]
+
+
+def rises_above(seeds: Sequence[float], smaller: Sequence[float]) -> bool:
+    """Every seed of a rung needed more steps than every seed of a smaller rung, which
+    reached the target on one at least (``inf``: never reached)."""
+    return bool(seeds) and bool(smaller) and min(smaller) < math.inf and min(seeds) > max(smaller)
+
+
+def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:
+    """Per rung, why the fit leaves it out (``None``: it is in the fit).
+
+    A rung is left out when it ran a smaller rung's chosen point (its recheck) and that
+    point too needed more steps here, on every seed, than on every seed of the smaller
+    rung: the rise is then not its search's miss, and S_min (1 + B_crit / B), which
+    never rises, would read it as scatter and widen B_crit's interval with it.
+
+    Args:
+        rungs: the study's rungs, ascending.
+    """
+    by_size = {r.batch_size: r for r in rungs}
+    reasons: list[str | None] = []
+    for rung in rungs:
+        runs = [t for t in rung.trials if t.recheck_from is not None]
+        source = by_size.get(runs[0].recheck_from) if runs else None  # type: ignore[arg-type]
+        if source is None:
+            reasons.append(None)
+            continue
+        here = [math.inf if t.steps_to_target is None else float(t.steps_to_target) for t in runs]
+        there = seeds_of(source)
+        if not rises_above(here, there):
+            reasons.append(None)
+            continue
+        reasons.append(
+            f"B = {rung.batch_size} needs more steps than B = {source.batch_size} even at "
+            f"B = {source.batch_size}'s chosen point ({_steps(here)} against "
+            f"{_steps(there)}), so it does not rise for a search miss; steps that rise with "
+            "the batch are not gradient noise's S_min (1 + B_crit / B) (e.g. a small "
+            "training set seen for many epochs at large batches generalizes worse), so "
+            "the fit leaves it out."
+        )
+    return reasons
+
+
+def _steps(values: Sequence[float]) -> str:
+    return ", ".join("never" if math.isinf(v) else f"{v:g}" for v in values) + " steps"

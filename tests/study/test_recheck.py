@@ -1,0 +1,198 @@
+"""A rising rung's recheck (``[search] recheck``, issue [answer]).
+
+At its best settings a larger batch needs no more steps (McCandlish et al. 2018,
+eq. 2.11). A rung whose chosen candidate needed more steps on every seed than a smaller
+rung's did on every seed most likely missed its optimum, so it also runs the chosen
+point of the smaller rung with the fewest steps, as one more confirmed candidate; rungs
+that do not rise skip those trials, never trained.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+
+import optuna
+import pytest
+
+from batchlab.report._summary import summarize
+from batchlab.results import RungResult, TrialRecord, load_study
+from batchlab.results._rises import rises_above
+from batchlab.study import Study, StudyConfig, open_storage
+from batchlab.study._collect import missing_slots
+from batchlab.study._plan import (
+    CONFIRM_SLOT_BASE,
+    RECHECK_SLOT_BASE,
+    SKIPPED,
+    load_rung_studies,
+    plan_rungs,
+    rechecks_wanted,
+    slot_seed,
+)
+from batchlab.study._recheck import decide_recheck
+
+SPEC = "tests.study.unstable_workload:make"
+
+
+def trial(number: int, slot: int, steps: int | None, lr: float, confirm_of=None) -> TrialRecord:
+    return TrialRecord(
+        number=number,
+        slot=slot,
+        seed=number,
+        params={"lr": lr},
+        hparams={"lr": lr},
+        status="reached" if steps is not None else "budget",
+        steps_to_target=steps,
+        reason=None,
+        wall_time_s=1.0,
+        curve=None,
+        confirm_of=confirm_of,
+    )
+
+
+def rung(batch_size: int, seeds: list[int | None], lr: float) -> RungResult:
+    """A tuned rung whose one confirmed candidate (search slot 0, at ``lr``) ran ``seeds``."""
+    trials = [trial(0, 0, seeds[0], lr)] + [
+        trial(i, CONFIRM_SLOT_BASE + i, s, lr, confirm_of=0) for i, s in enumerate(seeds[1:], 1)
+    ]
+    reached = sorted(s for s in seeds if s is not None)
+    median = reached[len(seeds) // 2] if len(reached) > len(seeds) // 2 else None
+    return RungResult(
+        batch_size=batch_size,
+        budget_steps=1000,
+        eval_every=10,
+        trials_planned=len(seeds),
+        trials_done=len(seeds),
+        trials_running=0,
+        steps_to_target=median,
+        best_hparams=None if median is None else {"lr": lr},
+        best_trial=None if median is None else 0,
+        trials=trials,
+        search_steps=seeds[0],
+        seed_steps=list(seeds),
+    )
+
+
+def test_a_rung_rises_only_where_every_seed_needs_more_than_every_smaller_seed():
+    assert rises_above([360, 384, 468], [213, 217, 244])
+    assert not rises_above([240, 384, 468], [213, 217, 244])  # overlap: no rise
+    assert not rises_above([240, 384, 468], [float("inf")] * 3)  # never reached below
+    assert rises_above([float("inf")], [213, 217, 244])  # never reached above
+
+
+def test_a_rising_rung_rechecks_the_smaller_rung_with_the_fewest_steps():
+    # The default study at seed 4 (docs: README): B = 2048 above B = 512 and 128.
+    smaller = [rung(128, [228, 265, 270], 0.5), rung(512, [244, 213, 217], 1.2)]
+    decision = decide_recheck(rung(2048, [384, 360, 468], 2.9), smaller)
+    assert decision.runs
+    assert decision.from_batch_size == 512
+    assert decision.params == {"lr": 1.2}
+    assert "B = 2048 rises above B = 128" in decision.reason
+    assert "360 steps or more on every seed" in decision.reason
+
+
+def test_of_two_smaller_rungs_as_fast_the_larger_is_rechecked():
+    smaller = [rung(128, [228, 217, 270], 0.5), rung(512, [244, 213, 217], 1.2)]
+    assert decide_recheck(rung(2048, [384, 360, 468], 2.9), smaller).from_batch_size == 512
+
+
+def test_an_unreached_rung_rises_above_any_reached_one():
+    decision = decide_recheck(
+        rung(2048, [None, None, None], 2.9), [rung(16, [None] * 3, 0.1), rung(64, [90] * 3, 0.3)]
+    )
+    assert decision.from_batch_size == 64
+    assert "never reached the target" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("seeds", "smaller", "why"),
+    [
+        ([230, 300, 400], [[213, 217, 244]], "does not rise"),  # overlapping seeds
+        ([360, 384, 468], [[None, None, None]], "does not rise"),  # none reached below
+        ([300, 300, 300], [[300, 300, 300]], "does not rise"),  # as fast: no rise
+    ],
+)
+def test_a_rung_that_does_not_rise_skips_its_recheck(seeds, smaller, why):
+    below = [rung(2**k, s, 0.1 * k) for k, s in enumerate(smaller, 4)]
+    decision = decide_recheck(rung(2048, seeds, 2.9), below)
+    assert not decision.runs and decision.params is None and why in decision.reason
+
+
+def test_a_point_the_rung_already_confirmed_is_not_rechecked():
+    decision = decide_recheck(rung(2048, [384, 360, 468], 1.2), [rung(512, [244, 213, 217], 1.2)])
+    assert not decision.runs
+    assert "already confirmed B = 512's chosen point" in decision.reason
+
+
+def test_recheck_needs_confirmation_and_names_a_bad_value(linreg_study):
+    data = copy.deepcopy(linreg_study)
+    data["search"].update(recheck=3, confirm_top=0)
+    config = StudyConfig.model_validate(data)  # valid: confirmation off turns it off
+    assert [rechecks_wanted(config, r) for r in plan_rungs(config)] == [0, 0, 0]
+    data["search"]["confirm_top"] = 2
+    config = StudyConfig.model_validate(data)
+    assert [rechecks_wanted(config, r) for r in plan_rungs(config)] == [0, 3, 3]
+    for bad in (-1, 65, 1.5):
+        data["search"]["recheck"] = bad
+        with pytest.raises(ValueError, match="recheck"):
+            StudyConfig.model_validate(data)
+
+
+def test_a_rung_that_never_reaches_rechecks_a_smaller_rungs_point_and_reads_it(
+    linreg_study, tmp_path
+):
+    data = copy.deepcopy(linreg_study)
+    data["search"].update(confirm_top=2, confirm_seeds=2, recheck=3)
+    data["performance"] = {"ensemble_size": 1}
+    config = StudyConfig.model_validate(data)
+    top = plan_rungs(config)[-1]
+    # Every tuning trial of the largest rung (search and confirmation) never reaches.
+    never = [slot_seed(config, top, s) for s in range(6)] + [
+        slot_seed(config, top, CONFIRM_SLOT_BASE + i) for i in range(4)
+    ]
+    data["workload"] = {"name": SPEC, "params": {"never": never, "dim": 8}}
+    config = StudyConfig.model_validate(data)
+    result = Study(config, tmp_path / "study").run()
+    assert result.complete
+    first, middle, last = result.rungs
+    assert first.trials_planned == 6 + 4  # the smallest rung has nothing to rise above
+    assert middle.trials_planned == last.trials_planned == 6 + 4 + 3
+
+    source = min((first, middle), key=lambda r: (r.steps_to_target, -r.batch_size))
+    rechecks = [t for t in last.trials if t.slot >= RECHECK_SLOT_BASE]
+    assert [t.slot for t in rechecks] == [RECHECK_SLOT_BASE + i for i in range(3)]
+    assert [t.confirm_of for t in rechecks] == [None, RECHECK_SLOT_BASE, RECHECK_SLOT_BASE]
+    assert all(t.recheck_from == source.batch_size for t in rechecks)
+    assert all(t.params == source.best.params for t in rechecks)
+    assert all(t.steps_to_target is not None for t in rechecks)
+    # The recheck is a candidate of the rung, the only one that reached the target.
+    assert last.candidate_slots[-1] == RECHECK_SLOT_BASE
+    assert last.best.slot == RECHECK_SLOT_BASE
+    assert last.steps_to_target == statistics.median(t.steps_to_target for t in rechecks)
+    assert last.seed_steps == [t.steps_to_target for t in rechecks]
+
+    # The middle rung does not rise above the smallest: its recheck never trained.
+    assert all(t.slot < RECHECK_SLOT_BASE for t in middle.trials)
+    storage = open_storage(Study(config, tmp_path / "study").storage_url)
+    for r, study in load_rung_studies(storage, config):
+        skipped = [t for t in study.get_trials() if t.user_attrs.get("status") == SKIPPED]
+        if r.batch_size == middle.batch_size:
+            assert len(skipped) == 3
+            assert all(t.state == optuna.trial.TrialState.FAIL for t in skipped)
+            assert all("does not rise" in t.user_attrs["reason"] for t in skipped)
+        else:
+            assert skipped == []
+        assert missing_slots(study) == []  # a skipped slot is done: resume runs nothing
+    # The results file keeps where the recheck came from.
+    reread = load_study(tmp_path / "study")
+    assert [t.recheck_from for t in reread.rungs[-1].trials if t.slot >= RECHECK_SLOT_BASE] == [
+        source.batch_size
+    ] * 3
+    # The report says what the recheck measured and that its point is now the chosen one.
+    notes = [n for n in summarize(reread).notes if n.startswith("Recheck:")]
+    steps = ", ".join(str(t.steps_to_target) for t in rechecks)
+    assert notes == [
+        f"Recheck: B = {last.batch_size} needed more steps than a smaller batch size on every "
+        f"seed, so it also ran B = {source.batch_size}'s chosen point (3 seeds: {steps} "
+        "steps); that point is now its chosen candidate."
+    ]
