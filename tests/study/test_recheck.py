@@ -16,8 +16,7 @@ import optuna
 import pytest
 
 from batchlab.report._summary import summarize
-from batchlab.results import RungResult, TrialRecord, load_study
-from batchlab.results._rises import rises_above
+from batchlab.results import load_study, rises_above
 from batchlab.study import Study, StudyConfig, open_storage
 from batchlab.study._collect import missing_slots
 from batchlab.study._plan import (
@@ -31,46 +30,9 @@ from batchlab.study._plan import (
 )
 from batchlab.study._recheck import decide_recheck
 
+from ..results.rungs import rung
+
 SPEC = "tests.study.unstable_workload:make"
-
-
-def trial(number: int, slot: int, steps: int | None, lr: float, confirm_of=None) -> TrialRecord:
-    return TrialRecord(
-        number=number,
-        slot=slot,
-        seed=number,
-        params={"lr": lr},
-        hparams={"lr": lr},
-        status="reached" if steps is not None else "budget",
-        steps_to_target=steps,
-        reason=None,
-        wall_time_s=1.0,
-        curve=None,
-        confirm_of=confirm_of,
-    )
-
-
-def rung(batch_size: int, seeds: list[int | None], lr: float) -> RungResult:
-    """A tuned rung whose one confirmed candidate (search slot 0, at ``lr``) ran ``seeds``."""
-    trials = [trial(0, 0, seeds[0], lr)] + [
-        trial(i, CONFIRM_SLOT_BASE + i, s, lr, confirm_of=0) for i, s in enumerate(seeds[1:], 1)
-    ]
-    reached = sorted(s for s in seeds if s is not None)
-    median = reached[len(seeds) // 2] if len(reached) > len(seeds) // 2 else None
-    return RungResult(
-        batch_size=batch_size,
-        budget_steps=1000,
-        eval_every=10,
-        trials_planned=len(seeds),
-        trials_done=len(seeds),
-        trials_running=0,
-        steps_to_target=median,
-        best_hparams=None if median is None else {"lr": lr},
-        best_trial=None if median is None else 0,
-        trials=trials,
-        search_steps=seeds[0],
-        seed_steps=list(seeds),
-    )
 
 
 def test_a_rung_rises_only_where_every_seed_needs_more_than_every_smaller_seed():
