@@ -217,9 +217,9 @@ class SearchConfig(_Strict):
             "steps, so its search most likely missed its optimum. Such a rung then runs the "
             "chosen point of the smaller rung with the fewest steps on this many seeds, as "
             "one more candidate; rungs that do not rise skip these trials (never trained). "
-            "None without confirmation (confirm_top = 0). 0 (the default, so that studies started "
-            "before it existed keep their meaning): off; the examples use 3, a candidate's "
-            "seeds under confirm_seeds = 2."
+            "None without confirmation (confirm_top = 0). 0 (the default, so that studies "
+            "started before it existed keep their meaning): off; the default study "
+            "(examples/mnist1d-cnn.toml) uses 3, a candidate's seeds under confirm_seeds = 2."
         ),
     )
 
