@@ -203,7 +203,7 @@ def rechecks(result: StudyResult) -> list[str]:
     lines = []
     planned = int((result.config.get("search") or {}).get("recheck", 0))
     for i, rung in enumerate(result.rungs):
-        runs = [t for t in rung.trials if t.recheck_from is not None]
+        runs = rung.rechecks
         if runs:
             counts = ", ".join(
                 "-" if t.steps_to_target is None else str(t.steps_to_target) for t in runs

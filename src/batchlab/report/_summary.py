@@ -96,7 +96,7 @@ def recheck_notes(study: StudyData) -> list[str]:
     what the recheck measured, and whether it became the rung's chosen candidate."""
     notes = []
     for rung in study.rungs:
-        runs = [t for t in rung.trials if t.recheck_from is not None]
+        runs = rung.rechecks
         if not runs:
             continue
         steps = ", ".join(

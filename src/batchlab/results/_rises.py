@@ -48,7 +48,7 @@ def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:
     by_size = {r.batch_size: r for r in rungs}
     reasons: list[str | None] = []
     for rung in rungs:
-        runs = [t for t in rung.trials if t.recheck_from is not None]
+        runs = rung.rechecks
         source = by_size.get(runs[0].recheck_from) if runs else None  # type: ignore[arg-type]
         if source is None:
             reasons.append(None)

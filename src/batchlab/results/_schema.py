@@ -216,6 +216,12 @@ class RungResult:
         ]
 
     @property
+    def rechecks(self) -> list[TrialRecord]:
+        """Its recheck trials (``[search] recheck``: a smaller rung's chosen point run
+        here), in slot order; ``[]`` where it did not rise or never rechecked."""
+        return [t for t in self.trials if t.recheck_from is not None]
+
+    @property
     def rule_steps(self) -> dict[str, list[int | None]]:
         """Per transfer rule, its trials' steps-to-target (``None``: not reached), by seed.
 

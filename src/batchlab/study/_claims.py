@@ -33,6 +33,7 @@ from ._plan import (
     SKIPPED,
     Rung,
     neighbour_rungs,
+    open_stages,
     stage,
     to_hparams,
 )
@@ -98,12 +99,6 @@ STAGES_BEFORE = {
     "confirm": ("search", "refine", "neighbour"),
     "reserve": ("search", "refine", "neighbour"),
 }
-
-
-def open_stages(study: optuna.Study) -> set[str]:
-    """The stages (:func:`~batchlab.study._plan.stage`) with trials still waiting or running."""
-    active = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-    return {stage(t) for t in active}
 
 
 def candidates(

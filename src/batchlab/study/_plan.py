@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import qmc
 
 from .._seeding import seed_for
@@ -398,7 +398,7 @@ def enqueue_rechecks(
 
     Whether the rung rises above a smaller one, and so whether they run and from which
     rung's point, is known only once this rung and every smaller one are tuned, so it is
-    decided when a worker claims them (:func:`batchlab.study._recheck.recheck_source`);
+    decided when a worker claims them (:func:`batchlab.study._recheck.recheck_for`);
     they are skipped otherwise. Trial 0 runs the point as a candidate of its own, the
     others re-run it on fresh seeds (their ``confirm_of`` is trial 0's slot), so the
     rung reads it as one more confirmed candidate.
@@ -443,6 +443,12 @@ def stage(trial: FrozenTrial) -> str:
     if trial.user_attrs.get("neighbour"):
         return "neighbour"
     return "refine" if trial.user_attrs.get("refine") else "search"
+
+
+def open_stages(study: optuna.Study) -> set[str]:
+    """The stages (:func:`stage`) with trials still waiting or running."""
+    active = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    return {stage(t) for t in active}
 
 
 @dataclass(frozen=True)

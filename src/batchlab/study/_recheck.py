@@ -21,11 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
 
 from ..results import RungResult, rises_above, seeds_of
 from ._collect import collect_rung
-from ._plan import Rung, stage
+from ._plan import Rung, open_stages
 
 #: The stages of a rung's tuning, which a recheck waits for (its own and smaller rungs').
 TUNING_STAGES = frozenset({"search", "refine", "neighbour", "confirm", "reserve"})
@@ -39,7 +38,7 @@ class Recheck:
         from_batch_size: the smaller rung whose chosen point they run; ``None``: they
             are skipped.
         params: that point's searched values (``None`` when skipped).
-        reason: why, in one sentence (recorded on each trial).
+        reason: why, in one sentence (recorded on each skipped trial).
     """
 
     from_batch_size: int | None
@@ -105,10 +104,8 @@ def recheck_for(rung: Rung, rung_studies: Sequence[tuple[Rung, optuna.Study]]) -
     """A rung's recheck (:func:`decide_recheck`), or ``None`` while it or a smaller rung
     is still tuning."""
     involved = [(r, s) for r, s in rung_studies if r.batch_size <= rung.batch_size]
-    for _, study in involved:
-        active = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-        if any(stage(t) in TUNING_STAGES for t in active):
-            return None
+    if any(open_stages(study) & TUNING_STAGES for _, study in involved):
+        return None
     tuned = {r.batch_size: collect_rung(r, s, tuned_only=True) for r, s in involved}
     return decide_recheck(
         tuned[rung.batch_size], [tuned[b] for b in sorted(tuned) if b < rung.batch_size]
