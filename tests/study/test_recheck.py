@@ -158,3 +158,17 @@ def test_a_rung_that_never_reaches_rechecks_a_smaller_rungs_point_and_reads_it(
         f"seed, so it also ran B = {source.batch_size}'s chosen point (3 seeds: {steps} "
         "steps); that point is now its chosen candidate."
     ]
+
+
+@pytest.mark.parametrize("skipped_stage", ["confirm_reserve"])
+def test_a_lone_worker_goes_on_to_the_recheck_after_a_pass_that_only_skipped_trials(
+    linreg_study, tmp_path, skipped_stage
+):
+    # The largest rung's last tuning trials (reserve, not needed on linreg's
+    # agreeing seeds) are skipped in the pass that finds its recheck not yet ready; the
+    # worker used to see nothing claimed and nothing running, and stop one pass short.
+    data = copy.deepcopy(linreg_study)
+    data["search"].update(confirm_top=2, confirm_seeds=2, recheck=3, **{skipped_stage: 2})
+    data["performance"] = {"ensemble_size": 1}
+    result = Study(StudyConfig.model_validate(data), tmp_path / "study").run(workers=1)
+    assert result.complete  # (it raised StudyIncomplete: the recheck trials never ran)

@@ -19,7 +19,9 @@ import shlex
 import time
 from collections.abc import Callable, Collection
 from functools import partial
+from typing import NamedTuple
 
+import optuna
 from optuna.trial import TrialState
 
 from .._errors import ConfigError
@@ -30,7 +32,7 @@ from ._config import StudyConfig, validate_against_workload
 from ._liveness import requeue_stale_trials
 from ._optuna import is_storage_outage
 from ._order import TransferBase, nearest_first, transfer_base_for, warm_start_for
-from ._plan import load_rung_studies
+from ._plan import Rung, load_rung_studies
 from ._recheck import recheck_for
 from ._runner import TrialEvent, TrialRunner
 from ._storage import open_storage, storage_unreachable
@@ -130,6 +132,20 @@ def work(
         raise
 
 
+class _Queue(NamedTuple):
+    """How many trials the study's rungs hold, and how many wait or run."""
+
+    trials: int
+    waiting: int
+    running: int
+
+
+def _queue(rung_studies: list[tuple[Rung, optuna.Study]]) -> _Queue:
+    """The rungs' trial counts (:class:`_Queue`), read once."""
+    states = [t.state for _, study in rung_studies for t in study.get_trials(deepcopy=False)]
+    return _Queue(len(states), states.count(TrialState.WAITING), states.count(TrialState.RUNNING))
+
+
 def _work(
     config: StudyConfig,
     storage_url: str,
@@ -163,6 +179,7 @@ def _work(
                 requeue_stale_trials(study, config.workers.grace_period, config.workers.max_retries)
             last_reap = time.monotonic()
         claimed = None
+        before = _queue(rung_studies)
         if base is None:  # once the base rung is over, its chosen point never changes
             base = transfer_base_for(config, rung_studies)
         for rung, study in rung_studies:
@@ -191,12 +208,13 @@ def _work(
                 claimed = (rung, study, trials)
                 break
         if claimed is None:
-            running = sum(
-                len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-                for _, study in rung_studies
-            )
-            if running == 0:
-                break
+            after = _queue(rung_studies)
+            if after == before and after.running == 0:
+                break  # a whole pass over an idle, unchanging queue found nothing to run
+            if after.running == 0:
+                # Trials ended during the pass (skipped as not needed, here or by a
+                # peer), which can make a later stage ready: look again at once.
+                continue
             # Look again soon (a peer's last trial ending ends the study; the
             # reaping above still runs once per poll interval).
             time.sleep(min(poll, IDLE_CHECK_S))
