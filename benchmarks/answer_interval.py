@@ -164,7 +164,7 @@ def describe(name: str, wall: float, cpu: float | None, result: StudyResult) -> 
             counts = ", ".join("-" if s is None else str(s) for s in rung.seed_steps)
             seeds = f"  (search best {rung.search_steps}; seeds {counts})"
         print(f"  B={rung.batch_size:5d}: {rung.steps_to_target}{seeds}")
-    for line in rechecks(result):
+    for line in [*spreads(result), *rechecks(result)]:
         print(f"  {line}")
     answer = interval(result)
     if answer is None:
@@ -213,6 +213,25 @@ def rechecks(result: StudyResult) -> list[str]:
             )
         elif not planned and i > 0 and (decision := decide_recheck(rung, result.rungs[:i])).runs:
             lines.append(f"recheck off in this study; it would run: {decision.reason}")
+    return lines
+
+
+def spreads(result: StudyResult) -> list[str]:
+    """Which rungs ran more seeds of their chosen candidate (``[search] spread_seeds``);
+    in a study run without it, whose chosen candidate's seeds spread enough that it
+    would have (``spread_ratio`` 2, or a missed seed)."""
+    lines = []
+    search = result.config.get("search") or {}
+    for rung in result.rungs:
+        runs = [t for t in rung.trials if t.spread is not None]
+        seeds = rung.seed_steps
+        if runs:
+            lines.append(f"more seeds at B={rung.batch_size} ({len(runs)}): {runs[0].spread}")
+        elif not search.get("spread_seeds") and seeds:
+            reached = [s for s in seeds if s is not None]
+            if len(reached) < len(seeds) or max(reached) >= 2.0 * min(reached):
+                counts = ", ".join("-" if s is None else str(s) for s in seeds)
+                lines.append(f"spread_seeds off; B={rung.batch_size} would run more ({counts})")
     return lines
 
 

@@ -41,11 +41,15 @@ and width alone, and those of the interval the rungs' own intervals give when
 propagated through the fit (``_common.propagated_b_crit_ci``, a diagnostic). ``--keep DIR`` runs the studies in DIR/<workload>-<seed> and keeps
 them (a second run re-analyses them without training).
 
+``--confirm-reserve N``, ``--recheck N`` and ``--spread-seeds N`` set those ``[search]``
+fields (the default study uses 1, 3 and 4; off by default here, as in the config model).
+
 ``--edge-extension X`` sets ``[search] edge_extension`` (refinement beyond the edge a
 rung's best is on); each study then also prints how many rungs are flagged on an edge.
 
 Run:  python benchmarks/calibration.py [--studies 20] [--trials 16] [--grid 4000]
           [--edge-extension 0.125] [--workload nqm|linreg] [--keep DIR]
+          [--confirm-reserve 1 --recheck 3 --spread-seeds 4]
       (about a minute on 2 cores)
 """
 
@@ -189,13 +193,9 @@ def linreg_median_curve(
 
 
 def run_study(
-    seed: int,
-    trials: int,
-    edge_extension: float = 0.0,
-    workload: str = "nqm",
-    keep: Path | None = None,
+    seed: int, trials: int, workload: str = "nqm", keep: Path | None = None, **search: Any
 ) -> dict[str, Any]:
-    config = study_config(seed, trials, workload=workload, edge_extension=edge_extension)
+    config = study_config(seed, trials, workload=workload, **search)
     if keep is not None:
         result = Study(config, keep / f"{workload}-{seed}").run()
     else:
@@ -242,6 +242,9 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=4000)
     parser.add_argument("--edge-extension", type=float, default=0.0)
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="nqm")
+    parser.add_argument("--confirm-reserve", type=int, default=0)
+    parser.add_argument("--recheck", type=int, default=0)
+    parser.add_argument("--spread-seeds", type=int, default=0)
     parser.add_argument(
         "--keep", type=Path, help="run the studies in DIR/<workload>-<seed> and keep them"
     )
@@ -271,7 +274,11 @@ def main() -> None:
     rung_hits: dict[int, list[bool]] = {b: [] for b in LADDER}
     reach_down: list[float] = []
     for seed in range(args.studies):
-        study = run_study(seed, args.trials, args.edge_extension, args.workload, args.keep)
+        study = run_study(
+            seed, args.trials, args.workload, args.keep, edge_extension=args.edge_extension,
+            confirm_reserve=args.confirm_reserve, recheck=args.recheck,
+            spread_seeds=args.spread_seeds,
+        )  # fmt: skip
         for b, s in zip(LADDER, exact, strict=True):
             if study["steps"][b] is not None:
                 excess[b].append(study["steps"][b] / s - 1.0)

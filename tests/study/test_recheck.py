@@ -160,11 +160,11 @@ def test_a_rung_that_never_reaches_rechecks_a_smaller_rungs_point_and_reads_it(
     ]
 
 
-@pytest.mark.parametrize("skipped_stage", ["confirm_reserve"])
+@pytest.mark.parametrize("skipped_stage", ["confirm_reserve", "spread_seeds"])
 def test_a_lone_worker_goes_on_to_the_recheck_after_a_pass_that_only_skipped_trials(
     linreg_study, tmp_path, skipped_stage
 ):
-    # The largest rung's last tuning trials (reserve, not needed on linreg's
+    # The largest rung's last tuning trials (reserve or spread, not needed on linreg's
     # agreeing seeds) are skipped in the pass that finds its recheck not yet ready; the
     # worker used to see nothing claimed and nothing running, and stop one pass short.
     data = copy.deepcopy(linreg_study)

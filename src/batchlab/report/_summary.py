@@ -116,6 +116,25 @@ def recheck_notes(study: StudyData) -> list[str]:
     return notes
 
 
+def spread_notes(study: StudyData) -> list[str]:
+    """Per rung whose chosen candidate's seeds disagreed and ran more seeds (``[search]
+    spread_seeds``): why, what they measured, and the rung's median now."""
+    notes = []
+    for rung in study.rungs:
+        runs = [t for t in rung.trials if t.spread is not None]
+        if not runs:
+            continue
+        steps = ", ".join(
+            "never" if t.steps_to_target is None else f"{t.steps_to_target}" for t in runs
+        )
+        median = "not reached" if rung.steps_to_target is None else f"{rung.steps_to_target}"
+        notes.append(
+            f"More seeds: at B = {rung.batch_size} {runs[0].spread}, so it ran "
+            f"{len(runs)} more ({steps} steps); the rung's steps-to-result is now {median}."
+        )
+    return notes
+
+
 def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
     """Fit, regimes, LR trend, prediction check and warnings for one study.
 
@@ -136,6 +155,7 @@ def summarize(study: StudyData, *, tol: float = 0.25) -> StudySummary:
             "results may change."
         )
     notes += _opt_in_notes(study)
+    notes += spread_notes(study)
     notes += recheck_notes(study)
     missed = [r for r in study.rungs if r.steps_to_target is None and r.complete]
     if missed:

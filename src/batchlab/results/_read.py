@@ -259,6 +259,7 @@ def _parse_trial(f: Fields, raw: Any, at: str) -> TrialRecord:
         ensemble=f.get(raw, "ensemble", f"{at}.ensemble", "int", optional=True),
         extended=_windows(raw.get("extended")),
         recheck_from=f.get(raw, "recheck_from", f"{at}.recheck_from", "int", optional=True),
+        spread=f.get(raw, "spread", f"{at}.spread", "str", optional=True),
     )
 
 

@@ -97,6 +97,9 @@ class TrialRecord:
     #: A rising rung's recheck (``[search] recheck``): the smaller rung whose chosen point
     #: it ran here (the first is a candidate of its own, the others confirm it).
     recheck_from: int | None = None
+    #: A further seed of the rung's chosen candidate (its ``confirm_of``), run because
+    #: that candidate's seeds disagreed (``[search] spread_seeds``): why, in a sentence.
+    spread: str | None = None
 
     @property
     def resolution_steps(self) -> int | None:
@@ -116,13 +119,16 @@ class TrialRecord:
 
     @property
     def stage(self) -> str:
-        """``search`` (refinement included), ``confirm``, ``recheck`` (a smaller rung's
+        """``search`` (refinement included), ``confirm``, ``spread`` (a further seed of
+        the chosen candidate, ``[search] spread_seeds``), ``recheck`` (a smaller rung's
         point run here, ``[search] recheck``), or ``rule:<name>`` (a transfer rule's
         run, not part of the rung's tuning)."""
         if self.rule is not None:
             return f"rule:{self.rule}"
         if self.recheck_from is not None:
             return "recheck"
+        if self.spread is not None:
+            return "spread"
         return "confirm" if self.confirm_of is not None else "search"
 
 

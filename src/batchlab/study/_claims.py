@@ -192,9 +192,11 @@ def claim(
     ``i % n`` (clamped to the searched range); confirmation trials wait for all three,
     then each takes the point of its candidate (:func:`candidates`, ranked by ``target``);
     reserve trials wait for all four, then confirm the next candidates where the rung
-    needs it (:func:`reserve_not_needed`) and are skipped otherwise. Trials run by a
-    transfer rule wait for all five and for ``base`` (the tuned rung the rule starts
-    from, ``None`` until it is over). Recheck trials wait for all five and for
+    needs it (:func:`reserve_not_needed`) and are skipped otherwise; spread trials wait
+    for all five, then re-run the chosen candidate where its seeds disagree
+    (:func:`spread_candidate`) and are skipped otherwise. Trials run by a
+    transfer rule wait for all six and for ``base`` (the tuned rung the rule starts
+    from, ``None`` until it is over). Recheck trials wait for all six and for
     ``recheck()`` (:func:`~batchlab.study._recheck.recheck_for`, asked only then;
     ``None`` while a smaller rung is still tuning), then run its point or are skipped.
     A claim therefore holds the trials of one stage.
@@ -208,6 +210,9 @@ def claim(
     starts = None
     if "neighbour" in busy and not busy & {"search", "refine"} and neighbours is not None:
         starts = neighbours()
+    spread = None
+    if "spread" in busy and not busy & (TUNING_STAGES - {"spread"}) and target is not None:
+        spread = spread_candidate(study, config.search.spread_ratio)
     rechecked = None
     if "recheck" in busy and not busy & TUNING_STAGES and recheck is not None:
         rechecked = recheck()
@@ -217,6 +222,7 @@ def claim(
         "neighbour": starts is not None,
         "confirm": not busy & {"search", "refine", "neighbour"},
         "reserve": not busy & {"search", "refine", "neighbour", "confirm"},
+        "spread": spread is not None,
         "rule": base is not None and not busy & TUNING_STAGES,
         "recheck": rechecked is not None,
     }
@@ -257,6 +263,18 @@ def claim(
                 first = None if slot == RECHECK_SLOT_BASE else RECHECK_SLOT_BASE
                 spec = _recheck(trial, config, rung, rechecked, first)
                 claimed.append(Claimed(trial, slot, spec, first, recheck=True))
+                continue
+            if kind == "spread":
+                assert spread is not None  # (see ``ready`` above)
+                if spread.candidate is None:
+                    trial.set_user_attr("status", SKIPPED)
+                    trial.set_user_attr("reason", f"spread not run: {spread.reason}")
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
+                trial.set_user_attr("spread_reason", spread.reason)
+                spec = _confirm(trial, config, rung, spread.candidate)
+                confirm_of = int(spread.candidate.user_attrs["slot"])
+                claimed.append(Claimed(trial, int(trial.user_attrs["slot"]), spec, confirm_of))
                 continue
             if kind == "neighbour":
                 assert starts is not None  # (see ``ready`` above)
@@ -322,6 +340,30 @@ def claim(
     return claimed
 
 
+def confirmed_runs(
+    study: optuna.Study, stages: tuple[str, ...]
+) -> tuple[list[FrozenTrial], list[list[int | None]]]:
+    """A rung's confirmed candidates so far, as the results list them: per candidate
+    (rank order), its search trial and its steps-to-target on every seed, search trial
+    first, counting the confirmation runs of ``stages`` alone."""
+    done = sorted(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+        key=lambda t: int(t.user_attrs.get("slot", -1)),
+    )  # slot order: the candidates in rank order, as the results list them
+    runs: dict[int, list[int | None]] = {}
+    for trial in done:
+        if stage(trial) in stages and trial.user_attrs.get("confirm_of") is not None:
+            runs.setdefault(int(trial.user_attrs["confirm_of"]), []).append(
+                trial.user_attrs.get("steps_to_target")
+            )
+    first = {int(t.user_attrs["slot"]): t for t in done if stage(t) in STAGES_BEFORE["confirm"]}
+    slots = [slot for slot in runs if slot in first]
+    return (
+        [first[slot] for slot in slots],
+        [[first[slot].user_attrs.get("steps_to_target"), *runs[slot]] for slot in slots],
+    )
+
+
 def reserve_not_needed(study: optuna.Study) -> str | None:
     """Why a rung's reserve candidates need no confirmation; ``None``: they do.
 
@@ -336,25 +378,68 @@ def reserve_not_needed(study: optuna.Study) -> str | None:
     # analysis pulls in SciPy's fits, which a worker need not load for the rest.
     from ..analysis import confirmed_candidate
 
-    done = sorted(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-        key=lambda t: int(t.user_attrs.get("slot", -1)),
-    )  # slot order: the candidates in rank order, as the results list them
-    runs: dict[int, list[int | None]] = {}
-    for trial in done:
-        if stage(trial) == "confirm" and trial.user_attrs.get("confirm_of") is not None:
-            runs.setdefault(int(trial.user_attrs["confirm_of"]), []).append(
-                trial.user_attrs.get("steps_to_target")
-            )
-    first = {int(t.user_attrs["slot"]): t for t in done if stage(t) in STAGES_BEFORE["confirm"]}
-    slots = [slot for slot in runs if slot in first]
-    per_candidate = [[first[slot].user_attrs.get("steps_to_target"), *runs[slot]] for slot in slots]
+    searched, per_candidate = confirmed_runs(study, ("confirm",))
     chosen = confirmed_candidate(per_candidate) if per_candidate else None
     if chosen is None or None in per_candidate[chosen]:
         return None
     return (
-        f"the confirmed candidate of slot {slots[chosen]} reached the target on all "
-        f"{len(per_candidate[chosen])} of its seeds"
+        f"the confirmed candidate of slot {searched[chosen].user_attrs['slot']} reached the "
+        f"target on all {len(per_candidate[chosen])} of its seeds"
+    )
+
+
+@dataclass(frozen=True)
+class Spread:
+    """What a rung's spread trials do (``[search] spread_seeds``): re-run its chosen
+    candidate on more seeds, or nothing.
+
+    Attributes:
+        candidate: the chosen candidate's search trial; ``None``: they are skipped.
+        reason: why, in one sentence (recorded on each of them: ``reason`` where
+            skipped, ``spread_reason`` where run).
+    """
+
+    candidate: FrozenTrial | None
+    reason: str
+
+
+def spread_candidate(study: optuna.Study, ratio: float) -> Spread:
+    """Whether a rung's chosen candidate needs more seeds: its seeds disagree.
+
+    Decided from the rung's finished confirmations and reserve alone (every one is
+    over once a spread trial may be claimed), so every worker decides alike. The
+    candidate the rung would choose (:func:`batchlab.analysis.confirmed_candidate`)
+    needs more seeds where its most steps over its fewest is ``ratio`` or more, or
+    where it missed the target on a seed: near the edge of stability one point is fast
+    on one seed and slow or unstable on the next, and the median of three is then
+    whichever seed fell in the middle.
+    """
+    from ..analysis import confirmed_candidate
+
+    searched, per_candidate = confirmed_runs(study, ("confirm", "reserve"))
+    chosen = confirmed_candidate(per_candidate) if per_candidate else None
+    if chosen is None:
+        return Spread(None, "no confirmed candidate reached the target on half its seeds")
+    steps = per_candidate[chosen]
+    slot = searched[chosen].user_attrs["slot"]
+    reached = [s for s in steps if s is not None]
+    if len(reached) < len(steps):
+        return Spread(
+            searched[chosen],
+            f"the chosen candidate (slot {slot}) missed the target on "
+            f"{len(steps) - len(reached)} of its {len(steps)} seeds",
+        )
+    spread = max(reached) / max(min(reached), 1)
+    if spread < ratio:
+        return Spread(
+            None,
+            f"the chosen candidate's seeds (slot {slot}: {', '.join(map(str, steps))} steps) "
+            f"agree within {spread:.2f}x, under spread_ratio {ratio:g}",
+        )
+    return Spread(
+        searched[chosen],
+        f"the chosen candidate's seeds (slot {slot}: {', '.join(map(str, steps))} steps) "
+        f"spread {spread:.2f}x, spread_ratio {ratio:g} or more",
     )
 
 

@@ -47,6 +47,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         ensemble=attrs.get("ensemble"),
         extended=attrs.get("extended"),
         recheck_from=attrs.get("recheck_from"),
+        spread=attrs.get("spread_reason"),
     )
 
 

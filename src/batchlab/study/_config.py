@@ -205,6 +205,34 @@ class SearchConfig(_Strict):
             "keep their meaning): off; the examples use 1."
         ),
     )
+    spread_seeds: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description=(
+            "More seeds for a chosen candidate whose seeds disagree. Once a rung's "
+            "confirmations (and reserve) are over, where the candidate it would choose "
+            "needed spread_ratio times as many steps on one seed as on another, or never "
+            "reached the target on some seed (a point near the edge of stability), it "
+            "re-runs that candidate on this many more fresh seeds, so that its median "
+            "rests on more than one middle seed; other rungs skip these trials (never "
+            "trained). An even number keeps the candidate's seed count odd under "
+            "confirm_seeds = 2, so its median is one of the middle seeds, not the lower of "
+            "two. None without confirmation (confirm_top = 0). 0 (the default, so that "
+            "studies started before it existed keep their meaning): off; the default study "
+            "(examples/mnist1d-cnn.toml) uses 4."
+        ),
+    )
+    spread_ratio: float = Field(
+        default=2.0,
+        gt=1,
+        le=100,
+        allow_inf_nan=False,
+        description=(
+            "How far apart a chosen candidate's seeds must be (most steps over fewest) "
+            "before spread_seeds more seeds are run."
+        ),
+    )
     recheck: int = Field(
         default=0,
         ge=0,

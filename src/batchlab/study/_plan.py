@@ -33,6 +33,7 @@ RULES_ATTR = "batchlab:rules_planned"
 NEIGHBOURS_ATTR = "batchlab:neighbours_planned"
 RESERVES_ATTR = "batchlab:reserves_planned"
 RECHECKS_ATTR = "batchlab:rechecks_planned"
+SPREADS_ATTR = "batchlab:spreads_planned"
 #: How many candidates a rung's confirmations (reserve confirmations) were planned
 #: for: trial ``i`` confirms candidate ``i % n`` (:func:`_rank_layout`).
 CONFIRM_TOP_ATTR = "batchlab:confirm_top"
@@ -50,6 +51,8 @@ NEIGHBOUR_SLOT_BASE = 4_000_000
 RESERVE_SLOT_BASE = 5_000_000
 #: A rising rung's recheck: a smaller rung's chosen point run here (``[search] recheck``).
 RECHECK_SLOT_BASE = 6_000_000
+#: More seeds of a chosen candidate whose seeds disagree (``[search] spread_seeds``).
+SPREAD_SLOT_BASE = 7_000_000
 #: The status of a reserve trial that was not needed (never trained; a final outcome).
 SKIPPED = "skipped"
 CONFIG_ATTR = "batchlab:config"
@@ -408,6 +411,27 @@ def enqueue_rechecks(
     )
 
 
+def spreads_wanted(config: StudyConfig, rung: Rung) -> int:
+    """More seeds of a rung's chosen candidate, where its seeds disagree (``[search]
+    spread_seeds``); none without confirmation (a lone search trial has one seed)."""
+    return 0 if config.search.confirm_top == 0 else config.search.spread_seeds
+
+
+def enqueue_spreads(
+    study: optuna.Study, config: StudyConfig, rung: Rung, start: int, stop: int
+) -> None:
+    """Enqueue the spread trials ``start`` ... ``stop - 1`` of a rung.
+
+    Which candidate the rung chooses, and whether its seeds disagree enough to need more,
+    is known only once its confirmations (and reserve) are over, so it is decided when a
+    worker claims them (:func:`batchlab.study._claims.spread_candidate`); they are
+    skipped otherwise. Each re-runs the chosen candidate on its own fresh seed.
+    """
+    _enqueue_unresolved(
+        study, config, rung, SPREAD_SLOT_BASE, range(start, stop), lambda index: {"spread": True}
+    )
+
+
 def confirmations_wanted(config: StudyConfig) -> int:
     """Confirmation trials per rung: ``confirm_top`` candidates x ``confirm_seeds`` seeds."""
     return config.search.confirm_top * config.search.confirm_seeds
@@ -430,6 +454,7 @@ def stage(trial: FrozenTrial) -> str:
     """A trial's stage: ``"search"``, then ``"refine"`` (around the best), then
     ``"neighbour"`` (from the neighbouring rungs' best points), then ``"confirm"``;
     ``"reserve"`` (the candidates held in reserve, confirmed only if needed);
+    ``"spread"`` (more seeds of the chosen candidate, where its seeds disagree);
     ``"recheck"`` (a smaller rung's chosen point, where this rung rises above it);
     ``"rule"`` for a trial run by a transfer rule instead of tuned."""
     if "rule" in trial.user_attrs:
@@ -438,6 +463,8 @@ def stage(trial: FrozenTrial) -> str:
         return "recheck"
     if trial.user_attrs.get("reserve"):
         return "reserve"
+    if trial.user_attrs.get("spread"):
+        return "spread"
     if is_confirmation(trial):
         return "confirm"
     if trial.user_attrs.get("neighbour"):
@@ -486,6 +513,7 @@ PLANNED_STAGES = (
     PlannedStage(
         RESERVES_ATTR, RESERVE_SLOT_BASE, lambda c, r: reserves_wanted(c), enqueue_reserves
     ),
+    PlannedStage(SPREADS_ATTR, SPREAD_SLOT_BASE, spreads_wanted, enqueue_spreads),
     PlannedStage(RECHECKS_ATTR, RECHECK_SLOT_BASE, rechecks_wanted, enqueue_rechecks),
     PlannedStage(RULES_ATTR, RULE_SLOT_BASE, rule_trials_wanted, enqueue_rule_trials),
 )

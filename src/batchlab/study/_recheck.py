@@ -10,7 +10,7 @@ If that point rises too, the analysis leaves the rung out of the fit
 (:func:`batchlab.results.rising_after_recheck`).
 
 Whether a rung rises is decided from the tuning of this rung and of every smaller one
-(search, refinement, neighbours, confirmation, reserve), never from any rung's recheck,
+(search, refinement, neighbours, confirmation, reserve, spread), never from any rung's recheck,
 so every worker decides alike and a rung's decision does not wait for another's recheck.
 """
 
@@ -27,7 +27,7 @@ from ._collect import collect_rung
 from ._plan import Rung, open_stages
 
 #: The stages of a rung's tuning, which a recheck waits for (its own and smaller rungs').
-TUNING_STAGES = frozenset({"search", "refine", "neighbour", "confirm", "reserve"})
+TUNING_STAGES = frozenset({"search", "refine", "neighbour", "confirm", "reserve", "spread"})
 
 
 @dataclass(frozen=True)
