@@ -237,13 +237,13 @@ def claim(
             if kind == "rule":
                 assert base is not None  # (see ``ready`` above)
                 if base.hparams is None or base.params is None:
-                    trial.set_user_attr("status", "error")
-                    trial.set_user_attr(
-                        "reason",
+                    _end_unrun(
+                        study,
+                        trial,
+                        "error",
                         f"nothing to transfer: batch size {base.batch_size} never reached "
                         "the target",
                     )
-                    study.tell(trial, state=TrialState.FAIL)
                     continue
                 spec = _by_rule(trial, config, rung, base)
                 claimed.append(
@@ -255,9 +255,7 @@ def claim(
             if kind == "recheck":
                 assert rechecked is not None  # (see ``ready`` above)
                 if rechecked.params is None:
-                    trial.set_user_attr("status", SKIPPED)
-                    trial.set_user_attr("reason", f"recheck not run: {rechecked.reason}")
-                    study.tell(trial, state=TrialState.FAIL)
+                    _end_unrun(study, trial, SKIPPED, f"recheck not run: {rechecked.reason}")
                     continue
                 slot = int(trial.user_attrs["slot"])
                 first = None if slot == RECHECK_SLOT_BASE else RECHECK_SLOT_BASE
@@ -267,9 +265,7 @@ def claim(
             if kind == "spread":
                 assert spread is not None  # (see ``ready`` above)
                 if spread.candidate is None:
-                    trial.set_user_attr("status", SKIPPED)
-                    trial.set_user_attr("reason", f"spread not run: {spread.reason}")
-                    study.tell(trial, state=TrialState.FAIL)
+                    _end_unrun(study, trial, SKIPPED, f"spread not run: {spread.reason}")
                     continue
                 trial.set_user_attr("spread_reason", spread.reason)
                 spec = _confirm(trial, config, rung, spread.candidate)
@@ -279,11 +275,12 @@ def claim(
             if kind == "neighbour":
                 assert starts is not None  # (see ``ready`` above)
                 if not starts:
-                    trial.set_user_attr("status", "error")
-                    trial.set_user_attr(
-                        "reason", "nothing to start from: no neighbouring rung finished a trial"
+                    _end_unrun(
+                        study,
+                        trial,
+                        "error",
+                        "nothing to start from: no neighbouring rung finished a trial",
                     )
-                    study.tell(trial, state=TrialState.FAIL)
                     continue
                 index = int(trial.user_attrs["slot"]) - NEIGHBOUR_SLOT_BASE
                 start = starts[index % len(starts)]
@@ -302,14 +299,10 @@ def claim(
                 if skip is None and rank >= len(best):
                     skip = f"no candidate of rank {rank} to confirm ({len(best)} finished)"
                 if skip is not None:
-                    trial.set_user_attr("status", SKIPPED)
-                    trial.set_user_attr("reason", f"reserve not run: {skip}")
-                    study.tell(trial, state=TrialState.FAIL)
+                    _end_unrun(study, trial, SKIPPED, f"reserve not run: {skip}")
                     continue
             if kind != "search" and not best:
-                trial.set_user_attr("status", "error")
-                trial.set_user_attr("reason", f"nothing to {kind}: no search trial finished")
-                study.tell(trial, state=TrialState.FAIL)
+                _end_unrun(study, trial, "error", f"nothing to {kind}: no search trial finished")
                 continue
             if kind in ("confirm", "reserve"):
                 candidate = best[int(trial.user_attrs["confirm_rank"]) % len(best)]
@@ -338,6 +331,14 @@ def claim(
             continue
         claimed.append(Claimed(trial, int(trial.user_attrs["slot"]), spec, confirm_of))
     return claimed
+
+
+def _end_unrun(study: optuna.Study, trial: optuna.Trial, status: str, reason: str) -> None:
+    """End a claimed trial without training it: ``FAIL`` with its ``status`` (``SKIPPED``:
+    not needed, a final outcome; ``"error"``: nothing to run) and ``reason``."""
+    trial.set_user_attr("status", status)
+    trial.set_user_attr("reason", reason)
+    study.tell(trial, state=TrialState.FAIL)
 
 
 def confirmed_runs(
