@@ -23,7 +23,14 @@ from ..analysis import (
     compare_fits,
     compare_prediction,
 )
-from ..results import STATUSES, EdgeWarning, StudyData, edge_warnings, summarize_rungs
+from ..results import (
+    STATUSES,
+    EdgeWarning,
+    StudyData,
+    TrialRecord,
+    edge_warnings,
+    summarize_rungs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +98,11 @@ def _opt_in_notes(study: StudyData) -> list[str]:
     return notes
 
 
+def _steps_of(runs: list[TrialRecord]) -> str:
+    """Trials' steps-to-target for a note, in order ("never": not reached)."""
+    return ", ".join("never" if t.steps_to_target is None else f"{t.steps_to_target}" for t in runs)
+
+
 def recheck_notes(study: StudyData) -> list[str]:
     """Per rung that rose above a smaller one and ran its point (``[search] recheck``):
     what the recheck measured, and whether it became the rung's chosen candidate."""
@@ -99,9 +111,7 @@ def recheck_notes(study: StudyData) -> list[str]:
         runs = rung.rechecks
         if not runs:
             continue
-        steps = ", ".join(
-            "never" if t.steps_to_target is None else f"{t.steps_to_target}" for t in runs
-        )
+        steps = _steps_of(runs)
         best = rung.best
         outcome = (
             "that point is now its chosen candidate"
@@ -124,9 +134,7 @@ def spread_notes(study: StudyData) -> list[str]:
         runs = [t for t in rung.trials if t.spread is not None]
         if not runs:
             continue
-        steps = ", ".join(
-            "never" if t.steps_to_target is None else f"{t.steps_to_target}" for t in runs
-        )
+        steps = _steps_of(runs)
         median = "not reached" if rung.steps_to_target is None else f"{rung.steps_to_target}"
         notes.append(
             f"More seeds: at B = {rung.batch_size} {runs[0].spread}, so it ran "
