@@ -44,3 +44,28 @@ def test_a_recheck_that_never_reaches_rises_above_a_reached_source():
     ]
     assert "(never, never, never steps against" in rising_after_recheck(rungs)[1]
     assert seeds_of(rungs[1]) == [math.inf] * 3
+
+
+def test_a_recheck_that_mostly_never_reaches_counts_no_rise_and_keeps_a_reached_rung():
+    # protocol-2d, study seed 0: B = 256's point stalled at B = 1024 and 2048 on two of
+    # three seeds, while those rungs' own candidates reached the target on all three.
+    source = rung(256, [159, 174, 192])
+    stalled = [
+        rung(1024, [224, 232, 220], recheck=(256, 0.05, [None, None, 1416])),
+        rung(2048, [201, 236, 216], recheck=(256, 0.05, [306, None, None])),
+    ]
+    assert rising_after_recheck([source, *stalled]) == [None] * 3
+    # Two of three recheck seeds counted steps, all above the smaller rung's: a rise.
+    counted = rung(1024, [240, 274, 264], recheck=(256, 0.05, [240, 432, None]))
+    reasons = rising_after_recheck([rung(256, [212, 220, 224]), counted])
+    assert reasons[1] is not None and "(240, 432, never steps against" in reasons[1]
+
+
+def test_a_stalled_recheck_leaves_out_a_rung_that_reached_nowhere():
+    # The rung's own median never reached the target either: nothing reached it here.
+    rungs = [
+        rung(256, [159, 174, 192]),
+        rung(2048, [None, None, 300], recheck=(256, 0.05, [306, None, None])),
+    ]
+    assert rungs[1].steps_to_target is None
+    assert rising_after_recheck(rungs)[1] is not None

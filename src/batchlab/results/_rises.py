@@ -9,8 +9,9 @@ same: 1 / C(6, 3)) has either missed its optimum, which its recheck (``[search]
 recheck``: the smaller rung's chosen point run here) can show, or rises for a reason
 S_min (1 + B_crit / B) does not describe: a small training set seen for many epochs at
 large batches generalizes worse (Keskar et al. 2017), so the held-out target takes more
-steps. A rung whose recheck rises above that same smaller rung too is of the second
-kind, and the fit leaves it out (:func:`rising_after_recheck`).
+steps. A rung whose recheck rises above that same smaller rung too, measured in steps
+on most of its seeds, is of the second kind, and the fit leaves it out
+(:func:`rising_after_recheck`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:
     rung: the rise is then not its search's miss, and S_min (1 + B_crit / B), which
     never rises, would read it as scatter and widen B_crit's interval with it.
 
+    The rise must be measured: most of the recheck's seeds reached the target, or none
+    of the rung's own did either. A recheck that mostly never reached the target, at a
+    rung whose own chosen candidate did, counted no steps: the smaller rung's point
+    stalls at this batch (a point near the edge of stability at one batch size can
+    diverge at a larger one), which tells neither a search miss nor a rise, so the rung
+    stays in the fit at its own count, as a rung without a recheck does.
+
     Args:
         rungs: the study's rungs, ascending.
     """
@@ -55,7 +63,7 @@ def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:
             continue
         here = [math.inf if t.steps_to_target is None else float(t.steps_to_target) for t in runs]
         there = seeds_of(source)
-        if not rises_above(here, there):
+        if not rises_above(here, there) or not _rise_measured(here, rung):
             reasons.append(None)
             continue
         reasons.append(
@@ -67,6 +75,13 @@ def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:
             "the fit leaves it out."
         )
     return reasons
+
+
+def _rise_measured(recheck: Sequence[float], rung: RungResult) -> bool:
+    """Most of the recheck's seeds counted steps, or the rung's own median reached
+    nothing either (the rung then reached the target at no point it ran)."""
+    reached = sum(math.isfinite(v) for v in recheck)
+    return 2 * reached > len(recheck) or rung.steps_to_target is None
 
 
 def _steps(values: Sequence[float]) -> str:
