@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from batchlab.results import rising_after_recheck, seeds_of
+from batchlab.report._summary import recheck_notes
+from batchlab.results import StudyData, recheck_stalled, rising_after_recheck, seeds_of
 
 from .rungs import rung
 
@@ -69,3 +70,22 @@ def test_a_stalled_recheck_leaves_out_a_rung_that_reached_nowhere():
     ]
     assert rungs[1].steps_to_target is None
     assert rising_after_recheck(rungs)[1] is not None
+
+
+def test_the_report_says_a_stalled_recheck_measured_no_rise():
+    rungs = (
+        rung(256, [159, 174, 192]),
+        rung(1024, [224, 232, 220], recheck=(256, 0.05, [None, None, 1416])),
+        rung(2048, [384, 360, 468], recheck=(256, 0.05, [372, 286, 420])),
+    )
+    assert [recheck_stalled(r) for r in rungs] == [False, True, False]
+    study = StudyData("s", None, {}, {}, {}, rungs, {}, None, None)
+    stalled, counted = recheck_notes(study)
+    assert stalled == (
+        "Recheck: B = 1024 needed more steps than a smaller batch size on every seed, so "
+        "it also ran B = 256's chosen point (3 seeds: never, never, 1416 steps); its own "
+        "candidate stayed the faster. That point never reached the target here on most "
+        "seeds: it counted no steps, so it measured no rise, and the rung stays in the "
+        "fit at its own count."
+    )
+    assert counted.endswith("its own candidate stayed the faster.")

@@ -29,6 +29,7 @@ from ..results import (
     StudyData,
     TrialRecord,
     edge_warnings,
+    recheck_stalled,
     summarize_rungs,
 )
 
@@ -118,10 +119,16 @@ def recheck_notes(study: StudyData) -> list[str]:
             if best is not None and best.recheck_from is not None
             else "its own candidate stayed the faster"
         )
+        stalled = (
+            " That point never reached the target here on most seeds: it counted no "
+            "steps, so it measured no rise, and the rung stays in the fit at its own count."
+            if recheck_stalled(rung)
+            else ""
+        )
         notes.append(
             f"Recheck: B = {rung.batch_size} needed more steps than a smaller batch size on "
             f"every seed, so it also ran B = {runs[0].recheck_from}'s chosen point "
-            f"({len(runs)} seeds: {steps} steps); {outcome}."
+            f"({len(runs)} seeds: {steps} steps); {outcome}.{stalled}"
         )
     return notes
 

@@ -19,7 +19,7 @@ from ._read import (
     parse_noise_scale,
     search_space,
 )
-from ._rises import rises_above, rising_after_recheck, seeds_of
+from ._rises import recheck_stalled, rises_above, rising_after_recheck, seeds_of
 from ._schema import (
     RESULTS_CSV,
     RESULTS_JSON,
@@ -67,6 +67,7 @@ __all__ = [
     "now_iso",
     "parse_noise_scale",
     "range_position",
+    "recheck_stalled",
     "rises_above",
     "rising_after_recheck",
     "read_json",

@@ -63,7 +63,7 @@ def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:
             continue
         here = [math.inf if t.steps_to_target is None else float(t.steps_to_target) for t in runs]
         there = seeds_of(source)
-        if not rises_above(here, there) or not _rise_measured(here, rung):
+        if not rises_above(here, there) or recheck_stalled(rung):
             reasons.append(None)
             continue
         reasons.append(
@@ -77,11 +77,13 @@ def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:
     return reasons
 
 
-def _rise_measured(recheck: Sequence[float], rung: RungResult) -> bool:
-    """Most of the recheck's seeds counted steps, or the rung's own median reached
-    nothing either (the rung then reached the target at no point it ran)."""
-    reached = sum(math.isfinite(v) for v in recheck)
-    return 2 * reached > len(recheck) or rung.steps_to_target is None
+def recheck_stalled(rung: RungResult) -> bool:
+    """The rung's recheck (a smaller rung's chosen point run here) never reached the
+    target on most of its seeds, while the rung's own chosen candidate did: it counted
+    no steps, so it measures no rise (:func:`rising_after_recheck`)."""
+    runs = rung.rechecks
+    reached = sum(t.steps_to_target is not None for t in runs)
+    return bool(runs) and 2 * reached <= len(runs) and rung.steps_to_target is not None
 
 
 def _steps(values: Sequence[float]) -> str:
