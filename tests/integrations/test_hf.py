@@ -326,6 +326,7 @@ def test_gradient_accumulation_steps_of_one_is_a_clear_error(tmp_path):
         ({"micro_batch_size": -1}, ValueError, "micro_batch_size must be a positive integer"),
         ({"ema_decay": -0.1}, ValueError, "ema_decay must be None or in"),
         ({"prefix": 1}, TypeError, "prefix must be a string"),
+        ({"measure_every": 1.5}, ValueError, "measure_every must be a positive integer"),
     ],
 )
 def test_bad_options_name_the_argument(options, error, match):

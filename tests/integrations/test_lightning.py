@@ -167,6 +167,21 @@ def test_statistics_equal_a_hand_written_accumulation_loop(fitted):
     assert callback.measured_at == [0, 1, 2, 3, 4, 5]
 
 
+def test_measure_every_measures_one_step_in_k_as_the_tracker_does(tmp_path):
+    data = make_data(BATCH * K * 6)
+    torch.manual_seed(0)
+    model = Regression()
+    initial = copy.deepcopy(model)
+    callback = RecordingCallback(measure_every=2)
+    make_trainer(tmp_path, callback, max_steps=6).fit(model, DataLoader(data, batch_size=BATCH))
+    reference = reference_tracker(
+        initial, DataLoader(data, batch_size=BATCH), 6, K, measure_every=2
+    )
+    assert callback.measured_at == [0, 2, 4]  # steps 1, 3 and 5 left out
+    assert [r.step for r in callback.tracker.history] == [0, 2, 4]
+    assert_same_history(callback.tracker, reference)
+
+
 def test_metrics_are_written_to_the_logger_every_log_every_n_steps(fitted):
     trainer, _, callback, _ = fitted
     path = Path(trainer.logger.log_dir) / "metrics.csv"
@@ -279,6 +294,7 @@ def test_two_optimizers_are_a_clear_error(tmp_path):
         ({"ema_decay": 1.0}, ValueError, "ema_decay must be None or in"),
         ({"confidence": 1.5}, ValueError, "confidence must be in"),
         ({"prefix": None}, TypeError, "prefix must be a string"),
+        ({"measure_every": 0}, ValueError, "measure_every must be a positive integer"),
     ],
 )
 def test_bad_options_name_the_argument(options, error, match):

@@ -339,3 +339,45 @@ def test_tracker_handles_sparse_and_non_float32_gradients(kind):
     measured = measure_noise_scale(model, _regression_loss, batches, micro_batch_size=8)
     assert tracker.n == 3
     assert tracker.b_simple == pytest.approx(measured.b_simple, rel=1e-4)
+
+
+def test_measure_every_records_the_same_steps_and_calls_no_hook_in_between(mnist1d):
+    # Two trackers on one model: one measures every step, the other one in three. The
+    # sampled one's records are exactly the full one's at steps 0, 3, 6, and between
+    # them its hooks are detached, so a left-out forward and backward call none.
+    workload, batches = mnist1d
+    model = workload.build_model(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    full = NoiseScaleTracker(model)
+    sampled = NoiseScaleTracker(model, measure_every=3)
+    hooks = [len(p._backward_hooks or {}) for p in model.parameters()]
+    assert hooks == [2] * len(hooks)  # both trackers' hooks before step 0
+    for step in range(8):
+        accumulate(model, workload.loss_fn, batches[step % len(batches)], 16 * (1 + step % 2))
+        optimizer.step()
+        full.step()
+        sampled.step()
+        optimizer.zero_grad()
+        attached = {len(p._backward_hooks or {}) for p in model.parameters()}
+        attached.add(len(model._forward_pre_hooks))  # each tracker's micro-batch sizes
+        assert attached == ({2} if (step + 1) % 3 == 0 else {1}), step
+    kept = [r for r in full.history if r.step % 3 == 0]
+    assert [r.step for r in sampled.history] == [0, 3, 6] == [r.step for r in kept]
+    for mine, theirs in zip(sampled.history, kept, strict=True):
+        assert mine.sq_norm_small == pytest.approx(theirs.sq_norm_small, rel=1e-12)
+        assert mine.sq_norm_big == pytest.approx(theirs.sq_norm_big, rel=1e-12)
+        assert (mine.b_small, mine.b_big) == (theirs.b_small, theirs.b_big)
+    assert (sampled.n, full.n) == (3, 8)
+    # A left-out step needs no backward: step() only counts it; a measured one does.
+    lone = NoiseScaleTracker(model, measure_every=2)
+    accumulate(model, workload.loss_fn, batches[0], 16)
+    lone.step()
+    lone.step()
+    with pytest.raises(ValueError, match="0 micro-batch"):
+        lone.step()
+    lone.remove()  # detached for good: step 3 would attach them for step 4
+    lone.step()
+    assert {len(p._backward_hooks or {}) for p in model.parameters()} == {1}  # full's
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="measure_every must be a positive integer, got "):
+            NoiseScaleTracker(model, measure_every=bad)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from .._checks import check_positive_int
 from ..noise import NoiseScaleStatistics, NoiseScaleTracker, check_micro_batch_size
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,13 @@ class TrackerCallback:
     (:meth:`_start_tracker`), counts backward passes in ``_backwards``, closes each
     optimizer step with :meth:`_close_step` and stops the tracker at the end.
 
+    ``measure_every`` is :class:`~batchlab.noise.NoiseScaleTracker`'s: one optimizer
+    step in that many is measured (and reaches ``on_measured_step``), the others call
+    no hook.
+
     Raises:
-        ValueError: a bad ``micro_batch_size``, ``ema_decay`` or ``confidence``.
+        ValueError: a bad ``micro_batch_size``, ``ema_decay``, ``confidence`` or
+            ``measure_every``.
         TypeError: ``prefix`` is not a string.
     """
 
@@ -53,8 +59,10 @@ class TrackerCallback:
         ema_decay: float | None = None,
         confidence: float = 0.95,
         prefix: str = "noise_scale/",
+        measure_every: int = 1,
     ) -> None:
         check_micro_batch_size(micro_batch_size)
+        self.measure_every = check_positive_int(measure_every, "measure_every")
         # The statistics class owns the rules for these two; build one to apply them now.
         NoiseScaleStatistics(ema_decay=ema_decay, confidence=confidence)
         if not isinstance(prefix, str):
@@ -114,6 +122,7 @@ class TrackerCallback:
             scaler=scaler,
             ema_decay=self.ema_decay,
             confidence=self.confidence,
+            measure_every=self.measure_every,
         )
         self._backwards = 0
         return self._tracker
@@ -133,9 +142,10 @@ class TrackerCallback:
         self._backwards = 0
         if self._tracker is None:
             return False
+        measured = self._tracker.measures_next_step  # else measure_every leaves it out
         if micro_batches >= 2:
             self._tracker.step()
-            return True
+            return measured
         try:
             self._tracker.step()
         except ValueError:
@@ -144,7 +154,7 @@ class TrackerCallback:
                 micro_batches,
             )
             return False
-        return True
+        return measured
 
     def _stop_tracker(self) -> None:
         """Remove the tracker's hooks; its statistics stay readable."""

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd import Variable
 
+from .._checks import check_positive_int
 from ._plumbing import (
     check_micro_batch_size,
     leading_size,
@@ -93,6 +94,19 @@ class NoiseScaleTracker(HookedNoiseScale):
         ema_decay: ``None`` for a plain average over all steps so far, or β in [0, 1)
             for an exponential moving average (to follow B_simple as it grows).
         confidence: coverage of the intervals.
+        measure_every: measure one optimizer step in every ``measure_every`` (steps 0,
+            k, 2k, ...). Between them the parameter hooks are detached, so a left-out
+            step's backward calls no hook at all, and ``step()`` only counts it. The
+            overhead, a fixed cost per parameter tensor and backward, falls about
+            k-fold; the estimates average k times fewer steps (over a given span of
+            training their variance grows about k-fold), which tracks a noise scale
+            that drifts over hundreds of steps (``benchmarks/gns_overhead.py
+            --measure-every``).
+
+    Raises:
+        ValueError: a bad ``micro_batch_size`` or ``measure_every``; no trainable
+            parameter.
+        TypeError: a ``scaler`` without ``get_scale()``.
     """
 
     def __init__(
@@ -103,9 +117,11 @@ class NoiseScaleTracker(HookedNoiseScale):
         scaler: LossScaler | None = None,
         ema_decay: float | None = None,
         confidence: float = 0.95,
+        measure_every: int = 1,
     ) -> None:
         self._groups = trainable_parameters(model, where="NoiseScaleTracker")
         check_micro_batch_size(micro_batch_size)
+        self.measure_every = check_positive_int(measure_every, "measure_every")
         if scaler is not None and not callable(getattr(scaler, "get_scale", None)):
             raise TypeError(
                 f"scaler must have a get_scale() method (torch.amp.GradScaler), "
@@ -125,13 +141,10 @@ class NoiseScaleTracker(HookedNoiseScale):
         )
         self._paused = False
         self._reset_step()
-        self._handles: list[Any] = [
-            p.register_hook(self._make_hook(i)) for i, p in enumerate(params)
-        ]
-        if micro_batch_size is None:
-            self._handles.append(
-                model.register_forward_pre_hook(self._on_forward, with_kwargs=True)
-            )
+        self._model = model
+        self._hooks: list[Any] | None = [self._make_hook(i) for i in range(len(params))]
+        self._handles: list[Any] = []
+        self._attach_hooks(True)
 
     # ----- plumbing: hooks -------------------------------------------------------------
 
@@ -141,6 +154,33 @@ class NoiseScaleTracker(HookedNoiseScale):
         self._big: Tensor | None = None
         self._scale: Tensor | float | None = None
         self._forward_size: int | None = None
+
+    def _attach_hooks(self, attached: bool) -> None:
+        """Attach the hooks (before a measured step) or detach them (before one
+        ``measure_every`` leaves out, which then calls none); nothing after :meth:`remove`."""
+        if attached == bool(self._handles) or self._hooks is None:
+            return
+        if not attached:
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
+            return
+        params = self._groups.params
+        self._handles = [p.register_hook(h) for p, h in zip(params, self._hooks, strict=True)]
+        if self.micro_batch_size is None:
+            self._handles.append(
+                self._model.register_forward_pre_hook(self._on_forward, with_kwargs=True)
+            )
+
+    def remove(self) -> None:
+        """Detach all hooks; the statistics gathered so far stay readable."""
+        self._hooks = None
+        super().remove()
+
+    @property
+    def measures_next_step(self) -> bool:
+        """Whether the next :meth:`step` closes a measured step (one in ``measure_every``)."""
+        return self._steps % self.measure_every == 0
 
     def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if torch.is_grad_enabled() and not self._paused:
@@ -210,14 +250,18 @@ class NoiseScaleTracker(HookedNoiseScale):
 
         Call once per optimizer step, after the step's backward passes (before or after
         clipping, ``optimizer.step()`` and ``scaler.update()``; before ``zero_grad``).
+        On a step that ``measure_every`` leaves out it only counts the step.
 
         Raises:
             ValueError: fewer than two micro-batches (backward passes) since the last
                 step, or micro-batch sizes that cannot be told.
         """
         index = self._start_step()
+        self._attach_hooks(self.measures_next_step)
         micro, big, scale = self._micro, self._big, self._scale
         self._reset_step()
+        if index % self.measure_every:  # left out: no hook ran
+            return
         sizes = [size for size, _ in micro]
         if len(micro) < 2 or big is None:
             raise ValueError(
