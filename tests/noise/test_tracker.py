@@ -378,6 +378,11 @@ def test_measure_every_records_the_same_steps_and_calls_no_hook_in_between(mnist
     lone.remove()  # detached for good: step 3 would attach them for step 4
     lone.step()
     assert {len(p._backward_hooks or {}) for p in model.parameters()} == {1}  # full's
+    # Restored at step 8 (left out), a new tracker's hooks follow the restored count.
+    restored = NoiseScaleTracker(model, measure_every=3)
+    restored.load_state_dict(sampled.state_dict())
+    assert not restored.measures_next_step and restored._handles == []
+    assert [r.step for r in restored.history] == [0, 3, 6]
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="measure_every must be a positive integer, got "):
             NoiseScaleTracker(model, measure_every=bad)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ Plumbing only: parameter hooks collect squared norms during backward, and
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -176,6 +177,11 @@ class NoiseScaleTracker(HookedNoiseScale):
         """Detach all hooks; the statistics gathered so far stay readable."""
         self._hooks = None
         super().remove()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; the hooks then follow its step count."""
+        super().load_state_dict(state)
+        self._attach_hooks(self.measures_next_step)
 
     @property
     def measures_next_step(self) -> bool:
