@@ -43,9 +43,10 @@ def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:
     rung: the rise is then not its search's miss, and S_min (1 + B_crit / B), which
     never rises, would read it as scatter and widen B_crit's interval with it.
 
-    The rise must be measured: most of the recheck's seeds reached the target, or none
-    of the rung's own did either. A recheck that mostly never reached the target, at a
-    rung whose own chosen candidate did, counted no steps: the smaller rung's point
+    The rise must be measured: most of the recheck's seeds reached the target, or the
+    rung's own chosen candidate did not either (its median seed never reached it). A
+    recheck that mostly never reached the target, at a rung whose own candidate did,
+    counted no steps: the smaller rung's point
     stalls at this batch (a point near the edge of stability at one batch size can
     diverge at a larger one), which tells neither a search miss nor a rise, so the rung
     stays in the fit at its own count, as a rung without a recheck does.
