@@ -30,6 +30,7 @@ from ..results import (
     TrialRecord,
     edge_warnings,
     recheck_stalled,
+    steps_text,
     summarize_rungs,
 )
 
@@ -101,7 +102,7 @@ def _opt_in_notes(study: StudyData) -> list[str]:
 
 def _steps_of(runs: list[TrialRecord]) -> str:
     """Trials' steps-to-target for a note, in order ("never": not reached)."""
-    return ", ".join("never" if t.steps_to_target is None else f"{t.steps_to_target}" for t in runs)
+    return steps_text(t.steps_to_target for t in runs)
 
 
 def recheck_notes(study: StudyData) -> list[str]:

@@ -19,7 +19,7 @@ from ._read import (
     parse_noise_scale,
     search_space,
 )
-from ._rises import recheck_stalled, rises_above, rising_after_recheck, seeds_of
+from ._rises import recheck_stalled, rises_above, rising_after_recheck, seeds_of, steps_text
 from ._schema import (
     RESULTS_CSV,
     RESULTS_JSON,
@@ -75,6 +75,7 @@ __all__ = [
     "rung_lrs",
     "search_floor",
     "search_space",
+    "steps_text",
     "searched_ranges",
     "seeds_of",
     "summarize_rungs",

@@ -17,7 +17,7 @@ on most of its seeds, is of the second kind, and the fit leaves it out
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ._schema import RungResult
 
@@ -46,10 +46,10 @@ def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:
     The rise must be measured: most of the recheck's seeds reached the target, or the
     rung's own chosen candidate did not either (its median seed never reached it). A
     recheck that mostly never reached the target, at a rung whose own candidate did,
-    counted no steps: the smaller rung's point
-    stalls at this batch (a point near the edge of stability at one batch size can
-    diverge at a larger one), which tells neither a search miss nor a rise, so the rung
-    stays in the fit at its own count, as a rung without a recheck does.
+    counted no steps: the smaller rung's point stalls at this batch (a point near the
+    edge of stability at one batch size can diverge at a larger one), which tells
+    neither a search miss nor a rise, so the rung stays in the fit at its own count, as
+    a rung without a recheck does.
 
     Args:
         rungs: the study's rungs, ascending.
@@ -87,5 +87,11 @@ def recheck_stalled(rung: RungResult) -> bool:
     return bool(runs) and 2 * reached <= len(runs) and rung.steps_to_target is not None
 
 
+def steps_text(values: Iterable[float | None]) -> str:
+    """Steps-to-target for a sentence, in order: ``"159, never, 1416"`` (``None`` or
+    ``inf``: never reached)."""
+    return ", ".join("never" if v is None or math.isinf(v) else f"{int(v)}" for v in values)
+
+
 def _steps(values: Sequence[float]) -> str:
-    return ", ".join("never" if math.isinf(v) else f"{v:g}" for v in values) + " steps"
+    return f"{steps_text(values)} steps"

@@ -431,17 +431,10 @@ def spread_candidate(study: optuna.Study, ratio: float) -> Spread:
             f"{len(steps) - len(reached)} of its {len(steps)} seeds",
         )
     spread = max(reached) / max(min(reached), 1)
+    seeds = f"the chosen candidate's seeds (slot {slot}: {', '.join(map(str, steps))} steps)"
     if spread < ratio:
-        return Spread(
-            None,
-            f"the chosen candidate's seeds (slot {slot}: {', '.join(map(str, steps))} steps) "
-            f"agree within {spread:.2f}x, under spread_ratio {ratio:g}",
-        )
-    return Spread(
-        searched[chosen],
-        f"the chosen candidate's seeds (slot {slot}: {', '.join(map(str, steps))} steps) "
-        f"spread {spread:.2f}x, spread_ratio {ratio:g} or more",
-    )
+        return Spread(None, f"{seeds} agree within {spread:.2f}x, under spread_ratio {ratio:g}")
+    return Spread(searched[chosen], f"{seeds} spread {spread:.2f}x, spread_ratio {ratio:g} or more")
 
 
 def _confirm(

@@ -10,8 +10,9 @@ If that point rises too, the analysis leaves the rung out of the fit
 (:func:`batchlab.results.rising_after_recheck`).
 
 Whether a rung rises is decided from the tuning of this rung and of every smaller one
-(search, refinement, neighbours, confirmation, reserve, spread), never from any rung's recheck,
-so every worker decides alike and a rung's decision does not wait for another's recheck.
+(search, refinement, neighbours, confirmation, reserve, spread), never from any rung's
+recheck, so every worker decides alike and a rung's decision does not wait for
+another's recheck.
 """
 
 from __future__ import annotations
