@@ -58,6 +58,23 @@ def test_ladder_bounds_need_not_be_powers_of_two():
     assert config.batch_sizes() == [4, 8, 16, 32, 64]
 
 
+def test_per_octave_spaces_the_rungs_evenly_in_log_batch_size():
+    config = StudyConfig.model_validate(
+        with_change("ladder", {"min": 4, "max": 64, "per_octave": 2})
+    )
+    sizes = config.batch_sizes()
+    assert sizes == [4, 6, 8, 11, 16, 23, 32, 45, 64]  # round(2 ** (k / 2))
+    # the rounded middles sit within 1/2 of the geometric mean of their neighbours
+    for low, middle, high in zip(sizes[0::2], sizes[1::2], sizes[2::2], strict=False):
+        assert abs(middle - (low * high) ** 0.5) <= 0.5
+    one = StudyConfig.model_validate(with_change("ladder", {"min": 4, "max": 64, "per_octave": 1}))
+    assert one.batch_sizes() == StudyConfig.model_validate(VALID).batch_sizes()
+    three = StudyConfig.model_validate(
+        with_change("ladder", {"min": 3, "max": 17, "per_octave": 3})
+    )
+    assert three.batch_sizes() == [3, 4, 5, 6, 8, 10, 13, 16]  # from 2 ** (5 / 3) = 3.17
+
+
 def test_default_search_space_follows_shallue():
     config = StudyConfig.model_validate(with_change("search", {"trials_per_rung": 4}))
     space = config.search_space()
@@ -74,6 +91,9 @@ def test_default_search_space_follows_shallue():
         ("ladder", {"min": 64, "max": 4}, "ladder", "min (64) is larger than max (4)"),
         ("ladder", {"min": 5, "max": 7}, "ladder", "no power of two"),
         ("ladder", {"min": 4}, "ladder", "both min and max"),
+        ("ladder", {"min": 17, "max": 22, "per_octave": 2}, "ladder", "no rung of 2 per doubling"),
+        ("ladder", {"min": 4, "max": 64, "per_octave": 0}, "ladder.per_octave", "greater than"),
+        ("ladder", {"batch_sizes": [8, 16], "per_octave": 2}, "ladder", "not both"),
         ("optimizer", "adagrad", "optimizer", "unknown optimizer 'adagrad'"),
         ("search.sampler", "grid", "search.sampler", "'sobol', 'random' or 'tpe'"),
         ("search.trials_per_rung", 0, "search.trials_per_rung", "greater than 0"),

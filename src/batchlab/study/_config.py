@@ -67,17 +67,30 @@ class WorkloadConfig(_Strict):
 
 
 class LadderConfig(_Strict):
-    """The batch sizes: an explicit list, or the powers of two from ``min`` to ``max``."""
+    """The batch sizes: an explicit list, or ``per_octave`` rungs per doubling from ``min``
+    to ``max`` (1: the powers of two)."""
 
     batch_sizes: list[Annotated[int, Field(gt=0)]] | None = None
     min: int | None = Field(default=None, gt=0)
     max: int | None = Field(default=None, gt=0)
+    per_octave: int | None = Field(
+        default=None,
+        ge=1,
+        le=8,
+        description=(
+            "Rungs per doubling of the batch size between min and max, spaced evenly in "
+            "log B and rounded: 1 (the default) gives the powers of two, 2 also each "
+            "doubling's middle (16, 23, 32, 45, 64, ...). The fit pools the rungs, so more "
+            "rungs average each rung's search noise out of B_crit's interval; a "
+            "two-dimensional search space needs 2 (README, 'Rungs per doubling')."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> LadderConfig:
         if self.batch_sizes is not None:
-            if self.min is not None or self.max is not None:
-                raise ValueError("give either batch_sizes or min/max, not both")
+            if self.min is not None or self.max is not None or self.per_octave is not None:
+                raise ValueError("give either batch_sizes or min/max (and per_octave), not both")
             if not self.batch_sizes:
                 raise ValueError("batch_sizes is empty; give at least one batch size")
             if len(set(self.batch_sizes)) != len(self.batch_sizes):
@@ -87,7 +100,12 @@ class LadderConfig(_Strict):
         elif self.min > self.max:
             raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
         elif not self.values():
-            raise ValueError(f"no power of two lies between min={self.min} and max={self.max}")
+            raise ValueError(
+                f"no power of two lies between min={self.min} and max={self.max}"
+                if self.per_octave in (None, 1)
+                else f"no rung of {self.per_octave} per doubling lies between "
+                f"min={self.min} and max={self.max}"
+            )
         return self
 
     def values(self) -> list[int]:
@@ -95,10 +113,10 @@ class LadderConfig(_Strict):
         if self.batch_sizes is not None:
             return sorted(self.batch_sizes)
         assert self.min is not None and self.max is not None
-        first = math.ceil(math.log2(self.min))
-        return [
-            2**k for k in range(first, int(math.log2(self.max)) + 1) if self.min <= 2**k <= self.max
-        ]
+        n = self.per_octave or 1
+        first, last = math.ceil(n * math.log2(self.min)), math.floor(n * math.log2(self.max))
+        sizes = {round(2 ** (k / n)) for k in range(first, last + 1)}
+        return sorted(b for b in sizes if self.min <= b <= self.max)
 
 
 class SearchConfig(_Strict):
