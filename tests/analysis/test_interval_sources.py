@@ -61,6 +61,7 @@ def test_a_hard_knee_is_shape_limited_and_a_noisy_hyperbola_is_not():
     assert sources.off_curve == () and sources.p_value == 1.0
     assert not sources.shape_limited
     assert "measurement noise" in sources.sentence and "confirm_seeds" in sources.sentence
+    assert "more rungs ([ladder] per_octave) narrow it" in sources.sentence
 
 
 def test_the_wider_source_in_log_units_is_named():
@@ -133,6 +134,10 @@ def test_an_off_curve_rung_without_a_search_term_may_be_a_search_miss():
     assert sources.unbounded_search == (128,) and sources.shape_limited
     assert "the search missed the optimum at B = 128" in sources.sentence
     assert "trials_per_rung" in sources.sentence
+    # the measured remedy first: more rungs average the search noise out of the fit
+    assert "More seeds will not narrow the interval; more rungs ([ladder] per_octave = 2)" in (
+        sources.sentence
+    )
     assert sources.to_dict()["unbounded_search"] == [128]
     with pytest.raises(
         AnalysisError, match="batch_sizes and search_bounded must have the same length"

@@ -142,8 +142,10 @@ class IntervalSources:
             return (
                 f"{found}: either the measured S(B) bends unlike S_min (1 + B_crit / B) or "
                 f"the search missed the optimum at B = {open_}, whose intervals hold no "
-                "search term; more seeds will not narrow the interval, more trials per rung "
-                "([search] trials_per_rung, refine, neighbours) would tell which."
+                "search term. More seeds will not narrow the interval; more rungs "
+                "([ladder] per_octave = 2), whose fit averages each rung's search noise "
+                "out, do, and more trials per rung ([search] trials_per_rung, refine, "
+                "neighbours) would tell which."
             )
         if self.knee is not None:
             return (
@@ -152,10 +154,12 @@ class IntervalSources:
                 "rungs better than S_min (1 + B_crit / B) does (its α's interval excludes 1)."
             )
         remedy = (
-            "more confirmation seeds ([search] confirm_seeds) or more rungs narrow it"
+            "more confirmation seeds ([search] confirm_seeds) or more rungs ([ladder] "
+            "per_octave) narrow it"
             if seeds
             else "confirming the best candidates on fresh seeds ([search] confirm_top, "
-            "confirm_seeds) measures that noise, and more rungs narrow it"
+            "confirm_seeds) measures that noise, and more rungs ([ladder] per_octave) "
+            "narrow it"
         )
         return (
             f"{head}; {off} of {self.rungs_checked} rungs' own intervals exclude the curve, "
