@@ -41,6 +41,10 @@ Run:  python benchmarks/answer_interval.py [--workers 2] [--config examples/mnis
       (the default study at 5 study seeds: its answers' spread against their intervals;
       about 22 minutes)
       python benchmarks/answer_interval.py --results DIR/*   (re-analyse kept studies)
+      python benchmarks/answer_interval.py --config benchmarks/protocol-2d.toml \
+          --trials-factor 2 --per-octave 1 --seeds 0 1
+      (8 rungs with twice the search each: about 15 minutes; --per-octave 1 alone: the
+      8 rungs that file had before its 15)
 """
 
 from __future__ import annotations
@@ -87,6 +91,25 @@ def run(
         return timed(Study(config, directory), workers)
     with tempfile.TemporaryDirectory(prefix="batchlab-answer-") as tmp:
         return timed(Study(config, Path(tmp) / config.name), workers)
+
+
+def with_search(config: StudyConfig, trials_factor: int, per_octave: int | None) -> StudyConfig:
+    """``config`` with ``trials_factor`` times the search and refinement trials per rung,
+    and ``per_octave`` rungs per doubling (``None``: as configured)."""
+    if trials_factor < 1:
+        raise SystemExit(f"--trials-factor must be 1 or more, got {trials_factor}")
+    data = config.to_json_dict()
+    search = data["search"]
+    data["search"] = {
+        **search,
+        "trials_per_rung": search["trials_per_rung"] * trials_factor,
+        "refine": search["refine"] * trials_factor,
+    }
+    if per_octave is not None:
+        if data["ladder"].get("batch_sizes") is not None:
+            raise SystemExit("--per-octave needs a min/max ladder; --config lists batch_sizes")
+        data["ladder"] = {**data["ladder"], "per_octave": per_octave}
+    return StudyConfig.model_validate(data)
 
 
 def hold_each_other(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:
@@ -273,6 +296,19 @@ def main() -> None:
         help="run only the default ('after') study at each of these study seeds and compare",
     )
     parser.add_argument(
+        "--trials-factor",
+        type=int,
+        default=1,
+        metavar="F",
+        help="multiply --config's [search] trials_per_rung and refine by F (more search per rung)",
+    )
+    parser.add_argument(
+        "--per-octave",
+        type=int,
+        metavar="N",
+        help="N rungs per doubling instead of --config's [ladder] per_octave",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         metavar="DIR",
@@ -290,7 +326,7 @@ def main() -> None:
             compare(answers)
         return
     print(study_environment(args.workers, args.config.name), flush=True)
-    base = StudyConfig.from_toml(args.config)
+    base = with_search(StudyConfig.from_toml(args.config), args.trials_factor, args.per_octave)
     if args.seeds:
         across_seeds(base, args.workers, args.seeds, args.keep)
         return
