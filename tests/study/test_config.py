@@ -73,6 +73,11 @@ def test_per_octave_spaces_the_rungs_evenly_in_log_batch_size():
         with_change("ladder", {"min": 3, "max": 17, "per_octave": 3})
     )
     assert three.batch_sizes() == [3, 4, 5, 6, 8, 10, 13, 16]  # from 2 ** (5 / 3) = 3.17
+    # a bound that is itself a rounded rung is one: 23 = round(2 ** 4.5 = 22.6)
+    middle = StudyConfig.model_validate(
+        with_change("ladder", {"min": 23, "max": 91, "per_octave": 2})
+    )
+    assert middle.batch_sizes() == [23, 32, 45, 64, 91]
 
 
 def test_default_search_space_follows_shallue():

@@ -114,8 +114,9 @@ class LadderConfig(_Strict):
             return sorted(self.batch_sizes)
         assert self.min is not None and self.max is not None
         n = self.per_octave or 1
-        first, last = math.ceil(n * math.log2(self.min)), math.floor(n * math.log2(self.max))
-        sizes = {round(2 ** (k / n)) for k in range(first, last + 1)}
+        # one step wider on each side: a rounded size may fall inside from just outside
+        first, last = math.floor(n * math.log2(self.min)), math.ceil(n * math.log2(self.max))
+        sizes = {round(2 ** (k / n)) for k in range(first - 1, last + 2)}
         return sorted(b for b in sizes if self.min <= b <= self.max)
 
 
