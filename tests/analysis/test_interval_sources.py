@@ -135,7 +135,7 @@ def test_an_off_curve_rung_without_a_search_term_may_be_a_search_miss():
     assert "the search missed the optimum at B = 128" in sources.sentence
     assert "trials_per_rung" in sources.sentence
     # the measured remedy first: more rungs average the search noise out of the fit
-    assert "More seeds will not narrow the interval; more rungs ([ladder] per_octave = 2)" in (
+    assert "will not narrow the interval; more rungs per doubling ([ladder] per_octave)" in (
         sources.sentence
     )
     assert sources.to_dict()["unbounded_search"] == [128]

@@ -142,10 +142,10 @@ class IntervalSources:
             return (
                 f"{found}: either the measured S(B) bends unlike S_min (1 + B_crit / B) or "
                 f"the search missed the optimum at B = {open_}, whose intervals hold no "
-                "search term. More seeds will not narrow the interval; more rungs "
-                "([ladder] per_octave = 2), whose fit averages each rung's search noise "
-                "out, do, and more trials per rung ([search] trials_per_rung, refine, "
-                "neighbours) would tell which."
+                "search term. More seeds will not narrow the interval; more rungs per "
+                "doubling ([ladder] per_octave), whose fit averages each rung's search "
+                "noise out, do, and more trials per rung ([search] trials_per_rung, "
+                "refine, neighbours) would tell which."
             )
         if self.knee is not None:
             return (
