@@ -105,9 +105,7 @@ def with_search(config: StudyConfig, trials_factor: int, per_octave: int | None)
         "trials_per_rung": search["trials_per_rung"] * trials_factor,
         "refine": search["refine"] * trials_factor,
     }
-    if per_octave is not None:
-        if data["ladder"].get("batch_sizes") is not None:
-            raise SystemExit("--per-octave needs a min/max ladder; --config lists batch_sizes")
+    if per_octave is not None:  # a ladder of batch_sizes refuses it (LadderConfig)
         data["ladder"] = {**data["ladder"], "per_octave": per_octave}
     return StudyConfig.model_validate(data)
 

@@ -75,8 +75,8 @@ __all__ = [
     "rung_lrs",
     "search_floor",
     "search_space",
-    "steps_text",
     "searched_ranges",
     "seeds_of",
+    "steps_text",
     "summarize_rungs",
 ]
