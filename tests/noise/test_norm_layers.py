@@ -326,11 +326,14 @@ def test_agrees_with_the_full_tracker_on_shakespeare_char() -> None:
 def test_measure_every_records_the_same_steps_as_every_step() -> None:
     # Two trackers on one model: one measures every step, the other one in three. The
     # sampled tracker's records are exactly the full one's at steps 0, 3, 6 (its hooks
-    # do nothing in between), with micro-batch sizes that change between steps, so a
-    # reused per-backward matrix of a left-out step would show.
+    # are detached in between, so a left-out forward calls none), with micro-batch
+    # sizes that change between steps, so a reused per-backward matrix of a left-out
+    # step would show.
     model = small_model()
+    norm = model[1]
     full = NormLayerNoiseTracker(model)
     sampled = NormLayerNoiseTracker(model, measure_every=3)
+    assert len(norm._forward_hooks) == 2  # both trackers' hooks before step 0
     for step in range(8):
         x, y = data((6 + 2 * (step % 2), 4), seed=step)
         chunks = 1 + step % 3
@@ -339,6 +342,7 @@ def test_measure_every_records_the_same_steps_as_every_step() -> None:
         full.step()
         sampled.step()
         model.zero_grad()
+        assert len(norm._forward_hooks) == (2 if (step + 1) % 3 == 0 else 1), step
     kept = [r for r in full.history if r.step % 3 == 0]
     assert [r.step for r in sampled.history] == [0, 3, 6] == [r.step for r in kept]
     for mine, theirs in zip(sampled.history, kept, strict=True):
@@ -359,6 +363,14 @@ def test_measure_every_records_the_same_steps_as_every_step() -> None:
     lone.step()  # step 1 is left out: no backward since step 0, and no error
     with pytest.raises(ValueError, match="no|backward"):
         lone.step()  # step 2 is measured again and had no backward
+    lone.remove()  # detached for good: step 3 would attach them for step 4
+    lone.step()
+    assert len(norm._forward_hooks) == 1  # full's (sampled's next step, 8, is left out)
+    # Restored at step 8 (left out), a new tracker's hooks follow the restored count.
+    restored = NormLayerNoiseTracker(model, measure_every=3)
+    restored.load_state_dict(sampled.state_dict())
+    assert not restored.measures_next_step and restored._handles == []
+    assert [r.step for r in restored.history] == [0, 3, 6]
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="measure_every must be a positive integer, got "):
             NormLayerNoiseTracker(model, measure_every=bad)  # type: ignore[arg-type]

@@ -228,8 +228,9 @@ class NormLayerNoiseTracker(HookedNoiseScale):
             for an exponential moving average.
         confidence: coverage of the intervals.
         measure_every: measure one optimizer step in every ``measure_every`` (the
-            first of each group: steps 0, k, 2k, ...); on the others every hook returns
-            at once and ``step()`` only counts the step. The overhead falls about k-fold
+            first of each group: steps 0, k, 2k, ...); on the others the hooks are
+            detached, so the forward and backward call none, and ``step()`` only
+            counts the step. The overhead falls about k-fold
             and the estimates average k times fewer steps (their variance over a given
             span of training grows about k-fold); the noise scale drifts over hundreds
             of steps, so a sample of them tracks it (``benchmarks/norm_gns.py
@@ -268,12 +269,16 @@ class NormLayerNoiseTracker(HookedNoiseScale):
         self._paused = False
         self._pool: list[_Sums | None] = []  # one matrix per backward of a step, reused
         self._reset_step()
-        self._handles: list[Any] = [
-            layer.module.register_forward_hook(self._make_forward_hook(index))
-            for index, layer in enumerate(self._layers)
-        ]
+        self._forward_hooks = [self._make_forward_hook(i) for i in range(len(self._layers))]
+        self._start_hooks()
 
     # ----- plumbing: hooks -------------------------------------------------------------
+
+    def _register_hooks(self) -> list[Any]:
+        return [
+            layer.module.register_forward_hook(hook)
+            for layer, hook in zip(self._layers, self._forward_hooks, strict=True)
+        ]
 
     def _plan_columns(self) -> None:
         """Where each layer's per-example sums go, and 0/1 matrices to layers.
@@ -390,8 +395,8 @@ class NormLayerNoiseTracker(HookedNoiseScale):
         full_precision, dtype = (torch.float32, torch.float64), self._dtype
 
         def forward_hook(module: nn.Module, args: tuple, output: Tensor) -> None:
-            if self._paused or self._steps % self.measure_every or not torch.is_grad_enabled():
-                return  # paused, a step measure_every leaves out, or no backward to come
+            if self._paused or not torch.is_grad_enabled():
+                return  # paused, or no backward to come
             if not isinstance(output, Tensor) or not output.requires_grad:
                 return
             if _is_transformed(output):  # a torch.func transform's forward: not ours
@@ -513,7 +518,8 @@ class NormLayerNoiseTracker(HookedNoiseScale):
             ValueError: no backward pass since the last step, or fewer than two examples.
         """
         index = self._start_step()
-        if index % self.measure_every:  # left out: its hooks did nothing
+        self._attach_hooks(self.measures_next_step)
+        if index % self.measure_every:  # left out: no hook ran
             self._reset_step()
             return
         raw, wb, examples = self._raw, self._wb, self._examples

@@ -237,11 +237,47 @@ class RunningNoiseScale(ABC):
 
 
 class HookedNoiseScale(RunningNoiseScale):
-    """A running noise scale fed by hooks on a model (``self._handles``): pausing them,
-    removing them, and ``with`` blocks that remove them on exit."""
+    """A running noise scale fed by hooks on a model: attached only for the steps it
+    measures (one in ``measure_every``), pausing them, removing them, and ``with``
+    blocks that remove them on exit.
 
-    _handles: list[Any]
+    Subclasses set ``measure_every``, implement :meth:`_register_hooks` and call
+    :meth:`_start_hooks` at the end of ``__init__``; their ``step()`` calls
+    :meth:`_attach_hooks` with :attr:`measures_next_step` once it has numbered the
+    step. Between measured steps the hooks are detached rather than left to return at
+    once: a hook that does nothing still costs its Python call, which on a small model
+    is most of the overhead (``benchmarks/gns_overhead.py``, ``benchmarks/norm_gns.py``).
+    """
+
+    measure_every: int
     _paused: bool
+
+    def _start_hooks(self) -> None:
+        """Attach the hooks for step 0 (every tracker measures its first step)."""
+        self._handles: list[Any] = []
+        self._removed = False
+        self._attach_hooks(True)
+
+    @abstractmethod
+    def _register_hooks(self) -> list[Any]:
+        """Register this tracker's hooks on the model; their handles."""
+
+    def _attach_hooks(self, attached: bool) -> None:
+        """Attach the hooks (before a measured step) or detach them (before one
+        ``measure_every`` leaves out, which then calls none); nothing after :meth:`remove`."""
+        if self._removed or attached == bool(self._handles):
+            return
+        if attached:
+            self._handles = self._register_hooks()
+            return
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    @property
+    def measures_next_step(self) -> bool:
+        """Whether the next ``step()`` closes a measured step (one in ``measure_every``)."""
+        return self._steps % self.measure_every == 0
 
     @contextmanager
     def paused(self) -> Iterator[Self]:
@@ -252,11 +288,15 @@ class HookedNoiseScale(RunningNoiseScale):
         finally:
             self._paused = previous
 
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; the hooks then follow its step count."""
+        super().load_state_dict(state)
+        self._attach_hooks(self.measures_next_step)
+
     def remove(self) -> None:
-        """Detach all hooks; the statistics gathered so far stay readable."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        """Detach all hooks for good; the statistics gathered so far stay readable."""
+        self._attach_hooks(False)
+        self._removed = True
         self._flush()
 
     def __enter__(self) -> Self:

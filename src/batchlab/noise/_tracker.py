@@ -7,7 +7,6 @@ Plumbing only: parameter hooks collect squared norms during backward, and
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -143,9 +142,8 @@ class NoiseScaleTracker(HookedNoiseScale):
         self._paused = False
         self._reset_step()
         self._model = model
-        self._hooks: list[Any] | None = [self._make_hook(i) for i in range(len(params))]
-        self._handles: list[Any] = []
-        self._attach_hooks(True)
+        self._hooks = [self._make_hook(i) for i in range(len(params))]
+        self._start_hooks()
 
     # ----- plumbing: hooks -------------------------------------------------------------
 
@@ -156,37 +154,14 @@ class NoiseScaleTracker(HookedNoiseScale):
         self._scale: Tensor | float | None = None
         self._forward_size: int | None = None
 
-    def _attach_hooks(self, attached: bool) -> None:
-        """Attach the hooks (before a measured step) or detach them (before one
-        ``measure_every`` leaves out, which then calls none); nothing after :meth:`remove`."""
-        if attached == bool(self._handles) or self._hooks is None:
-            return
-        if not attached:
-            for handle in self._handles:
-                handle.remove()
-            self._handles = []
-            return
+    def _register_hooks(self) -> list[Any]:
         params = self._groups.params
-        self._handles = [p.register_hook(h) for p, h in zip(params, self._hooks, strict=True)]
-        if self.micro_batch_size is None:
-            self._handles.append(
+        handles = [p.register_hook(h) for p, h in zip(params, self._hooks, strict=True)]
+        if self.micro_batch_size is None:  # the micro-batch sizes, read off the forward
+            handles.append(
                 self._model.register_forward_pre_hook(self._on_forward, with_kwargs=True)
             )
-
-    def remove(self) -> None:
-        """Detach all hooks; the statistics gathered so far stay readable."""
-        self._hooks = None
-        super().remove()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output; the hooks then follow its step count."""
-        super().load_state_dict(state)
-        self._attach_hooks(self.measures_next_step)
-
-    @property
-    def measures_next_step(self) -> bool:
-        """Whether the next :meth:`step` closes a measured step (one in ``measure_every``)."""
-        return self._steps % self.measure_every == 0
+        return handles
 
     def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if torch.is_grad_enabled() and not self._paused:
