@@ -38,8 +38,15 @@ With ``--measure-every K`` the tracker measures one step in K and detaches its
 parameter hooks in between (``NoiseScaleTracker(measure_every=K)``): the per-hook
 cost is paid on one step in K.
 
+With ``--one-model`` one model takes turns: plain blocks, tracked blocks (a tracker
+made for each and removed after it, its last flush counted; with ``--steps`` a
+multiple of K it measures exactly one step in K) and a second plain arm, whose ratio to
+the first is printed: the noise floor. Two model copies (the default design) can
+differ by a few percent by where their memory lies, which is as large as the overhead
+a tracker measuring one step in K leaves.
+
 Run:  python benchmarks/gns_overhead.py [--steps 20] [--repeats 15] [--threads N]
-          [--device cuda] [--precision bf16] [--measure-every K]
+          [--device cuda] [--precision bf16] [--measure-every K] [--one-model]
 """
 
 from __future__ import annotations
@@ -112,6 +119,30 @@ def run_block(
     return wall / len(batches), cpu / len(batches), in_step / len(batches)
 
 
+def run_fresh_tracker_block(
+    workload: Any,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Sequence[Any],
+    make_tracker: Any,
+    precision: str = "fp32",
+) -> tuple[float, float, float]:
+    """:func:`run_block` with a tracker made for this block and removed after it, its
+    last flush (to the host, into the statistics) counted, spread over the block's steps.
+
+    So that one model can take turns with and without a tracker (no arm then differs
+    from another by where its model lies in memory): with a block of a multiple of
+    ``measure_every`` steps, the tracker measures exactly one step in ``measure_every``.
+    """
+    tracker = make_tracker(model)
+    wall, cpu, in_step = run_block(workload, model, optimizer, batches, tracker, precision)
+    start, start_cpu = time.perf_counter(), time.thread_time()
+    tracker.remove()
+    wall += (time.perf_counter() - start) / len(batches)
+    cpu += (time.thread_time() - start_cpu) / len(batches)
+    return wall, cpu, in_step
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -135,34 +166,52 @@ def measure(
     device: str = "cpu",
     precision: str = "fp32",
     measure_every: int = 1,
+    one_model: bool = False,
 ) -> dict[str, float]:
+    """Per-step times of a plain and a tracked arm (see the module docstring); with
+    ``one_model``, one model takes turns (a tracker made for each tracked block:
+    :func:`run_fresh_tracker_block`), beside a second plain arm whose ratio to the first
+    (``sham_ratio``) shows what two identical arms differ by."""
     workload_name, params = WORKLOADS.get(name, (name, {}))
     workload = on_device(get_workload(workload_name, params), device)
     stream = workload.train_batches(batch_size, torch.Generator().manual_seed(0))
     batches = [next(stream) for _ in range(steps)]
+
+    def tracked(model: torch.nn.Module) -> NoiseScaleTracker:
+        return NoiseScaleTracker(model, measure_every=measure_every)
+
     plain_model, plain_opt = make_arm(workload)
-    tracked_model, tracked_opt = make_arm(workload)
-    tracker = NoiseScaleTracker(tracked_model, measure_every=measure_every)
-    arms = {
-        "plain": (plain_model, plain_opt, None),
-        "tracked": (tracked_model, tracked_opt, tracker),
-    }
-    for arm in arms.values():  # warm-up: allocator, lazy imports, first optimizer step
-        run_block(workload, *arm[:2], batches, arm[2], precision)
-    wall: dict[str, list[float]] = {"plain": [], "tracked": []}
-    cpu: dict[str, list[float]] = {"plain": [], "tracked": []}
+    if one_model:
+        tracked_model, tracked_opt, tracker = plain_model, plain_opt, None
+        keys = ("plain", "tracked", "plain 2")
+    else:
+        tracked_model, tracked_opt = make_arm(workload)
+        tracker = tracked(tracked_model)
+        keys = ("plain", "tracked")
+
+    def block(key: str) -> tuple[float, float, float]:
+        if key != "tracked":
+            return run_block(workload, plain_model, plain_opt, batches, None, precision)
+        if tracker is None:
+            return run_fresh_tracker_block(
+                workload, tracked_model, tracked_opt, batches, tracked, precision
+            )
+        return run_block(workload, tracked_model, tracked_opt, batches, tracker, precision)
+
+    for key in keys:  # warm-up: allocator, lazy imports, first optimizer step
+        block(key)
+    wall: dict[str, list[float]] = {key: [] for key in keys}
+    cpu: dict[str, list[float]] = {key: [] for key in keys}
     step_times: list[float] = []
     for round_ in range(repeats):
-        order = ("plain", "tracked") if round_ % 2 == 0 else ("tracked", "plain")
-        for key in order:
-            per_step, per_step_cpu, in_step = run_block(
-                workload, *arms[key][:2], batches, arms[key][2], precision
-            )
+        for key in keys[round_ % len(keys) :] + keys[: round_ % len(keys)]:
+            per_step, per_step_cpu, in_step = block(key)
             wall[key].append(per_step)
             cpu[key].append(per_step_cpu)
             if key == "tracked":
                 step_times.append(in_step)
-    tracker.remove()
+    if tracker is not None:
+        tracker.remove()
     median = statistics.median
     # Where the time goes: the tensor work the tracker adds per micro-batch, timed alone.
     part = split_batch(batches[0], batch_size_of(batches[0]) // MICRO_BATCHES)[0]
@@ -186,7 +235,16 @@ def measure(
         "grad_norms_ms": 1e3 * MICRO_BATCHES * fused / measure_every,
         "params": sum(1 for p in tracked_model.parameters() if p.requires_grad),
         "numel": sum(p.numel() for p in tracked_model.parameters() if p.requires_grad),
-        "b_simple": tracker.b_simple,
+        **(
+            {
+                "sham_ratio": median(cpu["plain 2"]) / median(cpu["plain"]),
+                "sham_paired": median(
+                    a / b for a, b in zip(cpu["plain 2"], cpu["plain"], strict=True)
+                ),
+            }
+            if one_model
+            else {}
+        ),
     }
 
 
@@ -203,6 +261,11 @@ def main() -> None:
         type=int,
         default=1,
         help="the tracker measures one step in K (NoiseScaleTracker(measure_every=K))",
+    )
+    parser.add_argument(
+        "--one-model",
+        action="store_true",
+        help="one model takes turns with and without a tracker, beside a second plain arm",
     )
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -240,6 +303,7 @@ def main() -> None:
             str(device),
             args.precision,
             args.measure_every,
+            args.one_model,
         )
         print(
             f"{name:<20}{SETUPS[name]:>6}{r['params']:>8}{r['plain_ms']:>10.2f}"
@@ -247,6 +311,11 @@ def main() -> None:
             f"{r['plain_cpu_ms']:>10.2f}{r['tracked_cpu_ms']:>12.2f}{r['cpu_ratio']:>10.3f}"
             f"{r['step_call_ms']:>10.3f}"
         )
+        if "sham_ratio" in r:
+            print(
+                f"{'':<20}two plain arms of the same model: CPU ratio {r['sham_ratio']:.3f}, "
+                f"paired {r['sham_paired']:.3f}"
+            )
         sys.stdout.flush()
     print(
         "\nms are per training step (4 micro-batches), medians over the rounds. ratio = "
