@@ -28,7 +28,7 @@ from batchlab.study._plan import (
     rechecks_wanted,
     slot_seed,
 )
-from batchlab.study._recheck import decide_recheck
+from batchlab.study._recheck import decide_recheck, recheck_source
 
 from ..results.rungs import rung
 
@@ -56,6 +56,27 @@ def test_a_rising_rung_rechecks_the_smaller_rung_with_the_fewest_steps():
 def test_of_two_smaller_rungs_as_fast_the_larger_is_rechecked():
     smaller = [rung(128, [228, 217, 270], 0.5), rung(512, [244, 213, 217], 1.2)]
     assert decide_recheck(rung(2048, [384, 360, 468], 2.9), smaller).from_batch_size == 512
+
+
+def test_of_smaller_rungs_within_the_fastest_ones_seeds_the_largest_is_rechecked():
+    # protocol-2d at seed 2 (README, 'Rechecking a rising rung'): B = 2048 rose above
+    # B = 1024; the fewest steps were B = 362's (159), whose point, run at 2048, stalled
+    # on two seeds of three. B = 724 and 1024 (182 and 168 steps) lie within B = 362's
+    # seeds (148 to 244), so the largest of them, 1024, is rechecked; B = 128 (250) and
+    # B = 1448 (425: its seeds spread from 190 to 554) lie outside them.
+    smaller = [
+        rung(128, [250, 250, 260], 0.08),
+        rung(362, [159, 148, 244], 0.22),
+        rung(724, [182, 176, 224], 0.08),
+        rung(1024, [159, 168, 195], 0.11),
+        rung(1448, [190, 425, 554], 0.20),
+    ]
+    decision = decide_recheck(rung(2048, [300, 298, 276], 0.03), smaller)
+    assert decision.from_batch_size == 1024 and decision.params == {"lr": 0.11}
+    assert recheck_source(smaller).batch_size == 1024
+    # The fastest rung's seeds that never reached the target do not widen the range.
+    smaller = [rung(64, [120, None, 150], 0.1), rung(128, [155, 160, 170], 0.2)]
+    assert recheck_source(smaller).batch_size == 64
 
 
 def test_an_unreached_rung_rises_above_any_reached_one():

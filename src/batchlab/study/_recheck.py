@@ -3,8 +3,9 @@
 A rung whose chosen candidate needed more steps on every seed than a smaller rung's
 did on every seed rises (:func:`batchlab.results.rises_above`), which gradient noise
 alone never makes it do (:mod:`batchlab.results._rises`): its search most likely
-missed its optimum. Its recheck runs the chosen point of the smaller rung with the
-fewest steps at this batch size, on several seeds: one more candidate, which the rung's
+missed its optimum. Its recheck runs the chosen point of a smaller rung with the fewest
+steps (the largest of those as fast as the fastest, :func:`recheck_source`) at this
+batch size, on several seeds: one more candidate, which the rung's
 confirmed count (:func:`batchlab.analysis.confirmed_candidate`) weighs like the others.
 If that point rises too, the analysis leaves the rung out of the fit
 (:func:`batchlab.results.rising_after_recheck`).
@@ -60,9 +61,9 @@ def decide_recheck(rung: RungResult, smaller: Sequence[RungResult]) -> Recheck:
         smaller: every smaller rung, read likewise.
 
     Returns:
-        A :class:`Recheck`: the chosen point of the smaller rung with the fewest
-        steps-to-target (the larger batch size of two with as few), or why there is
-        nothing to recheck: the rung does not rise, or it already confirmed that point.
+        A :class:`Recheck`: the chosen point of the smaller rung :func:`recheck_source`
+        picks (the largest of those as fast as the fastest), or why there is nothing to
+        recheck: the rung does not rise, or it already confirmed that point.
     """
     b = rung.batch_size
     seeds = seeds_of(rung)
@@ -74,9 +75,8 @@ def decide_recheck(rung: RungResult, smaller: Sequence[RungResult]) -> Recheck:
             f"B = {b} does not rise: no smaller rung's chosen candidate needed fewer steps "
             "on every seed than it did on any",
         )
-    reached = [s for s in smaller if s.steps_to_target is not None and s.best is not None]
-    source = min(reached, key=lambda s: (s.steps_to_target, -s.batch_size))
-    assert source.best is not None  # (see ``reached``)
+    source = recheck_source(smaller)
+    assert source.best is not None  # (see ``recheck_source``)
     params = dict(source.best.params)
     confirmed = {t.slot: t.params for t in rung.trials}
     if any(confirmed.get(slot) == params for slot in rung.candidate_slots):
@@ -98,6 +98,29 @@ def decide_recheck(rung: RungResult, smaller: Sequence[RungResult]) -> Recheck:
         f"B = {b} rises above B = {other.batch_size} (its chosen candidate {needed}, "
         f"B = {other.batch_size}'s {max(seeds_of(other)):g} or fewer): "
         f"B = {source.batch_size}'s chosen point is run here",
+    )
+
+
+def recheck_source(smaller: Sequence[RungResult]) -> RungResult:
+    """The smaller rung whose chosen point a rising rung rechecks.
+
+    The rung with the fewest steps-to-target, or a larger one whose count lies within
+    that rung's seeds (no more than its slowest seed that reached the target): as fast
+    as the seeds can tell. Of those, the largest batch size: tuned hyperparameters
+    change gradually with the batch size (Shallue et al. 2018, Sec. 4.7), so its point is
+    the nearest to the rising rung's optimum, where a much smaller rung's point (its
+    learning rate tuned for a batch many times smaller) can stall.
+
+    Args:
+        smaller: the smaller rungs, of which one at least reached the target (it is
+            what a rung rises above).
+    """
+    reached = [s for s in smaller if s.steps_to_target is not None and s.best is not None]
+    fastest = min(reached, key=lambda s: (s.steps_to_target, -s.batch_size))
+    slowest = max(s for s in seeds_of(fastest) if s < math.inf)
+    return max(
+        (s for s in reached if s.steps_to_target <= slowest),  # type: ignore[operator]
+        key=lambda s: s.batch_size,
     )
 
 
