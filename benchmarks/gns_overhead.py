@@ -7,7 +7,12 @@ On the 1.37M-parameter ``shakespeare-char-1m`` (11 rounds, with other jobs on th
 machine): CPU time x1.001 (0.37 ms on 252 ms), wall x1.033 (paired x1.016): within
 the goal; mnist1d-cnn in the same run: x1.13. With ``--measure-every 8`` mnist1d-cnn
 costs x1.016 (paired x1.024; 61 rounds), against x1.126 measuring every step and
-x1.048 with 4, in consecutive runs: within the goal. The overhead is a fixed
+x1.048 with 4, in consecutive runs: within the goal. Two model copies turned out to
+differ by about 3% on their own (``--measure-every 16`` read x1.027 as 8 read x1.028 to
+x1.044), so ``--one-model --steps 24`` (2026-12-06, load average 3 from another job):
+mnist1d-cnn one step in 8 CPU x1.010 and x1.012 (the two plain arms 1.006 and 1.013),
+every step x1.137 (1.002); shakespeare-char-1m every step, two copies, 11 rounds: CPU
+x1.010. The overhead is a fixed
 cost per parameter tensor and micro-batch, not per example: a Python hook call
 re-entering the interpreter from the autograd engine (~7-13 us each here, of which the
 gradient norm itself is ~1.6 us), one fused norm of ``.grad`` after each backward, and
