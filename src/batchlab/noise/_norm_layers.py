@@ -229,12 +229,11 @@ class NormLayerNoiseTracker(HookedNoiseScale):
         confidence: coverage of the intervals.
         measure_every: measure one optimizer step in every ``measure_every`` (the
             first of each group: steps 0, k, 2k, ...); on the others the hooks are
-            detached, so the forward and backward call none, and ``step()`` only
-            counts the step. The overhead falls about k-fold
-            and the estimates average k times fewer steps (their variance over a given
-            span of training grows about k-fold); the noise scale drifts over hundreds
-            of steps, so a sample of them tracks it (``benchmarks/norm_gns.py
-            --measure-every``).
+            detached, so the forward and backward call none, and ``step()`` only counts
+            the step. The overhead falls about k-fold and the estimates average k times
+            fewer steps (their variance over a given span of training grows about
+            k-fold); the noise scale drifts over hundreds of steps, so a sample of them
+            tracks it (``benchmarks/norm_gns.py --measure-every``).
 
     Raises:
         ValueError: no normalization layer with trainable affine parameters, or a bad

@@ -5,8 +5,8 @@ did on every seed rises (:func:`batchlab.results.rises_above`), which gradient n
 alone never makes it do (:mod:`batchlab.results._rises`): its search most likely
 missed its optimum. Its recheck runs the chosen point of a smaller rung with the fewest
 steps (the largest of those as fast as the fastest, :func:`recheck_source`) at this
-batch size, on several seeds: one more candidate, which the rung's
-confirmed count (:func:`batchlab.analysis.confirmed_candidate`) weighs like the others.
+batch size, on several seeds: one more candidate, which the rung's confirmed count
+(:func:`batchlab.analysis.confirmed_candidate`) weighs like the others.
 If that point rises too, the analysis leaves the rung out of the fit
 (:func:`batchlab.results.rising_after_recheck`).
 
@@ -107,8 +107,8 @@ def recheck_source(smaller: Sequence[RungResult]) -> RungResult:
     The rung with the fewest steps-to-target, or a larger one whose count lies within
     that rung's seeds (no more than its slowest seed that reached the target): as fast
     as the seeds can tell. Of those, the largest batch size: tuned hyperparameters
-    change gradually with the batch size (Shallue et al. 2018, Sec. 4.7), so its point is
-    the nearest to the rising rung's optimum, where a much smaller rung's point (its
+    change gradually with the batch size (Shallue et al. 2018, Sec. 4.7), so its point
+    is the nearest to the rising rung's optimum, where a much smaller rung's point (its
     learning rate tuned for a batch many times smaller) can stall.
 
     Args:
