@@ -42,6 +42,8 @@ a model and optimizer, reused by its later runs. Their "branches included" rows 
 hold no branches; the first seed's row holds the calibration's whole cost.
 
 Run:  python benchmarks/ramp.py                        # both workloads, seeds 0 1 2
+      python benchmarks/ramp.py --workloads shakespeare-char --optimizer adamw \
+          --weight-decay 0.1 --carry-ratio              # AdamW: decay moves with B too
       python benchmarks/ramp.py --carry-ratio           # calibrate once, reuse the ratio
       python benchmarks/ramp.py --workloads mnist1d-cnn --seeds 0 --lr-grid 1
 """
@@ -128,6 +130,10 @@ def main() -> None:
     parser.add_argument("--branch-improvement", type=float, default=0.05)
     parser.add_argument("--branch-max-steps", type=int, default=150)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--optimizer", default=None,
+                        help="instead of the workload's (e.g. adamw on shakespeare-char)")  # fmt: skip
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="with --optimizer adamw: its weight decay (moved with the batch)")  # fmt: skip
     parser.add_argument("--carry-ratio", action="store_true",
                         help="calibrate on the first seed only; later seeds start from its "
                              "ratio B_crit/B_simple and branch no more")  # fmt: skip
@@ -142,6 +148,11 @@ def main() -> None:
         cfg = dict(DEFAULTS[name])
         if args.lr_grid:
             cfg["lr_grid"] = args.lr_grid
+        if args.optimizer:
+            cfg["optimizer"] = args.optimizer
+        if args.weight_decay is not None:
+            cfg["hparams"] = {**cfg["hparams"], "weight_decay": args.weight_decay}
+        print(f"\n{name}: {cfg['optimizer']} {cfg['hparams']}")
         carried: float | None = None
         for seed in args.seeds:
             print(f"\n{name}, seed {seed}: target {work.target.describe()}", flush=True)
