@@ -136,17 +136,24 @@ def recheck_notes(study: StudyData) -> list[str]:
 
 def spread_notes(study: StudyData) -> list[str]:
     """Per rung whose chosen candidate's seeds disagreed and ran more seeds (``[search]
-    spread_seeds``): why, what they measured, and the rung's median now."""
+    spread_seeds``): why, what they measured, and the rung's median now; one sentence
+    per round (``spread_rounds``: a round's trials share their reason)."""
     notes = []
     for rung in study.rungs:
-        runs = [t for t in rung.trials if t.spread is not None]
-        if not runs:
+        rounds: dict[str, list[TrialRecord]] = {}
+        for trial in rung.trials:
+            if trial.spread is not None:
+                rounds.setdefault(trial.spread, []).append(trial)
+        if not rounds:
             continue
-        steps = _steps_of(runs)
+        ran = "; then ".join(
+            f"{reason}, so it ran {len(runs)} more ({_steps_of(runs)} steps)"
+            for reason, runs in rounds.items()
+        )
         median = "not reached" if rung.steps_to_target is None else f"{rung.steps_to_target}"
         notes.append(
-            f"More seeds: at B = {rung.batch_size} {runs[0].spread}, so it ran "
-            f"{len(runs)} more ({steps} steps); the rung's steps-to-result is now {median}."
+            f"More seeds: at B = {rung.batch_size} {ran}; the rung's steps-to-result is now "
+            f"{median}."
         )
     return notes
 

@@ -34,6 +34,7 @@ from ._plan import (
     Rung,
     neighbour_rungs,
     open_stages,
+    spread_round,
     stage,
     to_hparams,
 )
@@ -193,8 +194,8 @@ def claim(
     then each takes the point of its candidate (:func:`candidates`, ranked by ``target``);
     reserve trials wait for all four, then confirm the next candidates where the rung
     needs it (:func:`reserve_not_needed`) and are skipped otherwise; spread trials wait
-    for all five, then re-run the chosen candidate where its seeds disagree
-    (:func:`spread_candidate`) and are skipped otherwise. Trials run by a
+    for all five (and for their rounds before), then re-run the chosen candidate where
+    its seeds disagree (:func:`spread_candidate`) and are skipped otherwise. Trials run by a
     transfer rule wait for all six and for ``base`` (the tuned rung the rule starts
     from, ``None`` until it is over). Recheck trials wait for all six and for
     ``recheck()`` (:func:`~batchlab.study._recheck.recheck_for`, asked only then;
@@ -210,9 +211,10 @@ def claim(
     starts = None
     if "neighbour" in busy and not busy & {"search", "refine"} and neighbours is not None:
         starts = neighbours()
-    spread = None
+    spread, spread_now = None, 0
     if "spread" in busy and not busy & (TUNING_STAGES - {"spread"}) and target is not None:
-        spread = spread_candidate(study, config.search.spread_ratio)
+        spread_now = open_spread_round(study)  # a round waits for the rounds before it
+        spread = spread_candidate(study, config.search.spread_ratio, spread_now)
     rechecked = None
     if "recheck" in busy and not busy & TUNING_STAGES and recheck is not None:
         rechecked = recheck()
@@ -228,7 +230,13 @@ def claim(
     }
     ranked: dict[str, list[FrozenTrial]] = {}  # per stage, read once: its stages before are over
     while len(claimed) < count:
-        trial = claim_waiting_trial(study, order, eligible=lambda t: ready[stage(t)])
+        trial = claim_waiting_trial(
+            study,
+            order,
+            eligible=lambda t: (
+                ready[stage(t)] and (stage(t) != "spread" or spread_round(t) == spread_now)
+            ),
+        )
         if trial is None:
             break
         confirm_of = None
@@ -342,18 +350,18 @@ def _end_unrun(study: optuna.Study, trial: optuna.Trial, status: str, reason: st
 
 
 def confirmed_runs(
-    study: optuna.Study, stages: tuple[str, ...]
+    study: optuna.Study, counted: Callable[[FrozenTrial], bool]
 ) -> tuple[list[FrozenTrial], list[list[int | None]]]:
     """A rung's confirmed candidates so far, as the results list them: per candidate
     (rank order), its search trial and its steps-to-target on every seed, search trial
-    first, counting the confirmation runs of ``stages`` alone."""
+    first, counting the confirmation runs that are ``counted`` alone."""
     done = sorted(
         study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
         key=lambda t: int(t.user_attrs.get("slot", -1)),
     )  # slot order: the candidates in rank order, as the results list them
     runs: dict[int, list[int | None]] = {}
     for trial in done:
-        if stage(trial) in stages and trial.user_attrs.get("confirm_of") is not None:
+        if counted(trial) and trial.user_attrs.get("confirm_of") is not None:
             runs.setdefault(int(trial.user_attrs["confirm_of"]), []).append(
                 trial.user_attrs.get("steps_to_target")
             )
@@ -379,7 +387,7 @@ def reserve_not_needed(study: optuna.Study) -> str | None:
     # analysis pulls in SciPy's fits, which a worker need not load for the rest.
     from ..analysis import confirmed_candidate
 
-    searched, per_candidate = confirmed_runs(study, ("confirm",))
+    searched, per_candidate = confirmed_runs(study, lambda t: stage(t) == "confirm")
     chosen = confirmed_candidate(per_candidate) if per_candidate else None
     if chosen is None or None in per_candidate[chosen]:
         return None
@@ -404,25 +412,49 @@ class Spread:
     reason: str
 
 
-def spread_candidate(study: optuna.Study, ratio: float) -> Spread:
-    """Whether a rung's chosen candidate needs more seeds: its seeds disagree.
+def open_spread_round(study: optuna.Study) -> int:
+    """The first round (:func:`~batchlab.study._plan.spread_round`) of a rung's spread
+    trials that has some still waiting or running: the one that may be claimed."""
+    active = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    return min((spread_round(t) for t in active if stage(t) == "spread"), default=0)
 
-    Decided from the rung's finished confirmations and reserve alone (every one is
-    over once a spread trial may be claimed), so every worker decides alike. The
-    candidate the rung would choose (:func:`batchlab.analysis.confirmed_candidate`)
-    needs more seeds where its most steps over its fewest is ``ratio`` or more, or
-    where it missed the target on a seed: near the edge of stability one point is fast
-    on one seed and slow or unstable on the next, and the median of three is then
-    whichever seed fell in the middle.
+
+def spread_candidate(study: optuna.Study, ratio: float, round_: int = 0) -> Spread:
+    """Whether a rung's chosen candidate needs more seeds in spread round ``round_``:
+    its seeds disagree.
+
+    Decided from the rung's finished confirmations, reserve and spread trials of the
+    rounds before alone (every one is over once a trial of this round may be claimed),
+    so every worker decides alike. The candidate the rung would choose
+    (:func:`batchlab.analysis.confirmed_candidate`) needs more seeds where its most
+    steps over its fewest is ``ratio`` or more, or where it missed the target on a seed:
+    near the edge of stability one point is fast on one seed and slow or unstable on the
+    next, and the median of three is then whichever seed fell in the middle. A later
+    round runs only where the rounds before changed the choice to a candidate that had
+    no spread seeds yet: its fewer seeds won over another's more.
     """
     from ..analysis import confirmed_candidate
 
-    searched, per_candidate = confirmed_runs(study, ("confirm", "reserve"))
+    def counted(trial: FrozenTrial) -> bool:
+        kind = stage(trial)
+        return kind in ("confirm", "reserve") or (kind == "spread" and spread_round(trial) < round_)
+
+    searched, per_candidate = confirmed_runs(study, counted)
     chosen = confirmed_candidate(per_candidate) if per_candidate else None
     if chosen is None:
         return Spread(None, "no confirmed candidate reached the target on half its seeds")
     steps = per_candidate[chosen]
     slot = searched[chosen].user_attrs["slot"]
+    spread_before = {
+        int(t.user_attrs["confirm_of"])
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if stage(t) == "spread" and counted(t) and t.user_attrs.get("confirm_of") is not None
+    }
+    if slot in spread_before:
+        seeds = ", ".join("never" if s is None else str(s) for s in steps)
+        return Spread(
+            None, f"the chosen candidate (slot {slot}: {seeds} steps) ran its spread seeds"
+        )
     reached = [s for s in steps if s is not None]
     if len(reached) < len(steps):
         return Spread(

@@ -242,6 +242,22 @@ class SearchConfig(_Strict):
             "(examples/mnist1d-cnn.toml) uses 4."
         ),
     )
+    spread_rounds: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description=(
+            "Rounds of spread seeds. After a round, the rung chooses again over every "
+            "seed so far; where it now chooses another candidate, one with fewer seeds "
+            "whose seeds disagree as spread_seeds asks, the next round runs that one on "
+            "spread_seeds more fresh seeds (a candidate chosen on three seeds, say 190, "
+            "425 and 554 steps, over one whose seven seeds are known). Later rounds are "
+            "skipped (never trained) once the chosen candidate has had its spread seeds "
+            "or its seeds agree. 1 (the default, so that studies started before it "
+            "existed keep their meaning): one round; the default study "
+            "(examples/mnist1d-cnn.toml) uses 2."
+        ),
+    )
     spread_ratio: float = Field(
         default=2.0,
         gt=1,

@@ -412,9 +412,18 @@ def enqueue_rechecks(
 
 
 def spreads_wanted(config: StudyConfig, rung: Rung) -> int:
-    """More seeds of a rung's chosen candidate, where its seeds disagree (``[search]
-    spread_seeds``); none without confirmation (a lone search trial has one seed)."""
-    return 0 if config.search.confirm_top == 0 else config.search.spread_seeds
+    """More seeds of a rung's chosen candidate, where its seeds disagree: ``[search]
+    spread_seeds`` in each of ``spread_rounds`` rounds; none without confirmation (a
+    lone search trial has one seed)."""
+    if config.search.confirm_top == 0:
+        return 0
+    return config.search.spread_seeds * config.search.spread_rounds
+
+
+def spread_round(trial: FrozenTrial) -> int:
+    """The round of a spread trial (``[search] spread_rounds``): trials ``r *
+    spread_seeds`` ... ``(r + 1) * spread_seeds - 1`` of the stage are round ``r``."""
+    return int(trial.user_attrs.get("spread_round", 0))
 
 
 def enqueue_spreads(
@@ -423,12 +432,20 @@ def enqueue_spreads(
     """Enqueue the spread trials ``start`` ... ``stop - 1`` of a rung.
 
     Which candidate the rung chooses, and whether its seeds disagree enough to need more,
-    is known only once its confirmations (and reserve) are over, so it is decided when a
-    worker claims them (:func:`batchlab.study._claims.spread_candidate`); they are
-    skipped otherwise. Each re-runs the chosen candidate on its own fresh seed.
+    is known only once its confirmations (and reserve, and the rounds before) are over,
+    so it is decided when a worker claims them
+    (:func:`batchlab.study._claims.spread_candidate`); they are skipped otherwise. Each
+    re-runs the chosen candidate on its own fresh seed; trial ``i`` belongs to round ``i
+    // spread_seeds`` (:func:`spread_round`).
     """
+    per_round = max(config.search.spread_seeds, 1)
     _enqueue_unresolved(
-        study, config, rung, SPREAD_SLOT_BASE, range(start, stop), lambda index: {"spread": True}
+        study,
+        config,
+        rung,
+        SPREAD_SLOT_BASE,
+        range(start, stop),
+        lambda index: {"spread": True, "spread_round": index // per_round},
     )
 
 
