@@ -10,13 +10,15 @@ that do not rise skip those trials, never trained.
 from __future__ import annotations
 
 import copy
+import itertools
 import statistics
 
 import optuna
 import pytest
 
 from batchlab.report._summary import summarize
-from batchlab.results import load_study, rises_above
+from batchlab.results import load_study, rise_chance, rises_above
+from batchlab.results._rises import RISE_LEVEL
 from batchlab.study import Study, StudyConfig, open_storage
 from batchlab.study._collect import missing_slots
 from batchlab.study._plan import (
@@ -40,6 +42,39 @@ def test_a_rung_rises_only_where_every_seed_needs_more_than_every_smaller_seed()
     assert not rises_above([240, 384, 468], [213, 217, 244])  # overlap: no rise
     assert not rises_above([240, 384, 468], [float("inf")] * 3)  # never reached below
     assert rises_above([float("inf")], [213, 217, 244])  # never reached above
+
+
+def test_more_seeds_rise_where_enough_of_them_lie_above_as_rarely_as_three_of_three():
+    # protocol-2d at seed 2 with spread_rounds = 2: B = 1448's chosen candidate on 7
+    # seeds, the first its search's luckiest trial, against B = 1024's 3.
+    inf = float("inf")
+    assert rises_above([190, 425, 554, inf, 782, 425, inf], [159, 168, 195])  # 6 of 7
+    assert rise_chance(7, 3, 6) == pytest.approx(4 / 120)
+    assert not rises_above([190, 195, 425, 554, inf, 782, 425], [159, 168, 195])  # 5 of 7
+    assert rise_chance(7, 3, 5) == pytest.approx(10 / 120)
+    assert rise_chance(7, 3, 5) > RISE_LEVEL
+    assert rise_chance(3, 3, 3) == pytest.approx(RISE_LEVEL)  # the 3-of-3 rule's chance
+    # Seven seeds against seven need 4 above (C(10, 7) / C(14, 7) = 120 / 3432), not 3.
+    assert rises_above([100, 100, 300, 300, 300, 300, 100], [200] * 7)
+    assert not rises_above([100, 100, 100, 300, 300, 300, 100], [200] * 7)
+
+
+@pytest.mark.parametrize(("n", "m"), [(3, 3), (5, 3), (7, 3), (4, 2)])
+def test_the_rise_chance_is_the_share_of_orderings_that_put_k_seeds_above(n, m):
+    # Ground truth: every way to split n + m distinct counts into the rung's n and the
+    # smaller rung's m, equally likely were they drawn alike.
+    splits = list(itertools.combinations(range(n + m), m))
+    for k in range(1, n + 1):
+        share = sum(sum(c > max(low) for c in set(range(n + m)) - set(low)) >= k
+                    for low in splits) / len(splits)  # fmt: skip
+        assert rise_chance(n, m, k) == pytest.approx(share)
+
+
+def test_a_rising_rung_with_more_seeds_says_how_many_lie_above():
+    smaller = [rung(1024, [159, 168, 195], 0.11)]
+    decision = decide_recheck(rung(1448, [190, 425, 554, None, 782, 425, None], 0.2), smaller)
+    assert decision.from_batch_size == 1024
+    assert "needed more than 195 steps on 6 of its 7 seeds" in decision.reason
 
 
 def test_a_rising_rung_rechecks_the_smaller_rung_with_the_fewest_steps():

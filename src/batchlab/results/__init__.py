@@ -19,7 +19,14 @@ from ._read import (
     parse_noise_scale,
     search_space,
 )
-from ._rises import recheck_stalled, rises_above, rising_after_recheck, seeds_of, steps_text
+from ._rises import (
+    recheck_stalled,
+    rise_chance,
+    rises_above,
+    rising_after_recheck,
+    seeds_of,
+    steps_text,
+)
 from ._schema import (
     RESULTS_CSV,
     RESULTS_JSON,
@@ -68,6 +75,7 @@ __all__ = [
     "parse_noise_scale",
     "range_position",
     "recheck_stalled",
+    "rise_chance",
     "rises_above",
     "rising_after_recheck",
     "read_json",

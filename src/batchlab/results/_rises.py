@@ -5,7 +5,8 @@ training: at the same hyperparameters a larger batch's gradient is less noisy, s
 its best settings it needs no more steps (McCandlish et al. 2018, eq. 2.11; Shallue et
 al. 2018, Fig. 1). A rung whose chosen candidate needs more steps on every seed than a
 smaller rung's does on every seed (with 3 seeds each, 1 chance in 20 when both need the
-same: 1 / C(6, 3)) has either missed its optimum, which its recheck (``[search]
+same: 1 / C(6, 3)), or on so many of more seeds that chance would do it as rarely
+(:func:`rises_above`), has either missed its optimum, which its recheck (``[search]
 recheck``: the smaller rung's chosen point run here) can show, or rises for a reason
 S_min (1 + B_crit / B) does not describe: a small training set seen for many epochs at
 large batches generalizes worse (Keskar et al. 2017), so the held-out target takes more
@@ -29,10 +30,33 @@ def seeds_of(rung: RungResult) -> list[float]:
     return [math.inf if s is None else float(s) for s in runs]
 
 
+#: How rarely chance alone may make a rung read as rising: 1 in 20, the chance that 3
+#: seeds each, all alike, put one rung's three above the other's (1 / C(6, 3)).
+RISE_LEVEL = 1 / 20
+
+
+def rise_chance(n: int, m: int, k: int) -> float:
+    """The chance that ``k`` or more of a rung's ``n`` seeds need more steps than all
+    ``m`` of a smaller rung's, were all ``n + m`` counts drawn alike (exchangeable): the
+    ``m`` then all fall among the lowest ``n + m - k`` of the ``n + m`` ranks,
+    ``C(n + m - k, m) / C(n + m, m)`` (an exact rank test, as Mann and Whitney 1947's,
+    on the smaller rung's largest count)."""
+    return math.comb(n + m - k, m) / math.comb(n + m, m)
+
+
 def rises_above(seeds: Sequence[float], smaller: Sequence[float]) -> bool:
-    """Every seed of a rung needed more steps than every seed of a smaller rung, which
-    reached the target on one at least (``inf``: never reached)."""
-    return bool(seeds) and bool(smaller) and min(smaller) < math.inf and min(seeds) > max(smaller)
+    """A rung needs more steps than a smaller rung, which reached the target on one seed
+    at least (``inf``: never reached): every seed of it above every seed of the smaller
+    rung, or, where it has more seeds (``[search] spread_seeds``), so many of them above
+    all the smaller rung's that chance alone would put them there no more than
+    :data:`RISE_LEVEL` of the time (:func:`rise_chance`): 6 of 7 above 3, say, where
+    the seventh is the search's luckiest trial."""
+    if not seeds or not smaller or min(smaller) == math.inf:
+        return False
+    above = sum(s > max(smaller) for s in seeds)
+    if above == len(seeds):
+        return True
+    return above > 0 and rise_chance(len(seeds), len(smaller), above) <= RISE_LEVEL
 
 
 def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:

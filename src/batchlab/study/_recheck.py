@@ -1,7 +1,8 @@
 """A rising rung's recheck (``[search] recheck``): a smaller rung's chosen point, run here.
 
 A rung whose chosen candidate needed more steps on every seed than a smaller rung's
-did on every seed rises (:func:`batchlab.results.rises_above`), which gradient noise
+did on every seed (or on so many of more seeds that chance would do it as rarely) rises
+(:func:`batchlab.results.rises_above`), which gradient noise
 alone never makes it do (:mod:`batchlab.results._rises`): its search most likely
 missed its optimum. Its recheck runs the chosen point of a smaller rung with the fewest
 steps (the largest of those as fast as the fastest, :func:`recheck_source`) at this
@@ -87,16 +88,19 @@ def decide_recheck(rung: RungResult, smaller: Sequence[RungResult]) -> Recheck:
             f"B = {source.batch_size}'s chosen point",
         )
     low, other = min(seeds), below[0]
-    needed = (
-        "never reached the target"
-        if math.isinf(low)
-        else f"needed {low:g} steps or more on every seed"
-    )
+    top = max(seeds_of(other))
+    above = sum(s > top for s in seeds)
+    if math.isinf(low):
+        needed = "never reached the target"
+    elif above == len(seeds):
+        needed = f"needed {low:g} steps or more on every seed"
+    else:
+        needed = f"needed more than {top:g} steps on {above} of its {len(seeds)} seeds"
     return Recheck(
         source.batch_size,
         params,
         f"B = {b} rises above B = {other.batch_size} (its chosen candidate {needed}, "
-        f"B = {other.batch_size}'s {max(seeds_of(other)):g} or fewer): "
+        f"B = {other.batch_size}'s {top:g} or fewer): "
         f"B = {source.batch_size}'s chosen point is run here",
     )
 
