@@ -56,7 +56,7 @@ def rises_above(seeds: Sequence[float], smaller: Sequence[float]) -> bool:
     above = sum(s > max(smaller) for s in seeds)
     if above == len(seeds):
         return True
-    return above > 0 and rise_chance(len(seeds), len(smaller), above) <= RISE_LEVEL
+    return rise_chance(len(seeds), len(smaller), above) <= RISE_LEVEL
 
 
 def rising_after_recheck(rungs: Sequence[RungResult]) -> list[str | None]:

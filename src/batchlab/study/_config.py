@@ -249,7 +249,7 @@ class SearchConfig(_Strict):
         description=(
             "Rounds of spread seeds. After a round, the rung chooses again over every "
             "seed so far; where it now chooses another candidate, one with fewer seeds "
-            "whose seeds disagree as spread_seeds asks, the next round runs that one on "
+            "that disagree (spread_ratio, or a missed seed), the next round runs it on "
             "spread_seeds more fresh seeds (a candidate chosen on three seeds, say 190, "
             "425 and 554 steps, over one whose seven seeds are known). Later rounds are "
             "skipped (never trained) once the chosen candidate has had its spread seeds "
