@@ -24,6 +24,7 @@ from ._rises import (
     rise_chance,
     rises_above,
     rising_after_recheck,
+    seeds_above,
     seeds_of,
     steps_text,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "search_floor",
     "search_space",
     "searched_ranges",
+    "seeds_above",
     "seeds_of",
     "steps_text",
     "summarize_rungs",

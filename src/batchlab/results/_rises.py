@@ -44,6 +44,12 @@ def rise_chance(n: int, m: int, k: int) -> float:
     return math.comb(n + m - k, m) / math.comb(n + m, m)
 
 
+def seeds_above(seeds: Sequence[float], smaller: Sequence[float]) -> int:
+    """How many of a rung's seeds needed more steps than every seed of a smaller rung."""
+    top = max(smaller)
+    return sum(s > top for s in seeds)
+
+
 def rises_above(seeds: Sequence[float], smaller: Sequence[float]) -> bool:
     """A rung needs more steps than a smaller rung, which reached the target on one seed
     at least (``inf``: never reached): every seed of it above every seed of the smaller
@@ -53,7 +59,7 @@ def rises_above(seeds: Sequence[float], smaller: Sequence[float]) -> bool:
     the seventh is the search's luckiest trial."""
     if not seeds or not smaller or min(smaller) == math.inf:
         return False
-    above = sum(s > max(smaller) for s in seeds)
+    above = seeds_above(seeds, smaller)
     if above == len(seeds):
         return True
     return rise_chance(len(seeds), len(smaller), above) <= RISE_LEVEL

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import optuna
 
-from ..results import RungResult, rises_above, seeds_of
+from ..results import RungResult, rises_above, seeds_above, seeds_of
 from ._collect import collect_rung
 from ._plan import Rung, open_stages
 
@@ -89,7 +89,7 @@ def decide_recheck(rung: RungResult, smaller: Sequence[RungResult]) -> Recheck:
         )
     low, other = min(seeds), below[0]
     top = max(seeds_of(other))
-    above = sum(s > top for s in seeds)
+    above = seeds_above(seeds, seeds_of(other))
     if math.isinf(low):
         needed = "never reached the target"
     elif above == len(seeds):
