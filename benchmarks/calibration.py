@@ -41,15 +41,16 @@ and width alone, and those of the interval the rungs' own intervals give when
 propagated through the fit (``_common.propagated_b_crit_ci``, a diagnostic). ``--keep DIR`` runs the studies in DIR/<workload>-<seed> and keeps
 them (a second run re-analyses them without training).
 
-``--confirm-reserve N``, ``--recheck N`` and ``--spread-seeds N`` set those ``[search]``
-fields (the default study uses 1, 3 and 4; off by default here, as in the config model).
+``--confirm-reserve N``, ``--recheck N``, ``--spread-seeds N`` and ``--spread-rounds N``
+set those ``[search]`` fields (the default study uses 1, 3, 4 and 2; off by default here,
+as in the config model).
 
 ``--edge-extension X`` sets ``[search] edge_extension`` (refinement beyond the edge a
 rung's best is on); each study then also prints how many rungs are flagged on an edge.
 
 Run:  python benchmarks/calibration.py [--studies 20] [--trials 16] [--grid 4000]
           [--edge-extension 0.125] [--workload nqm|linreg] [--keep DIR]
-          [--confirm-reserve 1 --recheck 3 --spread-seeds 4]
+          [--confirm-reserve 1 --recheck 3 --spread-seeds 4 --spread-rounds 2]
       (about a minute on 2 cores)
 """
 
@@ -245,6 +246,7 @@ def main() -> None:
     parser.add_argument("--confirm-reserve", type=int, default=0)
     parser.add_argument("--recheck", type=int, default=0)
     parser.add_argument("--spread-seeds", type=int, default=0)
+    parser.add_argument("--spread-rounds", type=int, default=1)
     parser.add_argument(
         "--keep", type=Path, help="run the studies in DIR/<workload>-<seed> and keep them"
     )
@@ -277,7 +279,7 @@ def main() -> None:
         study = run_study(
             seed, args.trials, args.workload, args.keep, edge_extension=args.edge_extension,
             confirm_reserve=args.confirm_reserve, recheck=args.recheck,
-            spread_seeds=args.spread_seeds,
+            spread_seeds=args.spread_seeds, spread_rounds=args.spread_rounds,
         )  # fmt: skip
         for b, s in zip(LADDER, exact, strict=True):
             if study["steps"][b] is not None:

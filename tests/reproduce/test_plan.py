@@ -9,8 +9,10 @@ import pytest
 
 from batchlab import ConfigError
 from batchlab.reproduce import default_plan_dir, load_plan
+from batchlab.study import StudyConfig
 
-PLANS = Path(__file__).resolve().parents[2] / "examples" / "findings"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PLANS = EXAMPLES / "findings"
 
 
 @pytest.mark.parametrize("variant", ["full", "quick"])
@@ -37,6 +39,24 @@ def test_quick_plan_is_a_cut_down_full_plan():
         assert config.workload.name == reference.workload.name
         assert len(config.batch_sizes()) <= len(reference.batch_sizes())
         assert config.search.trials_per_rung <= reference.search.trials_per_rung
+
+
+def test_full_plans_reference_study_is_the_default_study():
+    """Findings 1-7 say they measure the default study: its settings, stages included."""
+    reference = load_plan(PLANS / "full").studies["mnist1d-nesterov"].to_json_dict()
+    default = StudyConfig.from_toml(EXAMPLES / "mnist1d-cnn.toml").to_json_dict()
+    for config in (reference, default):
+        del config["name"], config["workload"]["path"]
+    assert reference == default
+
+
+def test_full_plan_studies_run_the_default_studys_stages():
+    default = StudyConfig.from_toml(EXAMPLES / "mnist1d-cnn.toml").search
+    stages = ("refine", "edge_extension", "confirm_top", "confirm_seeds", "confirm_reserve")
+    stages += ("spread_seeds", "spread_rounds", "recheck")
+    for name, config in load_plan(PLANS / "full").studies.items():
+        for stage in stages:
+            assert getattr(config.search, stage) == getattr(default, stage), (name, stage)
 
 
 def test_default_plan_dir_finds_the_checkout_from_anywhere(tmp_path):

@@ -128,6 +128,8 @@ def test_an_unreached_rung_rises_above_any_reached_one():
         ([230, 300, 400], [[213, 217, 244]], "does not rise"),  # overlapping seeds
         ([360, 384, 468], [[None, None, None]], "does not rise"),  # none reached below
         ([300, 300, 300], [[300, 300, 300]], "does not rise"),  # as fast: no rise
+        # 5 of 7 above 3: chance 0.083 > 1/20 (the rank test's reason names its level)
+        ([190, 425, 554, None, 782, 170, None], [[159, 183, 195]], "1 time in 20"),
     ],
 )
 def test_a_rung_that_does_not_rise_skips_its_recheck(seeds, smaller, why):

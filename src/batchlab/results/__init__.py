@@ -20,6 +20,7 @@ from ._read import (
     search_space,
 )
 from ._rises import (
+    RISE_LEVEL,
     recheck_stalled,
     rise_chance,
     rises_above,
@@ -57,6 +58,7 @@ __all__ = [
     "RESULTS_CSV",
     "RESULTS_JSON",
     "SCHEMA_VERSION",
+    "RISE_LEVEL",
     "STATUSES",
     "EdgeWarning",
     "Fields",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import optuna
 
-from ..results import RungResult, rises_above, seeds_above, seeds_of
+from ..results import RISE_LEVEL, RungResult, rises_above, seeds_above, seeds_of
 from ._collect import collect_rung
 from ._plan import Rung, open_stages
 
@@ -74,7 +74,8 @@ def decide_recheck(rung: RungResult, smaller: Sequence[RungResult]) -> Recheck:
             None,
             None,
             f"B = {b} does not rise: no smaller rung's chosen candidate needed fewer steps "
-            "on every seed than it did on any",
+            "on every seed than it did on any, or on so many of its seeds that chance "
+            f"would do it no more than 1 time in {round(1 / RISE_LEVEL)}",
         )
     source = recheck_source(smaller)
     assert source.best is not None  # (see ``recheck_source``)
