@@ -182,3 +182,18 @@ def test_full_run_document_has_no_quick_banner(plan, findings):
     text = render_document(findings, plan.studies, full)
     assert "This is a quick run" not in text
     assert "No figure" in text  # no figures passed
+
+
+def test_the_studies_table_says_how_many_seeds_each_stage_runs(plan, findings):
+    def studies_row(studies) -> str:
+        text = render_document(findings, studies, RUN)
+        rows = [r for r in text.splitlines() if r.startswith("| mnist1d-nesterov | mnist1d-cnn (")]
+        assert len(rows) == 1
+        return rows[0]
+
+    full = studies_row(load_plan(PLAN.parent / "full").studies)
+    assert (
+        "| 1; the best 2: 3 (median decides); the chosen one 7 where its seeds disagree 2× "
+        "or miss, up to 2 rounds; a rising rung's recheck: 3 |"
+    ) in full
+    assert "| 1; the best 2: 3 (median decides) |" in studies_row(plan.studies)  # quick: no more

@@ -102,6 +102,14 @@ def study_facts(config: StudyConfig, trial_seconds: float = 0.0) -> StudyFacts:
             f"1; the best {fmt(search.confirm_top)}: {fmt(1 + search.confirm_seeds)} "
             "(median decides)"
         )
+        if search.spread_seeds:
+            rounds = "" if search.spread_rounds == 1 else f", up to {search.spread_rounds} rounds"
+            seeds += (
+                f"; the chosen one {fmt(1 + search.confirm_seeds + search.spread_seeds)} "
+                f"where its seeds disagree {fmt(search.spread_ratio)}× or miss{rounds}"
+            )
+        if search.recheck:
+            seeds += f"; a rising rung's recheck: {fmt(search.recheck)}"
     trials = f"{fmt(search.trials_per_rung)}" + (
         f" + {fmt(search.refine)} refined" if search.refine and search.sampler != "tpe" else ""
     )
