@@ -90,3 +90,33 @@ def test_no_floor_without_a_line_through_the_best():
     # A linear-scaled or unsearched lr gives none.
     assert search_floor(rung(trials), {"lr": SearchRange(1e-3, 1.0, "linear")}) is None
     assert search_floor(rung(trials), {}) is None
+
+
+def test_a_beaten_neighbour_gives_its_slope_through_its_fresh_seeds():
+    # NQM, B = 512, calibration seed 4: the search trial at lr 0.09 was stopped once
+    # beaten (the best, lr 0.1, had reached the target in 80 steps); its confirmation
+    # seeds took 83 and 83. Without them the best has no reached neighbour: no floor.
+    base = [record(0, 0.1, 80), record(1, 0.09, None), record(2, 0.13, None)]
+    assert search_floor(rung(base), {"lr": LR}) is None
+    seeds = [record(3, 0.09, 83, confirm_of=1), record(4, 0.09, 83, confirm_of=1)]
+    floor = search_floor(rung(base + seeds), {"lr": LR})
+    # The median seed, 83, at log-distance ln(10/9) on the left; the right bracket is
+    # ln 1.3 long, longer than that secant: it is extended (search_gap).
+    slope = math.log(83 / 80) / math.log(0.1 / 0.09)
+    assert floor == pytest.approx(80 * math.exp(-slope * math.log(1.3)))
+    # Seeds that mostly never reached the target give no count: still no floor.
+    missed = [record(3, 0.09, 83, confirm_of=1), record(4, 0.09, None, confirm_of=1)]
+    missed += [record(5, 0.09, None, confirm_of=1)]
+    assert search_floor(rung(base + missed), {"lr": LR}) is None
+
+
+def test_seed_noise_is_the_widest_spread_of_a_points_runs():
+    from batchlab.results._space import seed_noise
+
+    best = [record(0, 0.1, 100), record(1, 0.1, 120, confirm_of=0)]
+    other = [record(2, 0.2, 150), record(3, 0.2, 150, confirm_of=2)]
+    beaten = [record(4, 0.3, None), record(5, 0.3, 200, confirm_of=4)]  # one run measured
+    assert seed_noise([best, other, beaten]) == pytest.approx(math.log(1.2))
+    missed = [record(6, 0.4, 90), record(7, 0.4, None, confirm_of=6, status="not_reached")]
+    assert seed_noise([best, missed]) == math.inf
+    assert seed_noise([beaten, [record(8, 0.5, 70)]]) is None  # no point with two runs

@@ -21,9 +21,16 @@ from the rung's own trials, under two assumptions stated here and in the docs:
    make it steeper. A secant is extended at most its own length: one between two
    nearly equal learning rates measures their seeds' noise, not the curve's slope.
 
-The gap is the larger of the two sides' bounds, in log units. A side with no such
-secant from the other side of the best borrows one from its own side (an assumption
-of symmetry, weaker than the two above); a side with neither leaves the gap unknown.
+The gap is the larger of the two sides' bounds, in log units. Where no secant from
+the other side of the best is that long (a refinement window stretched beyond an edge
+of the range, ``[search] edge_extension``, leaves the best point's neighbours far
+apart), the longest one is extended further if it rises by more than twice the seeds'
+own ``noise`` (how far apart a point's repeats lie, in log steps): each end lies within
+that noise of its own count, so the rise is then measured to within half of itself, and
+on a convex curve the secant bounds however far it is extended (an unknown gap lets the
+rung's interval, :func:`rung_steps_interval`, count none at all). A side with neither
+borrows a secant from its own side the same way (an assumption of symmetry, weaker
+than the two above); failing that, the gap is unknown.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ def search_gap(
     points: Sequence[tuple[float, float | None]],
     best: float,
     bounds: tuple[float, float],
+    noise: float | None = None,
 ) -> float | None:
     """An upper bound on log S(best) − log S*, S* the fewest steps over the searched range.
 
@@ -44,6 +52,9 @@ def search_gap(
             slope). Repeats of one x keep the smallest y.
         best: x of the best point (its y is the smallest reached).
         bounds: the searched range of x, ``(low, high)``.
+        noise: how far apart in y a point's repeats lie (fresh seeds; 0 on a noiseless
+            workload); a secant shorter than the bracket it must span is extended only
+            if it rises by more than twice that. ``None`` (unknown): never.
 
     Returns:
         The gap in log units (≥ 0; 0 when the best point is bracketed on both sides
@@ -67,27 +78,37 @@ def search_gap(
     right = min((x for x in values if x > best), default=high)
     # The optimum right of the best is bounded by a left secant, and vice versa; a side
     # without one borrows a secant from the other side.
-    from_left = _secant(values, best, y_best, "left", right - best)
-    from_left = (
-        _secant(values, best, y_best, "right", right - best) if from_left is None else from_left
-    )
-    from_right = _secant(values, best, y_best, "right", best - left)
-    from_right = (
-        _secant(values, best, y_best, "left", best - left) if from_right is None else from_right
-    )
+    from_left = _bounding_slope(values, best, y_best, ("left", "right"), right - best, noise)
+    from_right = _bounding_slope(values, best, y_best, ("right", "left"), best - left, noise)
     if from_left is None or from_right is None:
         return None
     return max(from_left * (right - best), from_right * (best - left), 0.0)
 
 
-def _secant(
-    values: dict[float, float | None], best: float, y_best: float, side: str, reach: float
+def _bounding_slope(
+    values: dict[float, float | None],
+    best: float,
+    y_best: float,
+    sides: tuple[str, str],
+    reach: float,
+    noise: float | None,
 ) -> float | None:
-    """The flattest |slope| of log S from the best point to a reached point on ``side``
-    at least ``reach`` away (a secant is extended at most its own length)."""
-    slopes = [
-        max((y - y_best) / abs(best - x), 0.0)
-        for x, y in values.items()
-        if y is not None and (x < best if side == "left" else x > best) and abs(best - x) >= reach
-    ]
-    return min(slopes) if slopes else None
+    """The |slope| that bounds the optimum ``reach`` beyond the best, away from
+    ``sides[0]``: from that side, the flattest secant at least ``reach`` long, else the
+    longest one that rises by more than twice ``noise``; failing both, from
+    ``sides[1]`` the same way (borrowed)."""
+    for side in sides:
+        secants = [  # (length, rise) of each secant on this side
+            (abs(best - x), y - y_best)
+            for x, y in values.items()
+            if y is not None and (x < best if side == "left" else x > best)
+        ]
+        long_enough = [max(rise, 0.0) / length for length, rise in secants if length >= reach]
+        if long_enough:
+            return min(long_enough)
+        if noise is not None:
+            measured = [(length, rise) for length, rise in secants if rise > 2 * noise]
+            if measured:
+                length, rise = max(measured)
+                return rise / length
+    return None

@@ -11,12 +11,12 @@ and the report shows them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._schema import RungResult
+    from ._schema import RungResult, TrialRecord
 
 
 @dataclass(frozen=True)
@@ -185,12 +185,18 @@ def search_floor(
     S(η); see its module). The floor is that count, less its evaluation resolution
     (:attr:`TrialRecord.resolution_steps`), times exp(−gap).
 
-    Only the search trials that share every other searched value with the best one
-    lie on its line through ``param`` (all of them when ``param`` is the only one
-    searched): in a two-dimensional space a rung usually has none, and no floor.
+    Its points are the rung's search trials (refinement included), each at its count.
+    A point whose search trial never reached the target (stopped once beaten, say) but
+    whose fresh seeds did (confirmation, spread, a recheck of a smaller rung's point)
+    takes their median (:func:`batchlab.analysis.median_steps`): it still gives a slope.
+    Rule runs take no part. Only the trials that share every other searched value with
+    the best one lie on its line through ``param`` (all of them when ``param`` is the
+    only one searched): in a two-dimensional space a rung usually has none, and no floor.
+    How far its points' repeats lie apart (:func:`seed_noise`) decides whether a secant
+    shorter than the bracket it spans is extended (:func:`~batchlab.analysis.search_gap`).
 
     Args:
-        rung: the rung; its tuned search trials (confirmations and rule runs left out).
+        rung: the rung.
         space: the configured ranges (widened as the rung searched, :func:`searched_ranges`).
         param: the log-scaled parameter to bound along.
 
@@ -198,33 +204,56 @@ def search_floor(
         The floor in steps, or ``None`` (no reached trial, ``param`` not log-scaled,
         or no second reached point on the line to give a slope).
     """
-    from ..analysis import search_gap  # SciPy's fits: workers never need them.
+    from ..analysis import median_steps, search_gap  # SciPy's fits: workers never need them.
 
     searched = searched_ranges(rung, space).get(param)
     if searched is None or searched.scale != "log":
         return None
-    search = [
+    tuning = [
         t
         for t in rung.trials
-        if t.stage == "search" and t.status != "error" and t.params.get(param, 0) > 0
+        if not t.stage.startswith("rule:") and t.status != "error" and t.params.get(param, 0) > 0
     ]
-    reached = [t for t in search if t.steps_to_target is not None]
+    reached = [t for t in tuning if t.stage == "search" and t.steps_to_target is not None]
     if not reached:
         return None
     best = min(reached, key=lambda t: t.steps_to_target or 0)
     others = {k: v for k, v in best.params.items() if k != param}
-    line = [t for t in search if {k: v for k, v in t.params.items() if k != param} == others]
-    points = [
-        (
-            math.log(t.params[param]),
-            None if t.steps_to_target is None else math.log(t.steps_to_target),
-        )
-        for t in line
-    ]
+    by_value: dict[float, list[TrialRecord]] = {}
+    for t in tuning:
+        if {k: v for k, v in t.params.items() if k != param} == others:
+            by_value.setdefault(t.params[param], []).append(t)
+    points = []
+    for value, trials in by_value.items():
+        counts = [t.steps_to_target for t in trials if t.stage == "search"]
+        seeds = [t.steps_to_target for t in trials if t.stage != "search"]
+        if not any(counts) and seeds:
+            counts = [median_steps(seeds)]
+        points += [(math.log(value), None if c is None else math.log(c)) for c in counts]
     xs = [x for x, _ in points]
     bounds = (min(math.log(searched.low), *xs), max(math.log(searched.high), *xs))
-    gap = search_gap(points, math.log(best.params[param]), bounds)
+    gap = search_gap(points, math.log(best.params[param]), bounds, seed_noise(by_value.values()))
     if gap is None or best.steps_to_target is None:
         return None
     floor = max(best.steps_to_target - (best.resolution_steps or 0), 1)
     return floor * math.exp(-gap)
+
+
+def seed_noise(points: Iterable[Sequence[TrialRecord]]) -> float | None:
+    """How far apart in log steps the runs of one point lie, at most over ``points``.
+
+    Each item holds the trials of one point (its search trial and its fresh seeds). A
+    search trial stopped once beaten measured nothing and is left out; a point with a
+    run that never reached the target among its runs lies infinitely far apart.
+    ``None`` where no point has two runs (nothing to tell the noise by).
+    """
+    spreads = []
+    for trials in points:
+        runs = [t.steps_to_target for t in trials if t.status != "beaten"]
+        if len(runs) < 2:
+            continue
+        reached = [s for s in runs if s is not None]
+        spreads.append(
+            math.log(max(reached) / min(reached)) if len(reached) == len(runs) else math.inf
+        )
+    return max(spreads, default=None)
