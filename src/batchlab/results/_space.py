@@ -202,7 +202,8 @@ def search_floor(
 
     Returns:
         The floor in steps, or ``None`` (no reached trial, ``param`` not log-scaled,
-        or no second reached point on the line to give a slope).
+        no second reached point on the line to give a slope, or only secants shorter
+        than their bracket that rise by no more than twice the seeds' noise).
     """
     from ..analysis import median_steps, search_gap  # SciPy's fits: workers never need them.
 
