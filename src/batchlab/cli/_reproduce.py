@@ -108,7 +108,7 @@ def reproduce_command(
 
       batchlab reproduce --quick --workers 2
 
-      batchlab reproduce --workers 2          # the full run, about half an hour on 2 cores
+      batchlab reproduce --workers 2          # the full run, about 40 minutes on 2 cores
     """
     with cli_errors(
         "Finished studies and trials are kept: free some space, then run the same "
