@@ -39,12 +39,13 @@ FILED_ON = "a7d515b"
 def unpack(commit: str, into: Path) -> Path:
     """Write ``commit``'s tree into ``into`` (nothing in this repository changes)."""
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", commit],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        ["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True
+    )
+    if archive.returncode != 0:
+        sys.exit(
+            f"--baseline {commit!r}: not a commit of {ROOT} ({archive.stderr.decode().strip()})"
+        )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(into, filter="data")
     return into
 
@@ -80,7 +81,9 @@ def main() -> None:
     parser.add_argument("--config", default="examples/mnist1d-cnn.toml")
     args = parser.parse_args()
     if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     print(
         f"baseline {args.baseline} against the working tree {ROOT}; {args.config}, "
         f"--workers {args.workers}, {args.repeats} run(s) each, alternating"
