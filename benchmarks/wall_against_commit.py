@@ -7,7 +7,7 @@ compares against that pipeline's settings re-run on this version's code; this sc
 runs that commit's own code instead: it unpacks the commit (``git archive``) into a
 temporary folder and times ``batchlab study run CONFIG --workers N`` there and in this
 working tree, alternately (baseline, current, baseline, current, ...: the machine
-drifts), each with its own ``src`` first on ``PYTHONPATH`` and the same Python, so
+drifts), each with its own ``src`` as ``PYTHONPATH`` and the same Python, so
 the same torch and Optuna. It prints each run's wall time and answer line, then the
 ratio of the medians.
 
@@ -64,7 +64,7 @@ def time_study(tree: Path, config: str, workers: int, out: Path) -> tuple[float,
 
 
 def answer_line(stdout: str) -> str:
-    """The line that states B_crit: ``Answer: ...`` now, ``S(B) = ...`` before [answer]."""
+    """The text from ``Answer: B_crit`` now, or from ``B_crit = `` before [answer], on."""
     text = " ".join(stdout.split())
     for marker in ("Answer: B_crit", "B_crit = "):
         at = text.find(marker)
